@@ -1,0 +1,1 @@
+# tern-lsq (ternary least squares).

@@ -1,0 +1,1 @@
+# tern-train and friends.

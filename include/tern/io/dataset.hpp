@@ -1,0 +1,63 @@
+#pragma once
+/// \file In-memory image classification datasets and their readers:
+/// MNIST / Fashion-MNIST (IDX, raw or gzipped) and CIFAR-10 (binary batches).
+#include "tern/core/types.hpp"
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tern::io {
+
+/// N images, NCHW float32, and their labels in [0, numClasses).
+struct Dataset {
+    std::string name;                  ///< "mnist/train", ...
+    Index count = 0, channels = 0, height = 0, width = 0;
+    int numClasses = 10;
+    std::vector<float> images;         ///< count * channels * height * width, NCHW
+    std::vector<std::int32_t> labels;  ///< count entries
+    bool augment = false;              ///< training-time pad-4 random crop + horizontal flip
+
+    Index imageSize() const { return channels * height * width; }
+    const float* image(Index i) const { return images.data() + i * imageSize(); }
+};
+
+/// A train/test pair as the apps use it.
+struct DataSplit {
+    Dataset train, test;
+    std::vector<float> mean, stddev;  ///< per-channel normalization applied to both
+};
+
+/// Known dataset names: "mnist", "fashion-mnist", "cifar10".
+std::vector<std::string> datasetNames();
+
+/// Reads MNIST/Fashion-MNIST IDX files (`train-images-idx3-ubyte`[.gz], ...) from `dir`.
+/// `split` is "train" or "test". Pixel values scaled to [0, 1] (not yet normalized).
+/// Throws std::runtime_error naming the file and the problem (missing, bad magic, truncated,
+/// count mismatch between images and labels, label out of range).
+Dataset readIdx(const std::string& dir, const std::string& split, const std::string& name);
+
+/// Reads CIFAR-10 binary batches from `dir` (data_batch_1..5.bin for "train",
+/// test_batch.bin for "test"); values scaled to [0, 1]. Same error policy.
+Dataset readCifar10(const std::string& dir, const std::string& split);
+
+/// Loads train and test of `name` from `dir`, keeps the first `trainLimit` training images
+/// (0 = all), computes per-channel mean/std on train and normalizes both. Sets
+/// train.augment for cifar10. Throws std::invalid_argument for an unknown name (listing the
+/// known ones), std::runtime_error for file problems.
+DataSplit loadDataset(const std::string& name, const std::string& dir, Index trainLimit = 0,
+                      Index testLimit = 0);
+
+/// Per-channel normalization in place: x = (x - mean[c]) / stddev[c].
+void normalize(Dataset& d, const std::vector<float>& mean, const std::vector<float>& stddev);
+/// Per-channel mean and standard deviation over a dataset.
+void channelStats(const Dataset& d, std::vector<float>& mean, std::vector<float>& stddev);
+
+/// Copies images `indices` of `d` into `dst` (NCHW, indices.size() images) and their labels
+/// into `labels`. With d.augment, applies pad-4 random crop and random horizontal flip drawn
+/// from `rng` (zero padding, in normalized space).
+void gatherBatch(const Dataset& d, const std::vector<Index>& indices, float* dst,
+                 std::int32_t* labels, std::mt19937_64* rng);
+
+}  // namespace tern::io

@@ -1,0 +1,70 @@
+#pragma once
+/// \file Euclidean projection onto a level set, and trainable quantizers.
+///
+///   P_C(v) = argmin_{z in C} ||v - z||^2        (docs/algorithms.md, section 1)
+///
+/// A projection works one group at a time: the whole vector (per tensor) or each output
+/// filter, a contiguous slice of a row-major tensor whose dim 0 is the filter.
+#include "tern/core/parameter.hpp"
+#include "tern/core/state.hpp"
+#include "tern/core/types.hpp"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tern::proj {
+
+/// What the projection chose for one group.
+struct GroupResult {
+    Scalar scale = 1;   ///< the level scale a (1 where the set has no scale)
+    Index nonzeros = 0; ///< entries of z that are not 0
+};
+
+/// Projection onto a level set C. Stateless and const (thread-safe); `z` may alias `v`.
+class Projection {
+public:
+    virtual ~Projection() = default;
+    /// Spec string; round-trips through makeProjection().
+    virtual std::string name() const = 0;
+    /// Number of levels: 2 (binary), 3 (ternary), 2N+1 (pow2), 0 for a continuous set (box).
+    virtual int levels() const = 0;
+    /// Projects v into z, split into `groups` equal contiguous slices, one scale each.
+    /// Throws std::invalid_argument on size mismatch, groups not dividing the size, an empty
+    /// group or a non-finite entry.
+    std::vector<GroupResult> project(CVecRef v, VecRef z, Index groups = 1) const;
+    /// Same, with the groups given by a shape and a granularity.
+    std::vector<GroupResult> project(CVecRef v, VecRef z, const Shape& shape,
+                                     Granularity g) const;
+
+private:
+    /// One group; sizes already checked, v finite and non-empty.
+    virtual GroupResult projectGroup(CVecRef v, VecRef z) const = 0;
+};
+
+/// Builds a projection from a spec: "ternary:exact", "ternary:twn,ratio=0.7", "pow2,bits=3",
+/// "ternary:topk,fraction=0.3", ... ; ",scale=one" fixes the scale of a scaled set to 1.
+/// Unknown names or options throw std::invalid_argument listing the valid ones.
+std::unique_ptr<Projection> makeProjection(const std::string& spec);
+/// The known base names, for help texts and error messages.
+std::vector<std::string> projectionNames();
+
+/// A forward map plus a pseudo-gradient (larq's quantizer). The network is evaluated at
+/// wq = forward(latent); backward maps dL/dwq to dL/dlatent.
+class Quantizer {
+public:
+    virtual ~Quantizer() = default;
+    virtual std::string name() const = 0;
+    /// wq = Q(latent) for one block of the given shape.
+    virtual void forward(CVecRef latent, VecRef wq, const Shape& shape) = 0;
+    /// dLatent = pseudo-gradient of dL/dwq at `latent` (uses what forward() saw last).
+    virtual void backward(CVecRef latent, CVecRef dWq, VecRef dLatent) = 0;
+    /// Extra trainable parameters of the quantizer (TTQ's Wp, Wn); their `grad` is written by
+    /// backward(). nullptr when there are none.
+    virtual ParameterSet* trainable() { return nullptr; }
+    virtual void saveState(StateWriter& /*out*/, const std::string& /*prefix*/) const {}
+    virtual void loadState(const StateReader& /*in*/, const std::string& /*prefix*/) {}
+};
+
+}  // namespace tern::proj

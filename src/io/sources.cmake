@@ -1,0 +1,1 @@
+# Sources of src/io (owned by that area).

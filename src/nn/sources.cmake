@@ -1,0 +1,1 @@
+# Sources of src/nn (owned by that area).

@@ -1,0 +1,1 @@
+# Sources of src/optim (owned by that area).

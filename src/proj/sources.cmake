@@ -1,0 +1,1 @@
+# Sources of src/proj (owned by that area).

@@ -1,0 +1,33 @@
+#pragma once
+// Shared test helpers: deterministic random data and exception-message predicates.
+#include "tern/core/types.hpp"
+
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace tern::testing {
+
+/// n standard-normal entries from a fixed seed.
+inline Vector randomVector(Index n, std::uint64_t seed, float stddev = 1.0f) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> dist(0.0f, stddev);
+    Vector v(n);
+    for (Index i = 0; i < n; ++i) v[i] = dist(rng);
+    return v;
+}
+
+/// Predicate for BOOST_CHECK_EXCEPTION: the message contains `needle`.
+struct messageContains {
+    std::string needle;
+    explicit messageContains(std::string s) : needle(std::move(s)) {}
+    bool operator()(const std::exception& e) const {
+        return std::string(e.what()).find(needle) != std::string::npos;
+    }
+};
+
+/// A fresh empty directory under the system temp dir, unique per call.
+std::string tempDir(const std::string& tag);
+
+}  // namespace tern::testing
