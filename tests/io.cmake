@@ -1,1 +1,2 @@
 # Tests of the io area.
+include(io_datasets.cmake)

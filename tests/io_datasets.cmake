@@ -1,0 +1,1 @@
+tern_test(test_datasets unit)
