@@ -1,1 +1,2 @@
 # Sources of src/io (owned by that area).
+target_sources(tern PRIVATE ${CMAKE_CURRENT_LIST_DIR}/dataset.cpp)
