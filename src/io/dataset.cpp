@@ -154,13 +154,16 @@ Dataset readIdxLimited(const std::string& dir, const std::string& split, const s
         readMaybeGz((fs::path(dir) / (prefix + "-labels-idx1-ubyte")).string(), where);
 
     // Image file: magic, count, rows, cols (big-endian u32), then count*rows*cols bytes.
+    // The magic number first: a wrong kind of file says so even when it is short.
+    if (img.bytes.size() >= 4) {
+        const std::uint32_t magic = bigEndian32(img.bytes.data());
+        if (magic != kIdxImageMagic)
+            ioError(where, TERN_MSG(img.path << ": bad magic number " << magic << " (expected "
+                                             << kIdxImageMagic << " for an IDX image file)"));
+    }
     if (img.bytes.size() < kIdxImageHeader)
         ioError(where, TERN_MSG(img.path << ": truncated: expected at least " << kIdxImageHeader
                                          << " bytes (IDX image header), got " << img.bytes.size()));
-    const std::uint32_t imgMagic = bigEndian32(img.bytes.data());
-    if (imgMagic != kIdxImageMagic)
-        ioError(where, TERN_MSG(img.path << ": bad magic number " << imgMagic << " (expected "
-                                         << kIdxImageMagic << " for an IDX image file)"));
     const std::uint32_t count = bigEndian32(img.bytes.data() + 4);
     const std::uint32_t rows = bigEndian32(img.bytes.data() + 8);
     const std::uint32_t cols = bigEndian32(img.bytes.data() + 12);
@@ -172,13 +175,16 @@ Dataset readIdxLimited(const std::string& dir, const std::string& split, const s
               TERN_MSG(count << " images of " << rows << "x" << cols).c_str());
 
     // Label file: magic, count, then count bytes.
+    // The magic number first: a wrong kind of file says so even when it is short.
+    if (lab.bytes.size() >= 4) {
+        const std::uint32_t magic = bigEndian32(lab.bytes.data());
+        if (magic != kIdxLabelMagic)
+            ioError(where, TERN_MSG(lab.path << ": bad magic number " << magic << " (expected "
+                                             << kIdxLabelMagic << " for an IDX label file)"));
+    }
     if (lab.bytes.size() < kIdxLabelHeader)
         ioError(where, TERN_MSG(lab.path << ": truncated: expected at least " << kIdxLabelHeader
                                          << " bytes (IDX label header), got " << lab.bytes.size()));
-    const std::uint32_t labMagic = bigEndian32(lab.bytes.data());
-    if (labMagic != kIdxLabelMagic)
-        ioError(where, TERN_MSG(lab.path << ": bad magic number " << labMagic << " (expected "
-                                         << kIdxLabelMagic << " for an IDX label file)"));
     const std::uint32_t labCount = bigEndian32(lab.bytes.data() + 4);
     checkSize(lab, kIdxLabelHeader + labCount, where, TERN_MSG(labCount << " labels").c_str());
     if (labCount != count)

@@ -57,6 +57,10 @@ void channelStats(const Dataset& d, std::vector<float>& mean, std::vector<float>
 /// Copies images `indices` of `d` into `dst` (NCHW, indices.size() images) and their labels
 /// into `labels`. With d.augment, applies pad-4 random crop and random horizontal flip drawn
 /// from `rng` (zero padding, in normalized space).
+/// With d.augment but a null `rng`, copies plainly (evaluation). `labels` may be null.
+/// Each augmented image takes one `rng()` draw, giving its crop offsets (each uniform in
+/// [0, 8] on the padded image) and its flip bit. Throws std::out_of_range for an index
+/// outside [0, d.count).
 void gatherBatch(const Dataset& d, const std::vector<Index>& indices, float* dst,
                  std::int32_t* labels, std::mt19937_64* rng);
 
