@@ -41,6 +41,9 @@ public:
 private:
     /// One group; sizes already checked, v finite and non-empty.
     virtual GroupResult projectGroup(CVecRef v, VecRef z) const = 0;
+    /// Throws std::invalid_argument if the set cannot take groups of n entries (TernaryTopK's
+    /// k > n); called by project() before anything is written.
+    virtual void checkGroupSize(Index /*n*/) const {}
 };
 
 /// Builds a projection from a spec: "ternary:exact", "ternary:twn,ratio=0.7", "pow2,bits=3",

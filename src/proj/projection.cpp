@@ -1,0 +1,254 @@
+// Projection::project (argument checks, group split), the spec parser and makeProjection().
+#include "tern/proj/factory.hpp"
+
+#include "detail.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <numeric>
+
+namespace tern::proj {
+
+// ---------------------------------------------------------------- Projection
+
+std::vector<GroupResult> Projection::project(CVecRef v, VecRef z, Index groups) const {
+    const char* where = "Projection::project()";
+    requireSameSize(v.size(), z.size(), where, "v", "z");
+    if (groups < 1) fail(where, TERN_MSG("groups must be >= 1 (got " << groups << ")"));
+    if (v.size() == 0) fail(where, "empty group (v has 0 elements)");
+    if (v.size() % groups != 0)
+        fail(where, TERN_MSG("groups (" << groups << ") must divide the size (" << v.size()
+                                        << ")"));
+    requireFinite(v, where, "v");
+    const Index m = v.size() / groups;
+    checkGroupSize(m);
+    std::vector<GroupResult> out;
+    out.reserve(static_cast<std::size_t>(groups));
+    for (Index g = 0; g < groups; ++g) out.push_back(projectGroup(v.segment(g * m, m), z.segment(g * m, m)));
+    return out;
+}
+
+std::vector<GroupResult> Projection::project(CVecRef v, VecRef z, const Shape& shape,
+                                             Granularity g) const {
+    if (shape.size() != v.size())
+        fail("Projection::project()", TERN_MSG("v has " << v.size() << " elements, shape "
+                                                         << shape.str() << " has "
+                                                         << shape.size()));
+    return project(v, z, shape.groups(g));
+}
+
+// ---------------------------------------------------------------- detail
+
+namespace detail {
+
+std::string formatNumber(Scalar x) {
+    char buf[64];
+    auto res = std::to_chars(buf, buf + sizeof buf, x);
+    return std::string(buf, res.ptr);
+}
+
+SpecOptions::SpecOptions(const std::string& spec, std::string where)
+    : where_(std::move(where)), spec_(spec) {
+    std::size_t pos = spec.find(',');
+    base_ = spec.substr(0, pos);
+    while (pos != std::string::npos) {
+        const std::size_t next = spec.find(',', pos + 1);
+        const std::string item = spec.substr(pos + 1, next == std::string::npos ? std::string::npos
+                                                                                : next - pos - 1);
+        const std::size_t eq = item.find('=');
+        if (eq == std::string::npos || eq == 0)
+            fail(where_, "option '" + item + "' of '" + spec_ + "' must be key=value");
+        std::string key = item.substr(0, eq);
+        for (const auto& [k, value] : options_)
+            if (k == key) fail(where_, "option '" + key + "' given twice in '" + spec_ + "'");
+        options_.emplace_back(std::move(key), item.substr(eq + 1));
+        pos = next;
+    }
+}
+
+std::optional<std::string> SpecOptions::take(const std::string& key) {
+    for (const auto& [k, value] : options_)
+        if (k == key) {
+            taken_[k] = true;
+            return value;
+        }
+    return std::nullopt;
+}
+
+std::optional<Scalar> SpecOptions::takeNumber(const std::string& key) {
+    auto text = take(key);
+    if (!text) return std::nullopt;
+    Scalar x = 0;
+    const char* end = text->data() + text->size();
+    auto res = std::from_chars(text->data(), end, x);
+    if (text->empty() || res.ec != std::errc() || res.ptr != end || !std::isfinite(x))
+        fail(where_, "option '" + key + "' of '" + base_ + "' must be a number (got '" + *text +
+                         "')");
+    return x;
+}
+
+std::optional<long long> SpecOptions::takeInt(const std::string& key) {
+    auto text = take(key);
+    if (!text) return std::nullopt;
+    long long x = 0;
+    const char* end = text->data() + text->size();
+    auto res = std::from_chars(text->data(), end, x);
+    if (text->empty() || res.ec != std::errc() || res.ptr != end)
+        fail(where_, "option '" + key + "' of '" + base_ + "' must be an integer (got '" +
+                         *text + "')");
+    return x;
+}
+
+ScaleMode SpecOptions::takeScale() {
+    auto text = take("scale");
+    if (!text || *text == "free") return ScaleMode::Free;
+    if (*text == "one") return ScaleMode::One;
+    fail(where_, "option 'scale' of '" + base_ + "' must be 'free' or 'one' (got '" + *text +
+                     "')");
+}
+
+void SpecOptions::finish(const std::vector<std::string>& known) const {
+    for (const auto& [k, value] : options_) {
+        if (taken_.count(k)) continue;
+        std::string list;
+        for (const auto& name : known) list += (list.empty() ? "" : ", ") + name;
+        fail(where_, "unknown option '" + k + "' for '" + base_ + "'; known: " +
+                         (list.empty() ? std::string("none") : list));
+    }
+}
+
+std::vector<std::string> SpecOptions::remaining() const {
+    std::vector<std::string> out;
+    for (const auto& [k, value] : options_)
+        if (!taken_.count(k)) out.push_back(k + "=" + value);
+    return out;
+}
+
+std::vector<Index> orderByMagnitude(CVecRef v, Index count) {
+    std::vector<Index> order(static_cast<std::size_t>(v.size()));
+    std::iota(order.begin(), order.end(), Index{0});
+    const auto byMagnitude = [&v](Index i, Index j) {
+        const Scalar a = std::abs(v[i]), b = std::abs(v[j]);
+        return a > b || (a == b && i < j);
+    };
+    count = std::clamp<Index>(count, 0, v.size());
+    if (count == v.size())
+        std::sort(order.begin(), order.end(), byMagnitude);
+    else
+        std::partial_sort(order.begin(), order.begin() + count, order.end(), byMagnitude);
+    return order;
+}
+
+std::pair<Index, double> bestPrefix(CVecRef v, const std::vector<Index>& order, Index kmax) {
+    double sum = 0, best = 0, bestSum = 0;
+    Index bestK = 0;
+    for (Index k = 1; k <= kmax; ++k) {
+        sum += std::abs(static_cast<double>(v[order[static_cast<std::size_t>(k - 1)]]));
+        const double gain = sum * sum / static_cast<double>(k);  // error reduction S_k^2/k
+        if (gain > best) {
+            best = gain;
+            bestK = k;
+            bestSum = sum;
+        }
+    }
+    return {bestK, bestSum};
+}
+
+GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Index>& order, Index m, Scalar a) {
+    std::vector<char> keep(static_cast<std::size_t>(v.size()), 0);
+    for (Index r = 0; r < m; ++r) keep[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
+    GroupResult res{a, 0};
+    for (Index i = 0; i < v.size(); ++i) {
+        const Scalar vi = v[i];  // read before z[i] is written (z may alias v)
+        z[i] = (keep[static_cast<std::size_t>(i)] && a > 0) ? (vi < 0 ? -a : a) : Scalar(0);
+        res.nonzeros += z[i] != 0;
+    }
+    return res;
+}
+
+GroupResult roundTernary(CVecRef v, VecRef z) {
+    GroupResult res{1, 0};
+    for (Index i = 0; i < v.size(); ++i) {
+        const Scalar vi = v[i];
+        z[i] = vi > Scalar(0.5) ? Scalar(1) : (vi < Scalar(-0.5) ? Scalar(-1) : Scalar(0));
+        res.nonzeros += z[i] != 0;
+    }
+    return res;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- factory
+
+std::vector<std::string> projectionNames() {
+    return {"box",         "binary",        "binary:scaled", "ternary",
+            "ternary:twn", "ternary:exact", "ternary:topk",  "pow2"};
+}
+
+std::unique_ptr<Projection> makeProjection(const std::string& spec) {
+    detail::SpecOptions opt(spec, "makeProjection()");
+    const std::string& base = opt.base();
+    std::unique_ptr<Projection> p;
+    if (base == "box") {
+        const Scalar lo = opt.takeNumber("lo").value_or(-1), hi = opt.takeNumber("hi").value_or(1);
+        opt.finish({"lo", "hi"});
+        p = std::make_unique<Box>(lo, hi);
+    } else if (base == "binary") {
+        opt.finish({});
+        p = std::make_unique<BinarySign>();
+    } else if (base == "binary:scaled") {
+        const ScaleMode s = opt.takeScale();
+        opt.finish({"scale"});
+        p = std::make_unique<BinaryScaled>(s);
+    } else if (base == "ternary") {
+        opt.finish({});
+        p = std::make_unique<TernaryFixed>();
+    } else if (base == "ternary:twn") {
+        const Scalar ratio = opt.takeNumber("ratio").value_or(0.7f);
+        const ScaleMode s = opt.takeScale();
+        opt.finish({"ratio", "scale"});
+        p = std::make_unique<TernaryTwn>(ratio, s);
+    } else if (base == "ternary:exact") {
+        const ScaleMode s = opt.takeScale();
+        opt.finish({"scale"});
+        p = std::make_unique<TernaryExact>(s);
+    } else if (base == "ternary:topk") {
+        const auto k = opt.takeInt("k");
+        const auto fraction = opt.takeNumber("fraction");
+        const ScaleMode s = opt.takeScale();
+        opt.finish({"k", "fraction", "scale"});
+        if (k.has_value() == fraction.has_value())
+            fail("makeProjection()", "'ternary:topk' needs exactly one of k=<count> or "
+                                     "fraction=<0..1> (got '" + spec + "')");
+        p = std::make_unique<TernaryTopK>(k ? TernaryTopK::withK(static_cast<Index>(*k), s)
+                                            : TernaryTopK::withFraction(*fraction, s));
+    } else if (base == "pow2") {
+        const long long bits = opt.takeInt("bits").value_or(3);
+        const long long rounds = opt.takeInt("rounds").value_or(20);
+        const auto solverText = opt.take("solver").value_or("alternate");
+        const ScaleMode s = opt.takeScale();
+        opt.finish({"bits", "rounds", "solver", "scale"});
+        PowerOfTwo::Solver solver = PowerOfTwo::Solver::Alternate;
+        if (solverText == "exact")
+            solver = PowerOfTwo::Solver::Exact;
+        else if (solverText != "alternate")
+            fail("makeProjection()", "option 'solver' of 'pow2' must be 'alternate' or 'exact' "
+                                     "(got '" + solverText + "')");
+        if (bits < 1 || bits > 16)  // checked here too: the int cast below must not wrap
+            fail("makeProjection()", TERN_MSG("option 'bits' of 'pow2' must be in [1, 16] (got "
+                                              << bits << ")"));
+        if (rounds < 1 || rounds > 1000000)
+            fail("makeProjection()", TERN_MSG("option 'rounds' of 'pow2' must be in [1, 1000000] "
+                                              "(got " << rounds << ")"));
+        p = std::make_unique<PowerOfTwo>(static_cast<int>(bits), static_cast<int>(rounds), s,
+                                         solver);
+    } else {
+        std::string list;
+        for (const auto& n : projectionNames()) list += (list.empty() ? "" : ", ") + n;
+        fail("makeProjection()", "unknown projection '" + base + "'; known: " + list);
+    }
+    return p;
+}
+
+}  // namespace tern::proj

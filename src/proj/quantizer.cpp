@@ -1,0 +1,240 @@
+// Quantizers: straight-through estimator over a projection, and trained ternary quantization.
+#include "tern/proj/quantizer.hpp"
+
+#include "detail.hpp"
+
+#include <cmath>
+
+namespace tern::proj {
+
+// ---------------------------------------------------------------- STE
+
+SteQuantizer::SteQuantizer(std::shared_ptr<const Projection> projection, Granularity granularity,
+                           std::optional<Scalar> clip)
+    : projection_(std::move(projection)), granularity_(granularity), clip_(clip) {
+    if (!projection_) fail("SteQuantizer::SteQuantizer()", "projection is null");
+    if (clip_) requirePositive(*clip_, "SteQuantizer::SteQuantizer()", "clip");
+}
+
+std::string SteQuantizer::name() const {
+    std::string s = "ste:" + projection_->name();
+    if (granularity_ == Granularity::PerFilter) s += ",granularity=filter";
+    if (!clip_)
+        s += ",clip=none";
+    else if (*clip_ != 1)
+        s += ",clip=" + detail::formatNumber(*clip_);
+    return s;
+}
+
+void SteQuantizer::forward(CVecRef latent, VecRef wq, const Shape& shape) {
+    // wq = P_C(latent)
+    projection_->project(latent, wq, shape, granularity_);
+}
+
+void SteQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
+    const char* where = "SteQuantizer::backward()";
+    requireSameSize(latent.size(), dWq.size(), where, "latent", "dWq");
+    requireSameSize(latent.size(), dLatent.size(), where, "latent", "dLatent");
+    // dL/dlatent = dL/dwq * [|latent| <= clip]
+    if (!clip_) {
+        dLatent = dWq;
+        return;
+    }
+    const Scalar c = *clip_;
+    for (Index i = 0; i < latent.size(); ++i)
+        dLatent[i] = std::abs(latent[i]) <= c ? dWq[i] : Scalar(0);
+}
+
+// ---------------------------------------------------------------- TTQ
+
+TtqQuantizer::TtqQuantizer(Scalar thresholdFraction, Granularity granularity)
+    : t_(thresholdFraction), granularity_(granularity) {
+    if (!(t_ >= 0 && t_ < 1))
+        fail("TtqQuantizer::TtqQuantizer()",
+             TERN_MSG("thresholdFraction must be in [0, 1) (got " << t_ << ")"));
+}
+
+std::string TtqQuantizer::name() const {
+    std::string s = "ttq";
+    if (t_ != 0.05f) s += ",t=" + detail::formatNumber(t_);
+    if (granularity_ == Granularity::PerFilter) s += ",granularity=filter";
+    return s;
+}
+
+Index TtqQuantizer::groupsFor(CVecRef latent, const Shape& shape, const char* where) const {
+    if (shape.size() != latent.size())
+        fail(where, TERN_MSG("latent has " << latent.size() << " elements, shape " << shape.str()
+                                           << " has " << shape.size()));
+    if (latent.size() == 0) fail(where, "empty block");
+    requireFinite(latent, where, "latent");
+    const Index groups = shape.groups(granularity_);
+    if (initialized() && scales_.at("wp").value.size() != groups)
+        fail(where, TERN_MSG("shape " << shape.str() << " gives " << groups
+                                      << " groups, but the scales were made for "
+                                      << scales_.at("wp").value.size()));
+    return groups;
+}
+
+void TtqQuantizer::ensureBlocks(Index groups) {
+    if (initialized()) return;
+    scales_.add("wp", Shape{groups}, /*constrained=*/false, /*decay=*/false);
+    scales_.add("wn", Shape{groups}, /*constrained=*/false, /*decay=*/false);
+}
+
+void TtqQuantizer::init(CVecRef latent, const Shape& shape) {
+    const Index groups = groupsFor(latent, shape, "TtqQuantizer::init()");
+    ensureBlocks(groups);
+    Vector& wp = scales_.at("wp").value;
+    Vector& wn = scales_.at("wn").value;
+    const Index m = latent.size() / groups;
+    for (Index g = 0; g < groups; ++g) {
+        const auto w = latent.segment(g * m, m);
+        // delta = t * max|W|; Wp, Wn = mean |W| over the positive / negative region
+        const double delta = static_cast<double>(t_) * static_cast<double>(w.cwiseAbs().maxCoeff());
+        double sumP = 0, sumN = 0, sumAll = 0;
+        Index nP = 0, nN = 0;
+        for (Index i = 0; i < m; ++i) {
+            const double x = w[i];
+            sumAll += std::abs(x);
+            if (x > delta) { sumP += x; ++nP; }
+            if (x < -delta) { sumN -= x; ++nN; }
+        }
+        const double fallback = sumAll > 0 ? sumAll / static_cast<double>(m) : 1.0;
+        wp[g] = static_cast<Scalar>(nP > 0 ? sumP / static_cast<double>(nP) : fallback);
+        wn[g] = static_cast<Scalar>(nN > 0 ? sumN / static_cast<double>(nN) : fallback);
+    }
+}
+
+void TtqQuantizer::forward(CVecRef latent, VecRef wq, const Shape& shape) {
+    const char* where = "TtqQuantizer::forward()";
+    requireSameSize(latent.size(), wq.size(), where, "latent", "wq");
+    const Index groups = groupsFor(latent, shape, where);
+    if (!initialized()) init(latent, shape);
+    const Vector& wp = scales_.at("wp").value;
+    const Vector& wn = scales_.at("wn").value;
+    const Index m = latent.size() / groups;
+    delta_.resize(groups);
+    for (Index g = 0; g < groups; ++g) {
+        // delta = t * max|W| (per group)
+        const Scalar delta = t_ * latent.segment(g * m, m).cwiseAbs().maxCoeff();
+        delta_[g] = delta;
+        // Wt = +Wp if W > delta; 0 if |W| <= delta; -Wn if W < -delta
+        for (Index i = g * m; i < (g + 1) * m; ++i) {
+            const Scalar w = latent[i];
+            wq[i] = w > delta ? wp[g] : (w < -delta ? -wn[g] : Scalar(0));
+        }
+    }
+}
+
+void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
+    const char* where = "TtqQuantizer::backward()";
+    if (!initialized() || delta_.size() == 0) fail(where, "called before forward()");
+    requireSameSize(latent.size(), dWq.size(), where, "latent", "dWq");
+    requireSameSize(latent.size(), dLatent.size(), where, "latent", "dLatent");
+    const Index groups = delta_.size();
+    if (latent.size() % groups != 0)
+        fail(where, TERN_MSG("latent has " << latent.size() << " elements, not a multiple of the "
+                                           << groups << " groups of the last forward()"));
+    ParameterBlock& wpBlock = scales_.at("wp");
+    ParameterBlock& wnBlock = scales_.at("wn");
+    const Index m = latent.size() / groups;
+    for (Index g = 0; g < groups; ++g) {
+        const Scalar delta = delta_[g], wp = wpBlock.value[g], wn = wnBlock.value[g];
+        double dWp = 0, dWn = 0;
+        for (Index i = g * m; i < (g + 1) * m; ++i) {
+            const Scalar w = latent[i], gi = dWq[i];
+            if (w > delta) {          // positive region: dL/dWp += g, dL/dW = Wp*g
+                dWp += gi;
+                dLatent[i] = wp * gi;
+            } else if (w < -delta) {  // negative region: dL/dWn -= g, dL/dW = Wn*g
+                dWn -= gi;
+                dLatent[i] = wn * gi;
+            } else {                  // zero region: dL/dW = g
+                dLatent[i] = gi;
+            }
+        }
+        wpBlock.grad[g] = static_cast<Scalar>(dWp);
+        wnBlock.grad[g] = static_cast<Scalar>(dWn);
+    }
+}
+
+namespace {
+std::string joinKey(const std::string& prefix, const std::string& key) {
+    return prefix.empty() ? key : prefix + "/" + key;
+}
+}  // namespace
+
+void TtqQuantizer::saveState(StateWriter& out, const std::string& prefix) const {
+    if (!initialized()) {
+        out.attr(prefix, "groups", std::int64_t{0});
+        return;
+    }
+    const ParameterBlock& wp = scales_.at("wp");
+    out.attr(prefix, "groups", static_cast<std::int64_t>(wp.value.size()));
+    out.write(joinKey(prefix, "wp"), wp.value, wp.shape);
+    out.write(joinKey(prefix, "wn"), scales_.at("wn").value, wp.shape);
+}
+
+void TtqQuantizer::loadState(const StateReader& in, const std::string& prefix) {
+    const std::int64_t groups = in.attrInt(prefix, "groups");
+    if (groups == 0) return;  // saved before the first forward()
+    const Shape shape{static_cast<Index>(groups)};
+    if (initialized() && scales_.at("wp").shape != shape)
+        fail("TtqQuantizer::loadState()",
+             TERN_MSG("stored scales have shape " << shape.str() << ", this quantizer uses "
+                                                   << scales_.at("wp").shape.str()));
+    Vector wp = in.read(joinKey(prefix, "wp"), shape);
+    Vector wn = in.read(joinKey(prefix, "wn"), shape);
+    ensureBlocks(shape.size());
+    scales_.at("wp").value = wp;
+    scales_.at("wn").value = wn;
+}
+
+// ---------------------------------------------------------------- factories
+
+std::unique_ptr<Quantizer> makeSte(std::shared_ptr<const Projection> projection,
+                                   Granularity granularity, std::optional<Scalar> clip) {
+    return std::make_unique<SteQuantizer>(std::move(projection), granularity, clip);
+}
+
+std::unique_ptr<Quantizer> makeTtq(Scalar thresholdFraction, Granularity granularity) {
+    return std::make_unique<TtqQuantizer>(thresholdFraction, granularity);
+}
+
+std::unique_ptr<Quantizer> makeQuantizer(const std::string& spec) {
+    const char* where = "makeQuantizer()";
+    const auto takeGranularity = [&](detail::SpecOptions& opt) {
+        const auto text = opt.take("granularity");
+        if (!text) return Granularity::PerTensor;
+        if (*text == "tensor") return Granularity::PerTensor;
+        if (*text == "filter") return Granularity::PerFilter;
+        fail(where, "option 'granularity' must be 'tensor' or 'filter' (got '" + *text + "')");
+    };
+    if (spec.rfind("ste:", 0) == 0) {
+        // "ste:<projection spec>" with the quantizer's own keys mixed in
+        detail::SpecOptions opt(spec.substr(4), where);
+        const Granularity g = takeGranularity(opt);
+        std::optional<Scalar> clip = 1.0f;
+        if (const auto text = opt.take("clip")) {
+            if (*text == "none") {
+                clip = std::nullopt;
+            } else {
+                detail::SpecOptions num("x,clip=" + *text, where);
+                clip = num.takeNumber("clip");
+            }
+        }
+        std::string projectionSpec = opt.base();
+        for (const auto& kv : opt.remaining()) projectionSpec += "," + kv;
+        return makeSte(makeProjection(projectionSpec), g, clip);
+    }
+    detail::SpecOptions opt(spec, where);
+    if (opt.base() == "ttq") {
+        const Scalar t = opt.takeNumber("t").value_or(0.05f);
+        const Granularity g = takeGranularity(opt);
+        opt.finish({"t", "granularity"});
+        return makeTtq(t, g);
+    }
+    fail(where, "unknown quantizer '" + spec + "'; known: ste:<projection spec>, ttq");
+}
+
+}  // namespace tern::proj
