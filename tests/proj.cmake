@@ -1,1 +1,2 @@
 # Tests of the proj area.
+tern_test(test_projection unit)
