@@ -1,0 +1,133 @@
+#pragma once
+/// \file HDF5 checkpoint files: StateWriter / StateReader on an HDF5 file.
+///
+/// A checkpoint is an ordinary HDF5 file (docs/checkpoint-format.md): root attributes
+/// `format` (string) and `version` (int64); every key "a/b/c" is the dataset `/a/b/c`, with
+/// intermediate groups created as needed; attributes hang on groups or datasets ("" = root).
+/// Tensors are float32 datasets whose dims are the tensor's Shape (rank 0 is an HDF5 scalar
+/// dataspace); integer arrays are 1-D int64 datasets; string attributes are variable-length
+/// UTF-8 strings. Any HDF5 tool reads it: `h5dump -H file.h5`, h5py, HDFView.
+///
+/// The writer never leaves a half-written file at `path`: it writes `path + ".tmp"` and
+/// close() renames that onto `path` after an fsync, so a crash keeps the previous checkpoint.
+#include "tern/core/state.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern::io {
+
+/// Writes a checkpoint atomically: everything goes to `path + ".tmp"`; close() flushes and
+/// fsyncs it, renames it onto `path` (std::filesystem::rename, atomic on POSIX) and fsyncs the
+/// directory. Destroyed without close() (an exception, a crash), it removes the tmp file and
+/// leaves any existing `path` untouched.
+///
+/// Errors: std::invalid_argument for a bad key, a size/shape mismatch or a key written twice;
+/// std::runtime_error naming the file for I/O and HDF5 failures; std::logic_error for use
+/// after close().
+class CheckpointWriter final : public StateWriter {
+public:
+    using StateWriter::attr;
+
+    /// Creates (truncates) `path + ".tmp"` and writes the root attributes `format` and
+    /// `version`. Throws std::invalid_argument for an empty path or format or version < 1,
+    /// std::runtime_error if the tmp file cannot be created.
+    explicit CheckpointWriter(const std::string& path,
+                              const std::string& format = "tern-checkpoint", int version = 1);
+    /// Without close(): removes the tmp file; `path` is not touched. Never throws.
+    ~CheckpointWriter() override;
+    CheckpointWriter(const CheckpointWriter&) = delete;
+    CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+    /// Writes `data` as a float32 dataset at `key` ("params/conv1.weights") whose dims are
+    /// `shape.dims` (rank 0: a scalar dataspace; zero-sized dims are allowed). Creates
+    /// intermediate groups. Throws std::invalid_argument if data.size() != shape.size(), a dim
+    /// is negative, the key is malformed or already exists, or a path component is a dataset.
+    void write(const std::string& key, CVecRef data, const Shape& shape) override;
+    /// Writes a 1-D int64 dataset at `key` (may be empty). Same key rules as write().
+    void writeInts(const std::string& key, const std::vector<std::int64_t>& data) override;
+    /// Sets a float64 attribute on the group or dataset `path` ("" = root); a missing path is
+    /// created as a group; an existing attribute of that name is replaced.
+    void attr(const std::string& path, const std::string& name, double value) override;
+    /// Sets an int64 attribute; see attr(path, name, double).
+    void attr(const std::string& path, const std::string& name, std::int64_t value) override;
+    /// Sets a variable-length UTF-8 string attribute; see attr(path, name, double).
+    void attr(const std::string& path, const std::string& name, const std::string& value) override;
+
+    /// Flushes and closes the HDF5 file, fsyncs it, renames it onto `path` and fsyncs the
+    /// directory. A second call does nothing. On failure the tmp file is removed, `path` is
+    /// left as it was, and std::runtime_error names the file and the step that failed.
+    void close();
+
+    /// True once close() has been called (successfully or not).
+    bool closed() const;
+    /// The final checkpoint path.
+    const std::string& path() const { return path_; }
+    /// The file written until close(): path() + ".tmp".
+    std::string tmpPath() const { return path_ + ".tmp"; }
+
+private:
+    struct Impl;
+    std::string path_;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Reads a checkpoint written by CheckpointWriter (or any HDF5 file with the same layout).
+/// The file is opened read-only and never modified.
+///
+/// Errors: the constructor throws std::runtime_error naming the file and the problem (missing,
+/// not HDF5 / truncated / corrupt with the HDF5 detail appended, wrong or missing `format`,
+/// `version` newer than supported). Accessors throw std::out_of_range naming the key and the
+/// file if something is missing, std::invalid_argument for a wrong shape, type or rank, and
+/// std::runtime_error if HDF5 fails while reading.
+class CheckpointReader final : public StateReader {
+public:
+    /// Opens `path` read-only and checks that the root attribute `format` equals `format` and
+    /// `version` is in [1, maxVersion].
+    explicit CheckpointReader(const std::string& path,
+                              const std::string& format = "tern-checkpoint", int maxVersion = 1);
+    ~CheckpointReader() override;
+    CheckpointReader(const CheckpointReader&) = delete;
+    CheckpointReader& operator=(const CheckpointReader&) = delete;
+
+    /// True if `key` names a dataset (tensor or integer array).
+    bool has(const std::string& key) const override;
+    /// Reads the float32 dataset `key`; its dims must equal `expected.dims` (an HDF5 scalar
+    /// is rank 0). Throws std::out_of_range if missing, std::invalid_argument naming the key and
+    /// both shapes on a mismatch, or if the dataset is not float32.
+    Vector read(const std::string& key, const Shape& expected) const override;
+    /// The stored dims of the dataset `key` (std::out_of_range if missing).
+    Shape shape(const std::string& key) const;
+    /// Reads a 1-D (or scalar) integer dataset as int64. Throws std::out_of_range if missing,
+    /// std::invalid_argument if it is not an integer type that fits in int64 or has rank > 1.
+    std::vector<std::int64_t> readInts(const std::string& key) const override;
+    /// True if the object `path` ("" = root) exists and has the attribute `name`.
+    bool hasAttr(const std::string& path, const std::string& name) const override;
+    /// A float or integer attribute as double.
+    double attrDouble(const std::string& path, const std::string& name) const override;
+    /// An integer attribute (any integer type that fits in int64).
+    std::int64_t attrInt(const std::string& path, const std::string& name) const override;
+    /// A string attribute (variable- or fixed-length; trailing NULs of fixed strings dropped).
+    std::string attrString(const std::string& path, const std::string& name) const override;
+
+    /// Names of the children (groups and datasets) of the group `group` ("" = root), sorted.
+    /// Throws std::out_of_range if missing, std::invalid_argument if it is not a group.
+    std::vector<std::string> keys(const std::string& group) const;
+    /// True if `path` names a group ("" = root).
+    bool hasGroup(const std::string& path) const;
+
+    /// The file's `version` attribute.
+    int version() const { return version_; }
+    /// The file path.
+    const std::string& path() const { return path_; }
+
+private:
+    struct Impl;
+    std::string path_;
+    int version_ = 0;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::io

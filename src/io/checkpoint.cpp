@@ -1,0 +1,721 @@
+#include "tern/io/checkpoint.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <H5Cpp.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <variant>
+
+namespace tern::io {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ------------------------------------------------------------------ HDF5 helpers
+
+herr_t collectError(unsigned /*n*/, const H5E_error2_t* err, void* data) {
+    auto* msgs = static_cast<std::vector<std::string>*>(data);
+    if (err && err->desc && *err->desc) {
+        std::string m = err->desc;
+        if (std::find(msgs->begin(), msgs->end(), m) == msgs->end()) msgs->push_back(m);
+    }
+    return 0;
+}
+
+/// What the last failing HDF5 call on this thread reported (its innermost messages).
+thread_local std::string tLastError;
+
+/// HDF5's automatic error handler, called when an API function fails, while its error stack
+/// is still intact (by the time a C++ catch block runs, destructors of HDF5 objects have made
+/// other API calls and cleared it). Records instead of printing.
+herr_t recordError(hid_t /*estack*/, void* /*clientData*/) {
+    std::vector<std::string> msgs;
+    try {
+        H5::Exception::walkErrorStack(H5E_WALK_UPWARD, collectError, &msgs);  // innermost first
+        std::string out;
+        for (std::size_t i = 0; i < msgs.size() && i < 3; ++i) out += (i ? "; " : "") + msgs[i];
+        tLastError = out;
+    } catch (...) {  // nothing may propagate through HDF5's C frames
+    }
+    return 0;
+}
+
+/// The HDF5 library prints its error stack to stderr by default; tern prints nothing. Printing
+/// is switched off (dontPrint) and replaced by recordError, which keeps the text for our
+/// exception messages. Set on every construction, since other code may change the handler.
+void quietHdf5() {
+    H5::Exception::dontPrint();
+    H5E_auto2_t handler = recordError;
+    H5::Exception::setAutoPrint(handler, nullptr);
+    tLastError.clear();
+}
+
+/// The HDF5 error: what the library reported (e.g. "truncated file: eof = 1024, ..."), then
+/// the C++ wrapper's message.
+std::string detail(const H5::Exception& e) {
+    std::string lib;
+    lib.swap(tLastError);
+    const std::string where = e.getFuncName() + ": " + e.getDetailMsg();
+    return lib.empty() ? where : lib + " [" + where + "]";
+}
+
+/// True if the integer type `t` is signed.
+bool isSigned(const H5::DataType& t) {
+    H5::IntType it;
+    it.copy(t);
+    return it.getSign() != H5T_SGN_NONE;
+}
+
+/// "float32", "int64", "uint8", "string", ... for messages.
+std::string typeName(const H5::DataType& t) {
+    switch (t.getClass()) {
+        case H5T_FLOAT:
+            return "float" + std::to_string(8 * t.getSize());
+        case H5T_INTEGER: {
+            return (isSigned(t) ? "int" : "uint") + std::to_string(8 * t.getSize());
+        }
+        case H5T_STRING:
+            return "string";
+        case H5T_COMPOUND:
+            return "compound";
+        case H5T_ENUM:
+            return "enum";
+        case H5T_ARRAY:
+            return "array";
+        default:
+            return "HDF5 type class " + std::to_string(static_cast<int>(t.getClass()));
+    }
+}
+
+/// Integer types whose every value fits in int64 (all but uint64 and wider).
+bool fitsInt64(const H5::DataType& t) {
+    if (t.getClass() != H5T_INTEGER) return false;
+    return t.getSize() < 8 || (t.getSize() == 8 && isSigned(t));
+}
+
+/// Dims of a dataspace: rank 0 for a scalar. Throws std::invalid_argument for a null space.
+std::optional<Shape> spaceShape(const H5::DataSpace& space) {
+    switch (space.getSimpleExtentType()) {
+        case H5S_SCALAR:
+            return Shape{};
+        case H5S_SIMPLE: {
+            const int rank = space.getSimpleExtentNdims();
+            std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+            space.getSimpleExtentDims(dims.data());
+            Shape s;
+            for (hsize_t d : dims) s.dims.push_back(static_cast<Index>(d));
+            return s;
+        }
+        default:
+            return std::nullopt;  // H5S_NULL: no elements, not even a shape
+    }
+}
+
+/// Splits a '/'-separated key into its components. A leading '/' is allowed; empty components
+/// ("a//b", trailing '/'), "." and ".." are not. An empty key (or "/") gives no components,
+/// which is the root, allowed only where `allowRoot`.
+std::vector<std::string> splitKey(const std::string& key, const char* where, bool allowRoot) {
+    std::vector<std::string> parts;
+    const std::string body = (!key.empty() && key.front() == '/') ? key.substr(1) : key;
+    if (body.empty()) {
+        if (!allowRoot) fail(where, "empty key (the root is not a dataset)");
+        return parts;
+    }
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t end = body.find('/', start);
+        std::string part = body.substr(start, end == std::string::npos ? end : end - start);
+        if (part.empty() || part == "." || part == "..")
+            fail(where, "malformed key '" + key + "' (empty, '.' or '..' component)");
+        parts.push_back(std::move(part));
+        if (end == std::string::npos) break;
+        start = end + 1;
+    }
+    return parts;
+}
+
+/// "/a/b/c" from components; "/" for the root.
+std::string joinKey(const std::vector<std::string>& parts, std::size_t n) {
+    if (n == 0) return "/";
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += "/" + parts[i];
+    return out;
+}
+
+/// Type of the object at `parts` below the root of `file`, or nullopt if it does not exist.
+/// Walks the path one link at a time, so a missing or non-group intermediate gives nullopt
+/// (HDF5 would report an error instead). A non-group intermediate sets `blockedBy`.
+std::optional<H5O_type_t> objectType(const H5::H5File& file, const std::vector<std::string>& parts,
+                                     std::string* blockedBy = nullptr) {
+    if (parts.empty()) return H5O_TYPE_GROUP;
+    for (std::size_t n = 1; n <= parts.size(); ++n) {
+        const std::string prefix = joinKey(parts, n);
+        if (!file.nameExists(prefix)) return std::nullopt;
+        const H5O_type_t type = file.childObjType(prefix);
+        if (n == parts.size()) return type;
+        if (type != H5O_TYPE_GROUP) {
+            if (blockedBy) *blockedBy = prefix;
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;  // unreachable
+}
+
+/// An open group or dataset, the two kinds of object that carry tern's attributes.
+/// (H5::H5Object's destructor is protected, so it cannot be owned through a base pointer.)
+class Object {
+public:
+    explicit Object(const H5::Group& g) : obj_(std::in_place_type<H5::Group>, g) {}
+    explicit Object(const H5::DataSet& d) : obj_(std::in_place_type<H5::DataSet>, d) {}
+    H5::H5Object* operator->() {
+        return std::visit([](auto& o) -> H5::H5Object* { return &o; }, obj_);
+    }
+
+private:
+    std::variant<H5::Group, H5::DataSet> obj_;
+};
+
+/// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
+/// for other object kinds (named datatypes).
+std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
+                                 H5O_type_t type) {
+    if (type == H5O_TYPE_GROUP) return Object(file.openGroup(path));
+    if (type == H5O_TYPE_DATASET) return Object(file.openDataSet(path));
+    return std::nullopt;
+}
+
+// ------------------------------------------------------------------ POSIX durability
+
+/// fsync of a file or directory; throws std::runtime_error with errno's text.
+void fsyncPath(const fs::path& p, bool directory, const std::string& where) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
+    if (fd < 0)
+        throw std::runtime_error(where + ": cannot open '" + p.string() + "' to fsync it: " +
+                                 std::strerror(errno));
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0)
+        throw std::runtime_error(where + ": fsync of '" + p.string() + "' failed: " +
+                                 std::strerror(err));
+}
+
+}  // namespace
+
+// ================================================================== CheckpointWriter
+
+struct CheckpointWriter::Impl {
+    H5::H5File file;
+    bool closed = false;
+    Impl(const std::string& tmp, const H5::FileAccPropList& fapl)
+        : file(tmp, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl) {}
+};
+
+CheckpointWriter::CheckpointWriter(const std::string& path, const std::string& format,
+                                   int version)
+    : path_(path) {
+    const char* where = "CheckpointWriter::CheckpointWriter()";
+    if (path.empty()) fail(where, "empty path");
+    if (format.empty()) fail(where, "empty format");
+    if (version < 1) fail(where, TERN_MSG("version must be >= 1 (got " << version << ")"));
+    std::error_code ec;
+    if (fs::is_directory(path, ec))
+        throw std::runtime_error(std::string(where) + ": '" + path + "' is a directory");
+    quietHdf5();
+    const std::string tmp = tmpPath();
+    try {
+        H5::FileAccPropList fapl;
+        fapl.setFcloseDegree(H5F_CLOSE_STRONG);  // close() really closes the file
+        impl_ = std::make_unique<Impl>(tmp, fapl);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot create '" + tmp + "': " +
+                                 detail(e));
+    }
+    try {
+        attr("", "format", format);
+        attr("", "version", static_cast<std::int64_t>(version));
+    } catch (...) {
+        try {
+            impl_->file.close();
+        } catch (const H5::Exception&) {
+        }
+        fs::remove(tmp, ec);
+        throw;
+    }
+}
+
+CheckpointWriter::~CheckpointWriter() {
+    if (!impl_ || impl_->closed) return;
+    // Abandoned (exception or early exit): drop the tmp file, keep `path` as it was.
+    try {
+        impl_->file.close();
+    } catch (...) {
+    }
+    std::error_code ec;
+    fs::remove(tmpPath(), ec);
+}
+
+bool CheckpointWriter::closed() const { return impl_->closed; }
+
+namespace {
+
+/// Creates the groups above the dataset `parts` and checks that the dataset does not exist.
+/// Returns the dataset's absolute path.
+std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& parts,
+                           const std::string& key, const std::string& tmp, const char* where) {
+    for (std::size_t n = 1; n < parts.size(); ++n) {
+        const std::string prefix = joinKey(parts, n);
+        if (!file.nameExists(prefix))
+            file.createGroup(prefix);
+        else if (file.childObjType(prefix) != H5O_TYPE_GROUP)
+            fail(where, "cannot write '" + key + "' to '" + tmp + "': '" + prefix +
+                            "' is a dataset, not a group");
+    }
+    const std::string full = joinKey(parts, parts.size());
+    if (file.nameExists(full))
+        fail(where, "'" + key + "' is already written to '" + tmp + "'");
+    return full;
+}
+
+}  // namespace
+
+void CheckpointWriter::write(const std::string& key, CVecRef data, const Shape& shape) {
+    const char* where = "CheckpointWriter::write()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    std::vector<hsize_t> dims;
+    for (Index d : shape.dims) {
+        if (d < 0) fail(where, "'" + key + "' has a negative dim in shape " + shape.str());
+        dims.push_back(static_cast<hsize_t>(d));
+    }
+    if (data.size() != shape.size())
+        fail(where, TERN_MSG("'" << key << "': data has " << data.size() << " elements, shape "
+                                 << shape.str() << " has " << shape.size()));
+    try {
+        const std::string full = prepareDataset(impl_->file, parts, key, tmpPath(), where);
+        const H5::DataSpace space = dims.empty()
+                                        ? H5::DataSpace(H5S_SCALAR)
+                                        : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+        H5::DataSet ds = impl_->file.createDataSet(full, H5::PredType::IEEE_F32LE, space);
+        if (data.size() > 0) ds.write(data.data(), H5::PredType::NATIVE_FLOAT);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
+                                 tmpPath() + "': " + detail(e));
+    }
+}
+
+void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::int64_t>& data) {
+    const char* where = "CheckpointWriter::writeInts()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    try {
+        const std::string full = prepareDataset(impl_->file, parts, key, tmpPath(), where);
+        const hsize_t n = data.size();
+        H5::DataSet ds =
+            impl_->file.createDataSet(full, H5::PredType::STD_I64LE, H5::DataSpace(1, &n));
+        if (n > 0) ds.write(data.data(), H5::PredType::NATIVE_INT64);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
+                                 tmpPath() + "': " + detail(e));
+    }
+}
+
+namespace {
+
+/// Opens the group or dataset `path` for an attribute, creating groups as needed, and removes
+/// an existing attribute `name` so it can be recreated with a new type.
+Object attrTarget(H5::H5File& file, const std::string& path,
+                  const std::string& name, const std::string& tmp, const char* where) {
+    if (name.empty()) fail(where, "empty attribute name on '" + path + "'");
+    const std::vector<std::string> parts = splitKey(path, where, true);
+    for (std::size_t n = 1; n <= parts.size(); ++n) {
+        const std::string prefix = joinKey(parts, n);
+        if (!file.nameExists(prefix)) {
+            file.createGroup(prefix);
+        } else if (n < parts.size() && file.childObjType(prefix) != H5O_TYPE_GROUP) {
+            fail(where, "cannot set attribute '" + name + "' on '" + path + "' in '" + tmp +
+                            "': '" + prefix + "' is a dataset, not a group");
+        }
+    }
+    const std::string full = joinKey(parts, parts.size());
+    std::optional<Object> obj =
+        openObject(file, full, parts.empty() ? H5O_TYPE_GROUP : file.childObjType(full));
+    if (!obj)
+        fail(where, "cannot set attribute '" + name + "' on '" + path +
+                        "': it is neither a group nor a dataset");
+    if ((*obj)->attrExists(name)) (*obj)->removeAttr(name);
+    return *obj;
+}
+
+}  // namespace
+
+void CheckpointWriter::attr(const std::string& path, const std::string& name, double value) {
+    const char* where = "CheckpointWriter::attr()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    try {
+        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
+        H5::Attribute a =
+            obj->createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
+        a.write(H5::PredType::NATIVE_DOUBLE, &value);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
+                                 "' in '" + tmpPath() + "': " + detail(e));
+    }
+}
+
+void CheckpointWriter::attr(const std::string& path, const std::string& name,
+                            std::int64_t value) {
+    const char* where = "CheckpointWriter::attr()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    try {
+        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
+        H5::Attribute a =
+            obj->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
+        a.write(H5::PredType::NATIVE_INT64, &value);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
+                                 "' in '" + tmpPath() + "': " + detail(e));
+    }
+}
+
+void CheckpointWriter::attr(const std::string& path, const std::string& name,
+                            const std::string& value) {
+    const char* where = "CheckpointWriter::attr()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    if (value.find('\0') != std::string::npos)
+        fail(where, "string attribute '" + name + "' on '" + path + "' contains a NUL byte");
+    try {
+        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
+        // Variable-length UTF-8: h5py reads it as str, h5dump prints it as text.
+        H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+        type.setCset(H5T_CSET_UTF8);
+        H5::Attribute a = obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
+        a.write(type, value);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
+                                 "' in '" + tmpPath() + "': " + detail(e));
+    }
+}
+
+void CheckpointWriter::close() {
+    const std::string where = "CheckpointWriter::close()";
+    if (impl_->closed) return;
+    impl_->closed = true;
+    const std::string tmp = tmpPath();
+    std::error_code ec;
+    try {
+        try {
+            impl_->file.flush(H5F_SCOPE_GLOBAL);
+            impl_->file.close();
+        } catch (const H5::Exception& e) {
+            throw std::runtime_error(where + ": cannot flush '" + tmp + "': " + detail(e));
+        }
+        fsyncPath(tmp, false, where);
+        fs::rename(tmp, path_, ec);
+        if (ec)
+            throw std::runtime_error(where + ": cannot rename '" + tmp + "' to '" + path_ +
+                                     "': " + ec.message());
+    } catch (...) {
+        try {
+            impl_->file.close();
+        } catch (...) {
+        }
+        fs::remove(tmp, ec);
+        throw;
+    }
+    // The rename is durable once the directory entry is on disk.
+    fs::path dir = fs::path(path_).parent_path();
+    if (dir.empty()) dir = ".";
+    fsyncPath(dir, true, where);
+}
+
+// ================================================================== CheckpointReader
+
+struct CheckpointReader::Impl {
+    H5::H5File file;
+    Impl(const std::string& path, const H5::FileAccPropList& fapl)
+        : file(path, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, fapl) {}
+};
+
+CheckpointReader::CheckpointReader(const std::string& path, const std::string& format,
+                                   int maxVersion)
+    : path_(path) {
+    const std::string where = "CheckpointReader: '" + path + "'";
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw std::runtime_error(where + ": no such file");
+    if (fs::is_directory(path, ec)) throw std::runtime_error(where + ": is a directory");
+    quietHdf5();
+    try {
+        if (!H5::H5File::isHdf5(path))
+            throw std::runtime_error(where + ": not an HDF5 file (no HDF5 signature)");
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(where + ": cannot read: " + detail(e));
+    }
+    try {
+        H5::FileAccPropList fapl;
+#if H5_VERSION_GE(1, 10, 7)
+        // Shared lock where the filesystem has locks; still open where it has none (NFS).
+        fapl.setFileLocking(true, true);
+#endif
+        impl_ = std::make_unique<Impl>(path, fapl);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(where + ": truncated or corrupt HDF5 file: " + detail(e));
+    }
+    try {
+        const H5::Group root = impl_->file.openGroup("/");
+        if (!root.attrExists("format"))
+            throw std::runtime_error(where + " is not a tern checkpoint (no 'format' attribute)");
+        const H5::Attribute fa = root.openAttribute("format");
+        if (fa.getTypeClass() != H5T_STRING)
+            throw std::runtime_error(where + " is not a tern checkpoint ('format' is " +
+                                     typeName(fa.getDataType()) + ", not a string)");
+        std::string stored;
+        fa.read(fa.getStrType(), stored);
+        if (stored != format)
+            throw std::runtime_error(where + " is not a tern checkpoint (format '" + stored +
+                                     "', expected '" + format + "')");
+        if (!root.attrExists("version"))
+            throw std::runtime_error(where + ": no 'version' attribute");
+        const H5::Attribute va = root.openAttribute("version");
+        if (!fitsInt64(va.getDataType()) || va.getSpace().getSelectNpoints() != 1)
+            throw std::runtime_error(where + ": 'version' is not an integer");
+        std::int64_t v = 0;
+        va.read(H5::PredType::NATIVE_INT64, &v);
+        if (v < 1) throw std::runtime_error(where + TERN_MSG(": invalid version " << v));
+        if (v > maxVersion)
+            throw std::runtime_error(where + TERN_MSG(": version " << v
+                                                      << " is newer than supported (<= "
+                                                      << maxVersion << "); upgrade tern"));
+        version_ = static_cast<int>(v);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(where + ": corrupt HDF5 file: " + detail(e));
+    }
+}
+
+CheckpointReader::~CheckpointReader() {
+    if (!impl_) return;
+    try {
+        impl_->file.close();
+    } catch (...) {
+    }
+}
+
+namespace {
+
+/// Opens the dataset `key` or throws std::out_of_range naming key and file.
+H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
+                        const char* where) {
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    const auto type = objectType(file, parts);
+    if (!type || *type != H5O_TYPE_DATASET)
+        throw std::out_of_range(std::string(where) + ": no dataset '" + key + "' in '" + path +
+                                "'" + (type ? " (it is a group)" : ""));
+    return file.openDataSet(joinKey(parts, parts.size()));
+}
+
+/// Opens the attribute `name` of the object `objPath` or throws std::out_of_range.
+H5::Attribute openAttr(const H5::H5File& file, const std::string& objPath,
+                       const std::string& name, const std::string& path, const char* where) {
+    const std::vector<std::string> parts = splitKey(objPath, where, true);
+    const auto type = objectType(file, parts);
+    if (!type)
+        throw std::out_of_range(std::string(where) + ": no object '" + objPath + "' in '" +
+                                path + "'");
+    auto obj = openObject(file, joinKey(parts, parts.size()), *type);
+    if (!obj || !(*obj)->attrExists(name))
+        throw std::out_of_range(std::string(where) + ": no attribute '" + name + "' on '" +
+                                joinKey(parts, parts.size()) + "' in '" + path + "'");
+    H5::Attribute a = (*obj)->openAttribute(name);
+    if (a.getSpace().getSelectNpoints() != 1)
+        fail(where, "attribute '" + name + "' on '" + joinKey(parts, parts.size()) + "' in '" +
+                        path + "' is not a single value");
+    return a;
+}
+
+}  // namespace
+
+bool CheckpointReader::has(const std::string& key) const {
+    const char* where = "CheckpointReader::has()";
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    try {
+        const auto type = objectType(impl_->file, parts);
+        return type && *type == H5O_TYPE_DATASET;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + key + "' in '" + path_ +
+                                 "': " + detail(e));
+    }
+}
+
+bool CheckpointReader::hasGroup(const std::string& path) const {
+    const char* where = "CheckpointReader::hasGroup()";
+    const std::vector<std::string> parts = splitKey(path, where, true);
+    try {
+        const auto type = objectType(impl_->file, parts);
+        return type && *type == H5O_TYPE_GROUP;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + path + "' in '" + path_ +
+                                 "': " + detail(e));
+    }
+}
+
+Shape CheckpointReader::shape(const std::string& key) const {
+    const char* where = "CheckpointReader::shape()";
+    try {
+        const H5::DataSet ds = openDataset(impl_->file, key, path_, where);
+        const auto s = spaceShape(ds.getSpace());
+        if (!s) fail(where, "'" + key + "' in '" + path_ + "' has a null dataspace");
+        return *s;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + key + "' in '" + path_ +
+                                 "': " + detail(e));
+    }
+}
+
+Vector CheckpointReader::read(const std::string& key, const Shape& expected) const {
+    const char* where = "CheckpointReader::read()";
+    try {
+        const H5::DataSet ds = openDataset(impl_->file, key, path_, where);
+        const H5::DataType type = ds.getDataType();
+        if (type.getClass() != H5T_FLOAT || type.getSize() != 4)
+            fail(where, "'" + key + "' in '" + path_ + "' is " + typeName(type) +
+                            ", expected float32");
+        const auto stored = spaceShape(ds.getSpace());
+        if (!stored) fail(where, "'" + key + "' in '" + path_ + "' has a null dataspace");
+        if (*stored != expected)
+            fail(where, "'" + key + "' in '" + path_ + "' has shape " + stored->str() +
+                            ", expected " + expected.str());
+        Vector v(stored->size());
+        if (v.size() > 0) ds.read(v.data(), H5::PredType::NATIVE_FLOAT);
+        return v;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot read '" + key + "' from '" +
+                                 path_ + "': " + detail(e));
+    }
+}
+
+std::vector<std::int64_t> CheckpointReader::readInts(const std::string& key) const {
+    const char* where = "CheckpointReader::readInts()";
+    try {
+        const H5::DataSet ds = openDataset(impl_->file, key, path_, where);
+        const H5::DataType type = ds.getDataType();
+        if (!fitsInt64(type))
+            fail(where, "'" + key + "' in '" + path_ + "' is " + typeName(type) +
+                            ", expected an integer type that fits int64");
+        const auto stored = spaceShape(ds.getSpace());
+        if (!stored) fail(where, "'" + key + "' in '" + path_ + "' has a null dataspace");
+        if (stored->dims.size() > 1)
+            fail(where, "'" + key + "' in '" + path_ + "' has shape " + stored->str() +
+                            ", expected 1-D");
+        std::vector<std::int64_t> out(static_cast<std::size_t>(stored->size()));
+        if (!out.empty()) ds.read(out.data(), H5::PredType::NATIVE_INT64);
+        return out;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot read '" + key + "' from '" +
+                                 path_ + "': " + detail(e));
+    }
+}
+
+bool CheckpointReader::hasAttr(const std::string& path, const std::string& name) const {
+    const char* where = "CheckpointReader::hasAttr()";
+    const std::vector<std::string> parts = splitKey(path, where, true);
+    try {
+        const auto type = objectType(impl_->file, parts);
+        if (!type) return false;
+        auto obj = openObject(impl_->file, joinKey(parts, parts.size()), *type);
+        return obj && (*obj)->attrExists(name);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + path + "' in '" + path_ +
+                                 "': " + detail(e));
+    }
+}
+
+double CheckpointReader::attrDouble(const std::string& path, const std::string& name) const {
+    const char* where = "CheckpointReader::attrDouble()";
+    try {
+        const H5::Attribute a = openAttr(impl_->file, path, name, path_, where);
+        const H5::DataType type = a.getDataType();
+        if (type.getClass() == H5T_FLOAT) {
+            double v = 0;
+            a.read(H5::PredType::NATIVE_DOUBLE, &v);
+            return v;
+        }
+        if (fitsInt64(type)) {  // as MemoryState: integers read as double too
+            std::int64_t v = 0;
+            a.read(H5::PredType::NATIVE_INT64, &v);
+            return static_cast<double>(v);
+        }
+        fail(where, "attribute '" + name + "' on '" + path + "' in '" + path_ + "' is " +
+                        typeName(type) + ", not a number");
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + name + "' on '" + path + "' in '" +
+                                 path_ + "': " + detail(e));
+    }
+}
+
+std::int64_t CheckpointReader::attrInt(const std::string& path, const std::string& name) const {
+    const char* where = "CheckpointReader::attrInt()";
+    try {
+        const H5::Attribute a = openAttr(impl_->file, path, name, path_, where);
+        const H5::DataType type = a.getDataType();
+        if (!fitsInt64(type))
+            fail(where, "attribute '" + name + "' on '" + path + "' in '" + path_ + "' is " +
+                            typeName(type) + ", not an integer that fits int64");
+        std::int64_t v = 0;
+        a.read(H5::PredType::NATIVE_INT64, &v);
+        return v;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + name + "' on '" + path + "' in '" +
+                                 path_ + "': " + detail(e));
+    }
+}
+
+std::string CheckpointReader::attrString(const std::string& path, const std::string& name) const {
+    const char* where = "CheckpointReader::attrString()";
+    try {
+        const H5::Attribute a = openAttr(impl_->file, path, name, path_, where);
+        if (a.getTypeClass() != H5T_STRING)
+            fail(where, "attribute '" + name + "' on '" + path + "' in '" + path_ + "' is " +
+                            typeName(a.getDataType()) + ", not a string");
+        std::string v;
+        a.read(a.getStrType(), v);  // handles variable- and fixed-length strings
+        return v;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + name + "' on '" + path + "' in '" +
+                                 path_ + "': " + detail(e));
+    }
+}
+
+std::vector<std::string> CheckpointReader::keys(const std::string& group) const {
+    const char* where = "CheckpointReader::keys()";
+    const std::vector<std::string> parts = splitKey(group, where, true);
+    try {
+        const auto type = objectType(impl_->file, parts);
+        if (!type)
+            throw std::out_of_range(std::string(where) + ": no group '" + group + "' in '" +
+                                    path_ + "'");
+        if (*type != H5O_TYPE_GROUP)
+            fail(where, "'" + group + "' in '" + path_ + "' is not a group");
+        const H5::Group g = impl_->file.openGroup(joinKey(parts, parts.size()));
+        std::vector<std::string> out;
+        const hsize_t n = g.getNumObjs();
+        for (hsize_t i = 0; i < n; ++i) out.push_back(g.getObjnameByIdx(i));
+        std::sort(out.begin(), out.end());
+        return out;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + group + "' in '" + path_ +
+                                 "': " + detail(e));
+    }
+}
+
+}  // namespace tern::io

@@ -1,0 +1,470 @@
+#define BOOST_TEST_MODULE checkpoint
+#include <boost/test/unit_test.hpp>
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+
+#include "tern/io/checkpoint.hpp"
+#include "testing/helpers.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <random>
+#include <string>
+#include <system_error>
+#include <vector>
+
+using namespace tern;
+using tern::io::CheckpointReader;
+using tern::io::CheckpointWriter;
+using tern::testing::messageContains;
+namespace bdata = boost::unit_test::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Scratch directories of this run; removed when the module ends.
+std::vector<std::string>& scratchDirs() {
+    static std::vector<std::string> dirs;
+    return dirs;
+}
+
+/// A fresh empty directory (testing::tempDir), removed at the end of the test module.
+std::string scratch() {
+    scratchDirs().push_back(testing::tempDir("ckpt"));
+    return scratchDirs().back();
+}
+
+struct RemoveScratchDirs {
+    ~RemoveScratchDirs() {
+        std::error_code ec;
+        for (const std::string& d : scratchDirs()) fs::remove_all(d, ec);
+    }
+};
+
+std::string readBytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void writeBytes(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+/// True if every bit of a equals b (NaN payloads, -0.0 included).
+bool bitEqual(const Vector& a, const Vector& b) {
+    return a.size() == b.size() &&
+           (a.size() == 0 ||
+            std::memcmp(a.data(), b.data(), sizeof(Scalar) * static_cast<std::size_t>(a.size())) == 0);
+}
+
+/// A small valid checkpoint with one tensor and one attribute.
+void writeGood(const std::string& path, float fill = 1.5f) {
+    CheckpointWriter w(path);
+    w.write("params/w", Vector::Constant(100, fill), Shape{10, 10});
+    w.attr("progress", "epoch", 3);
+    w.close();
+}
+
+const std::vector<Shape> kShapes = {Shape{},         Shape{1},          Shape{7},
+                                    Shape{3, 4},     Shape{6, 1, 5, 5}, Shape{2, 3, 1, 2, 2},
+                                    Shape{0},        Shape{4, 0, 3}};
+
+}  // namespace
+
+BOOST_TEST_GLOBAL_FIXTURE(RemoveScratchDirs);
+
+BOOST_AUTO_TEST_SUITE(round_trip)
+
+BOOST_DATA_TEST_CASE(tensors_bit_exact, bdata::xrange(kShapes.size()), i) {
+    const Shape& shape = kShapes[i];
+    const std::string path = scratch() + "/t.h5";
+    Vector v = testing::randomVector(shape.size(), 10 + i);
+    if (v.size() >= 3) {  // values that a lossy path would not survive bit for bit
+        v[0] = -0.0f;
+        v[1] = std::numeric_limits<float>::denorm_min();
+        v[2] = std::numeric_limits<float>::quiet_NaN();
+    }
+    {
+        CheckpointWriter w(path);
+        w.write("params/x", v, shape);
+        w.close();
+    }
+    CheckpointReader r(path);
+    BOOST_TEST(r.has("params/x"));
+    BOOST_TEST(r.shape("params/x").str() == shape.str());
+    BOOST_TEST(bitEqual(r.read("params/x", shape), v));
+}
+
+BOOST_AUTO_TEST_CASE(many_tensors_ints_and_nested_keys) {
+    const std::string path = scratch() + "/m.h5";
+    const Vector a = testing::randomVector(150, 1), b = testing::randomVector(6, 2);
+    const std::vector<std::int64_t> perm = {4, 0, 3, 1, 2, std::numeric_limits<std::int64_t>::min(),
+                                            std::numeric_limits<std::int64_t>::max()};
+    {
+        CheckpointWriter w(path);
+        w.write("params/conv1.weights", a, Shape{6, 1, 5, 5});
+        w.write("optim/U/conv1.weights", a * 2, Shape{6, 1, 5, 5});
+        w.write("/optim/W/deep/er/still/fc.bias", b, Shape{6});  // leading '/' accepted
+        w.writeInts("progress/order", perm);
+        w.writeInts("progress/empty", {});
+        w.close();
+    }
+    CheckpointReader r(path);
+    BOOST_TEST(bitEqual(r.read("params/conv1.weights", Shape{6, 1, 5, 5}), a));
+    BOOST_TEST(bitEqual(r.read("optim/U/conv1.weights", Shape{6, 1, 5, 5}), Vector(a * 2)));
+    BOOST_TEST(bitEqual(r.read("optim/W/deep/er/still/fc.bias", Shape{6}), b));
+    BOOST_TEST(r.readInts("progress/order") == perm);
+    BOOST_TEST(r.readInts("/progress/empty").empty());
+    BOOST_TEST(r.keys("") == (std::vector<std::string>{"optim", "params", "progress"}));
+    BOOST_TEST(r.keys("optim") == (std::vector<std::string>{"U", "W"}));
+    BOOST_TEST(r.keys("progress") == (std::vector<std::string>{"empty", "order"}));
+    BOOST_TEST(r.hasGroup("optim/W/deep"));
+    BOOST_TEST(!r.hasGroup("params/conv1.weights"));
+    BOOST_TEST(!r.has("optim"));                 // a group is not a dataset
+    BOOST_TEST(!r.has("optim/W/missing/x"));     // missing intermediate: false, not an error
+    BOOST_TEST(!r.has("params/conv1.weights/x")); // dataset as intermediate: false
+    BOOST_TEST(r.version() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(attributes_of_all_kinds_on_root_groups_and_datasets) {
+    const std::string path = scratch() + "/a.h5";
+    const std::string rng = "13 7 0 18446744073709551615 42\nsecond line \xc3\xa9";
+    {
+        CheckpointWriter w(path);
+        w.write("params/w", Vector::Ones(3), Shape{3});
+        w.attr("", "note", "root string");
+        w.attr("", "seed", std::int64_t{-9007199254740993});  // not representable as double
+        w.attr("optim", "method", "admm");
+        w.attr("optim", "rho", 1e-4);
+        w.attr("optim", "rho", 2.5e-4);  // replaced
+        w.attr("optim", "steps", 7);     // int literal -> int64
+        w.attr("progress", "rng", rng);
+        w.attr("progress", "empty", std::string());
+        w.attr("params/w", "units", "none");  // on a dataset
+        w.attr("params/w", "scale", 0.5);
+        w.attr("config/deep/group", "lr", 0.1);  // created as groups
+        w.close();
+    }
+    CheckpointReader r(path);
+    BOOST_TEST(r.attrString("", "format") == "tern-checkpoint");
+    BOOST_TEST(r.attrInt("", "version") == 1);
+    BOOST_TEST(r.attrString("", "note") == "root string");
+    BOOST_TEST(r.attrInt("/", "seed") == -9007199254740993);
+    BOOST_TEST(r.attrString("optim", "method") == "admm");
+    BOOST_TEST(r.attrDouble("optim", "rho") == 2.5e-4);
+    BOOST_TEST(r.attrInt("optim", "steps") == 7);
+    BOOST_TEST(r.attrDouble("optim", "steps") == 7.0);  // integers read as double too
+    BOOST_TEST(r.attrString("progress", "rng") == rng);
+    BOOST_TEST(r.attrString("progress", "empty").empty());
+    BOOST_TEST(r.attrString("params/w", "units") == "none");
+    BOOST_TEST(r.attrDouble("params/w", "scale") == 0.5);
+    BOOST_TEST(r.attrDouble("config/deep/group", "lr") == 0.1);
+    BOOST_TEST(r.hasAttr("optim", "rho"));
+    BOOST_TEST(!r.hasAttr("optim", "sigma"));
+    BOOST_TEST(!r.hasAttr("nowhere", "rho"));
+    BOOST_TEST(r.hasGroup("config/deep/group"));
+    // Type errors name the attribute and both types.
+    BOOST_CHECK_EXCEPTION(r.attrInt("optim", "rho"), std::invalid_argument,
+                          messageContains("'rho' on 'optim' in '" + path + "' is float64"));
+    BOOST_CHECK_EXCEPTION(r.attrDouble("optim", "method"), std::invalid_argument,
+                          messageContains("is string, not a number"));
+    BOOST_CHECK_EXCEPTION(r.attrString("optim", "rho"), std::invalid_argument,
+                          messageContains("not a string"));
+    BOOST_CHECK_EXCEPTION(r.attrDouble("optim", "sigma"), std::out_of_range,
+                          messageContains("no attribute 'sigma' on '/optim'"));
+    BOOST_CHECK_EXCEPTION(r.attrDouble("nowhere", "rho"), std::out_of_range,
+                          messageContains("no object 'nowhere' in '" + path + "'"));
+}
+
+BOOST_AUTO_TEST_CASE(custom_format_and_version) {
+    const std::string path = scratch() + "/model.h5";
+    {
+        CheckpointWriter w(path, "tern-model", 2);
+        w.close();
+        w.close();  // a second close does nothing
+        BOOST_TEST(w.closed());
+        BOOST_CHECK_THROW(w.attr("", "x", 1.0), std::logic_error);
+    }
+    CheckpointReader r(path, "tern-model", 2);
+    BOOST_TEST(r.version() == 2);
+    BOOST_TEST(r.keys("").empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(atomic_write)
+
+BOOST_AUTO_TEST_CASE(tmp_file_is_gone_after_close) {
+    const std::string path = scratch() + "/c.h5";
+    CheckpointWriter w(path);
+    BOOST_TEST(w.tmpPath() == path + ".tmp");
+    w.write("a", Vector::Ones(2), Shape{2});
+    BOOST_TEST(fs::exists(path + ".tmp"));
+    BOOST_TEST(!fs::exists(path));  // nothing at path until close()
+    w.close();
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_TEST(fs::exists(path));
+}
+
+BOOST_AUTO_TEST_CASE(close_replaces_an_existing_checkpoint) {
+    const std::string path = scratch() + "/c.h5";
+    writeGood(path, 1.0f);
+    writeGood(path, 2.0f);
+    CheckpointReader r(path);
+    BOOST_TEST(r.read("params/w", Shape{10, 10})[0] == 2.0f);
+}
+
+BOOST_AUTO_TEST_CASE(existing_file_untouched_without_close) {
+    const std::string path = scratch() + "/c.h5";
+    writeGood(path);
+    const std::string before = readBytes(path);
+    {
+        CheckpointWriter w(path);  // simulated crash: destroyed without close()
+        w.write("params/w", Vector::Zero(100), Shape{10, 10});
+        w.attr("progress", "epoch", 4);
+    }
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_TEST((readBytes(path) == before));
+    CheckpointReader r(path);
+    BOOST_TEST(r.attrInt("progress", "epoch") == 3);
+}
+
+BOOST_AUTO_TEST_CASE(existing_file_untouched_when_writing_throws) {
+    const std::string path = scratch() + "/c.h5";
+    writeGood(path);
+    const std::string before = readBytes(path);
+    auto save = [&] {
+        CheckpointWriter w(path);
+        w.write("params/a", Vector::Zero(4), Shape{2, 2});
+        w.write("params/b", Vector::Zero(5), Shape{2, 2});  // throws midway
+        w.close();
+    };
+    BOOST_CHECK_EXCEPTION(save(), std::invalid_argument,
+                          messageContains("'params/b': data has 5 elements, shape [2, 2] has 4"));
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_TEST((readBytes(path) == before));
+}
+
+BOOST_AUTO_TEST_CASE(stale_tmp_file_is_overwritten) {
+    const std::string path = scratch() + "/c.h5";
+    writeBytes(path + ".tmp", "left over from a crash");
+    writeGood(path);
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_CHECK_NO_THROW(CheckpointReader{path});
+}
+
+BOOST_AUTO_TEST_CASE(writer_rejects_bad_keys_and_duplicates) {
+    const std::string dir = scratch();
+    CheckpointWriter w(dir + "/k.h5");
+    w.write("params/w", Vector::Ones(2), Shape{2});
+    BOOST_CHECK_EXCEPTION(w.write("params/w", Vector::Ones(2), Shape{2}), std::invalid_argument,
+                          messageContains("'params/w' is already written"));
+    BOOST_CHECK_EXCEPTION(w.write("params/w/x", Vector::Ones(2), Shape{2}), std::invalid_argument,
+                          messageContains("'/params/w' is a dataset, not a group"));
+    BOOST_CHECK_EXCEPTION(w.attr("params/w/x", "a", 1.0), std::invalid_argument,
+                          messageContains("is a dataset, not a group"));
+    for (const char* bad : {"", "/", "a//b", "a/", "a/./b", "../a"})
+        BOOST_CHECK_EXCEPTION(w.write(bad, Vector::Ones(1), Shape{1}), std::invalid_argument,
+                              messageContains("CheckpointWriter::write()"));
+    BOOST_CHECK_THROW(w.writeInts("", {1}), std::invalid_argument);
+    BOOST_CHECK_THROW(w.attr("", "", 1.0), std::invalid_argument);
+    BOOST_CHECK_THROW(w.write("neg", Vector::Ones(0), Shape{-1}), std::invalid_argument);
+    BOOST_CHECK_EXCEPTION(w.attr("", "s", std::string("a\0b", 3)), std::invalid_argument,
+                          messageContains("NUL"));
+    w.close();
+    BOOST_CHECK_NO_THROW(CheckpointReader{dir + "/k.h5"});
+}
+
+BOOST_AUTO_TEST_CASE(writer_constructor_errors) {
+    const std::string dir = scratch();
+    BOOST_CHECK_EXCEPTION(CheckpointWriter(dir + "/no/such/dir/c.h5"), std::runtime_error,
+                          messageContains("cannot create '" + dir + "/no/such/dir/c.h5.tmp'"));
+    BOOST_CHECK_EXCEPTION(CheckpointWriter{dir}, std::runtime_error,
+                          messageContains("is a directory"));
+    BOOST_CHECK_THROW(CheckpointWriter(""), std::invalid_argument);
+    BOOST_CHECK_THROW(CheckpointWriter(dir + "/c.h5", ""), std::invalid_argument);
+    BOOST_CHECK_THROW(CheckpointWriter(dir + "/c.h5", "tern-checkpoint", 0), std::invalid_argument);
+    BOOST_TEST(fs::is_empty(dir));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(bad_files)
+
+BOOST_AUTO_TEST_CASE(missing_file) {
+    const std::string path = scratch() + "/none.h5";
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("'" + path + "': no such file"));
+}
+
+BOOST_AUTO_TEST_CASE(truncated_file_and_bytes_unchanged) {
+    const std::string dir = scratch();
+    writeGood(dir + "/good.h5");
+    const std::string good = readBytes(dir + "/good.h5");
+    BOOST_REQUIRE(good.size() > 1000);
+    const std::string path = dir + "/half.h5";
+    writeBytes(path, good.substr(0, good.size() / 2));
+    const std::string before = readBytes(path);
+    const auto mtime = fs::last_write_time(path);
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("'" + path + "': truncated or corrupt HDF5 file"));
+    BOOST_TEST((readBytes(path) == before));
+    BOOST_TEST((fs::last_write_time(path) == mtime));
+}
+
+BOOST_AUTO_TEST_CASE(truncated_message_carries_hdf5_detail) {
+    const std::string dir = scratch();
+    writeGood(dir + "/good.h5");
+    const std::string good = readBytes(dir + "/good.h5");
+    writeBytes(dir + "/half.h5", good.substr(0, good.size() / 2));
+    try {
+        CheckpointReader r(dir + "/half.h5");
+        BOOST_FAIL("no exception");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST_MESSAGE(e.what());
+        BOOST_TEST(std::string(e.what()).find("truncated file") != std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(random_bytes_and_empty_file) {
+    const std::string dir = scratch();
+    std::mt19937 rng(5);
+    std::string bytes(4096, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    writeBytes(dir + "/random.h5", bytes);
+    writeBytes(dir + "/empty.h5", "");
+    for (const std::string name : {"random.h5", "empty.h5"}) {
+        const std::string path = dir + "/" + name;
+        BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                              messageContains("'" + path + "': not an HDF5 file"));
+    }
+    BOOST_TEST((readBytes(dir + "/random.h5") == bytes));
+}
+
+BOOST_AUTO_TEST_CASE(header_intact_but_body_corrupt) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/c.h5";
+    writeGood(path);
+    std::string bytes = readBytes(path);
+    // Scribble over everything after the superblock (96 bytes in 1.10), keeping the length.
+    for (std::size_t i = 96; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xA5);
+    writeBytes(path, bytes);
+    // Either the open or the format check fails; always a runtime_error naming the file.
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("'" + path + "'"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_format_attribute) {
+    const std::string dir = scratch();
+    {
+        CheckpointWriter w(dir + "/other.h5", "someone-else");
+        w.close();
+    }
+    BOOST_CHECK_EXCEPTION(CheckpointReader{dir + "/other.h5"}, std::runtime_error,
+                          messageContains("is not a tern checkpoint (format 'someone-else'"));
+    {
+        CheckpointWriter w(dir + "/numeric.h5");
+        w.attr("", "format", 3.0);  // replaces the string
+        w.close();
+    }
+    BOOST_CHECK_EXCEPTION(CheckpointReader{dir + "/numeric.h5"}, std::runtime_error,
+                          messageContains("is not a tern checkpoint ('format' is float64"));
+    // A model file is not a checkpoint and vice versa.
+    writeGood(dir + "/ckpt.h5");
+    BOOST_CHECK_EXCEPTION(CheckpointReader(dir + "/ckpt.h5", "tern-model"), std::runtime_error,
+                          messageContains("expected 'tern-model'"));
+}
+
+BOOST_AUTO_TEST_CASE(newer_version) {
+    const std::string path = scratch() + "/v2.h5";
+    {
+        CheckpointWriter w(path, "tern-checkpoint", 2);
+        w.close();
+    }
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("'" + path + "': version 2 is newer than supported"));
+    BOOST_CHECK_NO_THROW(CheckpointReader(path, "tern-checkpoint", 2));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(read_errors)
+
+BOOST_AUTO_TEST_CASE(shape_mismatch_names_key_and_both_shapes) {
+    const std::string path = scratch() + "/s.h5";
+    writeGood(path);
+    CheckpointReader r(path);
+    BOOST_CHECK_EXCEPTION(r.read("params/w", Shape{10, 9}), std::invalid_argument,
+                          messageContains("'params/w' in '" + path +
+                                          "' has shape [10, 10], expected [10, 9]"));
+    BOOST_CHECK_EXCEPTION(r.read("params/w", Shape{100}), std::invalid_argument,
+                          messageContains("expected [100]"));
+}
+
+BOOST_AUTO_TEST_CASE(missing_key_is_out_of_range) {
+    const std::string path = scratch() + "/s.h5";
+    writeGood(path);
+    CheckpointReader r(path);
+    BOOST_CHECK_EXCEPTION(r.read("params/conv9.weights", Shape{1}), std::out_of_range,
+                          messageContains("no dataset 'params/conv9.weights' in '" + path + "'"));
+    BOOST_CHECK_EXCEPTION(r.read("params", Shape{1}), std::out_of_range,
+                          messageContains("(it is a group)"));
+    BOOST_CHECK_EXCEPTION(r.readInts("progress/order"), std::out_of_range,
+                          messageContains("no dataset 'progress/order'"));
+    BOOST_CHECK_EXCEPTION(r.keys("optim"), std::out_of_range, messageContains("no group 'optim'"));
+    BOOST_CHECK_THROW(r.keys("params/w"), std::invalid_argument);
+    BOOST_CHECK_THROW(r.shape("nope"), std::out_of_range);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_dataset_types) {
+    const std::string path = scratch() + "/t.h5";
+    {
+        CheckpointWriter w(path);
+        w.write("f", Vector::Ones(4), Shape{2, 2});
+        w.writeInts("i", {1, 2, 3});
+        w.close();
+    }
+    CheckpointReader r(path);
+    BOOST_CHECK_EXCEPTION(r.read("i", Shape{3}), std::invalid_argument,
+                          messageContains("'i' in '" + path + "' is int64, expected float32"));
+    BOOST_CHECK_EXCEPTION(r.readInts("f"), std::invalid_argument,
+                          messageContains("'f' in '" + path + "' is float32, expected an integer"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(tools)
+
+BOOST_AUTO_TEST_CASE(h5dump_reads_the_file) {
+    const char* h5dump = "/usr/bin/h5dump";
+    if (!fs::exists(h5dump)) {
+        BOOST_TEST_MESSAGE("h5dump not installed; skipped");
+        return;
+    }
+    const std::string dir = scratch();
+    const std::string path = dir + "/d.h5";
+    {
+        CheckpointWriter w(path);
+        w.write("params/conv1.weights", Vector::LinSpaced(6, 0, 5), Shape{2, 3});
+        w.writeInts("progress/order", {2, 0, 1});
+        w.attr("optim", "method", "admm");
+        w.attr("optim", "rho", 0.25);
+        w.close();
+    }
+    const std::string out = dir + "/dump.txt";
+    const std::string cmd = std::string(h5dump) + " '" + path + "' > '" + out + "' 2>&1";
+    BOOST_REQUIRE(std::system(cmd.c_str()) == 0);
+    const std::string text = readBytes(out);
+    for (const char* needle :
+         {"\"tern-checkpoint\"", "H5T_IEEE_F32LE", "DATASPACE  SIMPLE { ( 2, 3 ) / ( 2, 3 ) }",
+          "DATASET \"conv1.weights\"", "H5T_STD_I64LE", "\"admm\"", "0.25", "H5T_CSET_UTF8"})
+        BOOST_TEST(text.find(needle) != std::string::npos, "h5dump output lacks " << needle);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
