@@ -149,6 +149,7 @@ BOOST_AUTO_TEST_CASE(attributes_of_all_kinds_on_root_groups_and_datasets) {
         w.attr("params/w", "units", "none");  // on a dataset
         w.attr("params/w", "scale", 0.5);
         w.attr("config/deep/group", "lr", 0.1);  // created as groups
+        w.attr("optim", "quantizer/conv1.weights", "ste");  // '/' in an attribute name is fine
         w.close();
     }
     CheckpointReader r(path);
@@ -165,6 +166,7 @@ BOOST_AUTO_TEST_CASE(attributes_of_all_kinds_on_root_groups_and_datasets) {
     BOOST_TEST(r.attrString("params/w", "units") == "none");
     BOOST_TEST(r.attrDouble("params/w", "scale") == 0.5);
     BOOST_TEST(r.attrDouble("config/deep/group", "lr") == 0.1);
+    BOOST_TEST(r.attrString("optim", "quantizer/conv1.weights") == "ste");
     BOOST_TEST(r.hasAttr("optim", "rho"));
     BOOST_TEST(!r.hasAttr("optim", "sigma"));
     BOOST_TEST(!r.hasAttr("nowhere", "rho"));
