@@ -1,2 +1,3 @@
 # Tests of the proj area.
 tern_test(test_projection unit)
+tern_test(test_quantizer unit)
