@@ -95,10 +95,32 @@ BOOST_DATA_TEST_CASE(tensors_bit_exact, bdata::xrange(kShapes.size()), i) {
         w.write("params/x", v, shape);
         w.close();
     }
+    const std::string bytes = readBytes(path);
+    {
+        CheckpointReader r(path);
+        BOOST_TEST(r.has("params/x"));
+        BOOST_TEST(r.shape("params/x").str() == shape.str());
+        BOOST_TEST(bitEqual(r.read("params/x", shape), v));
+    }
+    BOOST_TEST((readBytes(path) == bytes));  // reading never modifies the file
+}
+
+BOOST_AUTO_TEST_CASE(reopen_after_reader_is_gone) {
+    const std::string path = scratch() + "/t.h5";
+    writeGood(path);
+    { CheckpointReader r(path); }
+    writeGood(path, 4.0f);  // a closed reader holds no lock on the file
     CheckpointReader r(path);
-    BOOST_TEST(r.has("params/x"));
-    BOOST_TEST(r.shape("params/x").str() == shape.str());
-    BOOST_TEST(bitEqual(r.read("params/x", shape), v));
+    BOOST_TEST(r.read("params/w", Shape{10, 10})[99] == 4.0f);
+}
+
+BOOST_AUTO_TEST_CASE(open_reader_keeps_seeing_the_old_file_across_a_save) {
+    const std::string path = scratch() + "/t.h5";
+    writeGood(path, 1.0f);
+    CheckpointReader old(path);
+    writeGood(path, 2.0f);  // rename replaces the directory entry, not the open file
+    BOOST_TEST(old.read("params/w", Shape{10, 10})[0] == 1.0f);
+    BOOST_TEST(CheckpointReader(path).read("params/w", Shape{10, 10})[0] == 2.0f);
 }
 
 BOOST_AUTO_TEST_CASE(many_tensors_ints_and_nested_keys) {

@@ -437,7 +437,12 @@ void CheckpointWriter::close() {
     // The rename is durable once the directory entry is on disk.
     fs::path dir = fs::path(path_).parent_path();
     if (dir.empty()) dir = ".";
-    fsyncPath(dir, true, where);
+    try {
+        fsyncPath(dir, true, where);
+    } catch (const std::runtime_error& e) {
+        throw std::runtime_error(std::string(e.what()) + " ('" + path_ +
+                                 "' is written but may not survive a power loss)");
+    }
 }
 
 // ================================================================== CheckpointReader

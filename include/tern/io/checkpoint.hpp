@@ -10,6 +10,9 @@
 ///
 /// The writer never leaves a half-written file at `path`: it writes `path + ".tmp"` and
 /// close() renames that onto `path` after an fsync, so a crash keeps the previous checkpoint.
+///
+/// Threads: the HDF5 library Debian ships is not thread-safe; use writers and readers from one
+/// thread at a time (any thread, but not concurrently).
 #include "tern/core/state.hpp"
 
 #include <cstdint>
@@ -57,8 +60,10 @@ public:
     void attr(const std::string& path, const std::string& name, const std::string& value) override;
 
     /// Flushes and closes the HDF5 file, fsyncs it, renames it onto `path` and fsyncs the
-    /// directory. A second call does nothing. On failure the tmp file is removed, `path` is
-    /// left as it was, and std::runtime_error names the file and the step that failed.
+    /// directory. A second call does nothing. If a step up to the rename fails, the tmp file is
+    /// removed, `path` is left as it was, and std::runtime_error names the file and the step.
+    /// If only the final directory fsync fails, the new file is already at `path` (not yet
+    /// known to be durable) and std::runtime_error says so.
     void close();
 
     /// True once close() has been called (successfully or not).
@@ -92,7 +97,8 @@ public:
     CheckpointReader(const CheckpointReader&) = delete;
     CheckpointReader& operator=(const CheckpointReader&) = delete;
 
-    /// True if `key` names a dataset (tensor or integer array).
+    /// True if `key` names a dataset (tensor or integer array); false for a group or a missing
+    /// path. Throws std::invalid_argument for a malformed key ("a//b").
     bool has(const std::string& key) const override;
     /// Reads the float32 dataset `key`; its dims must equal `expected.dims` (an HDF5 scalar
     /// is rank 0). Throws std::out_of_range if missing, std::invalid_argument naming the key and
