@@ -22,7 +22,8 @@ namespace {
 /// Test vectors: Gaussian, and for every 4th seed values rounded to multiples of 1/2, so ties
 /// and exact zeros (and the 1/2 rounding boundary) occur.
 Vector testVector(Index n, int seed) {
-    Vector v = testing::randomVector(n, static_cast<std::uint64_t>(seed) + 1000u * static_cast<std::uint64_t>(n));
+    Vector v = testing::randomVector(
+        n, static_cast<std::uint64_t>(seed) + 1000u * static_cast<std::uint64_t>(n));
     if (seed % 4 == 3) v = (v * 2).array().round() / 2;
     return v;
 }
@@ -81,14 +82,26 @@ Vector projectWith(const Projection& p, const Vector& v, Index groups = 1) {
 bool closeTo(double got, double best) { return got <= best * (1 + 1e-5) + 1e-6; }
 
 /// Every spec the tests sweep over.
-const std::vector<std::string> kSpecs{
-    "box",           "box,lo=-0.5,hi=2",      "binary",
-    "binary:scaled", "binary:scaled,scale=one", "ternary",
-    "ternary:twn",   "ternary:twn,ratio=0.5", "ternary:twn,scale=one",
-    "ternary:exact", "ternary:exact,scale=one", "ternary:topk,k=3",
-    "ternary:topk,fraction=0.3", "ternary:topk,k=2,scale=one", "pow2,bits=1",
-    "pow2,bits=2",   "pow2,bits=3",           "pow2,bits=3,rounds=5",
-    "pow2,bits=3,solver=exact", "pow2,bits=4,scale=one"};
+const std::vector<std::string> kSpecs{"box",
+                                      "box,lo=-0.5,hi=2",
+                                      "binary",
+                                      "binary:scaled",
+                                      "binary:scaled,scale=one",
+                                      "ternary",
+                                      "ternary:twn",
+                                      "ternary:twn,ratio=0.5",
+                                      "ternary:twn,scale=one",
+                                      "ternary:exact",
+                                      "ternary:exact,scale=one",
+                                      "ternary:topk,k=3",
+                                      "ternary:topk,fraction=0.3",
+                                      "ternary:topk,k=2,scale=one",
+                                      "pow2,bits=1",
+                                      "pow2,bits=2",
+                                      "pow2,bits=3",
+                                      "pow2,bits=3,rounds=5",
+                                      "pow2,bits=3,solver=exact",
+                                      "pow2,bits=4,scale=one"};
 
 bool isAlternatingPow2(const Projection& p) {
     const auto* q = dynamic_cast<const PowerOfTwo*>(&p);
@@ -133,7 +146,8 @@ BOOST_DATA_TEST_CASE(ternary_sets, bdata::xrange(1, 9) * bdata::xrange(0, 20), n
         const double aBest = v.cast<double>().dot(q.cast<double>()) / q.squaredNorm();
         BOOST_TEST(std::abs(twn.cwiseAbs().maxCoeff() - aBest) <= 1e-5 * (1 + aBest));
     }
-    BOOST_TEST(sqErr(v, projectWith(TernaryTwn(0.7f, ScaleMode::One), v)) >= bestFixed * (1 - 1e-5) - 1e-6);
+    BOOST_TEST(sqErr(v, projectWith(TernaryTwn(0.7f, ScaleMode::One), v)) >=
+               bestFixed * (1 - 1e-5) - 1e-6);
 }
 
 BOOST_DATA_TEST_CASE(topk_matches_brute_force_with_at_most_k_nonzeros,
@@ -183,7 +197,8 @@ BOOST_AUTO_TEST_CASE(pow2_alternating_gap) {
                 const double tern = sqErr(v, projectWith(TernaryExact(), v));
                 BOOST_TEST(got <= tern * (1 + 1e-5) + 1e-6);
                 BOOST_TEST(got >= best * (1 - 1e-5) - 1e-6);
-                const double excess = (got - best) / std::max(1e-30, v.cast<double>().squaredNorm());
+                const double excess =
+                    (got - best) / std::max(1e-30, v.cast<double>().squaredNorm());
                 worstExcess = std::max(worstExcess, excess);
                 sumExcess += excess;
                 ++cases;
@@ -191,8 +206,8 @@ BOOST_AUTO_TEST_CASE(pow2_alternating_gap) {
             }
         BOOST_TEST_MESSAGE("pow2,bits=" << bits << " alternating vs brute force over " << cases
                                         << " vectors (n <= 5): optimal in " << optimal
-                                        << ", excess error / ||v||^2: mean "
-                                        << sumExcess / cases << ", worst " << worstExcess);
+                                        << ", excess error / ||v||^2: mean " << sumExcess / cases
+                                        << ", worst " << worstExcess);
         if (bits == 1) BOOST_TEST(optimal == cases);  // bits = 1 is the ternary set
     }
 }
@@ -201,9 +216,10 @@ BOOST_AUTO_TEST_CASE(pow2_alternating_can_stop_at_the_ternary_point) {
     Vector v(2);
     v << 0.5f, 1.0f;  // = 0.5 * (1, 2): in the set, so the projection is v itself
     // Ternary start a = 0.75, Q = (1, 1); v/a = (0.67, 1.33) rounds back to (1, 1): fixed point.
-    BOOST_TEST(sqErr(v, projectWith(PowerOfTwo(3), v)) == 0.125, boost::test_tools::tolerance(1e-6));
-    BOOST_TEST(sqErr(v, projectWith(PowerOfTwo(3, 20, ScaleMode::Free, PowerOfTwo::Solver::Exact), v))
-               <= 1e-12);
+    BOOST_TEST(sqErr(v, projectWith(PowerOfTwo(3), v)) == 0.125,
+               boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(sqErr(v, projectWith(PowerOfTwo(3, 20, ScaleMode::Free, PowerOfTwo::Solver::Exact),
+                                    v)) <= 1e-12);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -267,7 +283,7 @@ BOOST_AUTO_TEST_CASE(idempotent) {
         }
     }
     BOOST_TEST_MESSAGE("alternating pow2 (bits >= 2): P(P(v)) == P(v) in " << altIdempotent
-                                                                         << " of " << altCases);
+                                                                           << " of " << altCases);
 }
 
 BOOST_DATA_TEST_CASE(positively_homogeneous_on_scaled_sets, bdata::xrange(0, 10), seed) {
@@ -353,8 +369,8 @@ BOOST_AUTO_TEST_CASE(exact_ternary_never_worse_than_twn_and_gap_report) {
         sumGap += gap;
         maxGap = std::max(maxGap, gap);
     }
-    BOOST_TEST_MESSAGE("TWN (ratio 0.7) vs exact ternary, Gaussian n = 1000, " << trials
-                       << " vectors: mean relative excess error " << sumGap / trials
+    BOOST_TEST_MESSAGE("TWN (ratio 0.7) vs exact ternary, Gaussian n = 1000, "
+                       << trials << " vectors: mean relative excess error " << sumGap / trials
                        << ", max " << maxGap);
 }
 
@@ -366,11 +382,13 @@ BOOST_AUTO_TEST_CASE(pow2_alternating_vs_exact_on_gaussian_report) {
             const Vector v = testing::randomVector(1000, 9000u + static_cast<std::uint64_t>(seed));
             const double alt = sqErr(v, projectWith(PowerOfTwo(bits), v));
             const double exact = sqErr(
-                v, projectWith(PowerOfTwo(bits, 20, ScaleMode::Free, PowerOfTwo::Solver::Exact), v));
+                v,
+                projectWith(PowerOfTwo(bits, 20, ScaleMode::Free, PowerOfTwo::Solver::Exact), v));
             BOOST_TEST(exact <= alt * (1 + 1e-6));
             sumGap += (alt - exact) / exact;
         }
-        BOOST_TEST_MESSAGE("pow2,bits=" << bits << ": alternating vs exact sweep, Gaussian n = 1000: "
+        BOOST_TEST_MESSAGE("pow2,bits=" << bits
+                                        << ": alternating vs exact sweep, Gaussian n = 1000: "
                                         << "mean relative excess error " << sumGap / trials);
     }
 }
@@ -438,10 +456,11 @@ BOOST_AUTO_TEST_CASE(topk_keeps_at_most_k_and_may_keep_fewer) {
 
 BOOST_AUTO_TEST_CASE(pow2_nearest_level_midpoints) {
     // levels {0, 1, 2, 4}: midpoints 0.5, 1.5, 3
-    const std::vector<std::pair<float, float>> cases{
-        {0.0f, 0}, {0.49f, 0}, {0.51f, 1}, {0.9f, 1}, {1.49f, 1}, {1.51f, 2}, {2.9f, 2},
-        {3.1f, 4}, {5.9f, 4},  {100.0f, 4}};
-    for (const auto& [x, level] : cases) BOOST_TEST(PowerOfTwo::nearestLevel(x, 3) == level, "x = " << x);
+    const std::vector<std::pair<float, float>> cases{{0.0f, 0},  {0.49f, 0}, {0.51f, 1}, {0.9f, 1},
+                                                     {1.49f, 1}, {1.51f, 2}, {2.9f, 2},  {3.1f, 4},
+                                                     {5.9f, 4},  {100.0f, 4}};
+    for (const auto& [x, level] : cases)
+        BOOST_TEST(PowerOfTwo::nearestLevel(x, 3) == level, "x = " << x);
     BOOST_TEST(PowerOfTwo::nearestLevel(5.9f, 4) == 4.0f);  // midpoint 6 between 4 and 8
     BOOST_TEST(PowerOfTwo::nearestLevel(6.1f, 4) == 8.0f);
     BOOST_TEST(PowerOfTwo::nearestLevel(0.9f, 1) == 1.0f);
@@ -492,28 +511,33 @@ BOOST_AUTO_TEST_CASE(specs_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(unknown_names_and_options) {
-    BOOST_CHECK_EXCEPTION(makeProjection("ternery:exact"), std::invalid_argument,
-                          messageContains("makeProjection(): unknown projection 'ternery:exact'; "
-                                          "known: box, binary, binary:scaled, ternary, ternary:twn, "
-                                          "ternary:exact, ternary:topk, pow2"));
-    BOOST_CHECK_EXCEPTION(makeProjection("ternary:twn,foo=1"), std::invalid_argument,
-                          messageContains("unknown option 'foo' for 'ternary:twn'; known: ratio, scale"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("ternery:exact"), std::invalid_argument,
+        messageContains("makeProjection(): unknown projection 'ternery:exact'; "
+                        "known: box, binary, binary:scaled, ternary, ternary:twn, "
+                        "ternary:exact, ternary:topk, pow2"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("ternary:twn,foo=1"), std::invalid_argument,
+        messageContains("unknown option 'foo' for 'ternary:twn'; known: ratio, scale"));
     BOOST_CHECK_EXCEPTION(makeProjection("ternary,scale=one"), std::invalid_argument,
                           messageContains("unknown option 'scale' for 'ternary'; known: none"));
-    BOOST_CHECK_EXCEPTION(makeProjection("ternary:twn,ratio=abc"), std::invalid_argument,
-                          messageContains("option 'ratio' of 'ternary:twn' must be a number (got 'abc')"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("ternary:twn,ratio=abc"), std::invalid_argument,
+        messageContains("option 'ratio' of 'ternary:twn' must be a number (got 'abc')"));
     BOOST_CHECK_EXCEPTION(makeProjection("ternary:twn,ratio=-1"), std::invalid_argument,
                           messageContains("ratio must be >= 0 (got -1)"));
-    BOOST_CHECK_EXCEPTION(makeProjection("pow2,bits=2.5"), std::invalid_argument,
-                          messageContains("option 'bits' of 'pow2' must be an integer (got '2.5')"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("pow2,bits=2.5"), std::invalid_argument,
+        messageContains("option 'bits' of 'pow2' must be an integer (got '2.5')"));
     BOOST_CHECK_EXCEPTION(makeProjection("pow2,bits=0"), std::invalid_argument,
                           messageContains("bits' of 'pow2' must be in [1, 16] (got 0)"));
     BOOST_CHECK_EXCEPTION(PowerOfTwo(0), std::invalid_argument,
                           messageContains("bits must be in [1, 16] (got 0)"));
     BOOST_CHECK_EXCEPTION(makeProjection("pow2,solver=fast"), std::invalid_argument,
                           messageContains("'solver' of 'pow2' must be 'alternate' or 'exact'"));
-    BOOST_CHECK_EXCEPTION(makeProjection("ternary:exact,scale=two"), std::invalid_argument,
-                          messageContains("'scale' of 'ternary:exact' must be 'free' or 'one' (got 'two')"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("ternary:exact,scale=two"), std::invalid_argument,
+        messageContains("'scale' of 'ternary:exact' must be 'free' or 'one' (got 'two')"));
     BOOST_CHECK_EXCEPTION(makeProjection("ternary:topk"), std::invalid_argument,
                           messageContains("needs exactly one of k=<count> or fraction=<0..1>"));
     BOOST_CHECK_EXCEPTION(makeProjection("ternary:topk,k=2,fraction=0.5"), std::invalid_argument,
@@ -524,8 +548,9 @@ BOOST_AUTO_TEST_CASE(unknown_names_and_options) {
                           messageContains("k must be >= 0 (got -1)"));
     BOOST_CHECK_EXCEPTION(makeProjection("ternary:twn,ratio=1,ratio=2"), std::invalid_argument,
                           messageContains("option 'ratio' given twice"));
-    BOOST_CHECK_EXCEPTION(makeProjection("ternary:twn,ratio"), std::invalid_argument,
-                          messageContains("option 'ratio' of 'ternary:twn,ratio' must be key=value"));
+    BOOST_CHECK_EXCEPTION(
+        makeProjection("ternary:twn,ratio"), std::invalid_argument,
+        messageContains("option 'ratio' of 'ternary:twn,ratio' must be key=value"));
 }
 
 BOOST_AUTO_TEST_CASE(project_argument_checks) {
@@ -552,8 +577,9 @@ BOOST_AUTO_TEST_CASE(project_argument_checks) {
                           messageContains("non-finite entry at index 4"));
     // k > group size: thrown before anything is written
     z10.setConstant(5);
-    BOOST_CHECK_EXCEPTION(TernaryTopK::withK(6).project(v, z10, 2), std::invalid_argument,
-                          messageContains("TernaryTopK::project(): k = 6 exceeds the group size 5"));
+    BOOST_CHECK_EXCEPTION(
+        TernaryTopK::withK(6).project(v, z10, 2), std::invalid_argument,
+        messageContains("TernaryTopK::project(): k = 6 exceeds the group size 5"));
     BOOST_TEST((z10.array() == 5).all());
     BOOST_CHECK_NO_THROW(TernaryTopK::withK(5).project(v, z10, 2));
 }

@@ -27,7 +27,8 @@ Vector latentAwayFromThresholds(const Shape& shape, Granularity g, Scalar t, std
         const Scalar delta = t * seg.cwiseAbs().maxCoeff();
         for (Index i = 0; i < m; ++i) {
             const Scalar a = std::abs(seg[i]);
-            if (std::abs(a - delta) < margin) seg[i] = std::copysign(a < delta ? delta - margin : delta + margin, seg[i]);
+            if (std::abs(a - delta) < margin)
+                seg[i] = std::copysign(a < delta ? delta - margin : delta + margin, seg[i]);
         }
     }
     return w;
@@ -101,7 +102,7 @@ BOOST_AUTO_TEST_SUITE(ttq)
 BOOST_AUTO_TEST_CASE(init_and_forward_by_hand) {
     Vector latent(6);
     latent << 1.0f, -0.5f, 0.02f, 0.6f, -0.04f, -0.3f;  // max 1, t = 0.05: delta = 0.05
-    TtqQuantizer q;  // t = 0.05, per tensor
+    TtqQuantizer q;                                     // t = 0.05, per tensor
     BOOST_TEST(!q.initialized());
     BOOST_TEST(q.trainable()->size() == 0);
     Vector wq(6);
@@ -144,7 +145,8 @@ BOOST_DATA_TEST_CASE(gradients_vs_central_differences,
                      perFilter, tf, seed) {
     const Granularity gran = perFilter ? Granularity::PerFilter : Granularity::PerTensor;
     const Shape shape{3, 2, 4};
-    const Vector latent = latentAwayFromThresholds(shape, gran, tf, 100u + static_cast<std::uint64_t>(seed));
+    const Vector latent =
+        latentAwayFromThresholds(shape, gran, tf, 100u + static_cast<std::uint64_t>(seed));
     const Vector c = testing::randomVector(shape.size(), 200u + static_cast<std::uint64_t>(seed));
     TtqQuantizer q(tf, gran);
     Vector wq(shape.size());
@@ -174,7 +176,8 @@ BOOST_DATA_TEST_CASE(gradients_vs_central_differences,
             const double lm = lossAt();
             b->value[g] = keep;
             const double fd = (lp - lm) / (2 * h);
-            BOOST_TEST(b->grad[g] == fd, boost::test_tools::tolerance(1e-3) << b->name << "[" << g << "]");
+            BOOST_TEST(b->grad[g] == fd, boost::test_tools::tolerance(1e-3)
+                                             << b->name << "[" << g << "]");
         }
 
     const Index m = shape.size() / shape.groups(gran);
@@ -298,16 +301,19 @@ BOOST_AUTO_TEST_CASE(specs_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(unknown_names_and_options) {
-    BOOST_CHECK_EXCEPTION(makeQuantizer("dorefa"), std::invalid_argument,
-                          messageContains("unknown quantizer 'dorefa'; known: ste:<projection spec>, ttq"));
+    BOOST_CHECK_EXCEPTION(
+        makeQuantizer("dorefa"), std::invalid_argument,
+        messageContains("unknown quantizer 'dorefa'; known: ste:<projection spec>, ttq"));
     BOOST_CHECK_EXCEPTION(makeQuantizer("ste:ternery"), std::invalid_argument,
                           messageContains("unknown projection 'ternery'"));
     BOOST_CHECK_EXCEPTION(makeQuantizer("ste:ternary,clip=abc"), std::invalid_argument,
                           messageContains("option 'clip'"));
-    BOOST_CHECK_EXCEPTION(makeQuantizer("ste:ternary,granularity=row"), std::invalid_argument,
-                          messageContains("'granularity' must be 'tensor' or 'filter' (got 'row')"));
-    BOOST_CHECK_EXCEPTION(makeQuantizer("ttq,threshold=0.1"), std::invalid_argument,
-                          messageContains("unknown option 'threshold' for 'ttq'; known: t, granularity"));
+    BOOST_CHECK_EXCEPTION(
+        makeQuantizer("ste:ternary,granularity=row"), std::invalid_argument,
+        messageContains("'granularity' must be 'tensor' or 'filter' (got 'row')"));
+    BOOST_CHECK_EXCEPTION(
+        makeQuantizer("ttq,threshold=0.1"), std::invalid_argument,
+        messageContains("unknown option 'threshold' for 'ttq'; known: t, granularity"));
     BOOST_CHECK_EXCEPTION(makeQuantizer("ttq,t=1.5"), std::invalid_argument,
                           messageContains("thresholdFraction must be in [0, 1) (got 1.5)"));
 }

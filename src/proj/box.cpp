@@ -10,8 +10,8 @@ namespace tern::proj {
 
 Box::Box(Scalar lo, Scalar hi) : lo_(lo), hi_(hi) {
     if (!std::isfinite(lo) || !std::isfinite(hi) || !(lo <= hi))
-        fail("Box::Box()", TERN_MSG("need finite lo <= hi (got lo = " << lo << ", hi = " << hi
-                                                                     << ")"));
+        fail("Box::Box()",
+             TERN_MSG("need finite lo <= hi (got lo = " << lo << ", hi = " << hi << ")"));
 }
 
 std::string Box::name() const {

@@ -78,7 +78,8 @@ GroupResult PowerOfTwo::alternate(CVecRef v, VecRef z) const {
     const auto [k, sum] = detail::bestPrefix(v, order, n);
     std::vector<double> q(un, 0.0);
     if (k == 0) return writeLevels(v, z, q, 0.0);  // v == 0
-    for (Index r = 0; r < k; ++r) q[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
+    for (Index r = 0; r < k; ++r)
+        q[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
     double a = sum / static_cast<double>(k);
     double bestGain = sum * sum / static_cast<double>(k);  // ||v||^2 - error
     double bestA = a;
@@ -115,11 +116,13 @@ GroupResult PowerOfTwo::sweep(CVecRef v, VecRef z) const {
     const auto un = static_cast<std::size_t>(n);
     // Level magnitudes L_0 = 0, L_j = 2^(j-1); entry i moves from L_j to L_{j+1} when a drops
     // below |v_i| / m_j, m_0 = 0.5, m_j = 1.5 * 2^(j-1).
-    std::vector<double> lv(static_cast<std::size_t>(bits_) + 1), mid(static_cast<std::size_t>(bits_));
+    std::vector<double> lv(static_cast<std::size_t>(bits_) + 1),
+        mid(static_cast<std::size_t>(bits_));
     lv[0] = 0;
     for (int j = 1; j <= bits_; ++j) lv[static_cast<std::size_t>(j)] = std::ldexp(1.0, j - 1);
     for (int j = 0; j < bits_; ++j)
-        mid[static_cast<std::size_t>(j)] = 0.5 * (lv[static_cast<std::size_t>(j)] + lv[static_cast<std::size_t>(j) + 1]);
+        mid[static_cast<std::size_t>(j)] =
+            0.5 * (lv[static_cast<std::size_t>(j)] + lv[static_cast<std::size_t>(j) + 1]);
     struct Event {
         double key;  // breakpoint a = |v_i| / m_j
         Index i;
@@ -130,7 +133,8 @@ GroupResult PowerOfTwo::sweep(CVecRef v, VecRef z) const {
     for (Index i = 0; i < n; ++i) {
         const double m = std::abs(static_cast<double>(v[i]));
         if (m > 0)
-            for (int j = 0; j < bits_; ++j) events.push_back({m / mid[static_cast<std::size_t>(j)], i, j});
+            for (int j = 0; j < bits_; ++j)
+                events.push_back({m / mid[static_cast<std::size_t>(j)], i, j});
     }
     std::sort(events.begin(), events.end(), [](const Event& x, const Event& y) {
         return x.key > y.key || (x.key == y.key && (x.i < y.i || (x.i == y.i && x.j < y.j)));
@@ -152,7 +156,8 @@ GroupResult PowerOfTwo::sweep(CVecRef v, VecRef z) const {
     std::vector<double> level(un, 0.0);
     double bvq = 0, bqq = 0;
     for (std::size_t e = 0; e < bestCount; ++e)
-        level[static_cast<std::size_t>(events[e].i)] = lv[static_cast<std::size_t>(events[e].j) + 1];
+        level[static_cast<std::size_t>(events[e].i)] =
+            lv[static_cast<std::size_t>(events[e].j) + 1];
     for (std::size_t i = 0; i < un; ++i) {
         bvq += std::abs(static_cast<double>(v[static_cast<Index>(i)])) * level[i];
         bqq += level[i] * level[i];

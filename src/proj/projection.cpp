@@ -18,14 +18,15 @@ std::vector<GroupResult> Projection::project(CVecRef v, VecRef z, Index groups) 
     if (groups < 1) fail(where, TERN_MSG("groups must be >= 1 (got " << groups << ")"));
     if (v.size() == 0) fail(where, "empty group (v has 0 elements)");
     if (v.size() % groups != 0)
-        fail(where, TERN_MSG("groups (" << groups << ") must divide the size (" << v.size()
-                                        << ")"));
+        fail(where,
+             TERN_MSG("groups (" << groups << ") must divide the size (" << v.size() << ")"));
     requireFinite(v, where, "v");
     const Index m = v.size() / groups;
     checkGroupSize(m);
     std::vector<GroupResult> out;
     out.reserve(static_cast<std::size_t>(groups));
-    for (Index g = 0; g < groups; ++g) out.push_back(projectGroup(v.segment(g * m, m), z.segment(g * m, m)));
+    for (Index g = 0; g < groups; ++g)
+        out.push_back(projectGroup(v.segment(g * m, m), z.segment(g * m, m)));
     return out;
 }
 
@@ -33,8 +34,7 @@ std::vector<GroupResult> Projection::project(CVecRef v, VecRef z, const Shape& s
                                              Granularity g) const {
     if (shape.size() != v.size())
         fail("Projection::project()", TERN_MSG("v has " << v.size() << " elements, shape "
-                                                         << shape.str() << " has "
-                                                         << shape.size()));
+                                                        << shape.str() << " has " << shape.size()));
     return project(v, z, shape.groups(g));
 }
 
@@ -54,8 +54,8 @@ SpecOptions::SpecOptions(const std::string& spec, std::string where)
     base_ = spec.substr(0, pos);
     while (pos != std::string::npos) {
         const std::size_t next = spec.find(',', pos + 1);
-        const std::string item = spec.substr(pos + 1, next == std::string::npos ? std::string::npos
-                                                                                : next - pos - 1);
+        const std::string item =
+            spec.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
         const std::size_t eq = item.find('=');
         if (eq == std::string::npos || eq == 0)
             fail(where_, "option '" + item + "' of '" + spec_ + "' must be key=value");
@@ -83,8 +83,8 @@ std::optional<Scalar> SpecOptions::takeNumber(const std::string& key) {
     const char* end = text->data() + text->size();
     auto res = std::from_chars(text->data(), end, x);
     if (text->empty() || res.ec != std::errc() || res.ptr != end || !std::isfinite(x))
-        fail(where_, "option '" + key + "' of '" + base_ + "' must be a number (got '" + *text +
-                         "')");
+        fail(where_,
+             "option '" + key + "' of '" + base_ + "' must be a number (got '" + *text + "')");
     return x;
 }
 
@@ -95,8 +95,8 @@ std::optional<long long> SpecOptions::takeInt(const std::string& key) {
     const char* end = text->data() + text->size();
     auto res = std::from_chars(text->data(), end, x);
     if (text->empty() || res.ec != std::errc() || res.ptr != end)
-        fail(where_, "option '" + key + "' of '" + base_ + "' must be an integer (got '" +
-                         *text + "')");
+        fail(where_,
+             "option '" + key + "' of '" + base_ + "' must be an integer (got '" + *text + "')");
     return x;
 }
 
@@ -104,8 +104,7 @@ ScaleMode SpecOptions::takeScale() {
     auto text = take("scale");
     if (!text || *text == "free") return ScaleMode::Free;
     if (*text == "one") return ScaleMode::One;
-    fail(where_, "option 'scale' of '" + base_ + "' must be 'free' or 'one' (got '" + *text +
-                     "')");
+    fail(where_, "option 'scale' of '" + base_ + "' must be 'free' or 'one' (got '" + *text + "')");
 }
 
 void SpecOptions::finish(const std::vector<std::string>& known) const {
@@ -113,8 +112,8 @@ void SpecOptions::finish(const std::vector<std::string>& known) const {
         if (taken_.count(k)) continue;
         std::string list;
         for (const auto& name : known) list += (list.empty() ? "" : ", ") + name;
-        fail(where_, "unknown option '" + k + "' for '" + base_ + "'; known: " +
-                         (list.empty() ? std::string("none") : list));
+        fail(where_, "unknown option '" + k + "' for '" + base_ +
+                         "'; known: " + (list.empty() ? std::string("none") : list));
     }
 }
 
@@ -157,7 +156,8 @@ std::pair<Index, double> bestPrefix(CVecRef v, const std::vector<Index>& order, 
 
 GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Index>& order, Index m, Scalar a) {
     std::vector<char> keep(static_cast<std::size_t>(v.size()), 0);
-    for (Index r = 0; r < m; ++r) keep[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
+    for (Index r = 0; r < m; ++r)
+        keep[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
     GroupResult res{a, 0};
     for (Index i = 0; i < v.size(); ++i) {
         const Scalar vi = v[i];  // read before z[i] is written (z may alias v)
@@ -219,8 +219,10 @@ std::unique_ptr<Projection> makeProjection(const std::string& spec) {
         const ScaleMode s = opt.takeScale();
         opt.finish({"k", "fraction", "scale"});
         if (k.has_value() == fraction.has_value())
-            fail("makeProjection()", "'ternary:topk' needs exactly one of k=<count> or "
-                                     "fraction=<0..1> (got '" + spec + "')");
+            fail("makeProjection()",
+                 "'ternary:topk' needs exactly one of k=<count> or "
+                 "fraction=<0..1> (got '" +
+                     spec + "')");
         p = std::make_unique<TernaryTopK>(k ? TernaryTopK::withK(static_cast<Index>(*k), s)
                                             : TernaryTopK::withFraction(*fraction, s));
     } else if (base == "pow2") {
@@ -233,14 +235,17 @@ std::unique_ptr<Projection> makeProjection(const std::string& spec) {
         if (solverText == "exact")
             solver = PowerOfTwo::Solver::Exact;
         else if (solverText != "alternate")
-            fail("makeProjection()", "option 'solver' of 'pow2' must be 'alternate' or 'exact' "
-                                     "(got '" + solverText + "')");
+            fail("makeProjection()",
+                 "option 'solver' of 'pow2' must be 'alternate' or 'exact' "
+                 "(got '" +
+                     solverText + "')");
         if (bits < 1 || bits > 16)  // checked here too: the int cast below must not wrap
-            fail("makeProjection()", TERN_MSG("option 'bits' of 'pow2' must be in [1, 16] (got "
-                                              << bits << ")"));
+            fail("makeProjection()",
+                 TERN_MSG("option 'bits' of 'pow2' must be in [1, 16] (got " << bits << ")"));
         if (rounds < 1 || rounds > 1000000)
             fail("makeProjection()", TERN_MSG("option 'rounds' of 'pow2' must be in [1, 1000000] "
-                                              "(got " << rounds << ")"));
+                                              "(got "
+                                              << rounds << ")"));
         p = std::make_unique<PowerOfTwo>(static_cast<int>(bits), static_cast<int>(rounds), s,
                                          solver);
     } else {

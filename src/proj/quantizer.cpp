@@ -96,8 +96,14 @@ void TtqQuantizer::init(CVecRef latent, const Shape& shape) {
         for (Index i = 0; i < m; ++i) {
             const double x = w[i];
             sumAll += std::abs(x);
-            if (x > delta) { sumP += x; ++nP; }
-            if (x < -delta) { sumN -= x; ++nN; }
+            if (x > delta) {
+                sumP += x;
+                ++nP;
+            }
+            if (x < -delta) {
+                sumN -= x;
+                ++nN;
+            }
         }
         const double fallback = sumAll > 0 ? sumAll / static_cast<double>(m) : 1.0;
         wp[g] = static_cast<Scalar>(nP > 0 ? sumP / static_cast<double>(nP) : fallback);
@@ -143,13 +149,13 @@ void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
         double dWp = 0, dWn = 0;
         for (Index i = g * m; i < (g + 1) * m; ++i) {
             const Scalar w = latent[i], gi = dWq[i];
-            if (w > delta) {          // positive region: dL/dWp += g, dL/dW = Wp*g
+            if (w > delta) {  // positive region: dL/dWp += g, dL/dW = Wp*g
                 dWp += gi;
                 dLatent[i] = wp * gi;
             } else if (w < -delta) {  // negative region: dL/dWn -= g, dL/dW = Wn*g
                 dWn -= gi;
                 dLatent[i] = wn * gi;
-            } else {                  // zero region: dL/dW = g
+            } else {  // zero region: dL/dW = g
                 dLatent[i] = gi;
             }
         }
@@ -182,7 +188,7 @@ void TtqQuantizer::loadState(const StateReader& in, const std::string& prefix) {
     if (initialized() && scales_.at("wp").shape != shape)
         fail("TtqQuantizer::loadState()",
              TERN_MSG("stored scales have shape " << shape.str() << ", this quantizer uses "
-                                                   << scales_.at("wp").shape.str()));
+                                                  << scales_.at("wp").shape.str()));
     Vector wp = in.read(joinKey(prefix, "wp"), shape);
     Vector wn = in.read(joinKey(prefix, "wn"), shape);
     ensureBlocks(shape.size());

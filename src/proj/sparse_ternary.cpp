@@ -26,13 +26,13 @@ std::string TernaryTopK::name() const {
 Index TernaryTopK::budget(Index n) const {
     if (k_) return *k_;
     // k = round(fraction * n), half up
-    return static_cast<Index>(std::floor(static_cast<double>(*fraction_) * static_cast<double>(n) + 0.5));
+    return static_cast<Index>(
+        std::floor(static_cast<double>(*fraction_) * static_cast<double>(n) + 0.5));
 }
 
 void TernaryTopK::checkGroupSize(Index n) const {
     if (k_ && *k_ > n)
-        fail("TernaryTopK::project()",
-             TERN_MSG("k = " << *k_ << " exceeds the group size " << n));
+        fail("TernaryTopK::project()", TERN_MSG("k = " << *k_ << " exceeds the group size " << n));
 }
 
 GroupResult TernaryTopK::projectGroup(CVecRef v, VecRef z) const {

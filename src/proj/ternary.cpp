@@ -44,8 +44,7 @@ GroupResult TernaryTwn::projectGroup(CVecRef v, VecRef z) const {
     GroupResult res{a, 0};
     for (Index i = 0; i < n; ++i) {
         const Scalar vi = v[i];  // z may alias v
-        z[i] = (a > 0 && std::abs(static_cast<double>(vi)) > delta) ? (vi < 0 ? -a : a)
-                                                                     : Scalar(0);
+        z[i] = (a > 0 && std::abs(static_cast<double>(vi)) > delta) ? (vi < 0 ? -a : a) : Scalar(0);
         res.nonzeros += z[i] != 0;
     }
     return res;

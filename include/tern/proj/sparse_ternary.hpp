@@ -7,7 +7,8 @@
 
 namespace tern::proj {
 
-/// Ternary with at most k nonzeros per group, C_k = {a*Q : Q in {-1, 0, 1}^n, ||Q||_0 <= k, a >= 0}.
+/// Ternary with at most k nonzeros per group, C_k = {a*Q : Q in {-1, 0, 1}^n, ||Q||_0 <= k, a >=
+/// 0}.
 ///
 ///   sort |v| descending, S_m = sum of the m largest |v_i|;
 ///   m* = argmax_{m <= k} S_m^2 / m,  a = S_m*/m*,  Q = sign(v) on the top m*
