@@ -1,1 +1,1 @@
-# Tests of the nn area.
+tern_test(test_nn unit)

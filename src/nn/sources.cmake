@@ -1,1 +1,6 @@
-# Sources of src/nn (owned by that area).
+# Sources of src/nn (oneDNN layers, network, models).
+target_sources(tern PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/layers.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/loss.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/network.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/models.cpp)

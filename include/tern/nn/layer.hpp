@@ -1,0 +1,84 @@
+#pragma once
+/// \file Layers on oneDNN v2.6. A Layer owns its hyper-parameters and declares its parameter
+/// blocks; compile() turns it into a LayerExec: the primitives and memories for one input
+/// descriptor (batch size, format) and one Mode. Training and inference executors coexist.
+///
+/// Invariants between neighbouring executors (format propagation):
+///  - forward() takes src in the descriptor given to compile() and returns dst in dstDesc();
+///  - backward() takes diffDst in dstDesc() and returns diffSrc in the compile-time src desc.
+/// Conv / inner product choose their formats (format_tag::any) and reorder only where a
+/// neighbour's format differs; memory-bound layers keep the format they are given.
+#include "tern/core/parameter.hpp"
+#include "tern/core/state.hpp"
+#include "tern/optim/objective.hpp"
+
+#include <dnnl.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+
+namespace tern::nn {
+
+/// Training (batch statistics, workspaces, backward) or inference (running statistics).
+enum class Mode { Train, Infer };
+
+/// The oneDNN engine and stream; plus the per-step seed that stochastic layers (dropout) use,
+/// so that a step is a pure function of (seed, epoch, batch).
+struct Context {
+    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    dnnl::stream stream{engine};
+    std::uint64_t stepSeed = 0;
+};
+
+/// Sets the number of threads oneDNN and tern use (OpenMP). n <= 0 leaves the default.
+void setNumThreads(int n);
+/// The current OpenMP thread count.
+int numThreads();
+
+/// Primitives and memories of one layer for one input descriptor and mode.
+class LayerExec {
+public:
+    virtual ~LayerExec() = default;
+    /// Runs the forward pass on `src` (in the compile-time src desc); returns dst.
+    virtual const dnnl::memory& forward(const dnnl::memory& src, optim::Pass pass) = 0;
+    /// Backward from diffDst (in dstDesc()); writes parameter grads; returns diffSrc in the
+    /// compile-time src desc (an empty memory when !needDiffSrc). Mode::Train only.
+    virtual const dnnl::memory& backward(const dnnl::memory& diffDst, bool needDiffSrc) = 0;
+    const dnnl::memory::desc& dstDesc() const { return dstMd_; }
+
+protected:
+    dnnl::memory::desc dstMd_;
+};
+
+/// Cost figures of one layer for one image (for reports and export).
+struct LayerCost {
+    Index weights = 0;  ///< weight count of the layer's weight tensor (0 if none)
+    Index macs = 0;     ///< multiply-accumulates per image in the forward pass
+};
+
+class Layer {
+public:
+    virtual ~Layer() = default;
+    /// Unique name, prefix of its blocks ("conv1" -> "conv1.weights").
+    virtual std::string name() const = 0;
+    /// Short description, e.g. "conv1: 32-C5 (1->32)".
+    virtual std::string describe() const { return name(); }
+    /// Creates the layer's parameter blocks (called once).
+    virtual void declare(ParameterSet& /*params*/) {}
+    /// Initialises the layer's blocks (He-normal weights, zero biases, BN gamma=1 beta=0).
+    virtual void initialize(std::mt19937_64& /*rng*/) {}
+    /// Output dims (N, C, H, W or N, C) for the input dims.
+    virtual dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const = 0;
+    /// Builds the executor for `src` in `mode`.
+    virtual std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                               Mode mode) = 0;
+    /// Forward cost per image for input dims `src` (batch dim ignored).
+    virtual LayerCost cost(const dnnl::memory::dims& /*src*/) const { return {}; }
+    /// State beyond parameter blocks (BN running statistics).
+    virtual void saveState(StateWriter& /*out*/, const std::string& /*prefix*/) const {}
+    virtual void loadState(const StateReader& /*in*/, const std::string& /*prefix*/) {}
+};
+
+}  // namespace tern::nn

@@ -1,0 +1,145 @@
+#pragma once
+/// \file The concrete layers: convolution, inner product, batch normalization, ReLU,
+/// max pooling and dropout.
+#include "tern/nn/layer.hpp"
+
+namespace tern::nn {
+
+/// 2-D convolution, weights OIHW ("<name>.weights", a quantization target unless told
+/// otherwise) and an optional bias ("<name>.bias").
+class Conv2d final : public Layer {
+public:
+    Conv2d(std::string name, Index inChannels, Index outChannels, Index kernel, Index stride = 1,
+           Index padding = 0, bool bias = true, bool quantize = true);
+    std::string name() const override { return name_; }
+    std::string describe() const override;
+    void declare(ParameterSet& params) override;
+    void initialize(std::mt19937_64& rng) override;
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override;
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+    LayerCost cost(const dnnl::memory::dims& src) const override;
+
+    Index inChannels() const { return in_; }
+    Index outChannels() const { return out_; }
+    Index kernel() const { return k_; }
+    Index stride() const { return stride_; }
+    Index padding() const { return pad_; }
+    ParameterBlock* weights() const { return weights_; }
+    ParameterBlock* bias() const { return bias_; }
+
+private:
+    std::string name_;
+    Index in_, out_, k_, stride_, pad_;
+    bool hasBias_, quantize_;
+    ParameterBlock* weights_ = nullptr;
+    ParameterBlock* bias_ = nullptr;
+};
+
+/// Fully connected layer on a flattened input: weights {out, in} (row-major, the input's
+/// C,H,W order), optional bias.
+class Linear final : public Layer {
+public:
+    Linear(std::string name, Index inFeatures, Index outFeatures, bool bias = true,
+           bool quantize = true);
+    std::string name() const override { return name_; }
+    std::string describe() const override;
+    void declare(ParameterSet& params) override;
+    void initialize(std::mt19937_64& rng) override;
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override;
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+    LayerCost cost(const dnnl::memory::dims& src) const override;
+
+    Index inFeatures() const { return in_; }
+    Index outFeatures() const { return out_; }
+    ParameterBlock* weights() const { return weights_; }
+    ParameterBlock* bias() const { return bias_; }
+
+private:
+    std::string name_;
+    Index in_, out_;
+    bool hasBias_, quantize_;
+    ParameterBlock* weights_ = nullptr;
+    ParameterBlock* bias_ = nullptr;
+};
+
+/// Batch normalization over channels with learned gamma/beta. oneDNN keeps no running
+/// statistics; this layer does, updating them on Pass::Commit only:
+///   running = (1 - momentum) * running + momentum * batch  (variance unbiased).
+class BatchNorm final : public Layer {
+public:
+    BatchNorm(std::string name, Index channels, float epsilon = 1e-5f, float momentum = 0.1f);
+    std::string name() const override { return name_; }
+    void declare(ParameterSet& params) override;
+    void initialize(std::mt19937_64& rng) override;
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override { return src; }
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+    void saveState(StateWriter& out, const std::string& prefix) const override;
+    void loadState(const StateReader& in, const std::string& prefix) override;
+
+    Index channels() const { return c_; }
+    float epsilon() const { return eps_; }
+    float momentum() const { return momentum_; }
+    ParameterBlock* gamma() const { return gamma_; }
+    ParameterBlock* beta() const { return beta_; }
+    Vector& runningMean() { return runningMean_; }
+    Vector& runningVar() { return runningVar_; }
+    const Vector& runningMean() const { return runningMean_; }
+    const Vector& runningVar() const { return runningVar_; }
+
+private:
+    std::string name_;
+    Index c_;
+    float eps_, momentum_;
+    ParameterBlock* gamma_ = nullptr;
+    ParameterBlock* beta_ = nullptr;
+    Vector runningMean_, runningVar_;
+};
+
+/// max(0, x), in whatever format it is given.
+class Relu final : public Layer {
+public:
+    explicit Relu(std::string name) : name_(std::move(name)) {}
+    std::string name() const override { return name_; }
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override { return src; }
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+
+private:
+    std::string name_;
+};
+
+/// Max pooling, square window, no padding.
+class MaxPool final : public Layer {
+public:
+    MaxPool(std::string name, Index kernel = 2, Index stride = 2);
+    std::string name() const override { return name_; }
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override;
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+
+private:
+    std::string name_;
+    Index k_, stride_;
+};
+
+/// Inverted dropout on a plain 2-D (N, C) input: x * mask / (1 - p) in training, identity in
+/// inference. The mask is drawn from Context::stepSeed, so a Probe and a Commit evaluation of
+/// one step see the same mask.
+class Dropout final : public Layer {
+public:
+    Dropout(std::string name, float p);
+    std::string name() const override { return name_; }
+    dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override { return src; }
+    std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
+                                       Mode mode) override;
+    float p() const { return p_; }
+
+private:
+    std::string name_;
+    float p_;
+};
+
+}  // namespace tern::nn

@@ -1,0 +1,32 @@
+#pragma once
+/// \file Model zoo: LeNet-5 and VGG-7 as in the TWN paper, and a small MLP/CNN for tests.
+#include "tern/nn/network.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern::nn {
+
+struct ModelOptions {
+    bool batchNorm = true;       ///< BN after every conv/FC but the last (the ablation turns it off)
+    double width = 1.0;          ///< channel multiplier (VGG-7 on a CPU budget)
+    float dropout = 0.0f;        ///< dropout before the last FC layer (0 = none)
+    bool quantizeFirst = false;  ///< the first layer is a quantization target
+    bool quantizeLast = false;   ///< the last layer is a quantization target
+    Loss loss = Loss::SoftmaxCrossEntropy;
+    void validate() const;
+};
+
+/// 32-C5, MP2, 64-C5, MP2, 512-FC, 10 (TWN paper), on {C, H, W} inputs.
+std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const ModelOptions& = {});
+/// 2x128-C3, MP2, 2x256-C3, MP2, 2x512-C3, MP2, 1024-FC, 10, channels times `width`.
+std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& = {});
+/// A small CNN (8-C3, MP2, 16-FC, classes) for tests and quick checks.
+std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const ModelOptions& = {});
+/// By name: "lenet5", "vgg7", "tiny". Unknown names throw std::invalid_argument listing them.
+std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
+                                   const ModelOptions& = {});
+std::vector<std::string> modelNames();
+
+}  // namespace tern::nn

@@ -1,0 +1,98 @@
+#pragma once
+/// \file A feed-forward network on oneDNN as an optim::Objective: minibatches of a training
+/// set, mean loss and gradient per batch, plus batched inference on any dataset.
+#include "tern/io/dataset.hpp"
+#include "tern/nn/layer.hpp"
+#include "tern/nn/loss.hpp"
+#include "tern/optim/objective.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern::nn {
+
+/// Accuracy and mean loss of a network on a dataset.
+struct Evaluation {
+    double loss = 0;
+    double accuracy = 0;
+    Index count = 0;
+};
+
+class Network final : public optim::Objective {
+public:
+    /// `input` = {C, H, W} of one image. Declares every layer's blocks (the layers' order).
+    Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
+            std::vector<Index> input, int numClasses, Loss loss = Loss::SoftmaxCrossEntropy);
+    ~Network() override;
+    Network(const Network&) = delete;
+    Network& operator=(const Network&) = delete;
+
+    const std::string& name() const { return name_; }
+    /// Draws every layer's initial values from `seed`.
+    void initialize(std::uint64_t seed);
+    /// Binds the training set (kept by reference; it must outlive the network) and the batch
+    /// size; training drops the last partial batch. `seed` drives augmentation and dropout.
+    void setTrainData(const io::Dataset& train, Index batchSize, std::uint64_t seed);
+
+    // optim::Objective
+    ParameterSet& parameters() override { return params_; }
+    Index numBatches() const override;
+    void shuffle(std::mt19937_64& rng) override;
+    double evaluateWithGradient(Index batch, optim::Pass pass = optim::Pass::Commit) override;
+    double evaluate(Index batch) override;
+    void saveState(StateWriter& out, const std::string& prefix) const override;
+    void loadState(const StateReader& in, const std::string& prefix) override;
+
+    /// Training accuracy and mean loss over the Commit evaluations since the last reset.
+    Evaluation trainMetrics() const;
+    void resetTrainMetrics();
+
+    /// Inference (BN running statistics, no dropout) over a whole dataset at the blocks'
+    /// current `value`s, in batches of `batchSize` (the last one padded).
+    Evaluation evaluateDataset(const io::Dataset& data, Index batchSize = 500);
+    /// Arg-max class per image.
+    std::vector<int> predict(const io::Dataset& data, Index batchSize = 500);
+    /// Logits (count x numClasses, row-major) per image.
+    std::vector<float> logits(const io::Dataset& data, Index batchSize = 500);
+
+    const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+    /// Input dims of layer i for one image (batch 1).
+    dnnl::memory::dims inputDimsOf(size_t i) const;
+    const std::vector<Index>& inputShape() const { return input_; }
+    int numClasses() const { return classes_; }
+    Loss loss() const { return loss_; }
+    Index batchSize() const { return batch_; }
+    Context& context() { return ctx_; }
+
+private:
+    struct Plan;  // compiled executors for one (mode, batch size)
+    Plan& trainPlan();
+    Plan& inferPlan(Index batch);
+    void gather(Index batch);
+    const float* forward(Plan& plan, optim::Pass pass);
+
+    std::string name_;
+    std::vector<std::unique_ptr<Layer>> layers_;
+    std::vector<Index> input_;
+    int classes_;
+    Loss loss_;
+    ParameterSet params_;
+    Context ctx_;
+
+    const io::Dataset* train_ = nullptr;
+    Index batch_ = 0;
+    std::uint64_t seed_ = 0;
+    std::int64_t epoch_ = -1;             // shuffles seen; part of every step's seed
+    std::vector<Index> order_;
+    Index gathered_ = -1;                 // batch whose data is in the input buffer
+    std::int64_t gatheredEpoch_ = -2;
+    std::unique_ptr<Plan> train_plan_;
+    std::unique_ptr<Plan> infer_plan_;
+    std::vector<std::int32_t> labels_;
+    std::vector<float> diff_;
+    double lossSum_ = 0;
+    Index correct_ = 0, seen_ = 0, batches_ = 0;
+};
+
+}  // namespace tern::nn

@@ -1,0 +1,113 @@
+#include "tern/nn/models.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/nn/layers.hpp"
+
+#include <cmath>
+
+namespace tern::nn {
+
+void ModelOptions::validate() const {
+    requirePositive(width, "ModelOptions::validate()", "width");
+    requireInRange(dropout, 0, 0.99, "ModelOptions::validate()", "dropout");
+}
+
+namespace {
+
+/// Appends layers while tracking the current dims, so FC input sizes follow from the input.
+struct Builder {
+    std::vector<std::unique_ptr<Layer>> layers;
+    dnnl::memory::dims dims;
+    const ModelOptions& opt;
+    int convs = 0, fcs = 0;
+
+    Builder(std::vector<Index> input, const ModelOptions& o)
+        : dims{1, input.at(0), input.at(1), input.at(2)}, opt(o) {}
+
+    void add(std::unique_ptr<Layer> l) {
+        dims = l->outputDims(dims);
+        layers.push_back(std::move(l));
+    }
+    /// conv [-> bn] -> relu; conv bias only without BN (BN's beta replaces it).
+    void conv(Index out, Index k, Index pad, bool quantize) {
+        const std::string n = std::to_string(++convs);
+        add(std::make_unique<Conv2d>("conv" + n, dims[1], out, k, 1, pad, !opt.batchNorm, quantize));
+        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn" + n, out));
+        add(std::make_unique<Relu>("relu" + n));
+    }
+    void pool() { add(std::make_unique<MaxPool>("pool" + std::to_string(convs), 2, 2)); }
+    Index features() const {
+        Index f = 1;
+        for (size_t i = 1; i < dims.size(); ++i) f *= dims[i];
+        return f;
+    }
+    void fc(Index out, bool quantize) {
+        const std::string n = "fc" + std::to_string(++fcs);
+        add(std::make_unique<Linear>(n, features(), out, !opt.batchNorm, quantize));
+        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn_" + n, out));
+        add(std::make_unique<Relu>("relu_" + n));
+    }
+    void classifier(int classes) {
+        if (opt.dropout > 0) add(std::make_unique<Dropout>("dropout", opt.dropout));
+        add(std::make_unique<Linear>("fc" + std::to_string(++fcs), features(), classes, true,
+                                     opt.quantizeLast));
+    }
+};
+
+Index scaled(Index c, double width) {
+    return std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(c) * width)));
+}
+
+}  // namespace
+
+std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    Builder b(input, opt);
+    b.conv(scaled(32, opt.width), 5, 0, opt.quantizeFirst);
+    b.pool();
+    b.conv(scaled(64, opt.width), 5, 0, true);
+    b.pool();
+    b.fc(scaled(512, opt.width), true);
+    b.classifier(classes);
+    return std::make_unique<Network>("lenet5", std::move(b.layers), input, classes, opt.loss);
+}
+
+std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    Builder b(input, opt);
+    b.conv(scaled(128, opt.width), 3, 1, opt.quantizeFirst);
+    b.conv(scaled(128, opt.width), 3, 1, true);
+    b.pool();
+    b.conv(scaled(256, opt.width), 3, 1, true);
+    b.conv(scaled(256, opt.width), 3, 1, true);
+    b.pool();
+    b.conv(scaled(512, opt.width), 3, 1, true);
+    b.conv(scaled(512, opt.width), 3, 1, true);
+    b.pool();
+    b.fc(scaled(1024, opt.width), true);
+    b.classifier(classes);
+    return std::make_unique<Network>("vgg7", std::move(b.layers), input, classes, opt.loss);
+}
+
+std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    Builder b(input, opt);
+    b.conv(scaled(8, opt.width), 3, 1, opt.quantizeFirst);
+    b.pool();
+    b.fc(scaled(16, opt.width), true);
+    b.classifier(classes);
+    return std::make_unique<Network>("tiny", std::move(b.layers), input, classes, opt.loss);
+}
+
+std::vector<std::string> modelNames() { return {"lenet5", "vgg7", "tiny"}; }
+
+std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
+                                   const ModelOptions& opt) {
+    if (name == "lenet5") return lenet5(std::move(input), classes, opt);
+    if (name == "vgg7") return vgg7(std::move(input), classes, opt);
+    if (name == "tiny") return tinyCnn(std::move(input), classes, opt);
+    throw std::invalid_argument("makeModel(): unknown model '" + name +
+                                "'; known: lenet5, vgg7, tiny");
+}
+
+}  // namespace tern::nn

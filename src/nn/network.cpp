@@ -1,0 +1,270 @@
+// Network: a stack of layers compiled into oneDNN executors, as an optim::Objective.
+#include "tern/nn/network.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+namespace tern::nn {
+
+using dnnl::memory;
+using optim::Pass;
+
+namespace {
+
+/// SplitMix64 finaliser: decorrelates (seed, epoch, batch) into one 64-bit seed.
+std::uint64_t mix(std::uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+std::uint64_t stepSeed(std::uint64_t seed, std::int64_t epoch, Index batch) {
+    return mix(mix(mix(seed) ^ static_cast<std::uint64_t>(epoch)) ^ static_cast<std::uint64_t>(batch));
+}
+
+}  // namespace
+
+struct Network::Plan {
+    Mode mode;
+    Index batch;
+    std::vector<float> input;
+    memory inputMem;
+    std::vector<std::unique_ptr<LayerExec>> execs;
+    memory diffMem;  // d loss / d logits, plain (batch, classes)
+};
+
+Network::Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
+                 std::vector<Index> input, int numClasses, Loss loss)
+    : name_(std::move(name)), layers_(std::move(layers)), input_(std::move(input)),
+      classes_(numClasses), loss_(loss) {
+    if (input_.size() != 3)
+        fail("Network()", TERN_MSG("input must be {C, H, W}, got " << input_.size() << " dims"));
+    if (layers_.empty()) fail("Network()", "no layers");
+    for (auto& l : layers_) l->declare(params_);
+    // Validate the shapes once, with a clear message, before any primitive is built.
+    memory::dims d{1, input_[0], input_[1], input_[2]};
+    for (auto& l : layers_) d = l->outputDims(d);
+    if (d != memory::dims{1, classes_})
+        fail("Network()", TERN_MSG(name_ << ": the last layer gives " << d.size()
+                                         << "-D output with " << d.back()
+                                         << " features; expected " << classes_ << " classes"));
+}
+
+Network::~Network() = default;
+
+void Network::initialize(std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    for (auto& l : layers_) l->initialize(rng);
+}
+
+void Network::setTrainData(const io::Dataset& train, Index batchSize, std::uint64_t seed) {
+    if (train.channels != input_[0] || train.height != input_[1] || train.width != input_[2])
+        fail("Network::setTrainData()",
+             TERN_MSG("dataset '" << train.name << "' has images " << train.channels << "x"
+                                  << train.height << "x" << train.width << ", the network expects "
+                                  << input_[0] << "x" << input_[1] << "x" << input_[2]));
+    requirePositive(static_cast<double>(batchSize), "Network::setTrainData()", "batchSize");
+    if (train.count < batchSize)
+        fail("Network::setTrainData()", TERN_MSG("dataset '" << train.name << "' has "
+                                                            << train.count << " images, fewer than "
+                                                            << "one batch of " << batchSize));
+    train_ = &train;
+    seed_ = seed;
+    epoch_ = -1;
+    order_.resize(train.count);
+    std::iota(order_.begin(), order_.end(), Index{0});
+    gathered_ = -1;
+    if (batch_ != batchSize) train_plan_.reset();
+    batch_ = batchSize;
+}
+
+Index Network::numBatches() const { return train_ ? train_->count / batch_ : 0; }
+
+void Network::shuffle(std::mt19937_64& rng) {
+    std::shuffle(order_.begin(), order_.end(), rng);
+    ++epoch_;
+    gathered_ = -1;
+}
+
+Network::Plan& Network::trainPlan() {
+    if (!train_) fail("Network::evaluateWithGradient()", "no training data bound (setTrainData)");
+    if (!train_plan_) {
+        auto p = std::make_unique<Plan>();
+        p->mode = Mode::Train;
+        p->batch = batch_;
+        train_plan_ = std::move(p);
+        auto& plan = *train_plan_;
+        plan.input.assign(static_cast<size_t>(batch_ * input_[0] * input_[1] * input_[2]), 0.0f);
+        memory::desc md({batch_, input_[0], input_[1], input_[2]}, memory::data_type::f32,
+                        memory::format_tag::nchw);
+        plan.inputMem = memory(md, ctx_.engine, plan.input.data());
+        for (auto& l : layers_) {
+            plan.execs.push_back(l->compile(ctx_, md, Mode::Train));
+            md = plan.execs.back()->dstDesc();
+        }
+        const memory::desc plain({batch_, classes_}, memory::data_type::f32,
+                                 memory::format_tag::nc);
+        if (md != plain)
+            fail("Network::trainPlan()", "the last layer's output is not a plain (N, classes) tensor");
+        diff_.assign(static_cast<size_t>(batch_ * classes_), 0.0f);
+        plan.diffMem = memory(plain, ctx_.engine, diff_.data());
+        labels_.assign(static_cast<size_t>(batch_), 0);
+    }
+    return *train_plan_;
+}
+
+Network::Plan& Network::inferPlan(Index batch) {
+    if (!infer_plan_ || infer_plan_->batch != batch) {
+        infer_plan_.reset();
+        auto p = std::make_unique<Plan>();
+        p->mode = Mode::Infer;
+        p->batch = batch;
+        p->input.assign(static_cast<size_t>(batch * input_[0] * input_[1] * input_[2]), 0.0f);
+        memory::desc md({batch, input_[0], input_[1], input_[2]}, memory::data_type::f32,
+                        memory::format_tag::nchw);
+        p->inputMem = memory(md, ctx_.engine, p->input.data());
+        for (auto& l : layers_) {
+            p->execs.push_back(l->compile(ctx_, md, Mode::Infer));
+            md = p->execs.back()->dstDesc();
+        }
+        if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
+            fail("Network::inferPlan()", "the last layer's output is not a plain (N, classes) tensor");
+        infer_plan_ = std::move(p);
+    }
+    return *infer_plan_;
+}
+
+void Network::gather(Index batch) {
+    if (batch < 0 || batch >= numBatches())
+        fail("Network::evaluateWithGradient()",
+             TERN_MSG("batch " << batch << " out of range [0, " << numBatches() << ")"));
+    if (gathered_ == batch && gatheredEpoch_ == epoch_) return;
+    Plan& plan = *train_plan_;
+    std::vector<Index> idx(order_.begin() + batch * batch_, order_.begin() + (batch + 1) * batch_);
+    std::mt19937_64 rng(stepSeed(seed_ ^ 0xA5A5A5A5ull, epoch_, batch));
+    io::gatherBatch(*train_, idx, plan.input.data(), labels_.data(), &rng);
+    gathered_ = batch;
+    gatheredEpoch_ = epoch_;
+}
+
+const float* Network::forward(Plan& plan, Pass pass) {
+    const memory* m = &plan.inputMem;
+    for (auto& e : plan.execs) m = &e->forward(*m, pass);
+    ctx_.stream.wait();
+    return static_cast<const float*>(m->get_data_handle());
+}
+
+double Network::evaluateWithGradient(Index batch, Pass pass) {
+    Plan& plan = trainPlan();
+    gather(batch);
+    ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
+    const float* out = forward(plan, pass);
+    Index correct = 0;
+    const double loss =
+        lossAndGradient(loss_, out, labels_.data(), batch_, classes_, diff_.data(), &correct);
+    const memory* d = &plan.diffMem;
+    for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
+    ctx_.stream.wait();
+    if (pass == Pass::Commit) {
+        lossSum_ += loss;
+        correct_ += correct;
+        seen_ += batch_;
+        ++batches_;
+    }
+    return loss;
+}
+
+double Network::evaluate(Index batch) {
+    Plan& plan = trainPlan();
+    gather(batch);
+    ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
+    const float* out = forward(plan, Pass::Probe);
+    return lossAndGradient(loss_, out, labels_.data(), batch_, classes_, nullptr, nullptr);
+}
+
+Evaluation Network::trainMetrics() const {
+    Evaluation e;
+    e.count = seen_;
+    e.loss = batches_ ? lossSum_ / static_cast<double>(batches_) : 0.0;
+    e.accuracy = seen_ ? static_cast<double>(correct_) / static_cast<double>(seen_) : 0.0;
+    return e;
+}
+
+void Network::resetTrainMetrics() {
+    lossSum_ = 0;
+    correct_ = seen_ = batches_ = 0;
+}
+
+std::vector<float> Network::logits(const io::Dataset& data, Index batchSize) {
+    if (data.channels != input_[0] || data.height != input_[1] || data.width != input_[2])
+        fail("Network::logits()", TERN_MSG("dataset '" << data.name << "' has images "
+                                                       << data.channels << "x" << data.height
+                                                       << "x" << data.width << ", the network expects "
+                                                       << input_[0] << "x" << input_[1] << "x"
+                                                       << input_[2]));
+    requirePositive(static_cast<double>(batchSize), "Network::logits()", "batchSize");
+    const Index b = std::min(batchSize, std::max<Index>(data.count, 1));
+    Plan& plan = inferPlan(b);
+    const Index img = data.imageSize();
+    std::vector<float> out(static_cast<size_t>(data.count * classes_));
+    for (Index start = 0; start < data.count; start += b) {
+        const Index n = std::min(b, data.count - start);
+        std::copy(data.image(start), data.image(start) + n * img, plan.input.begin());
+        std::fill(plan.input.begin() + n * img, plan.input.end(), 0.0f);
+        const float* s = forward(plan, Pass::Probe);
+        std::copy(s, s + n * classes_, out.begin() + start * classes_);
+    }
+    return out;
+}
+
+Evaluation Network::evaluateDataset(const io::Dataset& data, Index batchSize) {
+    const std::vector<float> s = logits(data, batchSize);
+    Evaluation e;
+    e.count = data.count;
+    Index correct = 0;
+    if (data.count > 0)
+        e.loss = lossAndGradient(loss_, s.data(), data.labels.data(), data.count, classes_,
+                                 nullptr, &correct);
+    e.accuracy = data.count ? static_cast<double>(correct) / static_cast<double>(data.count) : 0;
+    return e;
+}
+
+std::vector<int> Network::predict(const io::Dataset& data, Index batchSize) {
+    const std::vector<float> s = logits(data, batchSize);
+    std::vector<int> out(static_cast<size_t>(data.count));
+    for (Index i = 0; i < data.count; ++i) {
+        const float* r = s.data() + i * classes_;
+        out[i] = static_cast<int>(std::max_element(r, r + classes_) - r);
+    }
+    return out;
+}
+
+memory::dims Network::inputDimsOf(size_t i) const {
+    memory::dims d{1, input_[0], input_[1], input_[2]};
+    for (size_t j = 0; j < i && j < layers_.size(); ++j) d = layers_[j]->outputDims(d);
+    return d;
+}
+
+void Network::saveState(StateWriter& out, const std::string& prefix) const {
+    for (const auto& l : layers_) l->saveState(out, prefix);
+    out.writeInts(prefix + "order", std::vector<std::int64_t>(order_.begin(), order_.end()));
+    out.attr(prefix + "order", "epoch", static_cast<std::int64_t>(epoch_));
+}
+
+void Network::loadState(const StateReader& in, const std::string& prefix) {
+    for (auto& l : layers_) l->loadState(in, prefix);
+    if (in.has(prefix + "order")) {
+        const auto o = in.readInts(prefix + "order");
+        if (static_cast<Index>(o.size()) != static_cast<Index>(order_.size()))
+            fail("Network::loadState()", TERN_MSG("stored shuffle order has " << o.size()
+                                                  << " entries, the training set " << order_.size()));
+        order_.assign(o.begin(), o.end());
+        epoch_ = in.attrInt(prefix + "order", "epoch");
+        gathered_ = -1;
+    }
+}
+
+}  // namespace tern::nn

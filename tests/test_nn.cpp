@@ -1,0 +1,370 @@
+#define BOOST_TEST_MODULE nn
+#include <boost/test/unit_test.hpp>
+
+#include "tern/core/error.hpp"
+#include "tern/nn/layers.hpp"
+#include "tern/nn/models.hpp"
+#include "tern/nn/network.hpp"
+#include "testing/helpers.hpp"
+
+#include <cmath>
+
+using namespace tern;
+using namespace tern::nn;
+using dnnl::memory;
+using tern::testing::messageContains;
+using tag = memory::format_tag;
+
+namespace {
+
+/// Runs one layer forward on a plain NCHW / NC input and returns the output in plain layout.
+std::vector<float> runLayer(Layer& layer, const memory::dims& dims, std::vector<float> x,
+                            Mode mode, optim::Pass pass = optim::Pass::Commit) {
+    Context ctx;
+    const tag t = dims.size() == 4 ? tag::nchw : tag::nc;
+    memory::desc md(dims, memory::data_type::f32, t);
+    memory src(md, ctx.engine, x.data());
+    auto exec = layer.compile(ctx, md, mode);
+    const memory& dst = exec->forward(src, pass);
+    const auto od = layer.outputDims(dims);
+    memory::desc plain(od, memory::data_type::f32, od.size() == 4 ? tag::nchw : tag::nc);
+    memory out(plain, ctx.engine);
+    dnnl::reorder(const_cast<memory&>(dst), out).execute(ctx.stream, const_cast<memory&>(dst), out);
+    ctx.stream.wait();
+    const float* p = static_cast<const float*>(out.get_data_handle());
+    return std::vector<float>(p, p + plain.get_size() / sizeof(float));
+}
+
+std::vector<float> randomData(size_t n, std::uint64_t seed) {
+    const Vector v = testing::randomVector(static_cast<Index>(n), seed);
+    return std::vector<float>(v.data(), v.data() + n);
+}
+
+/// A synthetic 3-class dataset: class c has a bright c-th horizontal band plus noise.
+io::Dataset bands(Index count, Index size, std::uint64_t seed, float noise = 0.3f) {
+    io::Dataset d;
+    d.name = "bands";
+    d.count = count;
+    d.channels = 1;
+    d.height = d.width = size;
+    d.numClasses = 3;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> n(0, noise);
+    for (Index i = 0; i < count; ++i) {
+        const int c = static_cast<int>(i % 3);
+        d.labels.push_back(c);
+        for (Index y = 0; y < size; ++y)
+            for (Index x = 0; x < size; ++x) {
+                const bool on = (y * 3 / size) == c;
+                d.images.push_back((on ? 1.0f : -0.5f) + n(rng));
+            }
+    }
+    return d;
+}
+
+/// Central-difference check on a few coordinates of every block. Deep ReLU/max-pool networks
+/// are piecewise smooth, so a perturbation sometimes crosses a kink: at least `minFraction`
+/// of the coordinates must agree within `tol` (relative), and the sampled finite-difference
+/// and analytic gradients must point the same way (cosine >= 0.99). A layout or reorder bug
+/// breaks all three.
+void gradCheck(Network& net, Index samplesPerBlock, double tol, double minFraction = 1.0) {
+    net.evaluateWithGradient(0, optim::Pass::Probe);
+    std::mt19937_64 rng(7);
+    Index agree = 0, total = 0;
+    double dot = 0, nfd = 0, ng = 0;
+    for (ParameterBlock* b : net.parameters().all()) {
+        const Vector g = b->grad;
+        std::uniform_int_distribution<Index> pick(0, b->value.size() - 1);
+        for (Index s = 0; s < samplesPerBlock; ++s) {
+            const Index i = pick(rng);
+            const float v0 = b->value[i];
+            const float h = 1e-3f * std::max(1.0f, std::abs(v0));
+            b->value[i] = v0 + h;
+            const double lp = net.evaluate(0);
+            b->value[i] = v0 - h;
+            const double lm = net.evaluate(0);
+            b->value[i] = v0;
+            const double fd = (lp - lm) / (2.0 * h);
+            const double err = std::abs(fd - g[i]);
+            const bool ok = err <= tol * std::max({std::abs(fd), std::abs(double(g[i])), 1e-2});
+            if (!ok)
+                BOOST_TEST_MESSAGE(b->name << "[" << i << "]: analytic " << g[i]
+                                           << ", finite difference " << fd);
+            if (minFraction >= 1.0) BOOST_TEST(ok, b->name << "[" << i << "]: analytic " << g[i]
+                                                           << ", finite difference " << fd);
+            agree += ok;
+            ++total;
+            dot += fd * g[i];
+            nfd += fd * fd;
+            ng += double(g[i]) * g[i];
+        }
+    }
+    BOOST_TEST(double(agree) >= minFraction * double(total),
+               agree << " of " << total << " coordinates agree");
+    BOOST_TEST(dot / std::sqrt(nfd * ng) >= 0.99);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(forward_matches_naive)
+
+BOOST_AUTO_TEST_CASE(conv2d_with_stride_padding_bias) {
+    for (auto [stride, pad] : {std::pair<Index, Index>{1, 0}, {1, 1}, {2, 1}}) {
+        const Index n = 2, c = 3, h = 7, w = 6, o = 5, k = 3;
+        Conv2d conv("c", c, o, k, stride, pad, true);
+        ParameterSet ps;
+        conv.declare(ps);
+        conv.weights()->value = testing::randomVector(o * c * k * k, 1);
+        conv.bias()->value = testing::randomVector(o, 2);
+        const auto x = randomData(n * c * h * w, 3);
+        for (Mode mode : {Mode::Train, Mode::Infer}) {
+            const auto y = runLayer(conv, {n, c, h, w}, x, mode);
+            const auto od = conv.outputDims({n, c, h, w});
+            const Index oh = od[2], ow = od[3];
+            for (Index b = 0; b < n; ++b)
+                for (Index f = 0; f < o; ++f)
+                    for (Index i = 0; i < oh; ++i)
+                        for (Index j = 0; j < ow; ++j) {
+                            double acc = conv.bias()->value[f];
+                            for (Index ci = 0; ci < c; ++ci)
+                                for (Index ki = 0; ki < k; ++ki)
+                                    for (Index kj = 0; kj < k; ++kj) {
+                                        const Index yi = i * stride - pad + ki, xj = j * stride - pad + kj;
+                                        if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;
+                                        acc += conv.weights()->value[((f * c + ci) * k + ki) * k + kj] *
+                                               x[((b * c + ci) * h + yi) * w + xj];
+                                    }
+                            BOOST_TEST(y[((b * o + f) * oh + i) * ow + j] == acc,
+                                       boost::test_tools::tolerance(1e-4));
+                        }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(linear_on_4d_input_uses_chw_order) {
+    const Index n = 3, c = 4, h = 2, w = 3, o = 6;
+    Linear fc("fc", c * h * w, o, true);
+    ParameterSet ps;
+    fc.declare(ps);
+    fc.weights()->value = testing::randomVector(o * c * h * w, 4);
+    fc.bias()->value = testing::randomVector(o, 5);
+    const auto x = randomData(n * c * h * w, 6);
+    const auto y = runLayer(fc, {n, c, h, w}, x, Mode::Train);
+    for (Index b = 0; b < n; ++b)
+        for (Index f = 0; f < o; ++f) {
+            double acc = fc.bias()->value[f];
+            for (Index i = 0; i < c * h * w; ++i)
+                acc += fc.weights()->value[f * c * h * w + i] * x[b * c * h * w + i];
+            BOOST_TEST(y[b * o + f] == acc, boost::test_tools::tolerance(1e-4));
+        }
+}
+
+BOOST_AUTO_TEST_CASE(batchnorm_batch_stats_running_stats_and_commit_only_updates) {
+    const Index n = 4, c = 3, h = 2, w = 2;
+    BatchNorm bn("bn", c, 1e-5f, 0.1f);
+    ParameterSet ps;
+    bn.declare(ps);
+    std::mt19937_64 rng(1);
+    bn.initialize(rng);
+    bn.gamma()->value << 1.5f, 0.5f, 2.0f;
+    bn.beta()->value << 0.1f, -0.2f, 0.3f;
+    const auto x = randomData(n * c * h * w, 9);
+    // Probe: normalised with batch statistics, running statistics untouched.
+    auto y = runLayer(bn, {n, c, h, w}, x, Mode::Train, optim::Pass::Probe);
+    BOOST_TEST(bn.runningMean().isZero());
+    BOOST_TEST(bn.runningVar().isOnes());
+    Vector mean(c), var(c);
+    for (Index ch = 0; ch < c; ++ch) {
+        double s = 0, s2 = 0;
+        for (Index b = 0; b < n; ++b)
+            for (Index i = 0; i < h * w; ++i) s += x[(b * c + ch) * h * w + i];
+        const double m = s / (n * h * w);
+        for (Index b = 0; b < n; ++b)
+            for (Index i = 0; i < h * w; ++i) s2 += std::pow(x[(b * c + ch) * h * w + i] - m, 2);
+        mean[ch] = float(m);
+        var[ch] = float(s2 / (n * h * w));
+        for (Index b = 0; b < n; ++b)
+            for (Index i = 0; i < h * w; ++i) {
+                const Index at = (b * c + ch) * h * w + i;
+                const double ref = bn.gamma()->value[ch] * (x[at] - m) / std::sqrt(var[ch] + 1e-5) +
+                                   bn.beta()->value[ch];
+                BOOST_TEST(y[at] == ref, boost::test_tools::tolerance(1e-3));
+            }
+    }
+    // Commit: running = 0.9 * running + 0.1 * batch (variance unbiased).
+    runLayer(bn, {n, c, h, w}, x, Mode::Train, optim::Pass::Commit);
+    const float unbias = float(n * h * w) / float(n * h * w - 1);
+    for (Index ch = 0; ch < c; ++ch) {
+        BOOST_TEST(bn.runningMean()[ch] == 0.1f * mean[ch], boost::test_tools::tolerance(1e-4f));
+        BOOST_TEST(bn.runningVar()[ch] == 0.9f + 0.1f * unbias * var[ch],
+                   boost::test_tools::tolerance(1e-4f));
+    }
+    // Inference uses the running statistics.
+    y = runLayer(bn, {n, c, h, w}, x, Mode::Infer);
+    for (Index ch = 0; ch < c; ++ch)
+        for (Index i = 0; i < h * w; ++i) {
+            const Index at = ch * h * w + i;
+            const double ref = bn.gamma()->value[ch] * (x[at] - bn.runningMean()[ch]) /
+                                   std::sqrt(bn.runningVar()[ch] + 1e-5) +
+                               bn.beta()->value[ch];
+            BOOST_TEST(y[at] == ref, boost::test_tools::tolerance(1e-3));
+        }
+}
+
+BOOST_AUTO_TEST_CASE(maxpool_and_relu) {
+    const Index n = 2, c = 3, h = 6, w = 4;
+    const auto x = randomData(n * c * h * w, 11);
+    MaxPool pool("p", 2, 2);
+    const auto y = runLayer(pool, {n, c, h, w}, x, Mode::Train);
+    for (Index p = 0; p < n * c; ++p)
+        for (Index i = 0; i < h / 2; ++i)
+            for (Index j = 0; j < w / 2; ++j) {
+                float m = -1e30f;
+                for (Index a = 0; a < 2; ++a)
+                    for (Index b = 0; b < 2; ++b) m = std::max(m, x[(p * h + 2 * i + a) * w + 2 * j + b]);
+                BOOST_TEST(y[(p * (h / 2) + i) * (w / 2) + j] == m);
+            }
+    Relu relu("r");
+    const auto r = runLayer(relu, {n, c, h, w}, x, Mode::Infer);
+    for (size_t i = 0; i < x.size(); ++i) BOOST_TEST(r[i] == std::max(0.0f, x[i]));
+}
+
+BOOST_AUTO_TEST_CASE(dropout_scales_kept_units_and_is_identity_at_inference) {
+    Dropout d("d", 0.5f);
+    const auto x = randomData(4 * 50, 12);
+    const auto y = runLayer(d, {4, 50}, x, Mode::Train);
+    int kept = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        BOOST_TEST((y[i] == 0.0f || std::abs(y[i] - 2 * x[i]) < 1e-6f));
+        kept += y[i] != 0.0f;
+    }
+    BOOST_TEST(kept > 60);
+    BOOST_TEST(kept < 140);
+    BOOST_TEST((runLayer(d, {4, 50}, x, Mode::Infer) == x));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(gradients)
+
+BOOST_AUTO_TEST_CASE(loss_gradients_match_finite_differences) {
+    const Index n = 3, k = 4;
+    std::vector<std::int32_t> labels{0, 3, 1};
+    for (Loss loss : {Loss::SoftmaxCrossEntropy, Loss::Hinge, Loss::SquaredHinge}) {
+        auto s = randomData(n * k, 21);
+        std::vector<float> g(n * k);
+        lossAndGradient(loss, s.data(), labels.data(), n, k, g.data(), nullptr);
+        for (Index i = 0; i < n * k; ++i) {
+            const float s0 = s[i];
+            s[i] = s0 + 1e-3f;
+            const double lp = lossAndGradient(loss, s.data(), labels.data(), n, k, nullptr, nullptr);
+            s[i] = s0 - 1e-3f;
+            const double lm = lossAndGradient(loss, s.data(), labels.data(), n, k, nullptr, nullptr);
+            s[i] = s0;
+            BOOST_TEST(g[i] == (lp - lm) / 2e-3, boost::test_tools::tolerance(2e-2));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(tiny_cnn_with_and_without_bn) {
+    for (bool bn : {true, false}) {
+        io::Dataset d = bands(12, 8, 3, 1.0f);
+        ModelOptions opt;
+        opt.batchNorm = bn;
+        auto net = tinyCnn({1, 8, 8}, 3, opt);
+        net->initialize(5);
+        net->setTrainData(d, 6, 1);
+        gradCheck(*net, 6, 3e-2);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(lenet5_small_width_with_dropout_and_hinge) {
+    io::Dataset d = bands(8, 28, 4, 1.0f);
+    ModelOptions opt;
+    opt.width = 0.125;
+    opt.dropout = 0.3f;
+    opt.loss = Loss::SquaredHinge;
+    auto net = lenet5({1, 28, 28}, 3, opt);
+    net->initialize(6);
+    net->setTrainData(d, 4, 2);
+    gradCheck(*net, 6, 5e-2, 0.9);
+}
+
+BOOST_AUTO_TEST_CASE(vgg7_tiny_width) {
+    io::Dataset d = bands(6, 16, 5, 1.0f);
+    d.channels = 1;
+    ModelOptions opt;
+    opt.width = 1.0 / 32;
+    auto net = vgg7({1, 16, 16}, 3, opt);
+    net->initialize(7);
+    net->setTrainData(d, 6, 3);
+    // Seven ReLU/pool stages cross more kinks per perturbation: the cosine carries this check.
+    gradCheck(*net, 6, 5e-2, 0.8);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(network)
+
+BOOST_AUTO_TEST_CASE(sgd_learns_bands_and_inference_agrees) {
+    io::Dataset train = bands(300, 12, 8), test = bands(90, 12, 9);
+    auto net = tinyCnn({1, 12, 12}, 3, {});
+    net->initialize(1);
+    net->setTrainData(train, 30, 1);
+    const double before = net->evaluateDataset(test).accuracy;
+    std::mt19937_64 rng(1);
+    for (int epoch = 0; epoch < 5; ++epoch) {
+        net->shuffle(rng);
+        for (Index b = 0; b < net->numBatches(); ++b) {
+            net->evaluateWithGradient(b);
+            for (ParameterBlock* p : net->parameters().all()) p->value -= 0.1f * p->grad;
+        }
+    }
+    const auto eval = net->evaluateDataset(test, 64);  // 90 images: one padded batch
+    BOOST_TEST_MESSAGE("accuracy before " << before << ", after " << eval.accuracy);
+    BOOST_TEST(eval.accuracy >= 0.95);
+    BOOST_TEST(net->trainMetrics().accuracy > 0.8);
+    const auto pred = net->predict(test, 7);
+    Index agree = 0;
+    for (Index i = 0; i < test.count; ++i) agree += pred[i] == test.labels[i];
+    BOOST_TEST(double(agree) / test.count == eval.accuracy, boost::test_tools::tolerance(1e-9));
+}
+
+BOOST_AUTO_TEST_CASE(same_seed_same_losses) {
+    io::Dataset train = bands(60, 8, 2);
+    std::vector<double> losses[2];
+    for (auto& out : losses) {
+        ModelOptions opt;
+        opt.dropout = 0.2f;
+        auto net = tinyCnn({1, 8, 8}, 3, opt);
+        net->initialize(3);
+        net->setTrainData(train, 10, 4);
+        std::mt19937_64 rng(9);
+        net->shuffle(rng);
+        for (Index b = 0; b < net->numBatches(); ++b) {
+            out.push_back(net->evaluateWithGradient(b));
+            for (ParameterBlock* p : net->parameters().all()) p->value -= 0.05f * p->grad;
+        }
+    }
+    BOOST_TEST(losses[0] == losses[1], boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
+    BOOST_CHECK_EXCEPTION(makeModel("resnet", {1, 28, 28}, 10), std::invalid_argument,
+                          messageContains("known: lenet5, vgg7, tiny"));
+    BOOST_CHECK_EXCEPTION(lenet5({1, 8, 8}, 10), std::invalid_argument,
+                          messageContains("too small"));
+    auto net = tinyCnn({1, 8, 8}, 3);
+    io::Dataset wrong = bands(10, 12, 1);
+    BOOST_CHECK_EXCEPTION(net->setTrainData(wrong, 5, 1), std::invalid_argument,
+                          messageContains("the network expects 1x8x8"));
+    io::Dataset small = bands(3, 8, 1);
+    BOOST_CHECK_EXCEPTION(net->setTrainData(small, 5, 1), std::invalid_argument,
+                          messageContains("fewer than one batch"));
+    ModelOptions bad;
+    bad.width = -1;
+    BOOST_CHECK_EXCEPTION(vgg7({3, 32, 32}, 10, bad), std::invalid_argument,
+                          messageContains("width must be > 0"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
