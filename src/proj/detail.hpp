@@ -44,16 +44,18 @@ private:
 /// ",scale=one" or "".
 inline std::string scaleSuffix(ScaleMode s) { return s == ScaleMode::One ? ",scale=one" : ""; }
 
-/// Indices of v ordered by |v_i| descending (ties by index); only the first `count` are
-/// guaranteed sorted (partial sort).
-std::vector<Index> orderByMagnitude(CVecRef v, Index count);
+/// |v_i|, the `count` largest first in descending order (the rest in no particular order).
+std::vector<Scalar> sortedMagnitudes(CVecRef v, Index count);
 
-/// m in [0, kmax] maximising S_m^2/m over the prefix sums S_m of |v| in `order` (m = 0 when v
-/// is zero on the prefix), with S_m.
-std::pair<Index, double> bestPrefix(CVecRef v, const std::vector<Index>& order, Index kmax);
+/// m in [0, kmax] maximising S_m^2/m over the prefix sums S_m of `mags` (sorted descending at
+/// least up to kmax); m = 0 when that prefix is zero. Returns m and S_m.
+std::pair<Index, double> bestPrefix(const std::vector<Scalar>& mags, Index kmax);
 
-/// z_i = a*sign(v_i) for the first m indices of `order`, 0 elsewhere. z may alias v.
-GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Index>& order, Index m, Scalar a);
+/// Mask of the m entries of largest |v_i| (ties by index); `mags` from sortedMagnitudes().
+std::vector<char> topMask(CVecRef v, const std::vector<Scalar>& mags, Index m);
+
+/// z_i = a*sign(v_i) on topMask(v, mags, m), 0 elsewhere. z may alias v.
+GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Scalar>& mags, Index m, Scalar a);
 
 /// z_i = sign(v_i)*[|v_i| > 1/2]: the projection onto {-1, 0, 1}^n. z may alias v.
 GroupResult roundTernary(CVecRef v, VecRef z);

@@ -74,12 +74,12 @@ GroupResult PowerOfTwo::alternate(CVecRef v, VecRef z) const {
     const auto un = static_cast<std::size_t>(n);
     const double top = std::ldexp(1.0, bits_ - 1);
     // Start: the exact ternary solution (k*, a = S_k*/k*), Q in {-1, 0, 1}.
-    const std::vector<Index> order = detail::orderByMagnitude(v, n);
-    const auto [k, sum] = detail::bestPrefix(v, order, n);
+    const std::vector<Scalar> mags = detail::sortedMagnitudes(v, n);
+    const auto [k, sum] = detail::bestPrefix(mags, n);
     std::vector<double> q(un, 0.0);
     if (k == 0) return writeLevels(v, z, q, 0.0);  // v == 0
-    for (Index r = 0; r < k; ++r)
-        q[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
+    const std::vector<char> inTop = detail::topMask(v, mags, k);
+    for (std::size_t i = 0; i < un; ++i) q[i] = inTop[i];
     double a = sum / static_cast<double>(k);
     double bestGain = sum * sum / static_cast<double>(k);  // ||v||^2 - error
     double bestA = a;

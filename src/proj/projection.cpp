@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <numeric>
+#include <functional>
 
 namespace tern::proj {
 
@@ -124,26 +124,22 @@ std::vector<std::string> SpecOptions::remaining() const {
     return out;
 }
 
-std::vector<Index> orderByMagnitude(CVecRef v, Index count) {
-    std::vector<Index> order(static_cast<std::size_t>(v.size()));
-    std::iota(order.begin(), order.end(), Index{0});
-    const auto byMagnitude = [&v](Index i, Index j) {
-        const Scalar a = std::abs(v[i]), b = std::abs(v[j]);
-        return a > b || (a == b && i < j);
-    };
+std::vector<Scalar> sortedMagnitudes(CVecRef v, Index count) {
+    std::vector<Scalar> mags(static_cast<std::size_t>(v.size()));
+    for (Index i = 0; i < v.size(); ++i) mags[static_cast<std::size_t>(i)] = std::abs(v[i]);
     count = std::clamp<Index>(count, 0, v.size());
-    if (count == v.size())
-        std::sort(order.begin(), order.end(), byMagnitude);
-    else
-        std::partial_sort(order.begin(), order.begin() + count, order.end(), byMagnitude);
-    return order;
+    // Sorting the values, not indices: contiguous, several times faster than an index sort.
+    if (count < v.size())
+        std::nth_element(mags.begin(), mags.begin() + count, mags.end(), std::greater<>());
+    std::sort(mags.begin(), mags.begin() + count, std::greater<>());
+    return mags;
 }
 
-std::pair<Index, double> bestPrefix(CVecRef v, const std::vector<Index>& order, Index kmax) {
+std::pair<Index, double> bestPrefix(const std::vector<Scalar>& mags, Index kmax) {
     double sum = 0, best = 0, bestSum = 0;
     Index bestK = 0;
     for (Index k = 1; k <= kmax; ++k) {
-        sum += std::abs(static_cast<double>(v[order[static_cast<std::size_t>(k - 1)]]));
+        sum += static_cast<double>(mags[static_cast<std::size_t>(k - 1)]);
         const double gain = sum * sum / static_cast<double>(k);  // error reduction S_k^2/k
         if (gain > best) {
             best = gain;
@@ -154,10 +150,22 @@ std::pair<Index, double> bestPrefix(CVecRef v, const std::vector<Index>& order, 
     return {bestK, bestSum};
 }
 
-GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Index>& order, Index m, Scalar a) {
+std::vector<char> topMask(CVecRef v, const std::vector<Scalar>& mags, Index m) {
     std::vector<char> keep(static_cast<std::size_t>(v.size()), 0);
-    for (Index r = 0; r < m; ++r)
-        keep[static_cast<std::size_t>(order[static_cast<std::size_t>(r)])] = 1;
+    if (m <= 0) return keep;
+    // everything above the m-th magnitude, then entries equal to it in index order
+    const Scalar thr = mags[static_cast<std::size_t>(m - 1)];
+    Index ties = m;
+    for (Index i = 0; i < v.size(); ++i) ties -= std::abs(v[i]) > thr;
+    for (Index i = 0; i < v.size(); ++i) {
+        const Scalar x = std::abs(v[i]);
+        if (x > thr || (x == thr && ties-- > 0)) keep[static_cast<std::size_t>(i)] = 1;
+    }
+    return keep;
+}
+
+GroupResult writeTop(CVecRef v, VecRef z, const std::vector<Scalar>& mags, Index m, Scalar a) {
+    const std::vector<char> keep = topMask(v, mags, m);
     GroupResult res{a, 0};
     for (Index i = 0; i < v.size(); ++i) {
         const Scalar vi = v[i];  // read before z[i] is written (z may alias v)

@@ -37,19 +37,19 @@ void TernaryTopK::checkGroupSize(Index n) const {
 
 GroupResult TernaryTopK::projectGroup(CVecRef v, VecRef z) const {
     const Index kmax = std::min(budget(v.size()), v.size());
-    const std::vector<Index> order = detail::orderByMagnitude(v, kmax);
+    const std::vector<Scalar> mags = detail::sortedMagnitudes(v, kmax);
     if (scale_ == ScaleMode::One) {
         // a = 1: entry i is worth keeping iff 2|v_i| - 1 > 0; keep the best kmax of those
         Index m = 0;
-        while (m < kmax && std::abs(v[order[static_cast<std::size_t>(m)]]) > Scalar(0.5)) ++m;
-        GroupResult res = detail::writeTop(v, z, order, m, 1);
+        while (m < kmax && mags[static_cast<std::size_t>(m)] > Scalar(0.5)) ++m;
+        GroupResult res = detail::writeTop(v, z, mags, m, 1);
         res.scale = 1;
         return res;
     }
     // m* = argmax_{m <= k} S_m^2/m; a = S_m*/m*
-    const auto [m, sum] = detail::bestPrefix(v, order, kmax);
+    const auto [m, sum] = detail::bestPrefix(mags, kmax);
     const Scalar a = m > 0 ? static_cast<Scalar>(sum / static_cast<double>(m)) : Scalar(0);
-    return detail::writeTop(v, z, order, m, a);
+    return detail::writeTop(v, z, mags, m, a);
 }
 
 }  // namespace tern::proj

@@ -57,10 +57,10 @@ std::string TernaryExact::name() const { return "ternary:exact" + detail::scaleS
 GroupResult TernaryExact::projectGroup(CVecRef v, VecRef z) const {
     if (scale_ == ScaleMode::One) return detail::roundTernary(v, z);
     // sort |v| descending; k* = argmax_k S_k^2/k; a = S_k*/k*
-    const std::vector<Index> order = detail::orderByMagnitude(v, v.size());
-    const auto [k, sum] = detail::bestPrefix(v, order, v.size());
+    const std::vector<Scalar> mags = detail::sortedMagnitudes(v, v.size());
+    const auto [k, sum] = detail::bestPrefix(mags, v.size());
     const Scalar a = k > 0 ? static_cast<Scalar>(sum / static_cast<double>(k)) : Scalar(0);
-    return detail::writeTop(v, z, order, k, a);
+    return detail::writeTop(v, z, mags, k, a);
 }
 
 }  // namespace tern::proj
