@@ -1,1 +1,1 @@
-# tern-train and friends.
+tern_app(tern-train tern_train.cpp)

@@ -1,1 +1,2 @@
 tern_test(test_nn unit)
+tern_test(test_train unit)

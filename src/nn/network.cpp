@@ -252,6 +252,11 @@ void Network::saveState(StateWriter& out, const std::string& prefix) const {
     for (const auto& l : layers_) l->saveState(out, prefix);
     out.writeInts(prefix + "order", std::vector<std::int64_t>(order_.begin(), order_.end()));
     out.attr(prefix + "order", "epoch", static_cast<std::int64_t>(epoch_));
+    // Running train metrics, so that a run resumed mid-epoch reports the same epoch numbers.
+    out.attr(prefix + "order", "loss_sum", lossSum_);
+    out.attr(prefix + "order", "correct", static_cast<std::int64_t>(correct_));
+    out.attr(prefix + "order", "seen", static_cast<std::int64_t>(seen_));
+    out.attr(prefix + "order", "batches", static_cast<std::int64_t>(batches_));
 }
 
 void Network::loadState(const StateReader& in, const std::string& prefix) {
@@ -263,6 +268,10 @@ void Network::loadState(const StateReader& in, const std::string& prefix) {
                                                   << " entries, the training set " << order_.size()));
         order_.assign(o.begin(), o.end());
         epoch_ = in.attrInt(prefix + "order", "epoch");
+        lossSum_ = in.attrDouble(prefix + "order", "loss_sum");
+        correct_ = in.attrInt(prefix + "order", "correct");
+        seen_ = in.attrInt(prefix + "order", "seen");
+        batches_ = in.attrInt(prefix + "order", "batches");
         gathered_ = -1;
     }
 }

@@ -3,4 +3,5 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/layers.cpp
   ${CMAKE_CURRENT_LIST_DIR}/loss.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/models.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/models.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/trainer.cpp)

@@ -1,0 +1,259 @@
+#define BOOST_TEST_MODULE train
+#include <boost/test/unit_test.hpp>
+
+#include "tern/io/checkpoint.hpp"
+#include "tern/nn/trainer.hpp"
+#include "testing/helpers.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+using namespace tern;
+using namespace tern::nn;
+using tern::testing::messageContains;
+namespace fs = std::filesystem;
+
+namespace {
+
+void writeBigEndian(std::ofstream& f, std::uint32_t v) {
+    const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                                static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+    f.write(reinterpret_cast<const char*>(b), 4);
+}
+
+/// Writes an IDX split of a 3-class "bands" problem (class c: a bright c-th horizontal band).
+void writeBands(const std::string& dir, const std::string& prefix, int count, int size,
+                std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> noise(0, 40);
+    std::ofstream img(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+    std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+    writeBigEndian(img, 2051);
+    writeBigEndian(img, count);
+    writeBigEndian(img, size);
+    writeBigEndian(img, size);
+    writeBigEndian(lab, 2049);
+    writeBigEndian(lab, count);
+    for (int i = 0; i < count; ++i) {
+        const int c = static_cast<int>(rng() % 3);
+        lab.put(static_cast<char>(c));
+        for (int y = 0; y < size; ++y)
+            for (int x = 0; x < size; ++x) {
+                const float v = ((y * 3 / size) == c ? 190.0f : 60.0f) + noise(rng);
+                img.put(static_cast<char>(static_cast<unsigned char>(std::clamp(v, 0.0f, 255.0f))));
+            }
+    }
+}
+
+/// A data directory shared by the tests of this binary.
+const std::string& dataDir() {
+    static const std::string dir = [] {
+        const std::string d = testing::tempDir("train-data");
+        writeBands(d, "train", 240, 12, 1);
+        writeBands(d, "t10k", 90, 12, 2);
+        return d;
+    }();
+    return dir;
+}
+
+TrainConfig tinyConfig(const std::string& method) {
+    TrainConfig c;
+    c.dataset = "mnist";
+    c.dataDir = dataDir();
+    c.model = "tiny";
+    c.epochs = 4;
+    c.batchSize = 20;
+    c.lr = 0.05;
+    c.threads = 1;
+    c.method = method;
+    c.rho = 1e-3;
+    c.rhoGrowth = 1.5;
+    c.evalBatch = 64;
+    return c;
+}
+
+std::vector<std::string> readLines(const std::string& path) {
+    std::ifstream f(path);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(f, l);) lines.push_back(l);
+    return lines;
+}
+
+/// Drops the timing columns (seconds, images_per_s) of a metrics.csv row.
+std::string withoutTimes(const std::string& row) {
+    std::vector<std::string> cols;
+    std::stringstream ss(row);
+    for (std::string c; std::getline(ss, c, ',');) cols.push_back(c);
+    std::string out;
+    for (size_t i = 0; i < cols.size(); ++i)
+        if (i != 6 && i != 7) out += cols[i] + ",";
+    return out;
+}
+
+const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd"};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_method_learns_and_deploys_into_its_set) {
+    for (const std::string& m : kMethods) {
+        TrainConfig c = tinyConfig(m);
+        c.outDir = testing::tempDir("train-" + m);
+        const TrainResult r = train(c, nullptr);
+        BOOST_TEST_MESSAGE(m << ": final test accuracy " << r.finalTestAcc << ", nonzeros "
+                             << r.cost.nonzeroWeights);
+        BOOST_TEST(r.status == "completed");
+        BOOST_TEST(r.finalTestAcc >= 0.8, m << " reached only " << r.finalTestAcc);  // chance: 1/3
+        BOOST_TEST(readLines(c.outDir + "/metrics.csv").size() == 5u);
+        BOOST_TEST(fs::exists(c.outDir + "/summary.json"));
+        BOOST_TEST(fs::exists(c.outDir + "/checkpoint.h5"));
+        if (m == "fp") continue;
+        const Index allowed = (m == "bc" || m == "bwn") ? 2 : 3;
+        BOOST_TEST(!r.layers.empty());
+        for (const auto& q : r.layers)
+            BOOST_TEST(q.maxDistinctPerGroup <= allowed, m << " " << q.block << " has "
+                                                           << q.maxDistinctPerGroup << " values");
+        // The deployed weights in the checkpoint are in the set too.
+        io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+        const Vector w = ck.read("params/fc1.weights", ck.shape("params/fc1.weights"));
+        std::set<float> values(w.data(), w.data() + w.size());
+        BOOST_TEST(static_cast<Index>(values.size()) <= allowed);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(resume_after_two_epochs_equals_four_straight_for_every_method) {
+    for (const std::string& m : kMethods) {
+        TrainConfig straight = tinyConfig(m);
+        straight.outDir = testing::tempDir("straight-" + m);
+        train(straight, nullptr);
+
+        TrainConfig split = tinyConfig(m);
+        split.outDir = testing::tempDir("split-" + m);
+        split.epochs = 2;
+        train(split, nullptr);
+        split.epochs = 4;
+        split.resume = true;
+        train(split, nullptr);
+
+        const auto a = readLines(straight.outDir + "/metrics.csv");
+        const auto b = readLines(split.outDir + "/metrics.csv");
+        BOOST_TEST_REQUIRE(a.size() == b.size());
+        for (size_t i = 0; i < a.size(); ++i)
+            BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), m << " row " << i);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(interrupt_mid_epoch_then_resume_is_exact) {
+    TrainConfig straight = tinyConfig("admm");
+    straight.outDir = testing::tempDir("int-straight");
+    train(straight, nullptr);
+
+    TrainConfig run = tinyConfig("admm");
+    run.outDir = testing::tempDir("int-split");
+    stopRequested = true;  // as the SIGINT handler does: stop after the current step
+    const TrainResult first = train(run, nullptr);
+    stopRequested = false;
+    BOOST_TEST(first.status == "interrupted");
+    io::CheckpointReader ck(run.outDir + "/checkpoint.h5");
+    BOOST_TEST(ck.attrInt("progress", "batch") == 1);
+    run.resume = true;
+    train(run, nullptr);
+    const auto a = readLines(straight.outDir + "/metrics.csv");
+    const auto b = readLines(run.outDir + "/metrics.csv");
+    BOOST_TEST_REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]));
+}
+
+BOOST_AUTO_TEST_CASE(resume_refuses_a_different_run_and_bad_files) {
+    TrainConfig c = tinyConfig("twn");
+    c.outDir = testing::tempDir("refuse");
+    c.epochs = 1;
+    train(c, nullptr);
+    const std::string ck = c.outDir + "/checkpoint.h5";
+    const auto size = fs::file_size(ck);
+
+    TrainConfig other = c;
+    other.resume = true;
+    other.method = "admm";
+    BOOST_CHECK_EXCEPTION(train(other, nullptr), std::runtime_error,
+                          messageContains("was written for method = 'twn', this run has 'admm'"));
+    other = c;
+    other.resume = true;
+    other.width = 2;
+    BOOST_CHECK_EXCEPTION(train(other, nullptr), std::runtime_error,
+                          messageContains("was written for width = '1', this run has '2'"));
+
+    // A truncated checkpoint: a clear error, and the file is left as it was.
+    const std::string cut = testing::tempDir("cut");
+    {
+        std::ifstream in(ck, std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(in)), {});
+        std::ofstream out(cut + "/checkpoint.h5", std::ios::binary);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+    }
+    fs::copy_file(c.outDir + "/metrics.csv", cut + "/metrics.csv");
+    TrainConfig broken = c;
+    broken.outDir = cut;
+    broken.resume = true;
+    BOOST_CHECK_THROW(train(broken, nullptr), std::runtime_error);
+    BOOST_TEST(fs::file_size(cut + "/checkpoint.h5") == size / 2);
+    BOOST_TEST(fs::file_size(ck) == size);
+
+    TrainConfig missing = c;
+    missing.outDir = testing::tempDir("missing");
+    missing.resume = true;
+    BOOST_CHECK_EXCEPTION(train(missing, nullptr), std::runtime_error,
+                          messageContains("does not exist"));
+}
+
+BOOST_AUTO_TEST_CASE(divergence_is_an_error_and_keeps_the_last_checkpoint) {
+    TrainConfig c = tinyConfig("fp");
+    c.outDir = testing::tempDir("diverge");
+    c.epochs = 1;
+    train(c, nullptr);
+    const auto before = fs::last_write_time(c.outDir + "/checkpoint.h5");
+    c.epochs = 3;
+    c.resume = true;
+    c.lr = 1e9;  // not part of a run's identity: resuming with a new lr is allowed
+    c.weightDecay = 0;
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("diverged"));
+    BOOST_TEST((fs::last_write_time(c.outDir + "/checkpoint.h5") == before));
+    BOOST_TEST(readLines(c.outDir + "/summary.json").size() > 3u);
+}
+
+BOOST_AUTO_TEST_CASE(config_errors_name_the_field) {
+    TrainConfig c = tinyConfig("admm");
+    c.method = "admmm";
+    BOOST_CHECK_EXCEPTION(c.validate(), std::invalid_argument,
+                          messageContains("unknown method 'admmm'; known: fp, bc"));
+    c = tinyConfig("fp");
+    c.dataset = "imagenet";
+    BOOST_CHECK_EXCEPTION(c.validate(), std::invalid_argument, messageContains("unknown dataset"));
+    c = tinyConfig("fp");
+    c.batchSize = 0;
+    BOOST_CHECK_EXCEPTION(c.validate(), std::invalid_argument, messageContains("batch-size"));
+    c = tinyConfig("admm");
+    c.projection = "ternery:exact";
+    BOOST_CHECK_EXCEPTION(c.validate(), std::invalid_argument, messageContains("known:"));
+    c = tinyConfig("fp");
+    c.dataDir = "/nonexistent/dir";
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("/nonexistent/dir"));
+}
+
+BOOST_AUTO_TEST_CASE(cost_of_multiplication_free_network) {
+    TrainConfig c = tinyConfig("admm");
+    c.alpha = "one";
+    c.batchNorm = false;
+    c.epochs = 0;  // the accounting of the deployed point, before any training
+    const TrainResult r = train(c, nullptr);
+    // Only the float first and last layers multiply.
+    BOOST_TEST(r.cost.multiplications > 0);
+    for (const auto& q : r.layers) BOOST_TEST(q.maxDistinctPerGroup <= 3);
+    TrainConfig all = c;
+    all.quantizeFirst = all.quantizeLast = true;
+    const TrainResult free = train(all, nullptr);
+    BOOST_TEST(free.cost.multiplications == 0);
+    BOOST_TEST(free.cost.additions > 0);
+}
