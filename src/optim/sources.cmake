@@ -1,1 +1,10 @@
 # Sources of src/optim (owned by that area).
+target_sources(tern PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/sgd_update.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/optimizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/callbacks.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/admm.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/projected_sgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ste.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/least_squares.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/factory.cpp)

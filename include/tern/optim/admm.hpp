@@ -1,0 +1,140 @@
+#pragma once
+/// \file ADMM for min f(W) s.t. W in C (Leng et al., AAAI 2018), scaled form:
+///
+///   L_rho(W, G, U) = f(W) + I_C(G) + rho/2 ||W - G + U||^2 - rho/2 ||U||^2
+///
+///   W-step (every minibatch): SGD on f(W) + rho/2 ||W - G + U||^2, with the extragradient
+///           predictor/corrector by default
+///   G-step (every outer iteration): G = P_C(W + U)
+///   U-step:                         U = U + W - G
+///
+/// docs/algorithms.md section 5, docs/optim.md.
+#include "tern/optim/optimizer.hpp"
+#include "tern/proj/projection.hpp"
+
+#include <memory>
+#include <vector>
+
+namespace tern::optim {
+
+/// How rho evolves between outer iterations.
+enum class RhoSchedule {
+    Constant,  ///< rho never changes
+    Growth,    ///< rho = min(rho * rhoGrowth, rhoMax) after every outer iteration
+    Explicit,  ///< rho = rhoList[k] for outer iteration k (the last entry repeats), <= rhoMax
+};
+
+/// ADMM hyper-parameters (scaled form). Names follow docs/algorithms.md section 5.
+struct AdmmSettings {
+    double rho = 1e-4;                         ///< initial penalty (> 0)
+    double rhoGrowth = 1.1;                    ///< factor per outer iteration (>= 1), Growth only
+    double rhoMax = 1e3;                       ///< clamp on rho (>= rho), like OSQP_RHO_MAX
+    RhoSchedule rhoSchedule = RhoSchedule::Growth;  ///< constant | growth | explicit
+    std::vector<double> rhoList;               ///< Explicit: rho per outer iteration (each > 0)
+    Index outerEvery = 1;                      ///< epochs per outer iteration (G-step, U-step), >= 1
+    Index outerEverySteps = 0;                 ///< > 0: an outer iteration every this many steps
+                                               ///< instead (small problems); 0 = per epoch
+    bool extragradient = true;                 ///< predictor/corrector W-step: two passes per step
+    double epsAbs = 0;                         ///< absolute residual tolerance (>= 0); 0 and
+    double epsRel = 0;                         ///< epsRel 0 = no convergence test
+    Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit
+    /// Throws std::invalid_argument naming the offending field:
+    /// "AdmmSettings::validate(): rho must be > 0 (got -0.001)".
+    void validate() const;
+    /// "constant", "growth", "explicit".
+    static RhoSchedule parseSchedule(const std::string& name);
+};
+
+/// ADMM with a projection G-step. Constrained blocks carry W (= value while training), G and
+/// U; unconstrained blocks get plain inner updates.
+///
+/// W-step for a constrained block, at batch B:
+///   g  = grad f_B(W) + rho (W - G + U)                       (pass 1)
+///   extragradient: W' = W - lr g (no momentum), written into value;
+///                  g' = grad f_B(W') + rho (W' - G + U)       (pass 2)
+///                  W  = W - lr * inner(g')                    (momentum on the corrector)
+///   otherwise:     W  = W - lr * inner(g)
+/// Pass 1 is Pass::Probe and pass 2 Pass::Commit when extragradient is on (side state such as BN
+/// statistics is updated once per step, by the corrector pass); a single pass is Pass::Commit.
+/// Unconstrained blocks stay at W during the predictor and take one inner step with the
+/// gradient of the committing pass. The reported loss is f_B(W) from pass 1.
+///
+/// Outer iteration (every outerEvery epochs, or every outerEverySteps steps):
+///   G-step: G = P_C(W + U);  U-step: U += W - G
+///   primal r = ||W - G||, dual s = rho ||G - Gprev|| (over all constrained blocks, n entries)
+///   converged if r <= sqrt(n) epsAbs + epsRel max(||W||, ||G||) and
+///                s <= sqrt(n) epsAbs + epsRel rho ||U||        (OSQP/SCS)
+///   rho update, then U *= rhoOld / rhoNew so that the unscaled multiplier rho*U is continuous.
+/// begin() sets G = P_C(W), U = 0. deploy(): value = G; restore(): value = W.
+/// A non-finite loss, W or residual is Status::Diverged.
+class Admm final : public Optimizer {
+public:
+    /// Validates every settings struct; throws std::invalid_argument on a null projection.
+    Admm(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
+         AdmmSettings settings = {}, InnerSettings inner = {}, TrainSettings train = {});
+    std::string name() const override { return "admm"; }
+
+    const AdmmSettings& settings() const { return settings_; }
+    const proj::Projection& projection() const { return *projection_; }
+    Granularity granularity() const { return granularity_; }
+    /// Current penalty.
+    double rho() const { return rho_; }
+    /// ||W - G|| at the last outer iteration (NaN before the first).
+    double primalResidual() const { return primalRes_; }
+    /// rho ||G - Gprev|| at the last outer iteration (NaN before the first).
+    double dualResidual() const { return dualRes_; }
+    /// Outer iterations done since begin().
+    Index outerIterations() const { return outer_; }
+    /// Fraction of G's codes that changed at the last outer iteration (NaN before the first,
+    /// or for a continuous set).
+    double flipRatio() const { return flipRatio_; }
+    /// Fraction of zeros in G.
+    double sparsity() const;
+
+    /// G and U of the k-th constrained block (order of ParameterSet::constrained()).
+    const Vector& G(Index k) const;
+    const Vector& U(Index k) const;
+    /// The training point W of the k-th constrained block (value unless deployed).
+    const Vector& W(Index k) const;
+    /// Number of constrained blocks.
+    Index constrainedBlocks() const { return static_cast<Index>(state_.size()); }
+    /// Runs one outer iteration (G-step, U-step, residuals, rho update) now. optimize() and
+    /// step()/endEpoch() call it on their own schedule.
+    void outerIteration();
+
+protected:
+    void doBegin(Objective& f) override;
+    double doStep(Objective& f, Index batch) override;
+    void doEndEpoch(Objective& f, Index epoch, EpochStats& stats) override;
+    void doDeploy(Objective& f) override;
+    void doRestore(Objective& f) override;
+    void doSave(StateWriter& out, const std::string& prefix) const override;
+    void doLoad(const StateReader& in, const std::string& prefix) override;
+    bool budgetExhausted() const override;
+    const Vector& trainingPoint(Index i) const override;
+    void setTrainingPoint(Index i, const Vector& w) override;
+
+private:
+    struct BlockState {
+        Index slot = 0;          // index into blocks()
+        Vector G, U;
+        Vector stash;            // W while deployed
+        Vector Wsave;            // W during the extragradient predictor
+        Vector g;                // scratch: augmented gradient
+        std::vector<std::int64_t> codes;  // G / scale, for the flip ratio
+    };
+    /// rho for outer iteration k under the schedule.
+    double scheduledRho(Index k, double current) const;
+    /// G = P_C(v) for one block; refreshes its codes, returns the number that changed.
+    Index projectInto(BlockState& s, const Vector& v);
+
+    std::shared_ptr<const proj::Projection> projection_;
+    Granularity granularity_;
+    AdmmSettings settings_;
+    std::vector<BlockState> state_;
+    double rho_ = 0;
+    double primalRes_ = 0, dualRes_ = 0, flipRatio_ = 0;
+    Index outer_ = 0;
+};
+
+}  // namespace tern::optim

@@ -1,0 +1,37 @@
+#pragma once
+/// \file Projected SGD (docs/algorithms.md section 3): W = P_C(W - lr * inner(grad f(W))).
+#include "tern/optim/optimizer.hpp"
+#include "tern/proj/projection.hpp"
+
+#include <memory>
+
+namespace tern::optim {
+
+/// Projected (stochastic) gradient descent. Constrained blocks are projected after every inner
+/// update (per tensor or per filter); begin() projects the starting point, so the iterate is
+/// always on C and deploy()/restore() have nothing to swap. Often poor for discrete sets (small
+/// steps round back to the same point): the baseline of the ablation table.
+class ProjectedSgd final : public Optimizer {
+public:
+    /// Validates the settings; throws std::invalid_argument on a null projection.
+    ProjectedSgd(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
+                 InnerSettings inner = {}, TrainSettings train = {});
+    std::string name() const override { return "pgd"; }
+    const proj::Projection& projection() const { return *projection_; }
+    Granularity granularity() const { return granularity_; }
+
+protected:
+    void doBegin(Objective& f) override;
+    double doStep(Objective& f, Index batch) override;
+    void doEndEpoch(Objective& f, Index epoch, EpochStats& stats) override;
+    void doSave(StateWriter& out, const std::string& prefix) const override;
+    void doLoad(const StateReader& in, const std::string& prefix) override;
+
+private:
+    std::shared_ptr<const proj::Projection> projection_;
+    Granularity granularity_;
+    Vector candidate_;                            // W - lr * inner(g), before projection
+    std::vector<std::vector<std::int64_t>> epochCodes_;  // codes at the start of the epoch
+};
+
+}  // namespace tern::optim

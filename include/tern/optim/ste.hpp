@@ -1,0 +1,76 @@
+#pragma once
+/// \file Straight-through estimation (docs/algorithms.md section 2): BinaryConnect, BWN, TWN
+/// and TTQ are this optimizer with different quantizers.
+///
+///   value = Q(W)                     forward and backward see the quantized weights
+///   g     = dLoss/dvalue             one pass, Pass::Commit
+///   dW    = Q.backward(W, g)         pseudo-gradient (clipped identity for STE, TTQ's rule)
+///   W     = W - lr * inner(dW)       the latent stays float, inside the optimizer
+///   (optional) W = clip(W, -c, c)    BinaryConnect
+#include "tern/optim/optimizer.hpp"
+#include "tern/proj/projection.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace tern::optim {
+
+/// Builds one quantizer per constrained block (e.g. [&]{ return proj::makeSte(p, g); }).
+using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
+
+struct SteSettings {
+    double latentClip = 0;  ///< > 0: clip the latent to [-c, c] after each update (BinaryConnect: 1)
+    /// Throws std::invalid_argument naming the offending field.
+    void validate() const;
+};
+
+/// STE with a latent float copy per constrained block. Quantizer trainables (TTQ's Wp, Wn) get
+/// their own inner update (same rule, no weight decay). Between steps, a constrained block's
+/// value holds Q of the latent before the last update; deploy() sets value = Q(latent),
+/// restore() sets value = latent.
+class Ste final : public Optimizer {
+public:
+    /// Validates the settings; throws std::invalid_argument if the factory is empty or returns
+    /// nullptr.
+    Ste(QuantizerFactory factory, SteSettings settings = {}, InnerSettings inner = {},
+        TrainSettings train = {});
+    std::string name() const override { return "ste"; }
+    const SteSettings& settings() const { return settings_; }
+
+    /// The latent W of the k-th constrained block.
+    const Vector& latent(Index k) const;
+    /// The quantizer of the k-th constrained block.
+    proj::Quantizer& quantizer(Index k);
+    Index constrainedBlocks() const { return static_cast<Index>(state_.size()); }
+
+protected:
+    void doBegin(Objective& f) override;
+    double doStep(Objective& f, Index batch) override;
+    void doEndEpoch(Objective& f, Index epoch, EpochStats& stats) override;
+    void doDeploy(Objective& f) override;
+    void doRestore(Objective& f) override;
+    void doSave(StateWriter& out, const std::string& prefix) const override;
+    void doLoad(const StateReader& in, const std::string& prefix) override;
+    const Vector& trainingPoint(Index i) const override;
+    void setTrainingPoint(Index i, const Vector& w) override;
+
+private:
+    struct BlockState {
+        Index slot = 0;
+        Vector latent;
+        Vector dLatent;
+        std::unique_ptr<proj::Quantizer> q;
+        std::vector<std::int64_t> codes;  // sign of Q(W) at the start of the epoch
+    };
+    /// The trainable blocks of every quantizer, in order, with their inner-update slots.
+    std::vector<ParameterBlock*> trainables();
+    /// value = Q(latent) for every constrained block (skipped for a non-finite latent).
+    void quantizeAll();
+
+    QuantizerFactory factory_;
+    SteSettings settings_;
+    std::vector<BlockState> state_;
+    InnerUpdate qInner_;  // for quantizer trainables
+};
+
+}  // namespace tern::optim

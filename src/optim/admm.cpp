@@ -1,0 +1,346 @@
+// ADMM in scaled form with a projection G-step (docs/algorithms.md section 5).
+#include "tern/optim/admm.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+
+namespace tern::optim {
+
+namespace {
+/// Beyond this primal residual the run is declared diverged (float range ends at 3e38).
+constexpr double kBlowUp = 1e30;
+
+/// Integer code of each entry of z: round(z / scale) per group (0 for a zero scale).
+void codesOf(const Vector& z, const std::vector<proj::GroupResult>& groups,
+             std::vector<std::int64_t>& codes) {
+    codes.resize(static_cast<size_t>(z.size()));
+    const Index per = z.size() / static_cast<Index>(groups.size());
+    for (Index i = 0; i < z.size(); ++i) {
+        const Scalar a = groups[static_cast<size_t>(i / per)].scale;
+        codes[static_cast<size_t>(i)] = a > 0 ? std::llround(z[i] / a) : 0;
+    }
+}
+}  // namespace
+
+void AdmmSettings::validate() const {
+    const char* where = "AdmmSettings::validate()";
+    requirePositive(rho, where, "rho");
+    if (!(rhoGrowth >= 1) || !std::isfinite(rhoGrowth))
+        fail(where, TERN_MSG("rhoGrowth must be >= 1 (got " << rhoGrowth << ")"));
+    if (!(rhoMax >= rho) || !std::isfinite(rhoMax))
+        fail(where, TERN_MSG("rhoMax must be >= rho = " << rho << " (got " << rhoMax << ")"));
+    if (rhoSchedule == RhoSchedule::Explicit && rhoList.empty())
+        fail(where, "rhoList must not be empty with rhoSchedule explicit");
+    for (double r : rhoList)
+        if (!(r > 0) || !std::isfinite(r))
+            fail(where, TERN_MSG("rhoList entries must be > 0 (got " << r << ")"));
+    if (outerEvery < 1) fail(where, TERN_MSG("outerEvery must be >= 1 (got " << outerEvery << ")"));
+    if (outerEverySteps < 0)
+        fail(where, TERN_MSG("outerEverySteps must be >= 0 (got " << outerEverySteps << ")"));
+    requireNonNegative(epsAbs, where, "epsAbs");
+    requireNonNegative(epsRel, where, "epsRel");
+    if (maxOuter < 0) fail(where, TERN_MSG("maxOuter must be >= 0 (got " << maxOuter << ")"));
+}
+
+RhoSchedule AdmmSettings::parseSchedule(const std::string& name) {
+    if (name == "constant") return RhoSchedule::Constant;
+    if (name == "growth") return RhoSchedule::Growth;
+    if (name == "explicit") return RhoSchedule::Explicit;
+    fail("AdmmSettings::parseSchedule()",
+         "unknown rho schedule '" + name + "'; known: constant, growth, explicit");
+}
+
+namespace {
+std::string scheduleName(RhoSchedule s) {
+    switch (s) {
+        case RhoSchedule::Constant: return "constant";
+        case RhoSchedule::Growth: return "growth";
+        case RhoSchedule::Explicit: return "explicit";
+    }
+    return "?";
+}
+}  // namespace
+
+Admm::Admm(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
+           AdmmSettings settings, InnerSettings inner, TrainSettings train)
+    : Optimizer(std::move(train), std::move(inner)),
+      projection_(std::move(projection)),
+      granularity_(granularity),
+      settings_(std::move(settings)) {
+    settings_.validate();
+    if (!projection_) fail("Admm::Admm()", "projection must not be null");
+    rho_ = settings_.rho;
+}
+
+double Admm::scheduledRho(Index k, double current) const {
+    switch (settings_.rhoSchedule) {
+        case RhoSchedule::Constant:
+            return current;
+        case RhoSchedule::Growth:
+            return std::min(current * settings_.rhoGrowth, settings_.rhoMax);
+        case RhoSchedule::Explicit: {
+            const size_t i = std::min(static_cast<size_t>(k), settings_.rhoList.size() - 1);
+            return std::min(settings_.rhoList[i], settings_.rhoMax);
+        }
+    }
+    return current;
+}
+
+Index Admm::projectInto(BlockState& s, const Vector& v) {
+    const ParameterBlock& b = *blocks()[static_cast<size_t>(s.slot)];
+    const std::vector<proj::GroupResult> groups = projection_->project(v, s.G, b.shape,
+                                                                       granularity_);
+    std::vector<std::int64_t> codes;
+    codesOf(s.G, groups, codes);
+    Index changed = 0;
+    if (s.codes.size() == codes.size())
+        for (size_t i = 0; i < codes.size(); ++i) changed += codes[i] != s.codes[i];
+    s.codes = std::move(codes);
+    return changed;
+}
+
+void Admm::doBegin(Objective& /*f*/) {
+    state_.clear();
+    const auto& bs = blocks();
+    for (size_t i = 0; i < bs.size(); ++i) {
+        if (!bs[i]->constrained) continue;
+        BlockState s;
+        s.slot = static_cast<Index>(i);
+        s.G = Vector::Zero(bs[i]->value.size());
+        s.U = Vector::Zero(bs[i]->value.size());
+        s.g = Vector::Zero(bs[i]->value.size());
+        requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
+        state_.push_back(std::move(s));
+        // G = P_C(W), U = 0
+        projectInto(state_.back(), bs[i]->value);
+    }
+    rho_ = settings_.rhoSchedule == RhoSchedule::Explicit
+               ? std::min(settings_.rhoList.front(), settings_.rhoMax)
+               : settings_.rho;
+    primalRes_ = dualRes_ = flipRatio_ = std::numeric_limits<double>::quiet_NaN();
+    outer_ = 0;
+}
+
+double Admm::doStep(Objective& f, Index batch) {
+    const auto& bs = blocks();
+    const auto rho = static_cast<Scalar>(rho_);
+    const auto lr = static_cast<Scalar>(learningRate());
+    const bool eg = settings_.extragradient;
+
+    // Pass 1 at W: g = grad f(W) + rho (W - G + U)
+    const double loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
+    if (!std::isfinite(loss)) return loss;
+    for (BlockState& s : state_) {
+        const ParameterBlock& b = *bs[size_t(s.slot)];
+        s.g = b.grad + rho * (b.value - s.G + s.U);
+    }
+    if (eg) {
+        // Predictor: W' = W - lr g (no momentum; weight decay as in the corrector)
+        for (BlockState& s : state_) {
+            ParameterBlock& b = *bs[size_t(s.slot)];
+            s.Wsave = b.value;
+            const InnerSettings& in = inner_.settings();
+            const double decay = in.rule == InnerSettings::Rule::Sgd ? in.sgd.weightDecay
+                                                                     : in.adam.weightDecay;
+            const auto wd = static_cast<Scalar>(b.decay ? decay : 0.0);
+            b.value -= lr * (s.g + wd * s.Wsave);
+        }
+        // Pass 2 at W': g' = grad f(W') + rho (W' - G + U)
+        const double lossPredicted = f.evaluateWithGradient(batch, Pass::Commit);
+        for (BlockState& s : state_) {
+            ParameterBlock& b = *bs[size_t(s.slot)];
+            s.g = b.grad + rho * (b.value - s.G + s.U);
+            b.value = s.Wsave;  // back to W for the corrector
+        }
+        if (!std::isfinite(lossPredicted)) return lossPredicted;
+    }
+    // Corrector (or plain W-step): W = W - lr * inner(g)
+    for (BlockState& s : state_) {
+        ParameterBlock& b = *bs[size_t(s.slot)];
+        innerStep(s.slot, b.value, s.g, b.decay);
+    }
+    // Unconstrained blocks: plain inner step with the committing pass's gradient
+    for (size_t i = 0; i < bs.size(); ++i)
+        if (!bs[i]->constrained)
+            innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
+    for (const ParameterBlock* b : bs)
+        if (!b->value.allFinite()) return std::numeric_limits<double>::quiet_NaN();
+
+    if (settings_.outerEverySteps > 0 && (steps() + 1) % settings_.outerEverySteps == 0) {
+        outerIteration();
+        if (diverged()) return std::numeric_limits<double>::quiet_NaN();
+    }
+    return loss;
+}
+
+void Admm::outerIteration() {
+    if (!begun()) fail("Admm::outerIteration()", "call begin(f) first");
+    const auto& bs = blocks();
+    double primal2 = 0, dual2 = 0, normW2 = 0, normG2 = 0, normU2 = 0;
+    Index n = 0, flips = 0;
+    for (BlockState& s : state_) {
+        const Vector& W = deployed() ? s.stash : bs[size_t(s.slot)]->value;
+        if (!W.allFinite() || !s.U.allFinite()) {
+            setDiverged();
+            primalRes_ = dualRes_ = std::numeric_limits<double>::quiet_NaN();
+            return;
+        }
+        const Vector Gprev = s.G;
+        // G-step: G = P_C(W + U)
+        flips += projectInto(s, W + s.U);
+        // U-step: U += W - G
+        s.U += W - s.G;
+        primal2 += (W - s.G).cast<double>().squaredNorm();
+        dual2 += (s.G - Gprev).cast<double>().squaredNorm();
+        normW2 += W.cast<double>().squaredNorm();
+        normG2 += s.G.cast<double>().squaredNorm();
+        normU2 += s.U.cast<double>().squaredNorm();
+        n += W.size();
+    }
+    // Residuals: r = ||W - G||, s = rho ||G - Gprev||
+    primalRes_ = std::sqrt(primal2);
+    dualRes_ = rho_ * std::sqrt(dual2);
+    flipRatio_ = projection_->levels() > 0 && n > 0
+                     ? static_cast<double>(flips) / static_cast<double>(n)
+                     : std::numeric_limits<double>::quiet_NaN();
+    ++outer_;
+    if (!std::isfinite(primalRes_) || !std::isfinite(dualRes_) || primalRes_ > kBlowUp) {
+        setDiverged();
+        return;
+    }
+    // Stopping test (OSQP/SCS): r <= sqrt(n) epsAbs + epsRel max(||W||, ||G||),
+    //                           s <= sqrt(n) epsAbs + epsRel rho ||U||
+    if (settings_.epsAbs > 0 || settings_.epsRel > 0) {
+        const double sn = std::sqrt(static_cast<double>(n));
+        const double epsPrimal =
+            sn * settings_.epsAbs + settings_.epsRel * std::sqrt(std::max(normW2, normG2));
+        const double epsDual = sn * settings_.epsAbs + settings_.epsRel * rho_ * std::sqrt(normU2);
+        setConverged(primalRes_ <= epsPrimal && dualRes_ <= epsDual);
+    }
+    // rho update, then U *= rhoOld / rhoNew so that rho*U (the unscaled multiplier) is unchanged
+    const double rhoNew = scheduledRho(outer_, rho_);
+    if (rhoNew != rho_) {
+        const auto ratio = static_cast<Scalar>(rho_ / rhoNew);
+        for (BlockState& s : state_) s.U *= ratio;
+        rho_ = rhoNew;
+    }
+}
+
+void Admm::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
+    if (settings_.outerEverySteps == 0 && (epoch + 1) % settings_.outerEvery == 0)
+        outerIteration();
+    stats.primalRes = primalRes_;
+    stats.dualRes = dualRes_;
+    stats.rho = rho_;
+    stats.flipRatio = flipRatio_;
+    stats.sparsity = sparsity();
+}
+
+bool Admm::budgetExhausted() const {
+    return settings_.maxOuter > 0 && outer_ >= settings_.maxOuter;
+}
+
+double Admm::sparsity() const {
+    Index zeros = 0, n = 0;
+    for (const BlockState& s : state_) {
+        zeros += (s.G.array() == 0).count();
+        n += s.G.size();
+    }
+    return n > 0 ? static_cast<double>(zeros) / static_cast<double>(n)
+                 : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Admm::doDeploy(Objective& /*f*/) {
+    // value = G (W kept in the stash)
+    for (BlockState& s : state_) {
+        ParameterBlock& b = *blocks()[size_t(s.slot)];
+        s.stash = b.value;
+        b.value = s.G;
+    }
+}
+
+void Admm::doRestore(Objective& /*f*/) {
+    // value = W
+    for (BlockState& s : state_) blocks()[size_t(s.slot)]->value = s.stash;
+}
+
+const Vector& Admm::G(Index k) const {
+    if (k < 0 || k >= constrainedBlocks())
+        throw std::out_of_range(TERN_MSG("Admm::G(): block " << k << " out of range"));
+    return state_[size_t(k)].G;
+}
+
+const Vector& Admm::U(Index k) const {
+    if (k < 0 || k >= constrainedBlocks())
+        throw std::out_of_range(TERN_MSG("Admm::U(): block " << k << " out of range"));
+    return state_[size_t(k)].U;
+}
+
+const Vector& Admm::W(Index k) const {
+    if (k < 0 || k >= constrainedBlocks())
+        throw std::out_of_range(TERN_MSG("Admm::W(): block " << k << " out of range"));
+    return trainingPoint(state_[size_t(k)].slot);
+}
+
+const Vector& Admm::trainingPoint(Index i) const {
+    const ParameterBlock& b = *blocks()[size_t(i)];
+    if (deployed() && b.constrained)
+        for (const BlockState& s : state_)
+            if (s.slot == i) return s.stash;
+    return b.value;
+}
+
+void Admm::setTrainingPoint(Index i, const Vector& w) { blocks()[size_t(i)]->value = w; }
+
+void Admm::doSave(StateWriter& out, const std::string& prefix) const {
+    out.attr(prefix, "projection", projection_->name());
+    out.attr(prefix, "granularity", granularityName(granularity_));
+    out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
+    out.attr(prefix, "rhoSchedule", scheduleName(settings_.rhoSchedule));
+    out.attr(prefix, "rhoGrowth", settings_.rhoGrowth);
+    out.attr(prefix, "rhoMax", settings_.rhoMax);
+    out.attr(prefix, "rho", rho_);
+    out.attr(prefix, "outer", static_cast<std::int64_t>(outer_));
+    out.attr(prefix, "primalRes", primalRes_);
+    out.attr(prefix, "dualRes", dualRes_);
+    out.attr(prefix, "flipRatio", flipRatio_);
+    for (const BlockState& s : state_) {
+        const ParameterBlock& b = *blocks()[size_t(s.slot)];
+        out.write(prefix + "/G/" + b.name, s.G, b.shape);
+        out.write(prefix + "/U/" + b.name, s.U, b.shape);
+        out.writeInts(prefix + "/codes/" + b.name, s.codes);
+    }
+}
+
+void Admm::doLoad(const StateReader& in, const std::string& prefix) {
+    const char* where = "Admm::load()";
+    auto check = [&](const std::string& key, const std::string& mine) {
+        const std::string theirs = in.attrString(prefix, key);
+        if (theirs != mine)
+            fail(where, "state '" + prefix + "' has " + key + " '" + theirs +
+                            "', this optimizer has '" + mine + "'");
+    };
+    check("projection", projection_->name());
+    check("granularity", granularityName(granularity_));
+    check("rhoSchedule", scheduleName(settings_.rhoSchedule));
+    if ((in.attrInt(prefix, "extragradient") != 0) != settings_.extragradient)
+        fail(where, "state '" + prefix + "' differs in extragradient");
+    rho_ = in.attrDouble(prefix, "rho");
+    outer_ = static_cast<Index>(in.attrInt(prefix, "outer"));
+    primalRes_ = in.attrDouble(prefix, "primalRes");
+    dualRes_ = in.attrDouble(prefix, "dualRes");
+    flipRatio_ = in.attrDouble(prefix, "flipRatio");
+    for (BlockState& s : state_) {
+        const ParameterBlock& b = *blocks()[size_t(s.slot)];
+        s.G = in.read(prefix + "/G/" + b.name, b.shape);
+        s.U = in.read(prefix + "/U/" + b.name, b.shape);
+        s.codes = in.readInts(prefix + "/codes/" + b.name);
+        if (static_cast<Index>(s.codes.size()) != b.value.size())
+            fail(where, "state '" + prefix + "/codes/" + b.name + "' has the wrong size");
+    }
+}
+
+}  // namespace tern::optim

@@ -1,0 +1,109 @@
+// Projected SGD (docs/algorithms.md section 3).
+#include "tern/optim/projected_sgd.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <cmath>
+
+namespace tern::optim {
+
+namespace {
+/// Sign code of each entry: -1, 0, +1 (a scale-free code, so a rescaled group is no flip).
+std::vector<std::int64_t> signCodes(const Vector& z) {
+    std::vector<std::int64_t> c(static_cast<size_t>(z.size()));
+    for (Index i = 0; i < z.size(); ++i) c[size_t(i)] = (z[i] > 0) - (z[i] < 0);
+    return c;
+}
+
+/// Fraction of changed codes and of zeros over the constrained blocks.
+void codeStats(const std::vector<ParameterBlock*>& blocks,
+               const std::vector<std::vector<std::int64_t>>& before, EpochStats& stats) {
+    Index n = 0, flips = 0, zeros = 0;
+    size_t k = 0;
+    for (const ParameterBlock* b : blocks) {
+        if (!b->constrained) continue;
+        const std::vector<std::int64_t> now = signCodes(b->value);
+        if (k < before.size() && before[k].size() == now.size())
+            for (size_t i = 0; i < now.size(); ++i) flips += now[i] != before[k][i];
+        for (std::int64_t c : now) zeros += c == 0;
+        n += b->value.size();
+        ++k;
+    }
+    if (n == 0) return;
+    stats.flipRatio = static_cast<double>(flips) / static_cast<double>(n);
+    stats.sparsity = static_cast<double>(zeros) / static_cast<double>(n);
+}
+}  // namespace
+
+ProjectedSgd::ProjectedSgd(std::shared_ptr<const proj::Projection> projection,
+                           Granularity granularity, InnerSettings inner, TrainSettings train)
+    : Optimizer(std::move(train), std::move(inner)),
+      projection_(std::move(projection)),
+      granularity_(granularity) {
+    if (!projection_) fail("ProjectedSgd::ProjectedSgd()", "projection must not be null");
+}
+
+void ProjectedSgd::doBegin(Objective& /*f*/) {
+    epochCodes_.clear();
+    for (ParameterBlock* b : blocks()) {
+        if (!b->constrained) continue;
+        requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
+        // Start on C: W = P_C(W)
+        projection_->project(b->value, b->value, b->shape, granularity_);
+        epochCodes_.push_back(signCodes(b->value));
+    }
+}
+
+double ProjectedSgd::doStep(Objective& f, Index batch) {
+    const double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    if (!std::isfinite(loss)) return loss;
+    const auto& bs = blocks();
+    bool finite = true;
+    for (size_t i = 0; i < bs.size(); ++i) {
+        ParameterBlock& b = *bs[i];
+        if (!b.constrained) {
+            // Unconstrained: W = W - lr * inner(g)
+            innerStep(static_cast<Index>(i), b.value, b.grad, b.decay);
+            finite = finite && b.value.allFinite();
+            continue;
+        }
+        // Gradient step: V = W - lr * inner(g)
+        candidate_ = b.value;
+        innerStep(static_cast<Index>(i), candidate_, b.grad, b.decay);
+        if (!candidate_.allFinite()) {
+            finite = false;  // keep the last point on C
+            continue;
+        }
+        // Projection: W = P_C(V)
+        projection_->project(candidate_, b.value, b.shape, granularity_);
+    }
+    return finite ? loss : std::numeric_limits<double>::quiet_NaN();
+}
+
+void ProjectedSgd::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& stats) {
+    codeStats(blocks(), epochCodes_, stats);
+    epochCodes_.clear();
+    for (const ParameterBlock* b : blocks())
+        if (b->constrained) epochCodes_.push_back(signCodes(b->value));
+}
+
+void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
+    out.attr(prefix, "projection", projection_->name());
+    out.attr(prefix, "granularity", granularityName(granularity_));
+}
+
+void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
+    for (const char* key : {"projection", "granularity"}) {
+        const std::string theirs = in.attrString(prefix, key);
+        const std::string mine =
+            std::string(key) == "projection" ? projection_->name() : granularityName(granularity_);
+        if (theirs != mine)
+            fail("ProjectedSgd::load()", "state '" + prefix + "' has " + key + " '" + theirs +
+                                             "', this optimizer has '" + mine + "'");
+    }
+    epochCodes_.clear();
+    for (const ParameterBlock* b : blocks())
+        if (b->constrained) epochCodes_.push_back(signCodes(b->value));
+}
+
+}  // namespace tern::optim

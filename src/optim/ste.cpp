@@ -1,0 +1,204 @@
+// Straight-through estimation with a latent float copy (docs/algorithms.md section 2).
+#include "tern/optim/ste.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <cmath>
+#include <utility>
+
+namespace tern::optim {
+
+namespace {
+std::vector<std::int64_t> signCodes(const Vector& z) {
+    std::vector<std::int64_t> c(static_cast<size_t>(z.size()));
+    for (Index i = 0; i < z.size(); ++i) c[size_t(i)] = (z[i] > 0) - (z[i] < 0);
+    return c;
+}
+}  // namespace
+
+void SteSettings::validate() const {
+    requireNonNegative(latentClip, "SteSettings::validate()", "latentClip");
+}
+
+Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
+         TrainSettings train)
+    : Optimizer(std::move(train), inner),
+      factory_(std::move(factory)),
+      settings_(settings),
+      qInner_(inner) {
+    settings_.validate();
+    if (!factory_) fail("Ste::Ste()", "quantizer factory must not be empty");
+}
+
+std::vector<ParameterBlock*> Ste::trainables() {
+    std::vector<ParameterBlock*> out;
+    for (BlockState& s : state_)
+        if (ParameterSet* t = s.q->trainable())
+            for (ParameterBlock* b : t->all()) out.push_back(b);
+    return out;
+}
+
+void Ste::quantizeAll() {
+    for (BlockState& s : state_) {
+        ParameterBlock& b = *blocks()[size_t(s.slot)];
+        // value = Q(W)
+        if (s.latent.allFinite()) s.q->forward(s.latent, b.value, b.shape);
+    }
+}
+
+void Ste::doBegin(Objective& /*f*/) {
+    state_.clear();
+    const auto& bs = blocks();
+    for (size_t i = 0; i < bs.size(); ++i) {
+        if (!bs[i]->constrained) continue;
+        requireFinite(bs[i]->value, "Ste::begin()", bs[i]->name.c_str());
+        BlockState s;
+        s.slot = static_cast<Index>(i);
+        s.latent = bs[i]->value;
+        // BinaryConnect: W = clip(W, -c, c)
+        if (settings_.latentClip > 0) {
+            const auto c = static_cast<Scalar>(settings_.latentClip);
+            s.latent = s.latent.cwiseMax(-c).cwiseMin(c);
+        }
+        s.dLatent = Vector::Zero(s.latent.size());
+        s.q = factory_();
+        if (!s.q) fail("Ste::begin()", "the quantizer factory returned nullptr");
+        state_.push_back(std::move(s));
+    }
+    quantizeAll();
+    for (BlockState& s : state_) s.codes = signCodes(bs[size_t(s.slot)]->value);
+    std::vector<Index> sizes;
+    for (ParameterBlock* t : trainables()) sizes.push_back(t->value.size());
+    qInner_.reset(sizes);
+}
+
+double Ste::doStep(Objective& f, Index batch) {
+    const auto& bs = blocks();
+    // Forward: value = Q(W)
+    quantizeAll();
+    const double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    if (!std::isfinite(loss)) return loss;
+    bool finite = true;
+    for (BlockState& s : state_) {
+        ParameterBlock& b = *bs[size_t(s.slot)];
+        // Backward: dW = Q.backward(W, dL/dvalue)
+        s.q->backward(s.latent, b.grad, s.dLatent);
+        // Latent update: W = W - lr * inner(dW)
+        innerStep(s.slot, s.latent, s.dLatent, b.decay);
+        // BinaryConnect: W = clip(W, -c, c)
+        if (settings_.latentClip > 0) {
+            const auto c = static_cast<Scalar>(settings_.latentClip);
+            s.latent = s.latent.cwiseMax(-c).cwiseMin(c);
+        }
+        finite = finite && s.latent.allFinite();
+    }
+    // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
+    const std::vector<ParameterBlock*> ts = trainables();
+    for (size_t k = 0; k < ts.size(); ++k) {
+        qInner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad, learningRate(), false);
+        finite = finite && ts[k]->value.allFinite();
+    }
+    // Unconstrained blocks: W = W - lr * inner(g)
+    for (size_t i = 0; i < bs.size(); ++i) {
+        if (bs[i]->constrained) continue;
+        innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
+        finite = finite && bs[i]->value.allFinite();
+    }
+    return finite ? loss : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Ste::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& stats) {
+    // Flip ratio and sparsity of the sign codes of Q(W)
+    quantizeAll();
+    Index n = 0, flips = 0, zeros = 0;
+    for (BlockState& s : state_) {
+        const std::vector<std::int64_t> now = signCodes(blocks()[size_t(s.slot)]->value);
+        for (size_t i = 0; i < now.size(); ++i) {
+            flips += s.codes.size() == now.size() && now[i] != s.codes[i];
+            zeros += now[i] == 0;
+        }
+        n += static_cast<Index>(now.size());
+        s.codes = now;
+    }
+    if (n > 0) {
+        stats.flipRatio = static_cast<double>(flips) / static_cast<double>(n);
+        stats.sparsity = static_cast<double>(zeros) / static_cast<double>(n);
+    }
+}
+
+void Ste::doDeploy(Objective& /*f*/) {
+    // value = Q(W)
+    quantizeAll();
+}
+
+void Ste::doRestore(Objective& /*f*/) {
+    // value = W (the next step quantizes again)
+    for (BlockState& s : state_) blocks()[size_t(s.slot)]->value = s.latent;
+}
+
+const Vector& Ste::latent(Index k) const {
+    if (k < 0 || k >= constrainedBlocks())
+        throw std::out_of_range(TERN_MSG("Ste::latent(): block " << k << " out of range"));
+    return state_[size_t(k)].latent;
+}
+
+proj::Quantizer& Ste::quantizer(Index k) {
+    if (k < 0 || k >= constrainedBlocks())
+        throw std::out_of_range(TERN_MSG("Ste::quantizer(): block " << k << " out of range"));
+    return *state_[size_t(k)].q;
+}
+
+const Vector& Ste::trainingPoint(Index i) const {
+    for (const BlockState& s : state_)
+        if (s.slot == i) return s.latent;
+    return blocks()[size_t(i)]->value;
+}
+
+void Ste::setTrainingPoint(Index i, const Vector& w) {
+    for (BlockState& s : state_)
+        if (s.slot == i) {
+            s.latent = w;
+            return;
+        }
+    blocks()[size_t(i)]->value = w;
+}
+
+void Ste::doSave(StateWriter& out, const std::string& prefix) const {
+    out.attr(prefix, "latentClip", settings_.latentClip);
+    std::vector<std::string> names;
+    for (size_t k = 0; k < state_.size(); ++k) {
+        const ParameterBlock& b = *blocks()[size_t(state_[k].slot)];
+        out.attr(prefix, "quantizer/" + b.name, state_[k].q->name());
+        state_[k].q->saveState(out, prefix + "/quantizer/" + b.name);
+        out.writeInts(prefix + "/codes/" + b.name, state_[k].codes);
+        if (ParameterSet* t = state_[k].q->trainable())
+            for (const ParameterBlock* tb : std::as_const(*t).all()) {
+                out.write(prefix + "/trainable/" + b.name + "/" + tb->name, tb->value, tb->shape);
+                names.push_back(b.name + "." + tb->name);
+            }
+    }
+    qInner_.save(out, prefix + "/qinner", names);
+}
+
+void Ste::doLoad(const StateReader& in, const std::string& prefix) {
+    std::vector<std::string> names;
+    for (BlockState& s : state_) {
+        const ParameterBlock& b = *blocks()[size_t(s.slot)];
+        const std::string q = in.attrString(prefix, "quantizer/" + b.name);
+        if (q != s.q->name())
+            fail("Ste::load()", "state '" + prefix + "' has quantizer '" + q + "' for block '" +
+                                    b.name + "', this optimizer has '" + s.q->name() + "'");
+        s.q->loadState(in, prefix + "/quantizer/" + b.name);
+        s.codes = in.readInts(prefix + "/codes/" + b.name);
+        if (ParameterSet* t = s.q->trainable())
+            for (ParameterBlock* tb : t->all()) {
+                tb->value = in.read(prefix + "/trainable/" + b.name + "/" + tb->name, tb->shape);
+                names.push_back(b.name + "." + tb->name);
+            }
+    }
+    qInner_.load(in, prefix + "/qinner", names);
+    // value holds Q(W) between steps
+    quantizeAll();
+}
+
+}  // namespace tern::optim

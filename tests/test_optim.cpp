@@ -1,0 +1,815 @@
+// Inner updates, schedules, settings, the optimization loop (statuses, callbacks), deploy/restore,
+// exact resume, STE and the ADMM bookkeeping (rho*U continuity, passes).
+#define BOOST_TEST_MODULE optim
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "testing/helpers.hpp"
+#include "tern/optim/admm.hpp"
+#include "tern/optim/callbacks.hpp"
+#include "tern/optim/factory.hpp"
+#include "tern/optim/problems/least_squares.hpp"
+#include "tern/optim/projected_sgd.hpp"
+#include "tern/optim/ste.hpp"
+#include "tern/proj/quantizer.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace bdata = boost::unit_test::data;
+using namespace tern;
+using namespace tern::optim;
+
+namespace {
+
+/// A x* + noise with A ~ N(0,1), m x n; x* = a * code with code in {-1,0,1}.
+problems::LeastSquares plantedProblem(Index m, Index n, std::uint64_t seed, Index rowsPerBatch = 0,
+                                      float noise = 0.05f) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0, 1);
+    std::uniform_int_distribution<int> digit(-1, 1);
+    Eigen::MatrixXf A(m, n);
+    for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) A(i, j) = normal(rng);
+    Vector x(n);
+    for (Index j = 0; j < n; ++j) x[j] = 0.8f * static_cast<float>(digit(rng));
+    Vector b = A * x;
+    for (Index i = 0; i < m; ++i) b[i] += noise * normal(rng);
+    problems::LeastSquares p(A, b, rowsPerBatch);
+    p.x().value = testing::randomVector(n, seed + 1000, 0.3f);
+    return p;
+}
+
+std::shared_ptr<const proj::Projection> ternary() { return proj::makeProjection("ternary:exact"); }
+
+SgdSettings plainSgd(double momentum = 0) {
+    SgdSettings s;
+    s.momentum = momentum;
+    s.weightDecay = 0;
+    return s;
+}
+
+TrainSettings train(Index epochs, double lr, std::uint64_t seed = 1) {
+    TrainSettings t;
+    t.maxEpochs = epochs;
+    t.lr = LrSchedule::constant(lr);
+    t.seed = seed;
+    return t;
+}
+
+/// Two blocks: x (constrained) with f = 0.5||x - cx||^2 and u (unconstrained) with
+/// 0.5||u - cu||^2; records the passes it is evaluated with.
+class TwoBlock final : public Objective {
+public:
+    TwoBlock() {
+        x_ = &params_.add("x", Shape{4}, true);
+        u_ = &params_.add("u", Shape{3}, false);
+        cx_ = Vector::LinSpaced(4, -1, 1);
+        cu_ = Vector::Constant(3, 2);
+    }
+    ParameterSet& parameters() override { return params_; }
+    Index numBatches() const override { return 1; }
+    double evaluateWithGradient(Index, Pass pass) override {
+        passes.push_back(pass);
+        x_->grad = x_->value - cx_;
+        u_->grad = u_->value - cu_;
+        return 0.5 * (x_->grad.squaredNorm() + u_->grad.squaredNorm());
+    }
+    std::vector<Pass> passes;
+    ParameterBlock* x_;
+    ParameterBlock* u_;
+    Vector cx_, cu_;
+
+private:
+    ParameterSet params_;
+};
+
+/// A straight-through quantizer over a projection with a clipped-identity backward.
+class TestSte final : public proj::Quantizer {
+public:
+    explicit TestSte(std::shared_ptr<const proj::Projection> p) : p_(std::move(p)) {}
+    std::string name() const override { return "test-ste"; }
+    void forward(CVecRef latent, VecRef wq, const Shape& shape) override {
+        p_->project(latent, wq, shape, Granularity::PerTensor);
+    }
+    void backward(CVecRef latent, CVecRef dWq, VecRef dLatent) override {
+        dLatent = (latent.array().abs() <= 1).select(dWq, Vector::Zero(dWq.size()));
+    }
+
+private:
+    std::shared_ptr<const proj::Projection> p_;
+};
+
+bool bitEqual(const Vector& a, const Vector& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(Scalar) * a.size()) == 0;
+}
+
+}  // namespace
+
+// ============================================================== inner updates
+
+BOOST_AUTO_TEST_SUITE(inner_update)
+
+BOOST_AUTO_TEST_CASE(sgd_momentum_and_decay_by_hand) {
+    SgdSettings s;
+    s.momentum = 0.9;
+    s.weightDecay = 0.1;
+    InnerUpdate u(s);
+    u.reset({2});
+    Vector w(2);
+    w << 1, -2;
+    Vector g(2);
+    g << 0.5f, 0.25f;
+    // g' = g + wd w = (0.6, 0.05); v = g'; w = w - 0.1 v = (0.94, -2.005)
+    u.apply(0, w, g, 0.1, true);
+    BOOST_TEST(w[0] == 0.94f, boost::test_tools::tolerance(1e-6f));
+    BOOST_TEST(w[1] == -2.005f, boost::test_tools::tolerance(1e-6f));
+    // g' = (0.1, 0.1) + 0.1 w = (0.194, -0.1005); v = 0.9 (0.6, 0.05) + g' = (0.734, -0.0555)
+    g << 0.1f, 0.1f;
+    u.apply(0, w, g, 0.1, true);
+    BOOST_TEST(w[0] == 0.94f - 0.0734f, boost::test_tools::tolerance(1e-5f));
+    BOOST_TEST(w[1] == -2.005f + 0.00555f, boost::test_tools::tolerance(1e-5f));
+    BOOST_TEST(u.velocity(0)[0] == 0.734f, boost::test_tools::tolerance(1e-5f));
+}
+
+BOOST_AUTO_TEST_CASE(weight_decay_only_where_decay_is_true) {
+    SgdSettings s;
+    s.momentum = 0;
+    s.weightDecay = 0.5;
+    InnerUpdate u(s);
+    u.reset({1, 1});
+    Vector a = Vector::Constant(1, 2), b = Vector::Constant(1, 2), g = Vector::Constant(1, 1);
+    u.apply(0, a, g, 0.1, true);   // 2 - 0.1 (1 + 0.5*2) = 1.8
+    u.apply(1, b, g, 0.1, false);  // 2 - 0.1 = 1.9
+    BOOST_TEST(a[0] == 1.8f, boost::test_tools::tolerance(1e-6f));
+    BOOST_TEST(b[0] == 1.9f, boost::test_tools::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(nesterov_by_hand) {
+    SgdSettings s;
+    s.momentum = 0.5;
+    s.weightDecay = 0;
+    s.nesterov = true;
+    InnerUpdate u(s);
+    u.reset({1});
+    Vector w = Vector::Constant(1, 1), g = Vector::Constant(1, 2);
+    // v = 2; d = g + mu v = 3; w = 1 - 0.1*3
+    u.apply(0, w, g, 0.1, true);
+    BOOST_TEST(w[0] == 0.7f, boost::test_tools::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(adam_first_steps_by_hand) {
+    AdamSettings a;
+    a.eps = 1e-8;
+    InnerUpdate u(a);
+    u.reset({2});
+    Vector w = Vector::Zero(2), g(2);
+    g << 3, -0.01f;
+    // first step: mhat = g, shat = g^2, d = g/|g| = sign(g)
+    u.apply(0, w, g, 0.1, true);
+    BOOST_TEST(w[0] == -0.1f, boost::test_tools::tolerance(1e-5f));
+    BOOST_TEST(w[1] == 0.1f, boost::test_tools::tolerance(1e-4f));
+    // second step with g2: m = 0.9*0.1*g + 0.1*g2 ... checked against the formula in double
+    Vector g2(2);
+    g2 << 1, 1;
+    const double m = 0.9 * 0.1 * 3 + 0.1 * 1, s = 0.999 * 0.001 * 9 + 0.001 * 1;
+    const double d = (m / (1 - 0.81)) / (std::sqrt(s / (1 - 0.999 * 0.999)) + 1e-8);
+    u.apply(0, w, g2, 0.1, true);
+    BOOST_TEST(w[0] == static_cast<float>(-0.1 - 0.1 * d), boost::test_tools::tolerance(1e-5f));
+}
+
+BOOST_AUTO_TEST_CASE(sgd_converges_on_unconstrained_least_squares) {
+    auto p = plantedProblem(40, 8, 3);
+    const Vector xls = p.solve();
+    Sgd opt(plainSgd(0.9), train(300, 0.1));
+    const TrainReport r = opt.optimize(p);
+    BOOST_TEST(static_cast<int>(r.status) == static_cast<int>(Status::MaxEpochs));
+    BOOST_TEST((p.x().value - xls).norm() < 1e-4f);
+}
+
+BOOST_AUTO_TEST_CASE(minibatch_sgd_converges_with_cosine_schedule) {
+    auto p = plantedProblem(80, 6, 4, /*rowsPerBatch=*/10);
+    const Vector xls = p.solve();
+    TrainSettings t = train(200, 0.05);
+    t.lr = LrSchedule::cosine(0.05, 200);
+    Sgd opt(plainSgd(0.9), t);
+    opt.optimize(p);
+    BOOST_TEST((p.x().value - xls).norm() < 1e-2f);
+}
+
+BOOST_AUTO_TEST_CASE(adam_converges_on_unconstrained_least_squares) {
+    auto p = plantedProblem(40, 8, 5);
+    const Vector xls = p.solve();
+    TrainSettings t = train(1500, 0.02);
+    t.lr = LrSchedule::cosine(0.02, 1500);
+    Sgd opt(AdamSettings{}, t);
+    opt.optimize(p);
+    BOOST_TEST((p.x().value - xls).norm() < 1e-3f);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== schedules
+
+BOOST_AUTO_TEST_SUITE(lr_schedule)
+
+BOOST_AUTO_TEST_CASE(constant_multistep_cosine) {
+    BOOST_TEST(LrSchedule::constant(0.3).lr(100) == 0.3);
+    const LrSchedule s = LrSchedule::multiStep(0.01, {15, 25}, 0.1);
+    BOOST_TEST(s.lr(0) == 0.01, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(s.lr(14) == 0.01, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(s.lr(15) == 0.001, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(s.lr(25) == 0.0001, boost::test_tools::tolerance(1e-12));
+    const LrSchedule c = LrSchedule::cosine(0.1, 10, 0.01);
+    BOOST_TEST(c.lr(0) == 0.1, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(c.lr(5) == 0.055, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(c.lr(10) == 0.01, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(c.lr(20) == 0.01, boost::test_tools::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(parse_round_trips) {
+    for (const std::string spec : {"constant:0.5", "step:0.01:15,25:0.1", "cosine:0.1:30:0"})
+        BOOST_TEST(LrSchedule::parse(spec).str() == spec);
+    BOOST_TEST(LrSchedule::parse("0.25").lr(3) == 0.25);
+    BOOST_CHECK_EXCEPTION(LrSchedule::parse("linear:0.1"), std::invalid_argument,
+                          testing::messageContains("cannot parse 'linear:0.1'"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== settings validation
+
+namespace {
+struct Rule {
+    std::string expected;  // substring naming the field
+    std::function<void()> make;
+};
+
+std::vector<Rule> validationRules() {
+    auto sgd = [](auto mutate) {
+        return [mutate] {
+            SgdSettings s;
+            mutate(s);
+            s.validate();
+        };
+    };
+    auto adam = [](auto mutate) {
+        return [mutate] {
+            AdamSettings s;
+            mutate(s);
+            s.validate();
+        };
+    };
+    auto admm = [](auto mutate) {
+        return [mutate] {
+            AdmmSettings s;
+            mutate(s);
+            Admm a(ternary(), Granularity::PerTensor, s);  // the constructor validates
+        };
+    };
+    return {
+        {"SgdSettings::validate(): momentum must be in [0, 1) (got -0.1)",
+         sgd([](SgdSettings& s) { s.momentum = -0.1; })},
+        {"momentum must be in [0, 1) (got 1)", sgd([](SgdSettings& s) { s.momentum = 1; })},
+        {"weightDecay must be >= 0 (got -1)", sgd([](SgdSettings& s) { s.weightDecay = -1; })},
+        {"nesterov needs momentum > 0", sgd([](SgdSettings& s) {
+             s.momentum = 0;
+             s.nesterov = true;
+         })},
+        {"AdamSettings::validate(): beta1 must be in [0, 1)",
+         adam([](AdamSettings& s) { s.beta1 = 1; })},
+        {"beta2 must be in [0, 1)", adam([](AdamSettings& s) { s.beta2 = -0.5; })},
+        {"eps must be > 0 (got 0)", adam([](AdamSettings& s) { s.eps = 0; })},
+        {"AdamSettings::validate(): weightDecay must be >= 0",
+         adam([](AdamSettings& s) { s.weightDecay = -0.1; })},
+        {"TrainSettings::validate(): maxEpochs must be >= 0 (got -1)",
+         [] {
+             TrainSettings t;
+             t.maxEpochs = -1;
+             Sgd s({}, t);
+         }},
+        {"LrSchedule::validate(): lr must be > 0 (got -0.1)", [] { LrSchedule::constant(-0.1); }},
+        {"gamma must be > 0 (got 0)", [] { LrSchedule::multiStep(0.1, {3}, 0); }},
+        {"milestones must be increasing (got 5 then 3)",
+         [] { LrSchedule::multiStep(0.1, {5, 3}); }},
+        {"milestones must be >= 0 (got -2)", [] { LrSchedule::multiStep(0.1, {-2}); }},
+        {"totalEpochs must be >= 1 (got 0)", [] { LrSchedule::cosine(0.1, 0); }},
+        {"lrMin must be in [0, lr] (got 0.5)", [] { LrSchedule::cosine(0.1, 10, 0.5); }},
+        {"AdmmSettings::validate(): rho must be > 0 (got -0.001)",
+         admm([](AdmmSettings& s) { s.rho = -0.001; })},
+        {"rhoGrowth must be >= 1 (got 0.5)", admm([](AdmmSettings& s) { s.rhoGrowth = 0.5; })},
+        {"rhoMax must be >= rho", admm([](AdmmSettings& s) { s.rhoMax = 1e-6; })},
+        {"rhoList must not be empty", admm([](AdmmSettings& s) {
+             s.rhoSchedule = RhoSchedule::Explicit;
+         })},
+        {"rhoList entries must be > 0 (got 0)", admm([](AdmmSettings& s) {
+             s.rhoSchedule = RhoSchedule::Explicit;
+             s.rhoList = {1, 0};
+         })},
+        {"outerEvery must be >= 1 (got 0)", admm([](AdmmSettings& s) { s.outerEvery = 0; })},
+        {"outerEverySteps must be >= 0 (got -1)",
+         admm([](AdmmSettings& s) { s.outerEverySteps = -1; })},
+        {"epsAbs must be >= 0 (got -1)", admm([](AdmmSettings& s) { s.epsAbs = -1; })},
+        {"epsRel must be >= 0 (got -1)", admm([](AdmmSettings& s) { s.epsRel = -1; })},
+        {"maxOuter must be >= 0 (got -3)", admm([](AdmmSettings& s) { s.maxOuter = -3; })},
+        {"SteSettings::validate(): latentClip must be >= 0 (got -1)",
+         [] {
+             SteSettings s;
+             s.latentClip = -1;
+             Ste ste([] { return std::make_unique<TestSte>(ternary()); }, s);
+         }},
+        {"Admm::Admm(): projection must not be null",
+         [] { Admm a(nullptr, Granularity::PerTensor); }},
+        {"Ste::Ste(): quantizer factory must not be empty", [] { Ste s(QuantizerFactory{}); }},
+        {"Optimizer::setLearningRate(): lr must be > 0 (got 0)",
+         [] { Sgd().setLearningRate(0); }},
+        {"EarlyStop::EarlyStop(): patience must be >= 1 (got 0)", [] { EarlyStop e(0); }},
+        {"TimeLimit::TimeLimit(): seconds must be > 0 (got -1)", [] { TimeLimit t(-1); }},
+    };
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(settings)
+
+BOOST_DATA_TEST_CASE(validate_names_the_field, bdata::xrange(31), i) {
+    const std::vector<Rule> rules = validationRules();
+    BOOST_REQUIRE(static_cast<size_t>(i) < rules.size());
+    BOOST_TEST_INFO("rule: " << rules[size_t(i)].expected);
+    BOOST_CHECK_EXCEPTION(rules[size_t(i)].make(), std::invalid_argument,
+                          testing::messageContains(rules[size_t(i)].expected));
+}
+
+BOOST_AUTO_TEST_CASE(every_rule_is_covered) { BOOST_TEST(validationRules().size() == 31u); }
+
+BOOST_AUTO_TEST_CASE(defaults_are_valid) {
+    BOOST_CHECK_NO_THROW(SgdSettings{}.validate());
+    BOOST_CHECK_NO_THROW(AdamSettings{}.validate());
+    BOOST_CHECK_NO_THROW(AdmmSettings{}.validate());
+    BOOST_CHECK_NO_THROW(TrainSettings{}.validate());
+    BOOST_CHECK_NO_THROW(SteSettings{}.validate());
+}
+
+BOOST_AUTO_TEST_CASE(make_optimizer_by_name) {
+    for (const std::string m : {"sgd", "pgd", "ste", "admm", "binaryconnect", "bwn", "twn", "ttq"})
+        BOOST_TEST(makeOptimizer(m)->name() ==
+                   (m == "sgd" || m == "pgd" || m == "admm" ? m : std::string("ste")));
+    BOOST_CHECK_EXCEPTION(makeOptimizer("adm"), std::invalid_argument,
+                          testing::messageContains("unknown method 'adm'; known: admm, "));
+    MethodSettings s;
+    s.projection = "ternery:exact";
+    BOOST_CHECK_EXCEPTION(makeOptimizer("admm", s), std::invalid_argument,
+                          testing::messageContains("ternery"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== the loop
+
+BOOST_AUTO_TEST_SUITE(loop)
+
+BOOST_AUTO_TEST_CASE(max_epochs) {
+    auto p = plantedProblem(30, 5, 1);
+    ProjectedSgd opt(ternary(), Granularity::PerTensor, plainSgd(), train(7, 0.1));
+    const TrainReport r = opt.optimize(p);
+    BOOST_TEST(statusName(r.status) == "max-epochs");
+    BOOST_TEST(r.epochs == 7);
+    BOOST_TEST(r.steps == 7);
+    BOOST_TEST(r.history.size() == 7u);
+    BOOST_TEST(r.finalLoss == r.history.back().loss);
+    BOOST_TEST(std::isnan(r.history.back().primalRes));
+}
+
+BOOST_AUTO_TEST_CASE(admm_converges_with_tolerances) {
+    auto p = plantedProblem(40, 6, 2);
+    AdmmSettings a;
+    a.rho = 0.05;
+    a.rhoGrowth = 1.2;
+    a.rhoMax = 2;  // the W-step needs lr * (L + rho) < 2
+    a.epsAbs = 1e-4;
+    a.epsRel = 1e-3;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(0.5), train(2000, 0.2));
+    const TrainReport r = opt.optimize(p);
+    BOOST_TEST(statusName(r.status) == "converged");
+    BOOST_TEST(r.epochs < 2000);
+    BOOST_TEST(opt.converged());
+    BOOST_TEST(r.history.back().primalRes <= 1e-4 * std::sqrt(6.0) + 1e-3 * p.x().value.norm());
+}
+
+BOOST_AUTO_TEST_CASE(admm_max_outer_ends_the_run) {
+    auto p = plantedProblem(40, 6, 2);
+    AdmmSettings a;
+    a.maxOuter = 4;
+    a.outerEvery = 2;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(100, 0.1));
+    const TrainReport r = opt.optimize(p);
+    BOOST_TEST(statusName(r.status) == "max-epochs");
+    BOOST_TEST(r.epochs == 8);
+    BOOST_TEST(opt.outerIterations() == 4);
+}
+
+BOOST_DATA_TEST_CASE(huge_lr_diverges_without_throwing,
+                     bdata::make({"sgd", "pgd", "admm", "admm-no-eg", "ste"}), method) {
+    auto p = plantedProblem(30, 5, 3);
+    const std::string m = method;
+    std::unique_ptr<Optimizer> opt;
+    if (m == "sgd") opt = std::make_unique<Sgd>(plainSgd(0.9), train(50, 1e6));
+    if (m == "pgd")
+        opt = std::make_unique<ProjectedSgd>(ternary(), Granularity::PerTensor,
+                                             plainSgd(0.9), train(50, 1e6));
+    if (m == "admm" || m == "admm-no-eg") {
+        AdmmSettings a;
+        a.extragradient = m == "admm";
+        opt = std::make_unique<Admm>(ternary(), Granularity::PerTensor, a, plainSgd(0.9),
+                                     train(50, 1e6));
+    }
+    if (m == "ste")
+        opt = std::make_unique<Ste>(  // identity backward: nothing stops the latent
+            [] { return proj::makeSte(ternary(), Granularity::PerTensor, std::nullopt); },
+            SteSettings{}, plainSgd(0.9), train(50, 1e6));
+    TrainReport r;
+    BOOST_CHECK_NO_THROW(r = opt->optimize(p));
+    BOOST_TEST(statusName(r.status) == "diverged");
+    BOOST_TEST(opt->diverged());
+    BOOST_TEST(r.epochs < 50);
+}
+
+BOOST_AUTO_TEST_CASE(callbacks_stop_the_run) {
+    auto p = plantedProblem(30, 5, 4);
+    Admm opt(ternary(), Granularity::PerTensor, {}, plainSgd(), train(50, 0.1));
+    int seen = 0;
+    auto stopAt3 = std::make_shared<OnEpoch>([&](const Optimizer&, Objective&, const EpochStats& s) {
+        ++seen;
+        return s.epoch == 2;
+    });
+    const TrainReport r = opt.optimize(p, {stopAt3});
+    BOOST_TEST(statusName(r.status) == "stopped");
+    BOOST_TEST(r.epochs == 3);
+    BOOST_TEST(seen == 3);
+    // deployed at the end: x = G
+    BOOST_TEST(bitEqual(p.x().value, opt.G(0)));
+}
+
+BOOST_AUTO_TEST_CASE(step_hook_stops_mid_epoch) {
+    auto p = plantedProblem(40, 5, 4, /*rowsPerBatch=*/10);
+    class StopAfter final : public Callback {
+    public:
+        bool stepTaken(const Optimizer&, Objective&, Index step, double) override {
+            return step >= 6;
+        }
+    };
+    Sgd opt(plainSgd(), train(10, 0.01));
+    const TrainReport r = opt.optimize(p, {std::make_shared<StopAfter>()});
+    BOOST_TEST(statusName(r.status) == "stopped");
+    BOOST_TEST(r.steps == 6);
+    BOOST_TEST(r.epochs == 1);
+}
+
+BOOST_AUTO_TEST_CASE(early_stop_after_patience) {
+    // a flat loss: PGD with a tiny step rounds back to (nearly) the same point every time
+    auto p = plantedProblem(30, 5, 5);
+    ProjectedSgd opt(ternary(), Granularity::PerTensor, plainSgd(), train(100, 1e-7));
+    auto early = std::make_shared<EarlyStop>(3, 1e-3);
+    const TrainReport r = opt.optimize(p, {early});
+    BOOST_TEST(statusName(r.status) == "stopped");
+    BOOST_TEST(r.epochs == 4);  // best at epoch 0, then 3 without improvement
+    BOOST_TEST(early->best() == r.history.front().loss);
+}
+
+BOOST_AUTO_TEST_CASE(time_limit_stops) {
+    auto p = plantedProblem(30, 5, 5);
+    Sgd opt(plainSgd(), train(1000000, 1e-3));
+    const TrainReport r = opt.optimize(p, {std::make_shared<TimeLimit>(0.05)});
+    BOOST_TEST(statusName(r.status) == "stopped");
+    BOOST_TEST(r.epochs < 1000000);
+}
+
+BOOST_AUTO_TEST_CASE(print_progress_and_csv_log) {
+    auto p = plantedProblem(30, 5, 6);
+    const std::string dir = testing::tempDir("optim-csv");
+    const std::string csv = dir + "/log.csv";
+    std::ostringstream out;
+    Admm opt(ternary(), Granularity::PerTensor, {}, plainSgd(), train(4, 0.1));
+    opt.optimize(p, {std::make_shared<PrintProgress>(out, 2), std::make_shared<CsvLog>(csv)});
+    const std::string text = out.str();
+    BOOST_TEST(text.find("admm epoch 2/4 loss") != std::string::npos);
+    BOOST_TEST(text.find("admm epoch 4/4") != std::string::npos);
+    BOOST_TEST(text.find("epoch 3/4") == std::string::npos);
+    BOOST_TEST(text.find("rho") != std::string::npos);
+    BOOST_TEST(text.find("finished: max-epochs") != std::string::npos);
+    std::ifstream in(csv);
+    std::string line;
+    int lines = 0;
+    std::getline(in, line);
+    BOOST_TEST(line == "epoch,loss,lr,seconds,primal_res,dual_res,rho,flip_ratio,sparsity");
+    while (std::getline(in, line)) ++lines;
+    BOOST_TEST(lines == 4);
+    std::filesystem::remove_all(dir);
+    BOOST_CHECK_EXCEPTION(CsvLog("/nonexistent-dir/x.csv"), std::runtime_error,
+                          testing::messageContains("/nonexistent-dir/x.csv"));
+}
+
+BOOST_AUTO_TEST_CASE(external_loop_with_own_schedule) {
+    auto p = plantedProblem(40, 5, 7, 10);
+    Admm opt(ternary(), Granularity::PerTensor, {}, plainSgd(0.9), train(1, 0.1));
+    opt.begin(p);
+    for (Index e = 0; e < 3; ++e) {
+        opt.setLearningRate(0.1 / static_cast<double>(e + 1));
+        p.shuffle(opt.rng());
+        for (Index b = 0; b < p.numBatches(); ++b) BOOST_TEST(std::isfinite(opt.step(p, b)));
+        const EpochStats s = opt.endEpoch(p, e);
+        BOOST_TEST(s.lr == 0.1 / static_cast<double>(e + 1));
+        BOOST_TEST(s.epoch == e);
+        {
+            ScopedDeploy d(opt, p);
+            BOOST_TEST(bitEqual(p.x().value, opt.G(0)));
+        }
+        BOOST_TEST(bitEqual(p.x().value, opt.W(0)));
+    }
+    BOOST_TEST(opt.epoch() == 3);
+    BOOST_TEST(opt.steps() == 12);
+    BOOST_CHECK_EXCEPTION(opt.step(p, 4), std::invalid_argument,
+                          testing::messageContains("batch must be in [0, 4) (got 4)"));
+    problems::LeastSquares other = plantedProblem(40, 5, 7, 10);
+    BOOST_CHECK_EXCEPTION(opt.step(other, 0), std::invalid_argument,
+                          testing::messageContains("call begin(f)"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== ADMM bookkeeping
+
+BOOST_AUTO_TEST_SUITE(admm_state)
+
+BOOST_AUTO_TEST_CASE(begin_sets_G_to_projection_and_U_to_zero) {
+    auto p = plantedProblem(30, 6, 8);
+    const Vector w0 = p.x().value;
+    Admm opt(ternary(), Granularity::PerTensor);
+    opt.begin(p);
+    Vector expected(6);
+    ternary()->project(w0, expected);
+    BOOST_TEST(bitEqual(opt.G(0), expected));
+    BOOST_TEST(opt.U(0).isZero());
+    BOOST_TEST(opt.rho() == AdmmSettings{}.rho);
+}
+
+BOOST_DATA_TEST_CASE(rho_times_U_is_continuous, bdata::make({0, 1, 2}), schedule) {
+    auto p = plantedProblem(30, 6, 9);
+    AdmmSettings a;
+    a.rho = 0.01;
+    a.rhoGrowth = 1.5;
+    a.rhoMax = 0.05;
+    if (schedule == 1) a.rhoSchedule = RhoSchedule::Constant;
+    if (schedule == 2) {
+        a.rhoSchedule = RhoSchedule::Explicit;
+        a.rhoList = {0.01, 0.03, 0.02, 0.5};
+    }
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(1, 0.1));
+    opt.begin(p);
+    for (int k = 0; k < 6; ++k) {
+        for (int s = 0; s < 3; ++s) opt.step(p, 0);
+        const double rhoOld = opt.rho();
+        const Vector Uold = opt.U(0), W = opt.W(0);
+        opt.outerIteration();
+        const double rhoNew = opt.rho();
+        // rho_new U_new = rho_old (U_old + W - G_new): the unscaled multiplier does not jump
+        const Eigen::VectorXd yNew = rhoNew * opt.U(0).cast<double>();
+        const Eigen::VectorXd yOld = rhoOld * (Uold + W - opt.G(0)).cast<double>();
+        BOOST_TEST((yNew - yOld).norm() <= 1e-6 * (1 + yOld.norm()));
+        double expected = rhoOld;
+        if (schedule == 0) expected = std::min(rhoOld * 1.5, 0.05);
+        if (schedule == 2) expected = std::min(a.rhoList[std::min<size_t>(k + 1, 3)], 0.05);
+        BOOST_TEST(rhoNew == expected, boost::test_tools::tolerance(1e-12));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(residuals_and_counters) {
+    auto p = plantedProblem(30, 6, 10);
+    Admm opt(ternary(), Granularity::PerTensor, {}, plainSgd(), train(1, 0.1));
+    opt.begin(p);
+    BOOST_TEST(std::isnan(opt.primalResidual()));
+    opt.step(p, 0);
+    opt.outerIteration();
+    BOOST_TEST(opt.primalResidual() == (opt.W(0) - opt.G(0)).norm(),
+               boost::test_tools::tolerance(1e-5));
+    BOOST_TEST(opt.outerIterations() == 1);
+    BOOST_TEST(opt.flipRatio() >= 0.0);
+    BOOST_TEST(opt.flipRatio() <= 1.0);
+    const double zeros = static_cast<double>((opt.G(0).array() == 0).count()) / 6.0;
+    BOOST_TEST(opt.sparsity() == zeros);
+}
+
+BOOST_AUTO_TEST_CASE(extragradient_passes_probe_then_commit) {
+    TwoBlock f;
+    Admm eg(ternary(), Granularity::PerTensor, {}, plainSgd(), train(2, 0.1));
+    eg.optimize(f);
+    BOOST_TEST(f.passes.size() == 4u);
+    BOOST_TEST((f.passes[0] == Pass::Probe && f.passes[1] == Pass::Commit));
+    TwoBlock g;
+    AdmmSettings a;
+    a.extragradient = false;
+    Admm plain(ternary(), Granularity::PerTensor, a, plainSgd(), train(2, 0.1));
+    plain.optimize(g);
+    BOOST_TEST(g.passes.size() == 2u);
+    BOOST_TEST((g.passes[0] == Pass::Commit && g.passes[1] == Pass::Commit));
+}
+
+BOOST_AUTO_TEST_CASE(extragradient_step_by_hand) {
+    // f = 0.5||x - c||^2: g(W) = W - c + rho(W - G + U)
+    TwoBlock f;
+    f.x_->value << 0.3f, -0.2f, 0.9f, 0.1f;
+    const Vector W0 = f.x_->value, u0 = f.u_->value;
+    AdmmSettings a;
+    a.rho = 0.5;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(1, 0.1));
+    opt.begin(f);
+    const Vector G = opt.G(0);
+    opt.step(f, 0);
+    const float lr = 0.1f, rho = 0.5f;
+    const Vector g1 = W0 - f.cx_ + rho * (W0 - G);
+    const Vector Wp = W0 - lr * g1;
+    const Vector g2 = Wp - f.cx_ + rho * (Wp - G);
+    const Vector W1 = W0 - lr * g2;
+    BOOST_TEST((f.x_->value - W1).norm() < 1e-6f);
+    // the unconstrained block takes one plain step (momentum 0)
+    BOOST_TEST((f.u_->value - (u0 - lr * (u0 - f.cu_))).norm() < 1e-6f);
+}
+
+BOOST_AUTO_TEST_CASE(deploy_restore_swap) {
+    auto p = plantedProblem(30, 6, 11);
+    Admm opt(ternary(), Granularity::PerTensor, {}, plainSgd(), train(5, 0.1));
+    opt.optimize(p);
+    BOOST_TEST(opt.deployed());
+    BOOST_TEST(bitEqual(p.x().value, opt.G(0)));
+    const Vector W = opt.W(0);
+    opt.restore(p);
+    BOOST_TEST(bitEqual(p.x().value, W));
+    opt.restore(p);  // idempotent
+    BOOST_TEST(bitEqual(p.x().value, W));
+    opt.deploy(p);
+    opt.deploy(p);
+    BOOST_TEST(bitEqual(p.x().value, opt.G(0)));
+}
+
+BOOST_AUTO_TEST_CASE(outer_every_steps) {
+    auto p = plantedProblem(40, 5, 12, 10);
+    AdmmSettings a;
+    a.outerEverySteps = 2;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(3, 0.05));
+    opt.optimize(p);
+    BOOST_TEST(opt.outerIterations() == 6);  // 3 epochs x 4 steps / 2
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== STE
+
+BOOST_AUTO_TEST_SUITE(ste)
+
+BOOST_AUTO_TEST_CASE(box_clip_keeps_latent_in_range_and_deploy_swaps) {
+    auto p = plantedProblem(30, 6, 13);
+    p.x().value *= 5;  // start outside the box
+    SteSettings s;
+    s.latentClip = 1;
+    Ste opt([] { return std::make_unique<TestSte>(proj::makeProjection("binary:scaled")); }, s,
+            plainSgd(0.9), train(20, 2.0));
+    int checked = 0;
+    auto inBox = std::make_shared<OnEpoch>([&](const Optimizer& o, Objective&, const EpochStats&) {
+        const auto& ste = dynamic_cast<const Ste&>(o);
+        BOOST_TEST(ste.latent(0).cwiseAbs().maxCoeff() <= 1.0f);
+        ++checked;
+        return false;
+    });
+    opt.optimize(p, {inBox});
+    BOOST_TEST(checked == 20);
+    const Vector latent = opt.latent(0);
+    BOOST_TEST(latent.cwiseAbs().maxCoeff() <= 1.0f);
+    // deployed: value = Q(latent), two levels +-a
+    Vector q(6);
+    proj::makeProjection("binary:scaled")->project(latent, q);
+    BOOST_TEST(bitEqual(p.x().value, q));
+    opt.restore(p);
+    BOOST_TEST(bitEqual(p.x().value, latent));
+    {
+        ScopedDeploy d(opt, p);
+        BOOST_TEST(bitEqual(p.x().value, q));
+    }
+    BOOST_TEST(bitEqual(p.x().value, latent));
+}
+
+BOOST_AUTO_TEST_CASE(ttq_trainables_get_their_own_update) {
+    auto p = plantedProblem(30, 6, 14);
+    Ste opt([] { return proj::makeTtq(0.05f); }, {}, plainSgd(0.9), train(30, 0.05));
+    opt.begin(p);
+    ParameterSet* t = opt.quantizer(0).trainable();
+    BOOST_REQUIRE(t != nullptr);
+    const Vector wp0 = t->at("wp").value;
+    const TrainReport r = opt.optimize(p);
+    BOOST_TEST(statusName(r.status) == "max-epochs");
+    BOOST_TEST(!bitEqual(t->at("wp").value, wp0));
+    BOOST_TEST(r.history.back().loss < r.history.front().loss);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ============================================================== exact resume
+
+namespace {
+struct Snapshot {
+    Vector x;
+    std::vector<double> losses;
+};
+
+/// Runs `epochs` epochs straight, or `split` epochs + save + load into a fresh optimizer
+/// and objective + the rest; returns the final point and the loss history.
+Snapshot run(const std::function<std::unique_ptr<Optimizer>(Index)>& make, Index epochs,
+             Index split, Index rowsPerBatch) {
+    Snapshot out;
+    auto p = plantedProblem(40, 6, 21, rowsPerBatch);
+    std::unique_ptr<Optimizer> opt = make(epochs);
+    if (split == 0) {
+        const TrainReport r = opt->optimize(p);
+        for (const auto& s : r.history) out.losses.push_back(s.loss);
+        out.x = p.x().value;
+        return out;
+    }
+    auto stop = std::make_shared<OnEpoch>(
+        [split](const Optimizer&, Objective&, const EpochStats& s) { return s.epoch + 1 == split; });
+    const TrainReport r1 = opt->optimize(p, {stop});
+    BOOST_TEST(r1.epochs == split);
+    for (const auto& s : r1.history) out.losses.push_back(s.loss);
+    MemoryState state;
+    opt->save(state, "optim");
+    p.saveState(state, "problem");
+
+    auto q = plantedProblem(40, 6, 21, rowsPerBatch);
+    q.x().value.setConstant(123);  // overwritten by load()
+    std::unique_ptr<Optimizer> fresh = make(epochs);
+    fresh->begin(q);
+    fresh->load(state, "optim");
+    q.loadState(state, "problem");
+    BOOST_TEST(fresh->epoch() == split);
+    const TrainReport r2 = fresh->optimize(q);
+    BOOST_TEST(r2.epochs == epochs - split);
+    for (const auto& s : r2.history) out.losses.push_back(s.loss);
+    out.x = q.x().value;
+    return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(resume)
+
+BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
+                     bdata::make({"admm", "admm-no-eg", "pgd", "ste", "ttq", "sgd-adam"}), method) {
+    const std::string m = method;
+    auto make = [m](Index epochs) -> std::unique_ptr<Optimizer> {
+        TrainSettings t = train(epochs, 0.05, 77);
+        t.lr = LrSchedule::multiStep(0.05, {3}, 0.5);
+        SgdSettings s;  // momentum 0.9, weight decay on (x has decay off, but the rule runs)
+        if (m == "admm" || m == "admm-no-eg") {
+            AdmmSettings a;
+            a.rho = 0.01;
+            a.extragradient = m == "admm";
+            return std::make_unique<Admm>(ternary(), Granularity::PerTensor, a, s, t);
+        }
+        if (m == "pgd") return std::make_unique<ProjectedSgd>(ternary(), Granularity::PerTensor, s, t);
+        if (m == "ste")
+            return std::make_unique<Ste>([] { return proj::makeSte(ternary(), Granularity::PerTensor); },
+                                         SteSettings{1.0}, s, t);
+        if (m == "ttq") return std::make_unique<Ste>([] { return proj::makeTtq(0.05f); }, SteSettings{}, s, t);
+        return std::make_unique<Sgd>(AdamSettings{}, t);
+    };
+    const Snapshot straight = run(make, 6, 0, 10);
+    const Snapshot resumed = run(make, 6, 2, 10);
+    BOOST_TEST(bitEqual(straight.x, resumed.x));
+    BOOST_TEST(straight.losses == resumed.losses, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(load_checks_method_and_settings) {
+    auto p = plantedProblem(30, 6, 22);
+    Admm a(ternary(), Granularity::PerTensor, {}, plainSgd(), train(2, 0.1));
+    a.optimize(p);
+    MemoryState state;
+    a.save(state, "optim");
+    ProjectedSgd pgd(ternary(), Granularity::PerTensor, plainSgd(), train(2, 0.1));
+    pgd.begin(p);
+    BOOST_CHECK_EXCEPTION(pgd.load(state, "optim"), std::invalid_argument,
+                          testing::messageContains("is for method 'admm', this optimizer is 'pgd'"));
+    Admm other(proj::makeProjection("binary:scaled"), Granularity::PerTensor, {}, plainSgd(),
+               train(2, 0.1));
+    other.begin(p);
+    BOOST_CHECK_EXCEPTION(other.load(state, "optim"), std::invalid_argument,
+                          testing::messageContains("has projection 'ternary:exact'"));
+    Admm fresh(ternary(), Granularity::PerTensor);
+    BOOST_CHECK_EXCEPTION(fresh.load(state, "optim"), std::invalid_argument,
+                          testing::messageContains("call begin(f) before load()"));
+    Admm adam(ternary(), Granularity::PerTensor, {}, AdamSettings{}, train(2, 0.1));
+    adam.begin(p);
+    BOOST_CHECK_EXCEPTION(adam.load(state, "optim"), std::invalid_argument,
+                          testing::messageContains("rule 'sgd'"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
