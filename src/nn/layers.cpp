@@ -338,17 +338,18 @@ std::unique_ptr<LayerExec> Linear::compile(Context& ctx, const memory::desc& src
         const memory::desc bMd = hasBias_ ? memory::desc({out_}, dt::f32, tag::a) : memory::desc();
         const auto prop = mode == Mode::Train ? d::prop_kind::forward_training
                                               : d::prop_kind::forward_inference;
-        d::inner_product_forward::desc fd(prop, anyMd(srcDims), anyMd(wDims), bMd,
-                                          anyMd(dstDims));
+        // Plain weights: the GEMM implementation reads the block's row-major {out, in} buffer
+        // directly, so no weight reorder runs on the forward pass and none on the gradient.
+        const memory::desc wMd(wDims, dt::f32, userTag);
+        d::inner_product_forward::desc fd(prop, anyMd(srcDims), wMd, bMd, anyMd(dstDims));
         d::inner_product_forward::primitive_desc fpd(fd, ctx.engine);
         WeightedExec::Pds p;
         p.fwdPd = fpd;
         p.fwd = d::inner_product_forward(fpd);
         if (mode == Mode::Train) {
-            d::inner_product_backward_data::desc bdd(anyMd(srcDims), anyMd(wDims),
-                                                     anyMd(dstDims));
+            d::inner_product_backward_data::desc bdd(anyMd(srcDims), wMd, anyMd(dstDims));
             d::inner_product_backward_data::primitive_desc bdpd(bdd, ctx.engine, fpd);
-            d::inner_product_backward_weights::desc bwd(anyMd(srcDims), anyMd(wDims), bMd,
+            d::inner_product_backward_weights::desc bwd(anyMd(srcDims), wMd, bMd,
                                                         anyMd(dstDims));
             d::inner_product_backward_weights::primitive_desc bwpd(bwd, ctx.engine, fpd);
             p.bwdDataPd = bdpd;
@@ -356,8 +357,7 @@ std::unique_ptr<LayerExec> Linear::compile(Context& ctx, const memory::desc& src
             p.bwdWeightsPd = bwpd;
             p.bwdWeights = d::inner_product_backward_weights(bwpd);
         }
-        return std::make_unique<WeightedExec>(ctx, mode, weights_, bias_,
-                                              memory::desc(wDims, dt::f32, userTag), src,
+        return std::make_unique<WeightedExec>(ctx, mode, weights_, bias_, wMd, src,
                                               std::move(p));
     });
 }
@@ -376,6 +376,7 @@ public:
         const memory::desc cMd({c}, dt::f32, tag::a);
         auto flags = d::normalization_flags::use_scale | d::normalization_flags::use_shift;
         if (mode == Mode::Infer) flags = flags | d::normalization_flags::use_global_stats;
+        if (layer.fusedRelu()) flags = flags | d::normalization_flags::fuse_norm_relu;
         const auto prop = mode == Mode::Train ? d::prop_kind::forward_training
                                               : d::prop_kind::forward_inference;
         d::batch_normalization_forward::desc fd(prop, src, layer.epsilon(), flags);
@@ -401,6 +402,7 @@ public:
         bpd_ = d::batch_normalization_backward::primitive_desc(bd, eng, fpd_);
         bwd_ = d::batch_normalization_backward(bpd_);
         diffSrc_ = memory(src, eng);
+        if (layer.fusedRelu()) workspace_ = memory(fpd_.workspace_desc(), eng);
         diffScale_ = memory(cMd, eng, layer.gamma()->grad.data());
         diffShift_ = memory(cMd, eng, layer.beta()->grad.data());
     }
@@ -413,12 +415,11 @@ public:
             mean_.set_data_handle(L_.runningMean().data());
             var_.set_data_handle(L_.runningVar().data());
         }
-        fwd_.execute(ctx_.stream, {{DNNL_ARG_SRC, src_},
-                                   {DNNL_ARG_DST, dst_},
-                                   {DNNL_ARG_SCALE, scale_},
-                                   {DNNL_ARG_SHIFT, shift_},
-                                   {DNNL_ARG_MEAN, mean_},
-                                   {DNNL_ARG_VARIANCE, var_}});
+        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_},     {DNNL_ARG_DST, dst_},
+                                             {DNNL_ARG_SCALE, scale_}, {DNNL_ARG_SHIFT, shift_},
+                                             {DNNL_ARG_MEAN, mean_},   {DNNL_ARG_VARIANCE, var_}};
+        if (mode_ == Mode::Train && L_.fusedRelu()) args[DNNL_ARG_WORKSPACE] = workspace_;
+        fwd_.execute(ctx_.stream, args);
         if (mode_ == Mode::Train && pass == Pass::Commit) {
             // running = (1 - m) running + m batch; the variance unbiased (as PyTorch keeps it).
             ctx_.stream.wait();
@@ -436,15 +437,17 @@ public:
     const memory& backward(const memory& diffDst, bool) override {
         diffScale_.set_data_handle(L_.gamma()->grad.data());
         diffShift_.set_data_handle(L_.beta()->grad.data());
-        bwd_.execute(ctx_.stream, {{DNNL_ARG_SRC, src_},
-                                   {DNNL_ARG_MEAN, mean_},
-                                   {DNNL_ARG_VARIANCE, var_},
-                                   {DNNL_ARG_DIFF_DST, const_cast<memory&>(diffDst)},
-                                   {DNNL_ARG_SCALE, scale_},
-                                   {DNNL_ARG_SHIFT, shift_},
-                                   {DNNL_ARG_DIFF_SRC, diffSrc_},
-                                   {DNNL_ARG_DIFF_SCALE, diffScale_},
-                                   {DNNL_ARG_DIFF_SHIFT, diffShift_}});
+        std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_},
+                                             {DNNL_ARG_MEAN, mean_},
+                                             {DNNL_ARG_VARIANCE, var_},
+                                             {DNNL_ARG_DIFF_DST, const_cast<memory&>(diffDst)},
+                                             {DNNL_ARG_SCALE, scale_},
+                                             {DNNL_ARG_SHIFT, shift_},
+                                             {DNNL_ARG_DIFF_SRC, diffSrc_},
+                                             {DNNL_ARG_DIFF_SCALE, diffScale_},
+                                             {DNNL_ARG_DIFF_SHIFT, diffShift_}};
+        if (L_.fusedRelu()) args[DNNL_ARG_WORKSPACE] = workspace_;
+        bwd_.execute(ctx_.stream, args);
         return diffSrc_;
     }
 
@@ -457,13 +460,15 @@ private:
     dnnl::batch_normalization_forward fwd_;
     dnnl::batch_normalization_backward::primitive_desc bpd_;
     dnnl::batch_normalization_backward bwd_;
-    memory src_, dst_, scale_, shift_, mean_, var_, diffSrc_, diffScale_, diffShift_;
+    memory src_, dst_, scale_, shift_, mean_, var_, diffSrc_, diffScale_, diffShift_, workspace_;
 };
 
 }  // namespace
 
-BatchNorm::BatchNorm(std::string name, Index channels, float epsilon, float momentum)
-    : name_(std::move(name)), c_(channels), eps_(epsilon), momentum_(momentum) {
+BatchNorm::BatchNorm(std::string name, Index channels, float epsilon, float momentum,
+                     bool fuseRelu)
+    : name_(std::move(name)), c_(channels), eps_(epsilon), momentum_(momentum),
+      fuseRelu_(fuseRelu) {
     const std::string where = "BatchNorm(" + name_ + ")";
     requirePositive(static_cast<double>(c_), where.c_str(), "channels");
     requirePositive(eps_, where.c_str(), "epsilon");

@@ -28,12 +28,12 @@ struct Builder {
         dims = l->outputDims(dims);
         layers.push_back(std::move(l));
     }
-    /// conv [-> bn] -> relu; conv bias only without BN (BN's beta replaces it).
+    /// conv -> bn+relu (fused) or conv -> relu; conv bias only without BN (BN's beta replaces it).
     void conv(Index out, Index k, Index pad, bool quantize) {
         const std::string n = std::to_string(++convs);
         add(std::make_unique<Conv2d>("conv" + n, dims[1], out, k, 1, pad, !opt.batchNorm, quantize));
-        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn" + n, out));
-        add(std::make_unique<Relu>("relu" + n));
+        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn" + n, out, 1e-5f, 0.1f, true));
+        else add(std::make_unique<Relu>("relu" + n));
     }
     void pool() { add(std::make_unique<MaxPool>("pool" + std::to_string(convs), 2, 2)); }
     Index features() const {
@@ -44,8 +44,8 @@ struct Builder {
     void fc(Index out, bool quantize) {
         const std::string n = "fc" + std::to_string(++fcs);
         add(std::make_unique<Linear>(n, features(), out, !opt.batchNorm, quantize));
-        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn_" + n, out));
-        add(std::make_unique<Relu>("relu_" + n));
+        if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn_" + n, out, 1e-5f, 0.1f, true));
+        else add(std::make_unique<Relu>("relu_" + n));
     }
     void classifier(int classes) {
         if (opt.dropout > 0) add(std::make_unique<Dropout>("dropout", opt.dropout));

@@ -67,9 +67,15 @@ private:
 /// Batch normalization over channels with learned gamma/beta. oneDNN keeps no running
 /// statistics; this layer does, updating them on Pass::Commit only:
 ///   running = (1 - momentum) * running + momentum * batch  (variance unbiased).
+/// With `fuseRelu`, the layer computes max(0, BN(x)) in one pass (oneDNN's fuse_norm_relu),
+/// saving a read and a write of the activation forward and backward.
 class BatchNorm final : public Layer {
 public:
-    BatchNorm(std::string name, Index channels, float epsilon = 1e-5f, float momentum = 0.1f);
+    BatchNorm(std::string name, Index channels, float epsilon = 1e-5f, float momentum = 0.1f,
+              bool fuseRelu = false);
+    std::string describe() const override {
+        return name_ + (fuseRelu_ ? ": batch norm + ReLU" : ": batch norm");
+    }
     std::string name() const override { return name_; }
     void declare(ParameterSet& params) override;
     void initialize(std::mt19937_64& rng) override;
@@ -82,6 +88,7 @@ public:
     Index channels() const { return c_; }
     float epsilon() const { return eps_; }
     float momentum() const { return momentum_; }
+    bool fusedRelu() const { return fuseRelu_; }
     ParameterBlock* gamma() const { return gamma_; }
     ParameterBlock* beta() const { return beta_; }
     Vector& runningMean() { return runningMean_; }
@@ -93,6 +100,7 @@ private:
     std::string name_;
     Index c_;
     float eps_, momentum_;
+    bool fuseRelu_;
     ParameterBlock* gamma_ = nullptr;
     ParameterBlock* beta_ = nullptr;
     Vector runningMean_, runningVar_;
