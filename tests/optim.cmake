@@ -1,3 +1,10 @@
 # Tests of the optim area.
 tern_test(test_optim unit)       # inner updates, schedules, settings, loop, ADMM state, STE, resume
 tern_test(test_optim_admm unit)  # planted ternary least squares vs brute force
+# tern-lsq end to end (needs the app)
+if(TARGET tern-lsq)
+  tern_test(test_optim_lsq_app unit)
+  target_link_libraries(test_optim_lsq_app PRIVATE hdf5::hdf5_cpp ${HDF5_LIBRARIES})
+  target_compile_definitions(test_optim_lsq_app PRIVATE TERN_LSQ_EXE="$<TARGET_FILE:tern-lsq>")
+  add_dependencies(test_optim_lsq_app tern-lsq)
+endif()

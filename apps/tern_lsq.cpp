@@ -1,0 +1,283 @@
+// tern-lsq: constrained least squares from an HDF5 file.
+//
+//   min_x f(x) = 0.5/m ||A x - b||^2   s.t.  x in C = a*{-1,0,1}^n | a*{-1,1}^n | a*{0,±1,..,±2^(N-1)}^n
+//
+// Reads datasets A (m x n) and b (m) (float32 or float64) from --in, solves with ADMM, projected
+// SGD or by rounding the least-squares solution, and writes x, scale and objective to --out
+// (written to --out.tmp, then renamed). Exit codes: 0 ok, 1 usage or input error, 2 anything else.
+#include "tern/core/error.hpp"
+#include "tern/optim/admm.hpp"
+#include "tern/optim/problems/least_squares.hpp"
+#include "tern/optim/projected_sgd.hpp"
+#include "tern/proj/projection.hpp"
+
+#include <H5Cpp.h>
+#include <boost/program_options.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+
+using namespace tern;
+namespace po = boost::program_options;
+
+namespace {
+
+/// A usage or input problem: exit code 1.
+struct InputError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Problem {
+    Eigen::MatrixXf A;
+    Vector b;
+};
+
+/// Reads a float32/float64 dataset of rank `rank` (b may also be m x 1) into doubles.
+std::vector<double> readFloats(H5::H5File& file, const std::string& path, const std::string& name,
+                               std::vector<hsize_t>& dims) {
+    if (!file.nameExists(name))
+        throw InputError("'" + path + "' has no dataset '" + name + "'");
+    H5::DataSet ds = file.openDataSet(name);
+    if (ds.getTypeClass() != H5T_FLOAT)
+        throw InputError("dataset '" + name + "' in '" + path +
+                         "' is not floating point (float32 or float64 expected)");
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    dims.assign(static_cast<size_t>(std::max(rank, 0)), 0);
+    if (rank > 0) space.getSimpleExtentDims(dims.data());
+    hsize_t total = 1;
+    for (hsize_t d : dims) total *= d;
+    std::vector<double> data(total);
+    if (total > 0) ds.read(data.data(), H5::PredType::NATIVE_DOUBLE);
+    return data;
+}
+
+Problem readProblem(const std::string& path) {
+    if (!std::filesystem::exists(path)) throw InputError("input file '" + path + "' does not exist");
+    std::unique_ptr<H5::H5File> file;
+    try {
+        file = std::make_unique<H5::H5File>(path, H5F_ACC_RDONLY);
+    } catch (const H5::Exception& e) {
+        throw InputError("cannot open '" + path + "' as HDF5 (" + e.getDetailMsg() + ")");
+    }
+    std::vector<hsize_t> adims, bdims;
+    const std::vector<double> a = readFloats(*file, path, "A", adims);
+    const std::vector<double> b = readFloats(*file, path, "b", bdims);
+    if (adims.size() != 2)
+        throw InputError("dataset 'A' in '" + path + "' must be 2-D (m x n), got rank " +
+                         std::to_string(adims.size()));
+    const auto m = static_cast<Index>(adims[0]), n = static_cast<Index>(adims[1]);
+    if (m == 0 || n == 0)
+        throw InputError("dataset 'A' in '" + path + "' is empty (" + std::to_string(m) + " x " +
+                         std::to_string(n) + ")");
+    const bool column = bdims.size() == 2 && bdims[1] == 1;
+    if (bdims.size() != 1 && !column)
+        throw InputError("dataset 'b' in '" + path + "' must be 1-D (m), got rank " +
+                         std::to_string(bdims.size()));
+    if (static_cast<Index>(bdims[0]) != m)
+        throw InputError("shape mismatch in '" + path + "': b has " + std::to_string(bdims[0]) +
+                         " entries but A has " + std::to_string(m) + " rows");
+    Problem p{Eigen::MatrixXf(m, n), Vector(m)};
+    for (Index i = 0; i < m; ++i) {
+        for (Index j = 0; j < n; ++j) p.A(i, j) = static_cast<float>(a[size_t(i * n + j)]);
+        p.b[i] = static_cast<float>(b[size_t(i)]);
+    }
+    if (!p.A.allFinite() || !p.b.allFinite())
+        throw InputError("'" + path + "' has a non-finite entry in A or b");
+    return p;
+}
+
+/// Largest eigenvalue of A^T A / m (the Lipschitz constant of grad f), by power iteration.
+double lipschitz(const Eigen::MatrixXf& A, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(0, 1);
+    Eigen::VectorXd v(A.cols());
+    for (Index i = 0; i < v.size(); ++i) v[i] = normal(rng);
+    const Eigen::MatrixXd Ad = A.cast<double>();
+    double lambda = 0;
+    for (int it = 0; it < 200; ++it) {
+        v.normalize();
+        const Eigen::VectorXd w = Ad.transpose() * (Ad * v) / static_cast<double>(A.rows());
+        lambda = v.dot(w);
+        v = w;
+        if (v.norm() == 0) break;
+    }
+    return std::max(lambda, 1e-12);
+}
+
+void writeResult(const std::string& out, const Vector& x, double scale, double objective,
+                 const std::string& method, const std::string& set) {
+    const std::string tmp = out + ".tmp";
+    try {
+        H5::H5File file(tmp, H5F_ACC_TRUNC);
+        const hsize_t n = static_cast<hsize_t>(x.size());
+        H5::DataSpace vec(1, &n);
+        file.createDataSet("x", H5::PredType::NATIVE_FLOAT, vec)
+            .write(x.data(), H5::PredType::NATIVE_FLOAT);
+        H5::DataSpace scalar(H5S_SCALAR);
+        file.createDataSet("scale", H5::PredType::NATIVE_DOUBLE, scalar)
+            .write(&scale, H5::PredType::NATIVE_DOUBLE);
+        file.createDataSet("objective", H5::PredType::NATIVE_DOUBLE, scalar)
+            .write(&objective, H5::PredType::NATIVE_DOUBLE);
+        H5::StrType str(H5::PredType::C_S1, H5T_VARIABLE);
+        file.createAttribute("method", str, scalar).write(str, method);
+        file.createAttribute("set", str, scalar).write(str, set);
+        file.close();
+    } catch (const H5::Exception& e) {
+        std::filesystem::remove(tmp);
+        throw std::runtime_error("cannot write '" + tmp + "' (" + e.getDetailMsg() + ")");
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, out, ec);
+    if (ec) {
+        std::filesystem::remove(tmp);
+        throw std::runtime_error("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
+    }
+}
+
+struct Options {
+    std::string in, out, set = "ternary", scale = "free", method = "admm";
+    int bits = 3;
+    double rho = -1, rhoGrowth = 1.05, lr = -1, momentum = 0.5;
+    long epochs = 3000, outerEvery = 10;
+    std::uint64_t seed = 1;
+    bool verbose = false;
+};
+
+int run(int argc, char** argv) {
+    Options o;
+    po::options_description io("Input/output");
+    io.add_options()("help,h", "print this help")                                          //
+        ("in", po::value(&o.in)->required(), "HDF5 file with datasets A (m x n) and b (m)")  //
+        ("out", po::value(&o.out)->required(), "HDF5 file to write: x, scale, objective")    //
+        ("verbose,v", po::bool_switch(&o.verbose), "print progress to stderr");
+    po::options_description set("Constraint set");
+    set.add_options()("set", po::value(&o.set)->default_value(o.set), "ternary | binary | pow2")  //
+        ("scale", po::value(&o.scale)->default_value(o.scale),
+         "free (x = a*code, a >= 0 fitted) | one (a = 1)")  //
+        ("bits", po::value(&o.bits)->default_value(o.bits),
+         "pow2 levels {0, +-1, ..., +-2^(bits-1)}");
+    po::options_description method("Method");
+    method.add_options()("method", po::value(&o.method)->default_value(o.method),
+                         "admm | pgd | round (project the least-squares solution)")  //
+        ("epochs", po::value(&o.epochs)->default_value(o.epochs), "W-steps (full batch)")  //
+        ("lr", po::value(&o.lr), "step size (default: 0.35/L for admm, 1/L for pgd; "
+                                 "L = largest eigenvalue of A^T A / m)")  //
+        ("momentum", po::value(&o.momentum)->default_value(o.momentum), "admm W-step momentum")  //
+        ("rho", po::value(&o.rho), "admm initial rho (default 0.003 L; rhoMax = L)")  //
+        ("rho-growth", po::value(&o.rhoGrowth)->default_value(o.rhoGrowth),
+         "admm rho factor per outer iteration")  //
+        ("outer-every", po::value(&o.outerEvery)->default_value(o.outerEvery),
+         "admm W-steps per outer iteration")  //
+        ("seed", po::value(&o.seed)->default_value(o.seed), "random seed");
+    po::options_description all("tern-lsq: min 0.5/m ||Ax - b||^2 subject to x in a level set");
+    all.add(io).add(set).add(method);
+
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, all), vm);
+        if (vm.count("help")) {
+            std::cout << all << '\n';
+            return 0;
+        }
+        po::notify(vm);
+    } catch (const po::error& e) {
+        throw InputError(std::string(e.what()) + " (see --help)");
+    }
+    if (o.set != "ternary" && o.set != "binary" && o.set != "pow2")
+        throw InputError("--set must be ternary, binary or pow2 (got '" + o.set + "')");
+    if (o.scale != "free" && o.scale != "one")
+        throw InputError("--scale must be free or one (got '" + o.scale + "')");
+    if (o.method != "admm" && o.method != "pgd" && o.method != "round")
+        throw InputError("--method must be admm, pgd or round (got '" + o.method + "')");
+    if (o.set == "pow2" && (o.bits < 1 || o.bits > 16))
+        throw InputError("--bits must be in [1, 16] (got " + std::to_string(o.bits) + ")");
+    if (o.epochs < 1) throw InputError("--epochs must be >= 1 (got " + std::to_string(o.epochs) + ")");
+    if (vm.count("lr") && !(o.lr > 0)) throw InputError("--lr must be > 0");
+    if (vm.count("rho") && !(o.rho > 0)) throw InputError("--rho must be > 0");
+
+    const Problem data = readProblem(o.in);
+    optim::problems::LeastSquares p(data.A, data.b);
+    const std::string spec = o.set == "ternary" ? "ternary:exact,scale=" + o.scale
+                             : o.set == "binary" ? "binary:scaled,scale=" + o.scale
+                                                 : "pow2,bits=" + std::to_string(o.bits) +
+                                                       ",scale=" + o.scale;
+    const std::shared_ptr<const proj::Projection> projection = proj::makeProjection(spec);
+    const double L = lipschitz(data.A, o.seed);
+
+    // Every method starts from the least-squares solution.
+    const Vector xls = p.solve();
+    p.x().value = xls;
+    optim::TrainSettings train;
+    train.maxEpochs = o.epochs;
+    train.seed = o.seed;
+    optim::SgdSettings sgd;
+    sgd.weightDecay = 0;
+    std::vector<std::shared_ptr<optim::Callback>> callbacks;
+    std::string status = "done";
+    if (o.method == "admm") {
+        train.lr = optim::LrSchedule::constant(vm.count("lr") ? o.lr : 0.35 / L);
+        sgd.momentum = o.momentum;
+        optim::AdmmSettings a;
+        a.rho = vm.count("rho") ? o.rho : 0.003 * L;
+        a.rhoMax = std::max(a.rho, L);
+        a.rhoGrowth = o.rhoGrowth;
+        a.outerEvery = o.outerEvery;
+        optim::Admm opt(projection, Granularity::PerTensor, a, sgd, train);
+        status = optim::statusName(opt.optimize(p, callbacks).status);
+    } else if (o.method == "pgd") {
+        train.lr = optim::LrSchedule::constant(vm.count("lr") ? o.lr : 1.0 / L);
+        sgd.momentum = 0;
+        optim::ProjectedSgd opt(projection, Granularity::PerTensor, sgd, train);
+        status = optim::statusName(opt.optimize(p, callbacks).status);
+    } else {
+        projection->project(xls, p.x().value);
+    }
+    if (status == "diverged") {
+        std::cerr << "tern-lsq: " << o.method << " diverged; try a smaller --lr\n";
+        return 2;
+    }
+    // x = a q on C; with a free scale, refit a for f given the code q (can only lower f).
+    Vector x = p.x().value;
+    const std::vector<proj::GroupResult> g = projection->project(x, x);
+    double scale = g[0].scale;
+    if (o.scale == "free" && scale > 0) {
+        const Vector q = x / static_cast<Scalar>(scale);
+        const Scalar a = p.optimalScale(q);
+        if (p.objective(a * q) < p.objective(x)) {
+            x = a * q;
+            scale = a;
+        }
+    }
+    const double objective = p.objective(x);
+    if (o.verbose)
+        std::cerr << "tern-lsq: " << o.method << " (" << status << ") on " << spec << ": objective "
+                  << objective << ", scale " << scale << ", least-squares objective "
+                  << p.objective(xls) << '\n';
+    writeResult(o.out, x, scale, objective, o.method, spec);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    H5::Exception::dontPrint();
+    try {
+        return run(argc, argv);
+    } catch (const InputError& e) {
+        std::cerr << "tern-lsq: " << e.what() << '\n';
+        return 1;
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "tern-lsq: " << e.what() << '\n';
+        return 1;
+    } catch (const H5::Exception& e) {
+        std::cerr << "tern-lsq: HDF5 error: " << e.getDetailMsg() << '\n';
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "tern-lsq: " << e.what() << '\n';
+        return 2;
+    }
+}
