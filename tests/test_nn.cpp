@@ -211,6 +211,29 @@ BOOST_AUTO_TEST_CASE(batchnorm_batch_stats_running_stats_and_commit_only_updates
         }
 }
 
+BOOST_AUTO_TEST_CASE(batchnorm_fused_relu_equals_relu_of_batchnorm) {
+    const Index n = 3, c = 5, h = 3, w = 2;
+    const auto x = randomData(n * c * h * w, 31);
+    BatchNorm plain("bn", c), fused("bnr", c, 1e-5f, 0.1f, true);
+    ParameterSet ps;
+    plain.declare(ps);
+    fused.declare(ps);
+    std::mt19937_64 rng(2);
+    plain.initialize(rng);
+    fused.initialize(rng);
+    plain.gamma()->value = testing::randomVector(c, 32);
+    plain.beta()->value = testing::randomVector(c, 33);
+    fused.gamma()->value = plain.gamma()->value;
+    fused.beta()->value = plain.beta()->value;
+    for (Mode mode : {Mode::Train, Mode::Infer}) {
+        const auto a = runLayer(plain, {n, c, h, w}, x, mode);
+        const auto b = runLayer(fused, {n, c, h, w}, x, mode);
+        for (size_t i = 0; i < a.size(); ++i)
+            BOOST_TEST(b[i] == std::max(0.0f, a[i]), boost::test_tools::tolerance(1e-5f));
+    }
+    BOOST_TEST((plain.runningMean() - fused.runningMean()).norm() < 1e-6f);
+}
+
 BOOST_AUTO_TEST_CASE(maxpool_and_relu) {
     const Index n = 2, c = 3, h = 6, w = 4;
     const auto x = randomData(n * c * h * w, 11);
