@@ -1,0 +1,385 @@
+// tern-bench-train: throughput of full training steps of LeNet-5 / VGG-7 on synthetic data.
+//
+// A step = forward + backward (Network::evaluateWithGradient) + SGD with momentum and weight
+// decay on every parameter block, as PyTorch's torch.optim.SGD does it:
+//   g' = g + wd*w (blocks with decay);  v = mu*v + g';  w -= lr*v
+// The same batch is used for every step (no data loading in the timed region, as in
+// bench/torch_train.py). Reports median / p10 / p90 ms per step and images/s, then a breakdown
+// timed separately on the same network: forward only (Network::evaluate), forward+backward,
+// update only. With --verbose-primitives, a few more steps run with oneDNN's verbose mode on
+// and the per-primitive execution times are aggregated, to show where the time goes.
+//
+// The last line is machine-readable:
+//   RESULT impl=tern model=... width=... batch=... threads=... median_ms=... img_s=... ...
+#include "tern/io/dataset.hpp"
+#include "tern/nn/models.hpp"
+
+#include <boost/program_options.hpp>
+#include <dnnl.hpp>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace po = boost::program_options;
+using tern::Index;
+
+namespace {
+
+struct Options {
+    std::string model = "lenet5";
+    double width = 1.0;
+    Index batch = 100;
+    int threads = 2;
+    int warmup = 3;
+    int iters = 20;
+    double lr = 0.01, momentum = 0.9, weightDecay = 1e-4;
+    bool breakdown = true;
+    bool verbosePrimitives = false;
+    int profileSteps = 3;
+    int top = 25;
+    std::uint64_t seed = 1;
+};
+
+struct Stats {
+    double median = 0, p10 = 0, p90 = 0, mean = 0;
+};
+
+double percentile(std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    const double pos = q * static_cast<double>(v.size() - 1);
+    const size_t lo = static_cast<size_t>(pos);
+    const size_t hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+Stats summarize(const std::vector<double>& ms) {
+    Stats s;
+    s.median = percentile(ms, 0.5);
+    s.p10 = percentile(ms, 0.1);
+    s.p90 = percentile(ms, 0.9);
+    for (double x : ms) s.mean += x;
+    s.mean /= static_cast<double>(ms.size());
+    return s;
+}
+
+/// Milliseconds of each of `n` calls of f.
+std::vector<double> timeIt(int n, const std::function<void()>& f) {
+    std::vector<double> ms;
+    ms.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        const auto t1 = std::chrono::steady_clock::now();
+        ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    }
+    return ms;
+}
+
+/// SGD with momentum and L2 weight decay over every block, in chunks spread over the OpenMP
+/// threads (torch.optim.SGD's per-parameter kernels are multi-threaded too).
+class SgdMomentum {
+public:
+    SgdMomentum(tern::ParameterSet& params, double lr, double mu, double wd)
+        : blocks_(params.all()), lr_(static_cast<float>(lr)), mu_(static_cast<float>(mu)),
+          wd_(static_cast<float>(wd)) {
+        constexpr Index kChunk = 1 << 15;
+        for (size_t b = 0; b < blocks_.size(); ++b) {
+            velocity_.push_back(tern::Vector::Zero(blocks_[b]->value.size()));
+            for (Index s = 0; s < blocks_[b]->value.size(); s += kChunk)
+                chunks_.push_back({b, s, std::min(kChunk, blocks_[b]->value.size() - s)});
+        }
+    }
+    void step() {
+        const long n = static_cast<long>(chunks_.size());
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; ++i) {
+            const Chunk& c = chunks_[static_cast<size_t>(i)];
+            tern::ParameterBlock& p = *blocks_[c.block];
+            auto w = p.value.segment(c.start, c.len);
+            auto g = p.grad.segment(c.start, c.len);
+            auto v = velocity_[c.block].segment(c.start, c.len);
+            // v = mu*v + (g + wd*w);  w -= lr*v
+            if (p.decay)
+                v = mu_ * v + g + wd_ * w;
+            else
+                v = mu_ * v + g;
+            w -= lr_ * v;
+        }
+    }
+
+private:
+    struct Chunk {
+        size_t block;
+        Index start, len;
+    };
+    std::vector<tern::ParameterBlock*> blocks_;
+    std::vector<tern::Vector> velocity_;
+    std::vector<Chunk> chunks_;
+    float lr_, mu_, wd_;
+};
+
+/// One line of oneDNN's verbose output (v2.x):
+///   onednn_verbose,exec,cpu,<kind>,<impl>,<prop>,<mds>,<attrs>,<aux>,<shape>,<ms>
+struct VerboseLine {
+    std::string kind, impl, prop, mds, shape;
+    double ms = 0;
+};
+
+bool parseVerbose(const std::string& line, VerboseLine& out) {
+    if (line.rfind("onednn_verbose,exec,", 0) != 0 && line.rfind("dnnl_verbose,exec,", 0) != 0)
+        return false;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string tok; std::getline(ss, tok, ',');) f.push_back(tok);
+    if (f.size() < 10) return false;
+    out.kind = f[3];
+    out.impl = f[4];
+    out.prop = f[5];
+    out.mds = f[6];
+    out.shape = f[f.size() - 2];
+    try {
+        out.ms = std::stod(f.back());
+    } catch (const std::exception&) {
+        return false;
+    }
+    return true;
+}
+
+/// "src_f32::blocked:abcd:f0 dst_f32::blocked:aBcd16b:f0" -> "src:abcd dst:aBcd16b".
+std::string shortFormats(const std::string& mds) {
+    std::stringstream in(mds), out;
+    bool first = true;
+    for (std::string tok; in >> tok;) {
+        const auto us = tok.find('_');
+        const std::string arg = tok.substr(0, us);
+        std::vector<std::string> parts;
+        std::stringstream ts(tok);
+        for (std::string p; std::getline(ts, p, ':');) parts.push_back(p);
+        const std::string fmt = parts.size() > 3 ? parts[3] : "?";
+        if (fmt == "undef" || fmt.empty()) continue;
+        out << (first ? "" : " ") << arg << ":" << fmt;
+        first = false;
+    }
+    return out.str();
+}
+
+/// Runs `steps` calls of `step` with oneDNN verbose output captured from stdout, and prints
+/// the execution time per primitive kind and the top primitives, per step.
+void profilePrimitives(int steps, int top, double wallMsPerStep,
+                       const std::function<void()>& step) {
+    std::fflush(stdout);
+    std::cout.flush();
+    std::FILE* tmp = std::tmpfile();
+    if (!tmp) {
+        std::cerr << "profilePrimitives(): cannot create a temporary file\n";
+        return;
+    }
+    const int saved = dup(STDOUT_FILENO);
+    dup2(fileno(tmp), STDOUT_FILENO);
+    dnnl::set_verbose(1);
+    std::vector<double> wall = timeIt(steps, step);
+    dnnl::set_verbose(0);
+    std::fflush(stdout);
+    dup2(saved, STDOUT_FILENO);
+    close(saved);
+
+    std::rewind(tmp);
+    std::map<std::string, double> byKind;
+    std::map<std::string, std::pair<double, int>> byPrim;
+    double total = 0;
+    int lines = 0;
+    char buf[8192];
+    while (std::fgets(buf, sizeof buf, tmp)) {
+        std::string line(buf);
+        if (!line.empty() && line.back() == '\n') line.pop_back();
+        VerboseLine v;
+        if (!parseVerbose(line, v)) continue;
+        ++lines;
+        total += v.ms;
+        byKind[v.kind + " " + v.prop] += v.ms;
+        const std::string key = v.kind + " " + v.prop + " " + v.impl + " " + v.shape + " [" +
+                                shortFormats(v.mds) + "]";
+        auto& e = byPrim[key];
+        e.first += v.ms;
+        e.second += 1;
+    }
+    std::fclose(tmp);
+    const double n = static_cast<double>(steps);
+    double wallMean = 0;
+    for (double x : wall) wallMean += x;
+    wallMean /= n;
+    std::cout << "\n== oneDNN primitives (DNNL verbose, " << steps << " steps, " << lines / steps
+              << " primitive executions per step)\n"
+              << std::fixed << std::setprecision(2) << "  exec total " << total / n
+              << " ms/step; wall with verbose " << wallMean << " ms/step; wall without "
+              << wallMsPerStep << " ms/step; outside oneDNN ~" << wallMsPerStep - total / n
+              << " ms/step\n";
+    if (lines == 0) {
+        std::cout << "  (no verbose lines captured: this oneDNN ignores dnnl::set_verbose at run "
+                     "time; rerun with DNNL_VERBOSE=1 in the environment)\n";
+        return;
+    }
+    std::vector<std::pair<double, std::string>> kinds;
+    for (auto& [k, ms] : byKind) kinds.push_back({ms, k});
+    std::sort(kinds.rbegin(), kinds.rend());
+    std::cout << "  by kind:\n";
+    for (auto& [ms, k] : kinds)
+        std::cout << "    " << std::setw(9) << ms / n << " ms  " << std::setw(5)
+                  << 100.0 * ms / total << "%  " << k << "\n";
+    std::vector<std::pair<double, std::string>> prims;
+    for (auto& [k, e] : byPrim)
+        prims.push_back({e.first, k + (e.second / steps > 1
+                                           ? " x" + std::to_string(e.second / steps)
+                                           : std::string())});
+    std::sort(prims.rbegin(), prims.rend());
+    std::cout << "  top primitives (ms per step):\n";
+    for (int i = 0; i < top && i < static_cast<int>(prims.size()); ++i)
+        std::cout << "    " << std::setw(9) << prims[static_cast<size_t>(i)].first / n << " ms  "
+                  << prims[static_cast<size_t>(i)].second << "\n";
+}
+
+void printStats(const char* what, const Stats& s, Index batch) {
+    std::cout << std::fixed << std::setprecision(2) << "  " << std::left << std::setw(16) << what
+              << std::right << " median " << std::setw(9) << s.median << " ms  p10 "
+              << std::setw(9) << s.p10 << "  p90 " << std::setw(9) << s.p90 << "  ("
+              << std::setprecision(1) << 1000.0 * static_cast<double>(batch) / s.median
+              << " img/s)\n";
+}
+
+int run(const Options& o) {
+    tern::nn::setNumThreads(o.threads);
+    std::vector<Index> input = o.model == "lenet5" ? std::vector<Index>{1, 28, 28}
+                                                   : std::vector<Index>{3, 32, 32};
+    tern::nn::ModelOptions mo;
+    mo.width = o.width;
+    auto net = tern::nn::makeModel(o.model, input, 10, mo);
+    net->initialize(o.seed);
+
+    // Synthetic data: one batch of N(0, 1) images and uniform labels.
+    tern::io::Dataset data;
+    data.name = "synthetic";
+    data.count = o.batch;
+    data.channels = input[0];
+    data.height = input[1];
+    data.width = input[2];
+    std::mt19937_64 rng(o.seed);
+    std::normal_distribution<float> pixel(0.0f, 1.0f);
+    data.images.resize(static_cast<size_t>(data.count * data.imageSize()));
+    for (auto& x : data.images) x = pixel(rng);
+    data.labels.resize(static_cast<size_t>(data.count));
+    for (auto& l : data.labels) l = static_cast<std::int32_t>(rng() % 10);
+    net->setTrainData(data, o.batch, o.seed);
+
+    SgdMomentum sgd(net->parameters(), o.lr, o.momentum, o.weightDecay);
+    double firstLoss = 0, lastLoss = 0;
+    auto step = [&] {
+        lastLoss = net->evaluateWithGradient(0);
+        sgd.step();
+    };
+
+    std::cout << "tern-bench-train: model " << o.model << " width " << o.width << " batch "
+              << o.batch << " threads " << tern::nn::numThreads() << " ("
+              << net->parameters().numel() << " parameters), oneDNN "
+              << dnnl::version()->major << "." << dnnl::version()->minor << "."
+              << dnnl::version()->patch << ", warmup " << o.warmup << ", iters " << o.iters
+              << "\n";
+
+    const auto tc0 = std::chrono::steady_clock::now();
+    firstLoss = net->evaluateWithGradient(0);  // builds the plan (primitive creation)
+    const double setupMs =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tc0).count();
+    sgd.step();
+    for (int i = 0; i < o.warmup; ++i) step();
+
+    const Stats full = summarize(timeIt(o.iters, step));
+    std::cout << "  first step (plan + primitive creation) " << std::fixed
+              << std::setprecision(1) << setupMs << " ms; loss " << std::setprecision(4)
+              << firstLoss << " -> " << lastLoss << "\n";
+    printStats("train step", full, o.batch);
+
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    Stats fwd{nan, nan, nan, nan}, fwdBwd = fwd, upd = fwd;
+    if (o.breakdown) {
+        fwd = summarize(timeIt(o.iters, [&] { net->evaluate(0); }));
+        fwdBwd = summarize(timeIt(o.iters, [&] { net->evaluateWithGradient(0); }));
+        upd = summarize(timeIt(o.iters, [&] { sgd.step(); }));
+        std::cout << "  breakdown (timed separately):\n";
+        printStats("forward", fwd, o.batch);
+        printStats("forward+backward", fwdBwd, o.batch);
+        printStats("backward (diff)", {fwdBwd.median - fwd.median, 0, 0, 0}, o.batch);
+        printStats("update", upd, o.batch);
+    }
+    if (o.verbosePrimitives) profilePrimitives(o.profileSteps, o.top, full.median, step);
+
+    std::cout << std::fixed << std::setprecision(3) << "RESULT impl=tern model=" << o.model
+              << " width=" << o.width << " batch=" << o.batch << " threads=" << o.threads
+              << " median_ms=" << full.median << " p10_ms=" << full.p10
+              << " p90_ms=" << full.p90 << " img_s=" << std::setprecision(1)
+              << 1000.0 * static_cast<double>(o.batch) / full.median << std::setprecision(3)
+              << " fwd_ms=" << fwd.median << " fwdbwd_ms=" << fwdBwd.median
+              << " update_ms=" << upd.median << "\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    po::options_description desc("tern-bench-train options");
+    desc.add_options()("help,h", "this help")(
+        "model", po::value(&o.model)->default_value(o.model), "lenet5 | vgg7")(
+        "width", po::value(&o.width)->default_value(o.width), "channel multiplier")(
+        "batch", po::value(&o.batch)->default_value(o.batch), "batch size")(
+        "threads", po::value(&o.threads)->default_value(o.threads), "OpenMP threads")(
+        "warmup", po::value(&o.warmup)->default_value(o.warmup), "untimed steps")(
+        "iters", po::value(&o.iters)->default_value(o.iters), "timed steps (per measurement)")(
+        "lr", po::value(&o.lr)->default_value(o.lr), "SGD learning rate")(
+        "momentum", po::value(&o.momentum)->default_value(o.momentum), "SGD momentum")(
+        "weight-decay", po::value(&o.weightDecay)->default_value(o.weightDecay),
+        "L2 weight decay (blocks with decay)")(
+        "no-breakdown", "skip the forward / forward+backward / update breakdown")(
+        "verbose-primitives", "profile a few steps with oneDNN verbose output per primitive")(
+        "profile-steps", po::value(&o.profileSteps)->default_value(o.profileSteps),
+        "steps profiled with --verbose-primitives")(
+        "top", po::value(&o.top)->default_value(o.top), "primitives listed in the profile")(
+        "seed", po::value(&o.seed)->default_value(o.seed), "data and init seed");
+    try {
+        po::variables_map vm;
+        po::store(po::parse_command_line(argc, argv, desc), vm);
+        if (vm.count("help")) {
+            std::cout << desc << "\n";
+            return 0;
+        }
+        po::notify(vm);
+        o.breakdown = !vm.count("no-breakdown");
+        o.verbosePrimitives = vm.count("verbose-primitives") > 0;
+        if (o.model != "lenet5" && o.model != "vgg7")
+            throw std::invalid_argument("--model: expected lenet5 or vgg7, got '" + o.model + "'");
+        if (o.batch <= 0 || o.threads <= 0 || o.iters <= 0 || o.warmup < 0 || o.profileSteps <= 0)
+            throw std::invalid_argument(
+                "--batch, --threads, --iters and --profile-steps must be positive, --warmup >= 0");
+        // oneDNN reads DNNL_VERBOSE once, at its first call; keep it off for the timed steps
+        // (profilePrimitives() switches it on with dnnl::set_verbose for its own steps).
+        if (o.verbosePrimitives) {
+            setenv("DNNL_VERBOSE", "0", 1);
+            setenv("ONEDNN_VERBOSE", "0", 1);
+        }
+        return run(o);
+    } catch (const std::exception& e) {
+        std::cerr << "tern-bench-train: " << e.what() << "\n";
+        return 1;
+    }
+}
