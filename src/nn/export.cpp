@@ -104,38 +104,68 @@ std::pair<Index, Index> poolGeometry(const MaxPool& p) {
                              p.name() + "'");
 }
 
-/// The ternary levels of one slice: every value is 0, +pos or -neg (within tol * level).
+/// The levels of one group: at most two distinct nonzero values, hi >= lo (within tol).
 struct Levels {
-    double pos = 0, neg = 0;
-    bool ok = true;
+    double hi = 0, lo = 0;  ///< largest and smallest nonzero value (0 if none)
+    bool any = false, ok = true;
     Index badIndex = -1;
 };
 
 Levels levelsOf(const float* v, Index n, double tol) {
     Levels L;
     for (Index i = 0; i < n; ++i) {
-        if (v[i] > 0) L.pos = std::max(L.pos, double(v[i]));
-        else if (v[i] < 0) L.neg = std::max(L.neg, -double(v[i]));
+        if (!std::isfinite(v[i])) {
+            L.ok = false;
+            L.badIndex = i;
+            return L;
+        }
+        if (v[i] == 0) continue;
+        L.hi = L.any ? std::max(L.hi, double(v[i])) : double(v[i]);
+        L.lo = L.any ? std::min(L.lo, double(v[i])) : double(v[i]);
+        L.any = true;
     }
+    const double m = std::max(std::abs(L.hi), std::abs(L.lo));
     for (Index i = 0; i < n && L.ok; ++i) {
         const double x = v[i];
-        if (x > 0 && std::abs(x - L.pos) > tol * L.pos) L.ok = false;
-        if (x < 0 && std::abs(-x - L.neg) > tol * L.neg) L.ok = false;
-        if (!std::isfinite(x)) L.ok = false;
-        if (!L.ok) L.badIndex = i;
+        if (x != 0 && std::abs(x - L.hi) > tol * m && std::abs(x - L.lo) > tol * m) {
+            L.ok = false;
+            L.badIndex = i;
+        }
     }
     return L;
 }
 
-/// Splits (pos, neg) into the group scale a (the positive level) and the ratio neg/pos; a
-/// sign-symmetric or one-sided set has ratio 1; an all-zero one a = 1.
-std::pair<double, double> scaleAndRatio(const Levels& L, double tol) {
-    if (L.pos == 0 && L.neg == 0) return {1.0, 1.0};
-    if (L.pos == 0) return {L.neg, 1.0};
-    if (L.neg == 0) return {L.pos, 1.0};
-    const double m = std::max(L.pos, L.neg);
-    if (std::abs(L.pos - L.neg) <= tol * m) return {m, 1.0};
-    return {L.pos, L.neg / L.pos};
+/// The representation of a group's levels: code +1 stands for a, code -1 for -r*a.
+/// Sign-symmetric {-a, 0, +a} (and one-sided sets) give r = 1; an all-zero group a = r = 1.
+/// TTQ's independent Wp, Wn give r = Wn/Wp; its Wp may even change sign in training, so the two
+/// levels can share a sign (then r < 0).
+struct GroupCode {
+    double a = 1, r = 1;
+    bool twoLevels = false;  // codes: +1 for hi, -1 for lo (else the sign)
+};
+
+GroupCode groupCode(const Levels& L, double tol) {
+    GroupCode g;
+    if (!L.any) return g;
+    const double m = std::max(std::abs(L.hi), std::abs(L.lo));
+    if (std::abs(L.hi - L.lo) <= tol * m) {  // one nonzero level
+        g.a = std::abs(L.hi);
+        return g;
+    }
+    if (L.hi > 0 && L.lo < 0 && std::abs(L.hi + L.lo) <= tol * m) {  // {-a, 0, +a}
+        g.a = m;
+        return g;
+    }
+    g.twoLevels = true;
+    g.a = L.hi;
+    g.r = -L.lo / L.hi;
+    return g;
+}
+
+std::int8_t codeOf(float v, const Levels& L, const GroupCode& g) {
+    if (v == 0) return 0;
+    if (!g.twoLevels) return static_cast<std::int8_t>(v > 0 ? 1 : -1);
+    return static_cast<std::int8_t>(std::abs(v - L.hi) <= std::abs(v - L.lo) ? 1 : -1);
 }
 
 /// Folds the block `w` (and an optional bias and BN) into a DeployedLayer.
@@ -148,35 +178,28 @@ void foldWeights(DeployedLayer& d, const ParameterBlock& w, const ParameterBlock
     d.ternary = w.constrained;
     std::vector<double> a(static_cast<size_t>(out), 1.0);
     if (d.ternary) {
-        d.codes.resize(static_cast<size_t>(w.value.size()));
-        for (Index i = 0; i < w.value.size(); ++i)
-            d.codes[i] = static_cast<std::int8_t>((w.value[i] > 0) - (w.value[i] < 0));
         // One pair of levels for the whole tensor if it has one, else one per filter.
         const Levels whole = levelsOf(w.value.data(), w.value.size(), tol);
-        if (whole.ok) {
-            const auto [s, r] = scaleAndRatio(whole, tol);
-            d.groups = 1;
-            d.groupScale = Vector::Constant(1, static_cast<Scalar>(s));
-            d.negRatio = Vector::Constant(1, static_cast<Scalar>(r));
-            std::fill(a.begin(), a.end(), s);
-        } else {
-            d.groups = out;
-            d.groupScale.resize(out);
-            d.negRatio.resize(out);
-            for (Index c = 0; c < out; ++c) {
-                const Levels L = levelsOf(w.value.data() + c * per, per, tol);
-                if (!L.ok) {
-                    const Index i = c * per + L.badIndex;
-                    throw std::runtime_error(TERN_MSG(
-                        "block '" << w.name << "' is not ternary: filter " << c << " holds "
-                                  << std::setprecision(9) << w.value[i] << " besides the levels -"
-                                  << L.neg << ", 0, +" << L.pos << " (value " << i << ")"));
-                }
-                const auto [s, r] = scaleAndRatio(L, tol);
-                a[c] = s;
-                d.groupScale[c] = static_cast<Scalar>(s);
-                d.negRatio[c] = static_cast<Scalar>(r);
+        d.groups = whole.ok ? 1 : out;
+        const Index gsize = w.value.size() / d.groups;
+        d.groupScale.resize(d.groups);
+        d.negRatio.resize(d.groups);
+        d.codes.resize(static_cast<size_t>(w.value.size()));
+        for (Index g = 0; g < d.groups; ++g) {
+            const float* v = w.value.data() + g * gsize;
+            const Levels L = d.groups == 1 ? whole : levelsOf(v, gsize, tol);
+            if (!L.ok) {
+                const Index i = g * gsize + L.badIndex;
+                throw std::runtime_error(TERN_MSG(
+                    "block '" << w.name << "' is not ternary: filter " << g << " holds "
+                              << std::setprecision(9) << w.value[i] << " besides the levels "
+                              << L.lo << ", 0, " << L.hi << " (value " << i << ")"));
             }
+            const GroupCode gc = groupCode(L, tol);
+            d.groupScale[g] = static_cast<Scalar>(gc.a);
+            d.negRatio[g] = static_cast<Scalar>(gc.r);
+            for (Index i = 0; i < gsize; ++i) d.codes[g * gsize + i] = codeOf(v[i], L, gc);
+            for (Index c = g * gsize / per; c < (g + 1) * gsize / per; ++c) a[c] = gc.a;
         }
     } else {
         d.weights = w.value;

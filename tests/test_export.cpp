@@ -1,0 +1,321 @@
+#define BOOST_TEST_MODULE export
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "tern/io/checkpoint.hpp"
+#include "tern/nn/export.hpp"
+#include "tern/nn/layers.hpp"
+#include "tern/nn/trainer.hpp"
+#include "testing/helpers.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+using namespace tern;
+using namespace tern::nn;
+using tern::testing::messageContains;
+namespace bdata = boost::unit_test::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+void writeBigEndian(std::ofstream& f, std::uint32_t v) {
+    const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                                static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+    f.write(reinterpret_cast<const char*>(b), 4);
+}
+
+/// IDX split of a 3-class "bands" problem (class c: a bright c-th horizontal band), as in
+/// test_train.cpp.
+void writeBands(const std::string& dir, const std::string& prefix, int count, int size,
+                std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> noise(0, 40);
+    std::ofstream img(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+    std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+    writeBigEndian(img, 2051);
+    writeBigEndian(img, count);
+    writeBigEndian(img, size);
+    writeBigEndian(img, size);
+    writeBigEndian(lab, 2049);
+    writeBigEndian(lab, count);
+    for (int i = 0; i < count; ++i) {
+        const int c = static_cast<int>(rng() % 3);
+        lab.put(static_cast<char>(c));
+        for (int y = 0; y < size; ++y)
+            for (int x = 0; x < size; ++x) {
+                const float v = ((y * 3 / size) == c ? 190.0f : 60.0f) + noise(rng);
+                img.put(static_cast<char>(static_cast<unsigned char>(std::clamp(v, 0.0f, 255.0f))));
+            }
+    }
+}
+
+const std::string& dataDir() {
+    static const std::string dir = [] {
+        const std::string d = testing::tempDir("export-data");
+        writeBands(d, "train", 240, 12, 1);
+        writeBands(d, "t10k", 90, 12, 2);
+        return d;
+    }();
+    return dir;
+}
+
+struct Case {
+    std::string method;
+    bool bn;
+    std::string alpha;
+    std::string granularity;
+    bool quantizeFirst = false, quantizeLast = false;
+};
+
+std::ostream& operator<<(std::ostream& o, const Case& c) {
+    return o << c.method << (c.bn ? " bn" : " no-bn") << " alpha=" << c.alpha << " "
+             << c.granularity << (c.quantizeFirst ? " q-first" : "") << (c.quantizeLast ? " q-last" : "");
+}
+
+std::vector<Case> cases() {
+    std::vector<Case> out;
+    for (const std::string m : {"admm", "twn", "ttq"})
+        for (const bool bn : {true, false})
+            for (const std::string a : {"free", "one"})
+                for (const std::string g : {"tensor", "filter"})
+                    if (m != "ttq" || a == "free") out.push_back({m, bn, a, g});
+    out.push_back({"admm", false, "one", "filter", true, true});
+    out.push_back({"admm", true, "one", "tensor", true, true});
+    return out;
+}
+
+TrainConfig tinyConfig(const Case& k) {
+    TrainConfig c;
+    c.dataset = "mnist";
+    c.dataDir = dataDir();
+    c.model = "tiny";
+    c.epochs = 3;
+    c.batchSize = 20;
+    c.lr = 0.05;
+    c.threads = 1;
+    c.method = k.method;
+    c.batchNorm = k.bn;
+    c.alpha = k.alpha;
+    c.granularity = k.granularity;
+    c.quantizeFirst = k.quantizeFirst;
+    c.quantizeLast = k.quantizeLast;
+    c.rho = 1e-3;
+    c.rhoGrowth = 1.5;
+    c.evalBatch = 64;
+    return c;
+}
+
+/// Trains once per configuration; returns the run's result and its output directory.
+std::pair<TrainResult, std::string> trained(const TrainConfig& c) {
+    TrainConfig run = c;
+    run.outDir = testing::tempDir("export-run-" + c.method);
+    TrainResult r = train(run, nullptr);
+    BOOST_TEST_REQUIRE(r.status == "completed");
+    return {r, run.outDir};
+}
+
+bool close(double a, double b, double rel = 2e-5) {
+    return std::abs(a - b) <= rel * std::max({std::abs(a), std::abs(b), 1e-6});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(packing)
+
+BOOST_AUTO_TEST_CASE(pack_unpack_round_trip_and_layout) {
+    for (Index n : {0, 1, 3, 4, 5, 17, 1000}) {
+        std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+        std::vector<std::int8_t> codes(static_cast<size_t>(n));
+        for (auto& c : codes) c = static_cast<std::int8_t>(static_cast<int>(rng() % 3) - 1);
+        const auto packed = packCodes(codes);
+        BOOST_TEST(static_cast<Index>(packed.size()) == (n + 3) / 4);
+        BOOST_TEST(unpackCodes(packed, n) == codes);
+    }
+    // First code in the low bits; 0 -> 00, +1 -> 01, -1 -> 10.
+    const auto p = packCodes({1, -1, 0, 1, -1});
+    BOOST_TEST(p.size() == 2u);
+    BOOST_TEST(int(p[0]) == (0b01 | 0b10 << 2 | 0b00 << 4 | 0b01 << 6));
+    BOOST_TEST(int(p[1]) == 0b10);
+}
+
+BOOST_AUTO_TEST_CASE(rejects_bad_codes_and_bits) {
+    BOOST_CHECK_EXCEPTION(packCodes({0, 2}), std::invalid_argument, messageContains("code 1 is 2"));
+    BOOST_CHECK_EXCEPTION(unpackCodes({0b11}, 1), std::invalid_argument, messageContains("0b11"));
+    BOOST_CHECK_EXCEPTION(unpackCodes({0, 0}, 3), std::invalid_argument,
+                          messageContains("2 bytes cannot hold 3 codes"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(export_checkpoint)
+
+BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(cases().size()), i) {
+    const Case k = cases()[i];
+    BOOST_TEST_MESSAGE("case " << k);
+    const TrainConfig c = tinyConfig(k);
+    const auto [result, dir] = trained(c);
+    const std::string ckpt = dir + "/checkpoint.h5";
+
+    // The reference: the trained network at its deployed point, BN in inference mode.
+    io::DataSplit data;
+    auto net = networkFromCheckpoint(ckpt, {}, &data);
+    BOOST_TEST_REQUIRE(data.test.count == 90);
+    const std::vector<int> want = net->predict(data.test, 64);
+    const std::vector<float> wantLogits = net->logits(data.test, 64);
+
+    const TernaryModel exported = TernaryModel::fromCheckpoint(ckpt);
+    const std::string file = dir + "/model.h5";
+    exported.save(file, true);
+    TernaryModel m = TernaryModel::load(file);  // also checks packed == int8 codes
+    BOOST_TEST(m.infoValue("method") == k.method);
+    BOOST_TEST(!m.mean().empty());
+
+    // Codes, groups and the folded scale/shift against a direct computation.
+    std::map<std::string, const Layer*> byName;
+    for (const auto& l : net->layers()) byName[l->name()] = l.get();
+    const bool one = k.alpha == "one" && k.method != "ttq";
+    Index ternaryLayers = 0;
+    for (size_t li = 0; li < m.layers().size(); ++li) {
+        const DeployedLayer& d = m.layers()[li];
+        if (d.kind != DeployedKind::Conv && d.kind != DeployedKind::Fc) continue;
+        const ParameterBlock& w = net->parameters().at(d.name + ".weights");
+        BOOST_TEST(d.ternary == w.constrained, d.name);
+        // models.cpp names the BN after conv<n> "bn<n>", after fc<n> "bn_fc<n>".
+        const std::string bnName =
+            d.kind == DeployedKind::Conv ? "bn" + d.name.substr(4) : "bn_" + d.name;
+        const BatchNorm* bn =
+            byName.count(bnName) ? dynamic_cast<const BatchNorm*>(byName[bnName]) : nullptr;
+        BOOST_TEST(d.foldedBatchNorm == (bn != nullptr), d.name);
+        const ParameterBlock* bias =
+            net->parameters().has(d.name + ".bias") ? &net->parameters().at(d.name + ".bias") : nullptr;
+        const Index per = w.value.size() / d.out;
+        for (Index ch = 0; ch < d.out; ++ch) {
+            double a = 1;
+            if (d.ternary) {
+                // a_c: the largest |value| of the channel's group (TTQ: the positive level).
+                const Index lo = k.granularity == "tensor" ? 0 : ch * per;
+                const Index hi = k.granularity == "tensor" ? w.value.size() : (ch + 1) * per;
+                double pos = 0, neg = 0;
+                for (Index j = lo; j < hi; ++j) {
+                    pos = std::max(pos, double(w.value[j]));
+                    neg = std::max(neg, -double(w.value[j]));
+                }
+                a = pos > 0 ? pos : (neg > 0 ? neg : 1);
+                if (one && pos > 0) BOOST_TEST(pos == 1.0);
+                if (k.method == "ttq") a = d.groupScale[d.groups == 1 ? 0 : ch];  // Wp (any sign)
+                // Codes in {-1, 0, 1} that reproduce the weights: value = a * code (* ratio).
+                const Index g = d.groups == 1 ? 0 : ch;
+                for (Index j = ch * per; j < (ch + 1) * per; ++j) {
+                    const int q = d.codes[static_cast<size_t>(j)];
+                    BOOST_TEST_REQUIRE((q == -1 || q == 0 || q == 1));
+                    const double level = q > 0 ? d.groupScale[g] : (q < 0 ? -d.groupScale[g] * d.negRatio[g] : 0.0);
+                    BOOST_TEST(close(level, w.value[j], 1e-6), d.name << "[" << j << "]");
+                }
+                if (k.method != "ttq") BOOST_TEST(d.negRatio[g] == 1.0f);
+            }
+            const double b0 = bias ? bias->value[ch] : 0.0;
+            double s = a, b = b0;
+            if (bn) {
+                const double sd = std::sqrt(double(bn->runningVar()[ch]) + bn->epsilon());
+                s = bn->gamma()->value[ch] * a / sd;
+                b = bn->beta()->value[ch] - bn->gamma()->value[ch] * bn->runningMean()[ch] / sd +
+                    bn->gamma()->value[ch] * b0 / sd;
+            }
+            BOOST_TEST(close(d.scale[ch], s), d.name << " s_" << ch << " " << d.scale[ch] << " vs " << s);
+            BOOST_TEST(close(d.bias[ch], b, 1e-4), d.name << " b_" << ch << " " << d.bias[ch] << " vs " << b);
+        }
+        if (d.ternary) {
+            ++ternaryLayers;
+            BOOST_TEST(d.groups == (k.granularity == "tensor" ? 1 : d.groups));
+            // Multiplication-free exactly for a = 1 without BN (the last layer has no BN).
+            BOOST_TEST(d.multiplicationFree == (one && !d.foldedBatchNorm), d.name);
+        } else {
+            BOOST_TEST(!d.multiplicationFree);
+        }
+    }
+    BOOST_TEST(ternaryLayers == 1 + k.quantizeFirst + k.quantizeLast);
+    BOOST_TEST(m.multiplicationFree() == (one && !k.bn));
+    BOOST_TEST(m.fullyMultiplicationFree() == (one && !k.bn && k.quantizeFirst && k.quantizeLast));
+    if (m.multiplicationFree()) {
+        for (const auto& d : m.layers())
+            if (d.ternary) BOOST_TEST((d.scale.array() == 1.0f).all());
+    }
+
+    // Predictions equal the trained network's on every test image; accuracy equals tern-train's.
+    const std::vector<int> got = m.predict(data.test, 64);
+    BOOST_TEST(got == want, boost::test_tools::per_element());
+    const std::vector<float> gotLogits = m.logits(data.test, 7);  // another batch size
+    for (size_t j = 0; j < gotLogits.size(); ++j)
+        BOOST_TEST(std::abs(gotLogits[j] - wantLogits[j]) <= 1e-4f * (1 + std::abs(wantLogits[j])));
+    BOOST_TEST(m.accuracy(data.test, 64) == result.finalTestAcc);
+    BOOST_TEST_MESSAGE("test accuracy " << result.finalTestAcc);  // learning is test_train's job
+
+    // Storage: the ternary payload is 2 bits per weight plus 64 bits per channel.
+    const DeployedCost cost = m.cost();
+    BOOST_TEST(cost.ternaryBits < cost.ternaryFloat32Bits / 4);
+    BOOST_TEST(cost.storageBits < cost.float32Bits);
+}
+
+BOOST_AUTO_TEST_CASE(lenet5_ternary_layers_take_15x_less_storage) {
+    // Storage does not depend on training: a LeNet-5 projected onto ternary levels.
+    auto net = makeModel("lenet5", {1, 28, 28}, 10, {});
+    net->initialize(3);
+    for (ParameterBlock* b : net->parameters().constrained()) {
+        const float delta = 0.7f * b->value.cwiseAbs().mean();
+        for (auto& v : b->value) v = std::abs(v) > delta ? (v > 0 ? 0.25f : -0.25f) : 0.0f;
+    }
+    const TernaryModel m = TernaryModel::fromNetwork(*net);
+    const DeployedCost c = m.cost();
+    BOOST_TEST_MESSAGE("lenet5 ternary layers: " << c.ternaryFloat32Bits / c.ternaryBits << "x less");
+    BOOST_TEST(c.ternaryFloat32Bits / c.ternaryBits >= 15.0);
+    const std::string file = testing::tempDir("export-lenet") + "/m.h5";
+    m.save(file);
+    BOOST_TEST(TernaryModel::load(file).layers().size() == m.layers().size());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(errors)
+
+BOOST_AUTO_TEST_CASE(float_checkpoint_is_not_ternary) {
+    Case k{"fp", true, "free", "tensor"};
+    const auto [result, dir] = trained(tinyConfig(k));
+    BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(dir + "/checkpoint.h5"), std::runtime_error,
+                          messageContains("block 'fc1.weights' is not ternary"));
+    BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(dir + "/checkpoint.h5"), std::runtime_error,
+                          messageContains("method 'fp'"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_missing_and_truncated_files) {
+    Case k{"admm", true, "free", "filter"};
+    const auto [result, dir] = trained(tinyConfig(k));
+    const std::string ckpt = dir + "/checkpoint.h5", file = dir + "/model.h5";
+    TernaryModel::fromCheckpoint(ckpt).save(file);
+    BOOST_CHECK_EXCEPTION(TernaryModel::load(ckpt), std::runtime_error,
+                          messageContains("is a tern checkpoint, not a model file"));
+    BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(file), std::runtime_error,
+                          messageContains("is a tern model file, not a checkpoint"));
+    BOOST_CHECK_EXCEPTION(TernaryModel::load(dir + "/nope.h5"), std::runtime_error,
+                          messageContains("no such file"));
+    BOOST_TEST(!fs::exists(file + ".part"));
+    // Truncated copies fail with a runtime_error naming the file, whatever the cut.
+    const auto size = fs::file_size(file);
+    for (const double frac : {0.1, 0.5, 0.9, 0.99}) {
+        const std::string cut = dir + "/cut.h5";
+        fs::copy_file(file, cut, fs::copy_options::overwrite_existing);
+        fs::resize_file(cut, static_cast<std::uintmax_t>(static_cast<double>(size) * frac));
+        BOOST_CHECK_EXCEPTION(TernaryModel::load(cut), std::runtime_error, messageContains(cut));
+    }
+    // The image size cannot be guessed without the data: a clear message.
+    ExportOptions o;
+    o.input = {1, 28, 28};
+    BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(ckpt, o), std::runtime_error,
+                          messageContains("--input C,H,W"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
