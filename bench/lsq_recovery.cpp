@@ -58,10 +58,10 @@ double refit(const LeastSquares& p, const Vector& x) {
 }
 
 struct Options {
-    Index m = 12, n = 10, instances = 200, epochs = 600;
+    Index m = 12, n = 10, instances = 500, epochs = 4000;
     double zeros = 0.5, sigma = 0.3, lr = 0.1, momentum = 0.5, rho = 1e-2, rhoGrowth = 1.02,
            rhoMax = 3, pgdLr = 0.3;
-    Index outerEvery = 1;
+    Index outerEvery = 10;
     std::uint64_t seed = 1;
 };
 
@@ -74,18 +74,18 @@ int main(int argc, char** argv) try {
         ("m", po::value(&o.m)->default_value(o.m), "measurements (rows of A)")                //
         ("n", po::value(&o.n)->default_value(o.n), "signal length (<= 12: brute force)")      //
         ("zeros", po::value(&o.zeros)->default_value(o.zeros), "fraction of zeros in x*")     //
-        ("sigma", po::value(&o.sigma)->default_value(o.sigma), "noise standard deviation")    //
+        ("sigma", po::value(&o.sigma)->default_value(o.sigma, "0.3"), "noise standard deviation")    //
         ("instances", po::value(&o.instances)->default_value(o.instances), "random problems")  //
         ("seed", po::value(&o.seed)->default_value(o.seed), "first instance seed")            //
-        ("epochs", po::value(&o.epochs)->default_value(o.epochs), "ADMM epochs (full batch)")  //
-        ("lr", po::value(&o.lr)->default_value(o.lr), "ADMM W-step learning rate")            //
+        ("epochs", po::value(&o.epochs)->default_value(o.epochs), "ADMM and PGD epochs (one full-batch step each)")  //
+        ("lr", po::value(&o.lr)->default_value(o.lr, "0.1"), "ADMM W-step learning rate")            //
         ("momentum", po::value(&o.momentum)->default_value(o.momentum), "W-step momentum")    //
         ("rho", po::value(&o.rho)->default_value(o.rho), "initial rho")                       //
         ("rho-growth", po::value(&o.rhoGrowth)->default_value(o.rhoGrowth), "rho factor")     //
         ("rho-max", po::value(&o.rhoMax)->default_value(o.rhoMax), "rho clamp")               //
         ("outer-every", po::value(&o.outerEvery)->default_value(o.outerEvery),
          "W-steps per outer iteration")                                                       //
-        ("pgd-lr", po::value(&o.pgdLr)->default_value(o.pgdLr), "projected SGD learning rate");
+        ("pgd-lr", po::value(&o.pgdLr)->default_value(o.pgdLr, "0.3"), "projected SGD learning rate");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, desc), vm);
     if (vm.count("help")) {
