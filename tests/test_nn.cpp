@@ -141,6 +141,35 @@ BOOST_AUTO_TEST_CASE(conv2d_with_stride_padding_bias) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(winograd_conv_matches_naive_forward) {
+    const Index n = 2, c = 16, h = 6, w = 6, o = 16, k = 3;
+    Conv2d conv("c", c, o, k, 1, 1, true);  // 3x3, stride 1, 16 inputs: Winograd where available
+    ParameterSet ps;
+    conv.declare(ps);
+    conv.weights()->value = testing::randomVector(o * c * k * k, 41, 0.2f);
+    conv.bias()->value = testing::randomVector(o, 42);
+    const auto x = randomData(n * c * h * w, 43);
+    for (Mode mode : {Mode::Train, Mode::Infer}) {
+        const auto y = runLayer(conv, {n, c, h, w}, x, mode);
+        for (Index b = 0; b < n; ++b)
+            for (Index f = 0; f < o; ++f)
+                for (Index i = 0; i < h; ++i)
+                    for (Index j = 0; j < w; ++j) {
+                        double acc = conv.bias()->value[f];
+                        for (Index ci = 0; ci < c; ++ci)
+                            for (Index ki = 0; ki < k; ++ki)
+                                for (Index kj = 0; kj < k; ++kj) {
+                                    const Index yi = i - 1 + ki, xj = j - 1 + kj;
+                                    if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;
+                                    acc += conv.weights()->value[((f * c + ci) * k + ki) * k + kj] *
+                                           x[((b * c + ci) * h + yi) * w + xj];
+                                }
+                        BOOST_TEST(y[((b * o + f) * h + i) * w + j] == acc,
+                                   boost::test_tools::tolerance(2e-3));
+                    }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(linear_on_4d_input_uses_chw_order) {
     const Index n = 3, c = 4, h = 2, w = 3, o = 6;
     Linear fc("fc", c * h * w, o, true);
@@ -299,6 +328,29 @@ BOOST_AUTO_TEST_CASE(tiny_cnn_with_and_without_bn) {
         net->setTrainData(d, 6, 1);
         gradCheck(*net, 6, 3e-2);
     }
+}
+
+BOOST_AUTO_TEST_CASE(winograd_gradients_equal_direct_gradients) {
+    io::Dataset d = bands(6, 8, 3, 1.0f);
+    std::vector<Vector> grads[2];
+    for (int variant = 0; variant < 2; ++variant) {
+        std::vector<std::unique_ptr<Layer>> L;
+        L.push_back(std::make_unique<Conv2d>("conv1", 1, 16, 3, 1, 1, true));
+        L.push_back(std::make_unique<Relu>("relu1"));
+        auto conv2 = std::make_unique<Conv2d>("conv2", 16, 16, 3, 1, 1, true);
+        conv2->setWinograd(variant == 0);
+        L.push_back(std::move(conv2));
+        L.push_back(std::make_unique<BatchNorm>("bn2", 16, 1e-5f, 0.1f, true));
+        L.push_back(std::make_unique<Linear>("fc", 16 * 8 * 8, 3, true));
+        Network net("w", std::move(L), {1, 8, 8}, 3);
+        net.initialize(9);
+        net.setTrainData(d, 6, 1);
+        net.evaluateWithGradient(0, optim::Pass::Probe);
+        for (ParameterBlock* b : net.parameters().all()) grads[variant].push_back(b->grad);
+    }
+    for (size_t i = 0; i < grads[0].size(); ++i)
+        BOOST_TEST((grads[0][i] - grads[1][i]).norm() <= 2e-3 * std::max(1.0f, grads[1][i].norm()),
+                   "block " << i);
 }
 
 BOOST_AUTO_TEST_CASE(lenet5_small_width_with_dropout_and_hinge) {

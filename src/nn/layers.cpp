@@ -254,26 +254,24 @@ LayerCost Conv2d::cost(const memory::dims& src) const {
 std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src, Mode mode) {
     const memory::dims srcDims = src.dims();
     const memory::dims dstDims = outputDims(srcDims);
-    return guarded(name_, srcDims, [&]() -> std::unique_ptr<LayerExec> {
-        namespace d = dnnl;
-        const memory::dims wDims{out_, in_, k_, k_};
-        const memory::dims strides{stride_, stride_}, pad{pad_, pad_};
-        const memory::desc bMd = hasBias_ ? memory::desc({out_}, dt::f32, tag::a) : memory::desc();
-        const auto prop = mode == Mode::Train ? d::prop_kind::forward_training
-                                              : d::prop_kind::forward_inference;
-        d::convolution_forward::desc fd(prop, d::algorithm::convolution_direct, anyMd(srcDims),
-                                        anyMd(wDims), bMd, anyMd(dstDims), strides, pad, pad);
+    namespace d = dnnl;
+    const memory::dims wDims{out_, in_, k_, k_};
+    const memory::dims strides{stride_, stride_}, pad{pad_, pad_};
+    const memory::desc bMd = hasBias_ ? memory::desc({out_}, dt::f32, tag::a) : memory::desc();
+    const auto prop = mode == Mode::Train ? d::prop_kind::forward_training
+                                          : d::prop_kind::forward_inference;
+    auto build = [&](d::algorithm alg) {
+        d::convolution_forward::desc fd(prop, alg, anyMd(srcDims), anyMd(wDims), bMd,
+                                        anyMd(dstDims), strides, pad, pad);
         d::convolution_forward::primitive_desc fpd(fd, ctx.engine);
         WeightedExec::Pds p;
         p.fwdPd = fpd;
         p.fwd = d::convolution_forward(fpd);
         if (mode == Mode::Train) {
-            d::convolution_backward_data::desc bdd(d::algorithm::convolution_direct,
-                                                   anyMd(srcDims), anyMd(wDims), anyMd(dstDims),
-                                                   strides, pad, pad);
+            d::convolution_backward_data::desc bdd(alg, anyMd(srcDims), anyMd(wDims),
+                                                   anyMd(dstDims), strides, pad, pad);
             d::convolution_backward_data::primitive_desc bdpd(bdd, ctx.engine, fpd);
-            d::convolution_backward_weights::desc bwd(d::algorithm::convolution_direct,
-                                                      anyMd(srcDims), anyMd(wDims), bMd,
+            d::convolution_backward_weights::desc bwd(alg, anyMd(srcDims), anyMd(wDims), bMd,
                                                       anyMd(dstDims), strides, pad, pad);
             d::convolution_backward_weights::primitive_desc bwpd(bwd, ctx.engine, fpd);
             p.bwdDataPd = bdpd;
@@ -284,6 +282,18 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
         return std::make_unique<WeightedExec>(ctx, mode, weights_, bias_,
                                               memory::desc(wDims, dt::f32, tag::oihw), src,
                                               std::move(p));
+    };
+    // Winograd F(4x4, 3x3) is about 2x faster than direct convolution for 3x3 stride-1 layers
+    // with enough input channels (docs/bench-train.md); direct stays for the first layer of an
+    // RGB/gray image and for other kernels. Not every CPU has it: fall back to direct.
+    if (winograd_ && k_ == 3 && stride_ == 1 && in_ >= 16) {
+        try {
+            return build(d::algorithm::convolution_winograd);
+        } catch (const dnnl::error&) {
+        }
+    }
+    return guarded(name_, srcDims, [&]() -> std::unique_ptr<LayerExec> {
+        return build(d::algorithm::convolution_direct);
     });
 }
 

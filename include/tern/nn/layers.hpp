@@ -27,11 +27,15 @@ public:
     Index padding() const { return pad_; }
     ParameterBlock* weights() const { return weights_; }
     ParameterBlock* bias() const { return bias_; }
+    /// Allow Winograd for 3x3 stride-1 convolutions with >= 16 input channels (default on;
+    /// off gives direct convolution everywhere, e.g. for tight finite-difference checks).
+    void setWinograd(bool on) { winograd_ = on; }
 
 private:
     std::string name_;
     Index in_, out_, k_, stride_, pad_;
     bool hasBias_, quantize_;
+    bool winograd_ = true;
     ParameterBlock* weights_ = nullptr;
     ParameterBlock* bias_ = nullptr;
 };
