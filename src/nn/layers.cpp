@@ -378,10 +378,18 @@ namespace {
 
 class BatchNormExec final : public LayerExec {
 public:
-    BatchNormExec(Context& ctx, Mode mode, BatchNorm& layer, const memory::desc& src)
+    BatchNormExec(Context& ctx, Mode mode, BatchNorm& layer, const memory::desc& src2)
         : ctx_(ctx), mode_(mode), L_(layer) {
         namespace d = dnnl;
         auto& eng = ctx.engine;
+        // A plain (N, C) input is run as (N, C, 1, 1) channels-last (the same bytes), where
+        // oneDNN has its JIT batch norm; the 2-D reference implementation is several x slower.
+        view2d_ = src2.dims().size() == 2;
+        const memory::desc src =
+            view2d_ ? memory::desc({src2.dims()[0], src2.dims()[1], 1, 1}, dt::f32, tag::nhwc)
+                    : src2;
+        srcView_ = memory(src, eng, nullptr);
+        diffDstView_ = memory(src, eng, nullptr);
         const Index c = layer.channels();
         const memory::desc cMd({c}, dt::f32, tag::a);
         auto flags = d::normalization_flags::use_scale | d::normalization_flags::use_shift;
@@ -392,8 +400,9 @@ public:
         d::batch_normalization_forward::desc fd(prop, src, layer.epsilon(), flags);
         fpd_ = d::batch_normalization_forward::primitive_desc(fd, eng);
         fwd_ = d::batch_normalization_forward(fpd_);
-        dstMd_ = fpd_.dst_desc();
-        dst_ = memory(dstMd_, eng);
+        dst_ = memory(fpd_.dst_desc(), eng);
+        dstMd_ = view2d_ ? src2 : fpd_.dst_desc();
+        dstOut_ = view2d_ ? memory(src2, eng, dst_.get_data_handle()) : dst_;
         scale_ = memory(cMd, eng, layer.gamma()->value.data());
         shift_ = memory(cMd, eng, layer.beta()->value.data());
         if (mode == Mode::Infer) {
@@ -412,13 +421,15 @@ public:
         bpd_ = d::batch_normalization_backward::primitive_desc(bd, eng, fpd_);
         bwd_ = d::batch_normalization_backward(bpd_);
         diffSrc_ = memory(src, eng);
+        diffSrcOut_ = view2d_ ? memory(src2, eng, diffSrc_.get_data_handle()) : diffSrc_;
         if (layer.fusedRelu()) workspace_ = memory(fpd_.workspace_desc(), eng);
         diffScale_ = memory(cMd, eng, layer.gamma()->grad.data());
         diffShift_ = memory(cMd, eng, layer.beta()->grad.data());
     }
 
     const memory& forward(const memory& src, Pass pass) override {
-        src_ = src;
+        srcView_.set_data_handle(src.get_data_handle());
+        src_ = srcView_;
         scale_.set_data_handle(L_.gamma()->value.data());
         shift_.set_data_handle(L_.beta()->value.data());
         if (mode_ == Mode::Infer) {
@@ -441,16 +452,17 @@ public:
             L_.runningMean() = (1 - mom) * L_.runningMean() + mom * m;
             L_.runningVar() = (1 - mom) * L_.runningVar() + (mom * unbias) * v;
         }
-        return dst_;
+        return dstOut_;
     }
 
     const memory& backward(const memory& diffDst, bool) override {
         diffScale_.set_data_handle(L_.gamma()->grad.data());
         diffShift_.set_data_handle(L_.beta()->grad.data());
+        diffDstView_.set_data_handle(diffDst.get_data_handle());
         std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src_},
                                              {DNNL_ARG_MEAN, mean_},
                                              {DNNL_ARG_VARIANCE, var_},
-                                             {DNNL_ARG_DIFF_DST, const_cast<memory&>(diffDst)},
+                                             {DNNL_ARG_DIFF_DST, diffDstView_},
                                              {DNNL_ARG_SCALE, scale_},
                                              {DNNL_ARG_SHIFT, shift_},
                                              {DNNL_ARG_DIFF_SRC, diffSrc_},
@@ -458,7 +470,7 @@ public:
                                              {DNNL_ARG_DIFF_SHIFT, diffShift_}};
         if (L_.fusedRelu()) args[DNNL_ARG_WORKSPACE] = workspace_;
         bwd_.execute(ctx_.stream, args);
-        return diffSrc_;
+        return diffSrcOut_;
     }
 
 private:
@@ -471,6 +483,8 @@ private:
     dnnl::batch_normalization_backward::primitive_desc bpd_;
     dnnl::batch_normalization_backward bwd_;
     memory src_, dst_, scale_, shift_, mean_, var_, diffSrc_, diffScale_, diffShift_, workspace_;
+    bool view2d_ = false;
+    memory srcView_, diffDstView_, dstOut_, diffSrcOut_;  // 4-D views in, 2-D views out
 };
 
 }  // namespace
