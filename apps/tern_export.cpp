@@ -83,20 +83,20 @@ int main(int argc, char** argv) {
                   << m.input()[0] << "x" << m.input()[1] << "x" << m.input()[2] << ")\n";
         if (m.mean().empty())
             std::cout << "  note: training data not found; no input normalization stored\n";
-        std::cout << std::left << std::setw(8) << "layer" << std::setw(6) << "type"
+        std::cout << std::left << std::setw(10) << "layer" << std::setw(6) << "type"
                   << std::setw(16) << "weights" << std::setw(9) << "storage" << std::setw(10)
                   << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
                   << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
         for (const DeployedLayer& l : m.layers()) {
             if (l.kind != DeployedKind::Conv && l.kind != DeployedKind::Fc) {
-                std::cout << std::setw(8) << l.name << kindName(l.kind) << '\n';
+                std::cout << std::setw(10) << l.name << kindName(l.kind) << '\n';
                 continue;
             }
             const Index n = l.weightShape.size();
             std::ostringstream s;
             s << std::setprecision(4) << l.scale.minCoeff() << " / " << l.scale.mean() << " / "
               << l.scale.maxCoeff();
-            std::cout << std::setw(8) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
+            std::cout << std::setw(10) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
                       << l.weightShape.str() << std::setw(9) << (l.ternary ? "2-bit" : "float32")
                       << std::setw(10) << l.nonzeros() << std::setw(10) << std::fixed
                       << std::setprecision(3) << 1.0 - double(l.nonzeros()) / double(n)
