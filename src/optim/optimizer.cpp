@@ -142,10 +142,15 @@ TrainReport Optimizer::optimize(Objective& f,
     if (diverged_) report.status = Status::Diverged;
     for (Index epoch = epoch_; epoch < train_.maxEpochs && report.status == Status::Running;
          ++epoch) {
-        setLearningRate(train_.lr.lr(epoch));
-        if (train_.shuffle) f.shuffle(rng_);
+        // A run stopped mid-epoch and reloaded continues that epoch where it stopped, with
+        // the saved lr and batch order.
+        const bool midEpoch = epochSteps_ > 0;
+        if (!midEpoch) {
+            setLearningRate(train_.lr.lr(epoch));
+            if (train_.shuffle) f.shuffle(rng_);
+        }
         bool stop = false;
-        for (Index b = 0; b < batches; ++b) {
+        for (Index b = midEpoch ? epochSteps_ : 0; b < batches; ++b) {
             const double loss = step(f, b);
             ++report.steps;
             if (!std::isfinite(loss)) {

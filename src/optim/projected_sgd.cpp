@@ -90,6 +90,9 @@ void ProjectedSgd::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& sta
 void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "projection", projection_->name());
     out.attr(prefix, "granularity", granularityName(granularity_));
+    size_t k = 0;
+    for (const ParameterBlock* b : blocks())
+        if (b->constrained) out.writeInts(prefix + "/codes/" + b->name, epochCodes_[k++]);
 }
 
 void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
@@ -101,9 +104,10 @@ void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
             fail("ProjectedSgd::load()", "state '" + prefix + "' has " + key + " '" + theirs +
                                              "', this optimizer has '" + mine + "'");
     }
+    // codes at the start of the epoch (a mid-epoch save keeps the flip ratio exact)
     epochCodes_.clear();
     for (const ParameterBlock* b : blocks())
-        if (b->constrained) epochCodes_.push_back(signCodes(b->value));
+        if (b->constrained) epochCodes_.push_back(in.readInts(prefix + "/codes/" + b->name));
 }
 
 }  // namespace tern::optim

@@ -89,7 +89,8 @@ void InnerUpdate::direction(Index slot, CVecRef w, CVecRef g, bool decay, VecRef
 }
 
 void InnerUpdate::apply(Index slot, VecRef w, CVecRef g, double lr, bool decay) {
-    Vector d(w.size());
+    Vector& d = state_[static_cast<size_t>(slot)].d;  // reused: no allocation per step
+    d.resize(w.size());
     direction(slot, w, g, decay, d);
     w -= static_cast<Scalar>(lr) * d;
 }

@@ -92,7 +92,8 @@ public:
 
     /// Runs epochs [epoch(), maxEpochs): shuffle, lr schedule, steps, endEpoch, callbacks,
     /// stopping tests. Calls begin(f) first unless begin(f) or load() was called since the
-    /// last optimize() (so begin + load + optimize resumes a saved run). A non-finite loss or
+    /// last optimize() (so begin + load + optimize resumes a saved run; a run saved mid-epoch
+    /// continues that epoch at the next batch, without reshuffling). A non-finite loss or
     /// iterate ends the run with Status::Diverged. On return the constrained blocks' values are
     /// the deployable point (on C); the training point stays inside (restore() brings it back).
     TrainReport optimize(Objective& f, const std::vector<std::shared_ptr<Callback>>& callbacks = {});
@@ -102,7 +103,9 @@ public:
     void begin(Objective& f);
     /// One minibatch update at the current learning rate; returns the batch loss at the
     /// training point. Returns NaN (and diverged() becomes true) when the loss or the updated
-    /// iterate is not finite; the iterate is then left at its last finite value.
+    /// iterate is not finite (ProjectedSgd then keeps its last point on C; ADMM's G and STE's
+    /// last Q(W) stay finite, so deploy() still gives a point on C). Throws
+    /// std::invalid_argument if begin(f) was not called or the batch is out of range.
     /// Restores the training point first if deploy() was called.
     double step(Objective& f, Index batch);
     /// Closes an epoch: method bookkeeping (ADMM G/U-steps and rho), statistics, counters.

@@ -92,6 +92,7 @@ private:
         Vector m;               // SGD velocity, or Adam first moment
         Vector s;               // Adam second moment
         std::int64_t t = 0;     // Adam step count
+        Vector d;               // scratch for apply()
     };
     InnerSettings settings_;
     std::vector<Slot> state_;
