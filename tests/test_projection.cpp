@@ -585,3 +585,29 @@ BOOST_AUTO_TEST_CASE(project_argument_checks) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// Large groups take the radix-sort path: the result must equal a std::sort reference exactly.
+BOOST_AUTO_TEST_CASE(exact_ternary_large_groups_match_sort_reference) {
+    for (Index n : {4096, 10000, 100003}) {
+        Vector v = tern::testing::randomVector(n, static_cast<std::uint64_t>(n));
+        v.head(50).setZero();           // zeros and exact ties
+        v.segment(50, 50).setConstant(0.75f);
+        std::vector<float> mags(v.data(), v.data() + n);
+        for (float& m : mags) m = std::abs(m);
+        std::sort(mags.begin(), mags.end(), std::greater<>());
+        double sum = 0, best = 0, bestSum = 0;
+        Index bestK = 0;
+        for (Index k = 1; k <= n; ++k) {
+            sum += mags[static_cast<size_t>(k - 1)];
+            if (sum * sum / double(k) > best) {
+                best = sum * sum / double(k);
+                bestK = k;
+                bestSum = sum;
+            }
+        }
+        Vector z(n);
+        const auto r = tern::proj::makeProjection("ternary:exact")->project(v, z);
+        BOOST_TEST(r[0].nonzeros == bestK);
+        BOOST_TEST(r[0].scale == static_cast<float>(bestSum / double(bestK)));
+    }
+}

@@ -4,8 +4,11 @@
 #include "detail.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 
 namespace tern::proj {
@@ -124,6 +127,35 @@ std::vector<std::string> SpecOptions::remaining() const {
     return out;
 }
 
+namespace {
+
+/// Sorts non-negative finite floats in descending order. Their IEEE-754 bit patterns order like
+/// unsigned integers, so an LSD radix sort on ~bits (3 passes of 11, 11, 10 bits) gives exactly
+/// std::sort's result in O(n); several times faster on the 10^5..10^7 weights of a layer.
+void radixSortDescending(std::vector<Scalar>& x) {
+    static_assert(sizeof(Scalar) == sizeof(std::uint32_t));
+    const std::size_t n = x.size();
+    std::vector<std::uint32_t> a(n), b(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t u;
+        std::memcpy(&u, &x[i], sizeof u);
+        a[i] = ~u;  // descending values = ascending complemented bits
+    }
+    for (int shift : {0, 11, 22}) {
+        std::array<std::size_t, 2049> count{};
+        for (std::uint32_t u : a) ++count[((u >> shift) & 2047u) + 1];
+        for (std::size_t d = 1; d < count.size(); ++d) count[d] += count[d - 1];
+        for (std::uint32_t u : a) b[count[(u >> shift) & 2047u]++] = u;
+        a.swap(b);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint32_t u = ~a[i];
+        std::memcpy(&x[i], &u, sizeof u);
+    }
+}
+
+}  // namespace
+
 std::vector<Scalar> sortedMagnitudes(CVecRef v, Index count) {
     std::vector<Scalar> mags(static_cast<std::size_t>(v.size()));
     for (Index i = 0; i < v.size(); ++i) mags[static_cast<std::size_t>(i)] = std::abs(v[i]);
@@ -131,7 +163,10 @@ std::vector<Scalar> sortedMagnitudes(CVecRef v, Index count) {
     // Sorting the values, not indices: contiguous, several times faster than an index sort.
     if (count < v.size())
         std::nth_element(mags.begin(), mags.begin() + count, mags.end(), std::greater<>());
-    std::sort(mags.begin(), mags.begin() + count, std::greater<>());
+    if (count == v.size() && count >= 4096)
+        radixSortDescending(mags);
+    else
+        std::sort(mags.begin(), mags.begin() + count, std::greater<>());
     return mags;
 }
 
