@@ -6,6 +6,7 @@
 #include "tern/core/types.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/dataset.hpp"
+#include "tern/nn/export.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"

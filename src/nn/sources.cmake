@@ -4,4 +4,5 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/loss.cpp
   ${CMAKE_CURRENT_LIST_DIR}/network.cpp
   ${CMAKE_CURRENT_LIST_DIR}/models.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/trainer.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/trainer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/export.cpp)

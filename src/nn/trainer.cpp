@@ -285,8 +285,6 @@ NetworkCost networkCost(Network& net, const std::vector<LayerQuant>& layers, boo
 
 // ------------------------------------------------------------------------- train
 
-namespace {
-
 std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& c) {
     const Granularity g = parseGranularity(c.granularity);
     optim::InnerSettings inner;
@@ -329,6 +327,8 @@ std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& c) {
     if (c.method == "bc") ste.latentClip = 1;
     return std::make_unique<optim::Ste>([p, g] { return proj::makeSte(p, g); }, ste, inner, train);
 }
+
+namespace {
 
 std::string defaultDataDir(const TrainConfig& c) {
     if (!c.dataDir.empty()) return c.dataDir;

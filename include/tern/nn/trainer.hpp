@@ -4,6 +4,7 @@
 /// thin command line over this; tern-ablate runs many of these.
 #include "tern/io/dataset.hpp"
 #include "tern/nn/models.hpp"
+#include "tern/optim/optimizer.hpp"
 
 #include <atomic>
 #include <cstdint>
@@ -110,6 +111,10 @@ extern std::atomic<bool> stopRequested;
 /// std::invalid_argument for a bad configuration, std::runtime_error for data or checkpoint
 /// problems (naming the file).
 TrainResult train(const TrainConfig& config, std::ostream* progress);
+
+/// The optimizer that implements `config.method` (fp -> Sgd; bc/bwn/twn/ttq -> Ste; admm; pgd),
+/// with the configuration's inner update, schedule and method settings.
+std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& config);
 
 /// Quantization statistics of the constrained blocks as they are now.
 std::vector<LayerQuant> quantStats(Network& net, Granularity g);

@@ -1,0 +1,89 @@
+// tern-bench-methods: cost of one training step of each method, relative to the float baseline,
+// on LeNet-5 (or VGG-7) with synthetic data. A step = what the method does per minibatch
+// (forward, backward, projection/quantizer, update); ADMM's extragradient predictor is a second
+// forward/backward pass and is reported both with and without it.
+#include "tern/nn/models.hpp"
+#include "tern/nn/trainer.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+
+namespace po = boost::program_options;
+using namespace tern;
+
+int main(int argc, char** argv) {
+    std::string model = "lenet5";
+    Index batch = 100, iters = 30, warmup = 5;
+    int threads = 2;
+    po::options_description opts("tern-bench-methods");
+    opts.add_options()("model", po::value(&model)->default_value(model), "lenet5 | vgg7")(
+        "batch", po::value(&batch)->default_value(batch), "batch size")(
+        "iters", po::value(&iters)->default_value(iters), "timed steps per method")(
+        "warmup", po::value(&warmup)->default_value(warmup), "untimed steps first")(
+        "threads", po::value(&threads)->default_value(threads), "threads")("help,h", "help");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, opts), vm);
+        po::notify(vm);
+    } catch (const std::exception& e) {
+        std::cerr << "tern-bench-methods: " << e.what() << '\n';
+        return 1;
+    }
+    if (vm.count("help")) {
+        std::cout << opts;
+        return 0;
+    }
+    nn::setNumThreads(threads);
+    const bool mnist = model == "lenet5";
+    io::Dataset d;
+    d.name = "synthetic";
+    d.channels = mnist ? 1 : 3;
+    d.height = d.width = mnist ? 28 : 32;
+    d.count = batch * (warmup + iters);
+    std::mt19937_64 rng(1);
+    std::normal_distribution<float> n;
+    d.images.resize(static_cast<size_t>(d.count * d.imageSize()));
+    for (auto& v : d.images) v = n(rng);
+    for (Index i = 0; i < d.count; ++i) d.labels.push_back(static_cast<int>(i % 10));
+
+    struct Case {
+        std::string label, method;
+        bool extragradient = true;
+    };
+    const std::vector<Case> cases{{"fp", "fp"},          {"bc", "bc"},
+                                  {"bwn", "bwn"},        {"twn", "twn"},
+                                  {"ttq", "ttq"},        {"pgd", "pgd"},
+                                  {"admm (plain W-step)", "admm", false},
+                                  {"admm (extragradient)", "admm", true}};
+    double fpMs = 0;
+    std::printf("| method | ms/step (median) | p10 | p90 | vs fp |\n|---|---:|---:|---:|---:|\n");
+    for (const Case& c : cases) {
+        auto net = nn::makeModel(model, {d.channels, d.height, d.width}, 10);
+        net->initialize(1);
+        net->setTrainData(d, batch, 1);
+        nn::TrainConfig cfg;
+        cfg.method = c.method;
+        cfg.extragradient = c.extragradient;
+        auto opt = nn::makeMethod(cfg);
+        opt->begin(*net);
+        std::vector<double> ms;
+        for (Index b = 0; b < warmup + iters; ++b) {
+            const auto t0 = std::chrono::steady_clock::now();
+            opt->step(*net, b);
+            const double t = std::chrono::duration<double, std::milli>(
+                                 std::chrono::steady_clock::now() - t0).count();
+            if (b >= warmup) ms.push_back(t);
+        }
+        std::sort(ms.begin(), ms.end());
+        const double med = ms[ms.size() / 2];
+        if (c.method == "fp") fpMs = med;
+        std::printf("| %s | %.2f | %.2f | %.2f | %+.1f%% |\n", c.label.c_str(), med,
+                    ms[ms.size() / 10], ms[ms.size() * 9 / 10], 100.0 * (med / fpMs - 1.0));
+    }
+    return 0;
+}
