@@ -18,46 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void writeBigEndian(std::ofstream& f, std::uint32_t v) {
-    const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
-                                static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
-    f.write(reinterpret_cast<const char*>(b), 4);
-}
-
-/// Writes an IDX split of a 3-class "bands" problem (class c: a bright c-th horizontal band).
-void writeBands(const std::string& dir, const std::string& prefix, int count, int size,
-                std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> noise(0, 40);
-    std::ofstream img(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
-    std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
-    writeBigEndian(img, 2051);
-    writeBigEndian(img, count);
-    writeBigEndian(img, size);
-    writeBigEndian(img, size);
-    writeBigEndian(lab, 2049);
-    writeBigEndian(lab, count);
-    for (int i = 0; i < count; ++i) {
-        const int c = static_cast<int>(rng() % 3);
-        lab.put(static_cast<char>(c));
-        for (int y = 0; y < size; ++y)
-            for (int x = 0; x < size; ++x) {
-                const float v = ((y * 3 / size) == c ? 190.0f : 60.0f) + noise(rng);
-                img.put(static_cast<char>(static_cast<unsigned char>(std::clamp(v, 0.0f, 255.0f))));
-            }
-    }
-}
-
-/// A data directory shared by the tests of this binary.
-const std::string& dataDir() {
-    static const std::string dir = [] {
-        const std::string d = testing::tempDir("train-data");
-        writeBands(d, "train", 240, 12, 1);
-        writeBands(d, "t10k", 90, 12, 2);
-        return d;
-    }();
-    return dir;
-}
+const std::string& dataDir() { return testing::bandsDataDir(); }
 
 TrainConfig tinyConfig(const std::string& method) {
     TrainConfig c;

@@ -1,7 +1,9 @@
 #include "testing/helpers.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <unistd.h>
 
 namespace tern::testing {
@@ -15,6 +17,49 @@ std::string tempDir(const std::string& tag) {
     fs::remove_all(p);
     fs::create_directories(p);
     return p.string();
+}
+
+namespace {
+
+void writeBigEndian(std::ofstream& f, std::uint32_t v) {
+    const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                                static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+    f.write(reinterpret_cast<const char*>(b), 4);
+}
+
+}  // namespace
+
+void writeBandsIdx(const std::string& dir, const std::string& prefix, int count, int size,
+                   std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> noise(0, 40);
+    std::ofstream img(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+    std::ofstream lab(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+    writeBigEndian(img, 2051);
+    writeBigEndian(img, static_cast<std::uint32_t>(count));
+    writeBigEndian(img, static_cast<std::uint32_t>(size));
+    writeBigEndian(img, static_cast<std::uint32_t>(size));
+    writeBigEndian(lab, 2049);
+    writeBigEndian(lab, static_cast<std::uint32_t>(count));
+    for (int i = 0; i < count; ++i) {
+        const int c = static_cast<int>(rng() % 3);
+        lab.put(static_cast<char>(c));
+        for (int y = 0; y < size; ++y)
+            for (int x = 0; x < size; ++x) {
+                const float v = ((y * 3 / size) == c ? 190.0f : 60.0f) + noise(rng);
+                img.put(static_cast<char>(static_cast<unsigned char>(std::clamp(v, 0.0f, 255.0f))));
+            }
+    }
+}
+
+const std::string& bandsDataDir() {
+    static const std::string dir = [] {
+        const std::string d = tempDir("bands-data");
+        writeBandsIdx(d, "train", 240, 12, 1);
+        writeBandsIdx(d, "t10k", 90, 12, 2);
+        return d;
+    }();
+    return dir;
 }
 
 }  // namespace tern::testing

@@ -30,4 +30,13 @@ struct messageContains {
 /// A fresh empty directory under the system temp dir, unique per call.
 std::string tempDir(const std::string& tag);
 
+/// Writes DIR/PREFIX-images-idx3-ubyte and DIR/PREFIX-labels-idx1-ubyte: a 3-class "bands"
+/// problem (class c: a bright c-th horizontal band of a size x size image, plus noise).
+void writeBandsIdx(const std::string& dir, const std::string& prefix, int count, int size,
+                   std::uint64_t seed);
+
+/// A temp directory holding a bands train split (240 images) and test split (90), 12x12, in
+/// MNIST's file names; made once per test binary.
+const std::string& bandsDataDir();
+
 }  // namespace tern::testing
