@@ -25,29 +25,24 @@ std::string TernaryTwn::name() const {
 }
 
 GroupResult TernaryTwn::projectGroup(CVecRef v, VecRef z) const {
+    // Branch-free, vectorised passes: the threshold test is a coin flip per weight, so a
+    // branchy loop spends most of its time in mispredictions.
     const Index n = v.size();
+    const auto mag = v.array().abs();
     // delta = ratio * mean |v_i|
-    double sumAbs = 0;
-    for (Index i = 0; i < n; ++i) sumAbs += std::abs(static_cast<double>(v[i]));
-    const double delta = static_cast<double>(ratio_) * sumAbs / static_cast<double>(n);
+    const double sumAbs = mag.cast<double>().sum();
+    const auto delta = static_cast<Scalar>(static_cast<double>(ratio_) * sumAbs / static_cast<double>(n));
     // a = mean of |v_i| over I = {|v_i| > delta}
-    double sumI = 0;
-    Index countI = 0;
-    for (Index i = 0; i < n; ++i)
-        if (std::abs(static_cast<double>(v[i])) > delta) {
-            sumI += std::abs(static_cast<double>(v[i]));
-            ++countI;
-        }
+    const auto above = mag > delta;
+    const auto inI = above.cast<Scalar>();
+    const double sumI = (mag * inI).cast<double>().sum();
+    const Index countI = above.count();
     Scalar a = 1;
     if (scale_ == ScaleMode::Free)
         a = countI > 0 ? static_cast<Scalar>(sumI / static_cast<double>(countI)) : Scalar(0);
-    GroupResult res{a, 0};
-    for (Index i = 0; i < n; ++i) {
-        const Scalar vi = v[i];  // z may alias v
-        z[i] = (a > 0 && std::abs(static_cast<double>(vi)) > delta) ? (vi < 0 ? -a : a) : Scalar(0);
-        res.nonzeros += z[i] != 0;
-    }
-    return res;
+    // z = a * sign(v) on I, 0 elsewhere (elementwise, so z may alias v)
+    z.array() = (a * inI) * v.array().sign();
+    return GroupResult{a, a > 0 ? countI : 0};
 }
 
 // ---------------------------------------------------------------- exact
