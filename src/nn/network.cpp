@@ -60,12 +60,15 @@ void Network::initialize(std::uint64_t seed) {
     for (auto& l : layers_) l->initialize(rng);
 }
 
+void Network::checkImages(const io::Dataset& d, const char* where) const {
+    if (d.channels != input_[0] || d.height != input_[1] || d.width != input_[2])
+        fail(where, TERN_MSG("dataset '" << d.name << "' has images " << d.channels << "x"
+                                         << d.height << "x" << d.width << ", the network expects "
+                                         << input_[0] << "x" << input_[1] << "x" << input_[2]));
+}
+
 void Network::setTrainData(const io::Dataset& train, Index batchSize, std::uint64_t seed) {
-    if (train.channels != input_[0] || train.height != input_[1] || train.width != input_[2])
-        fail("Network::setTrainData()",
-             TERN_MSG("dataset '" << train.name << "' has images " << train.channels << "x"
-                                  << train.height << "x" << train.width << ", the network expects "
-                                  << input_[0] << "x" << input_[1] << "x" << input_[2]));
+    checkImages(train, "Network::setTrainData()");
     requirePositive(static_cast<double>(batchSize), "Network::setTrainData()", "batchSize");
     if (train.count < batchSize)
         fail("Network::setTrainData()", TERN_MSG("dataset '" << train.name << "' has "
@@ -89,28 +92,31 @@ void Network::shuffle(std::mt19937_64& rng) {
     gathered_ = -1;
 }
 
+std::unique_ptr<Network::Plan> Network::compile(Mode mode, Index batch) {
+    auto p = std::make_unique<Plan>();
+    p->mode = mode;
+    p->batch = batch;
+    p->input.assign(static_cast<size_t>(batch * input_[0] * input_[1] * input_[2]), 0.0f);
+    memory::desc md({batch, input_[0], input_[1], input_[2]}, memory::data_type::f32,
+                    memory::format_tag::nchw);
+    p->inputMem = memory(md, ctx_.engine, p->input.data());
+    for (auto& l : layers_) {
+        p->execs.push_back(l->compile(ctx_, md, mode));
+        md = p->execs.back()->dstDesc();
+    }
+    if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
+        fail("Network::compile()", "the last layer's output is not a plain (N, classes) tensor");
+    return p;
+}
+
 Network::Plan& Network::trainPlan() {
     if (!train_) fail("Network::evaluateWithGradient()", "no training data bound (setTrainData)");
     if (!train_plan_) {
-        auto p = std::make_unique<Plan>();
-        p->mode = Mode::Train;
-        p->batch = batch_;
-        train_plan_ = std::move(p);
-        auto& plan = *train_plan_;
-        plan.input.assign(static_cast<size_t>(batch_ * input_[0] * input_[1] * input_[2]), 0.0f);
-        memory::desc md({batch_, input_[0], input_[1], input_[2]}, memory::data_type::f32,
-                        memory::format_tag::nchw);
-        plan.inputMem = memory(md, ctx_.engine, plan.input.data());
-        for (auto& l : layers_) {
-            plan.execs.push_back(l->compile(ctx_, md, Mode::Train));
-            md = plan.execs.back()->dstDesc();
-        }
-        const memory::desc plain({batch_, classes_}, memory::data_type::f32,
-                                 memory::format_tag::nc);
-        if (md != plain)
-            fail("Network::trainPlan()", "the last layer's output is not a plain (N, classes) tensor");
+        train_plan_ = compile(Mode::Train, batch_);
         diff_.assign(static_cast<size_t>(batch_ * classes_), 0.0f);
-        plan.diffMem = memory(plain, ctx_.engine, diff_.data());
+        train_plan_->diffMem =
+            memory({{batch_, classes_}, memory::data_type::f32, memory::format_tag::nc},
+                   ctx_.engine, diff_.data());
         labels_.assign(static_cast<size_t>(batch_), 0);
     }
     return *train_plan_;
@@ -118,21 +124,8 @@ Network::Plan& Network::trainPlan() {
 
 Network::Plan& Network::inferPlan(Index batch) {
     if (!infer_plan_ || infer_plan_->batch != batch) {
-        infer_plan_.reset();
-        auto p = std::make_unique<Plan>();
-        p->mode = Mode::Infer;
-        p->batch = batch;
-        p->input.assign(static_cast<size_t>(batch * input_[0] * input_[1] * input_[2]), 0.0f);
-        memory::desc md({batch, input_[0], input_[1], input_[2]}, memory::data_type::f32,
-                        memory::format_tag::nchw);
-        p->inputMem = memory(md, ctx_.engine, p->input.data());
-        for (auto& l : layers_) {
-            p->execs.push_back(l->compile(ctx_, md, Mode::Infer));
-            md = p->execs.back()->dstDesc();
-        }
-        if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
-            fail("Network::inferPlan()", "the last layer's output is not a plain (N, classes) tensor");
-        infer_plan_ = std::move(p);
+        infer_plan_.reset();  // free the old executors before building the new ones
+        infer_plan_ = compile(Mode::Infer, batch);
     }
     return *infer_plan_;
 }
@@ -199,12 +192,7 @@ void Network::resetTrainMetrics() {
 }
 
 std::vector<float> Network::logits(const io::Dataset& data, Index batchSize) {
-    if (data.channels != input_[0] || data.height != input_[1] || data.width != input_[2])
-        fail("Network::logits()", TERN_MSG("dataset '" << data.name << "' has images "
-                                                       << data.channels << "x" << data.height
-                                                       << "x" << data.width << ", the network expects "
-                                                       << input_[0] << "x" << input_[1] << "x"
-                                                       << input_[2]));
+    checkImages(data, "Network::logits()");
     requirePositive(static_cast<double>(batchSize), "Network::logits()", "batchSize");
     const Index b = std::min(batchSize, std::max<Index>(data.count, 1));
     Plan& plan = inferPlan(b);

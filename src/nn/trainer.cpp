@@ -450,6 +450,10 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         m << kMetricsHeader << '\n';
     }
 
+    const std::string summaryPath = out ? (fs::path(c.outDir) / "summary.json").string() : "";
+    auto elapsed = [&] {
+        return elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count();
+    };
     auto saveCheckpoint = [&](Index epoch, Index batch) {
         if (!out || !c.checkpoint) return;
         io::CheckpointWriter w(ckptPath);
@@ -463,8 +467,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         }
         w.attr("progress", "epoch", static_cast<std::int64_t>(epoch));
         w.attr("progress", "batch", static_cast<std::int64_t>(batch));
-        w.attr("progress", "seconds",
-               elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count());
+        w.attr("progress", "seconds", elapsed());
         w.attr("progress", "best_test_acc", result.bestTestAcc);
         w.attr("progress", "best_epoch", static_cast<std::int64_t>(result.bestEpoch));
         w.close();
@@ -512,16 +515,16 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                 if (tty) *progress << '\n';
                 saveCheckpoint(epoch, b + 1);
                 result.status = "interrupted";
-                result.seconds = elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count();
-                if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, epochsDone, *net);
+                result.seconds = elapsed();
+                if (out) writeSummary(summaryPath, c, result, epochsDone, *net);
                 return result;
             }
         }
         if (tty) *progress << '\n';
         if (diverged) {
             result.status = "diverged";
-            result.seconds = elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count();
-            if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, epochsDone, *net);
+            result.seconds = elapsed();
+            if (out) writeSummary(summaryPath, c, result, epochsDone, *net);
             throw std::runtime_error(TERN_MSG("train(): the loss diverged (non-finite) in epoch "
                                               << epoch + 1 << "; lower --lr. The last good checkpoint is kept"
                                               << (out ? " in " + ckptPath : std::string())));
@@ -582,8 +585,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         result.history.push_back(r);
         result.finalTestAcc = r.testAcc;
         if (r.testAcc > result.bestTestAcc || epoch == 0) {
-            result.bestTestAcc = std::max(result.bestTestAcc, r.testAcc);
-            if (r.testAcc >= result.bestTestAcc) result.bestEpoch = epoch;
+            result.bestTestAcc = r.testAcc;
+            result.bestEpoch = epoch;
         }
         epochsDone = epoch + 1;
         if (out) {
@@ -612,8 +615,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         if (quantized) result.layers = quantStats(*net, gran);
         result.cost = networkCost(*net, result.layers, hasScale);
     }
-    result.seconds = elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count();
-    if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, epochsDone, *net);
+    result.seconds = elapsed();
+    if (out) writeSummary(summaryPath, c, result, epochsDone, *net);
     return result;
 }
 

@@ -67,8 +67,10 @@ public:
 
 private:
     struct Plan;  // compiled executors for one (mode, batch size)
+    std::unique_ptr<Plan> compile(Mode mode, Index batch);
     Plan& trainPlan();
     Plan& inferPlan(Index batch);
+    void checkImages(const io::Dataset& d, const char* where) const;
     void gather(Index batch);
     const float* forward(Plan& plan, optim::Pass pass);
 
