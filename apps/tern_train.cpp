@@ -35,11 +35,31 @@ std::vector<Index> parseSteps(const std::string& s) {
     return out;
 }
 
+std::vector<double> parseFractions(const std::string& s) {
+    std::vector<double> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) {
+            std::size_t used = 0;
+            double v = 0;
+            try {
+                v = std::stod(item, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used != item.size())
+                throw std::invalid_argument("--fractions: '" + item + "' is not a number");
+            out.push_back(v);
+        }
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     tern::nn::TrainConfig c;
-    std::string lrSteps, config;
+    std::string lrSteps, fractions, config;
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false;
 
     po::options_description data("Data");
@@ -72,14 +92,18 @@ int main(int argc, char** argv) {
         ("threads", po::value(&c.threads)->default_value(0), "threads (0 = all cores)");
     po::options_description method("Method");
     method.add_options()
-        ("method", po::value(&c.method)->default_value(c.method), "fp | bc | bwn | twn | ttq | admm | pgd")
-        ("levels", po::value(&c.levels)->default_value(c.levels), "admm/pgd level set: ternary | binary | pow2")
+        ("method", po::value(&c.method)->default_value(c.method), "fp | bc | bwn | twn | ttq | admm | pgd | rpr | inc")
+        ("levels", po::value(&c.levels)->default_value(c.levels), "admm/pgd/rpr level set: ternary | binary | pow2")
         ("bits", po::value(&c.bits)->default_value(c.bits), "pow2: levels a*{0, +-1, ..., +-2^(bits-1)}")
         ("alpha", po::value(&c.alpha)->default_value(c.alpha), "free | one: scale solved or fixed to 1")
         ("exact", po::bool_switch(&c.exact), "twn: exact ternary projection instead of delta = 0.7 mean|W|")
         ("projection", po::value(&c.projection), "explicit projection spec, e.g. ternary:topk,fraction=0.3")
         ("granularity", po::value(&c.granularity)->default_value(c.granularity), "tensor | filter: one scale per tensor or per output filter")
-        ("ttq-threshold", po::value(&c.ttqThreshold)->default_value(c.ttqThreshold), "ttq: threshold t * max|W|");
+        ("ttq-threshold", po::value(&c.ttqThreshold)->default_value(c.ttqThreshold), "ttq/inc: threshold t * max|W|")
+        ("ttq-scale-lr", po::value(&c.ttqScaleLr)->default_value(c.ttqScaleLr), "ttq/inc: learning-rate factor of the trained scales Wp, Wn")
+        ("fractions", po::value(&fractions), "rpr/inc: quantized fraction per stage (default rpr 0.9,0.95,0.975,0.9875,1; inc 0.5,0.75,1)")
+        ("stage-epochs", po::value(&c.stageEpochs)->default_value(0), "rpr/inc: epochs per stage, the last lasts to the end (0 = epochs / (stages + 1))")
+        ("init", po::value(&c.init), "start from the parameters and BN statistics of a checkpoint (file or run directory), e.g. a float run");
     po::options_description admm("ADMM");
     admm.add_options()
         ("rho", po::value(&c.rho)->default_value(c.rho), "initial penalty")
@@ -118,6 +142,7 @@ int main(int argc, char** argv) {
         c.extragradient = !noExtragradient;
         c.checkpoint = !noCheckpoint;
         c.lrSteps = parseSteps(lrSteps);
+        c.fractions = parseFractions(fractions);
         c.validate();
     } catch (const std::exception& e) {
         std::cerr << "tern-train: " << e.what() << "\n(see tern-train --help)\n";

@@ -1,6 +1,7 @@
 # Tests of the optim area.
 tern_test(test_optim unit)       # inner updates, schedules, settings, loop, ADMM state, STE, resume
 tern_test(test_optim_admm unit)  # planted ternary least squares vs brute force
+tern_test(test_optim_partial unit)  # RPR and incremental quantization
 # tern-lsq end to end (needs the app)
 if(TARGET tern-lsq)
   tern_test(test_optim_lsq_app unit)

@@ -26,20 +26,10 @@ using namespace tern::optim;
 
 namespace {
 
-/// A x* + noise with A ~ N(0,1), m x n; x* = a * code with code in {-1,0,1}.
+/// Planted ternary least squares starting from a random x.
 problems::LeastSquares plantedProblem(Index m, Index n, std::uint64_t seed, Index rowsPerBatch = 0,
                                       float noise = 0.05f) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0, 1);
-    std::uniform_int_distribution<int> digit(-1, 1);
-    Eigen::MatrixXf A(m, n);
-    for (Index i = 0; i < m; ++i)
-        for (Index j = 0; j < n; ++j) A(i, j) = normal(rng);
-    Vector x(n);
-    for (Index j = 0; j < n; ++j) x[j] = 0.8f * static_cast<float>(digit(rng));
-    Vector b = A * x;
-    for (Index i = 0; i < m; ++i) b[i] += noise * normal(rng);
-    problems::LeastSquares p(A, b, rowsPerBatch);
+    problems::LeastSquares p = testing::plantedTernaryLsq(m, n, seed, noise, rowsPerBatch);
     p.x().value = testing::randomVector(n, seed + 1000, 0.3f);
     return p;
 }

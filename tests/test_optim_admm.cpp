@@ -22,17 +22,7 @@ namespace {
 
 /// b = A x* + noise, A ~ N(0,1) (m x n), x* = 0.8 * code with code uniform in {-1,0,1}^n.
 LeastSquares planted(Index m, Index n, std::uint64_t seed, float noise) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0, 1);
-    std::uniform_int_distribution<int> digit(-1, 1);
-    Eigen::MatrixXf A(m, n);
-    for (Index i = 0; i < m; ++i)
-        for (Index j = 0; j < n; ++j) A(i, j) = normal(rng);
-    Vector x(n);
-    for (Index j = 0; j < n; ++j) x[j] = 0.8f * static_cast<float>(digit(rng));
-    Vector b = A * x;
-    for (Index i = 0; i < m; ++i) b[i] += noise * normal(rng);
-    return LeastSquares(A, b);
+    return testing::plantedTernaryLsq(m, n, seed, noise);
 }
 
 /// The sign code of x (the ternary code of a point a*{-1,0,1}^n with a > 0).

@@ -54,7 +54,7 @@ std::string withoutTimes(const std::string& row) {
     return out;
 }
 
-const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd"};
+const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd", "rpr", "inc"};
 
 }  // namespace
 
@@ -104,6 +104,47 @@ BOOST_AUTO_TEST_CASE(resume_after_two_epochs_equals_four_straight_for_every_meth
         for (size_t i = 0; i < a.size(); ++i)
             BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), m << " row " << i);
     }
+}
+
+BOOST_AUTO_TEST_CASE(rpr_and_inc_report_the_fraction_and_checkpoint_the_partition) {
+    for (const std::string m : {"rpr", "inc"}) {
+        TrainConfig c = tinyConfig(m);
+        c.outDir = testing::tempDir("fraction-" + m);
+        c.fractions = {0.5, 0.8, 1.0};
+        c.stageEpochs = 1;
+        train(c, nullptr);
+        const auto rows = readLines(c.outDir + "/metrics.csv");
+        BOOST_TEST_REQUIRE(rows.size() == 5u);
+        BOOST_TEST(rows[0].substr(rows[0].rfind(',') + 1) == "freeze_fraction");
+        const std::vector<std::string> expected{"0.5", "0.8", "1", "1"};
+        for (size_t e = 0; e < 4; ++e)
+            BOOST_TEST(rows[e + 1].substr(rows[e + 1].rfind(',') + 1) == expected[e], m << " epoch " << e);
+        io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+        BOOST_TEST(ck.attrDouble("optim", "fraction") == 1.0);
+        BOOST_TEST(ck.has("optim/mask/fc1.weights"));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(init_starts_from_a_float_checkpoint) {
+    TrainConfig fp = tinyConfig("fp");
+    fp.outDir = testing::tempDir("init-fp");
+    const TrainResult base = train(fp, nullptr);
+    // Zero epochs from the float run: the deployed float weights are the float run's.
+    TrainConfig same = tinyConfig("fp");
+    same.epochs = 0;
+    same.init = fp.outDir;
+    BOOST_TEST(train(same, nullptr).finalTestAcc == base.finalTestAcc);
+    // RPR from it starts high: after one epoch it is already well above chance.
+    TrainConfig rpr = tinyConfig("rpr");
+    rpr.epochs = 1;
+    rpr.init = fp.outDir + "/checkpoint.h5";
+    BOOST_TEST(train(rpr, nullptr).finalTestAcc >= 0.8);
+    // A missing or foreign checkpoint is an error naming it.
+    rpr.init = fp.outDir + "/nothing.h5";
+    BOOST_CHECK_EXCEPTION(train(rpr, nullptr), std::runtime_error, messageContains("nothing.h5"));
+    rpr.init = fp.outDir;
+    rpr.width = 2;
+    BOOST_CHECK_EXCEPTION(train(rpr, nullptr), std::runtime_error, messageContains("--init"));
 }
 
 BOOST_AUTO_TEST_CASE(interrupt_mid_epoch_then_resume_is_exact) {

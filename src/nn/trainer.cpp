@@ -6,6 +6,7 @@
 #include "tern/nn/layers.hpp"
 #include "tern/optim/callbacks.hpp"
 #include "tern/optim/admm.hpp"
+#include "tern/optim/partial.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/optim/ste.hpp"
 #include "tern/optim/optimizer.hpp"
@@ -22,6 +23,7 @@
 #include <iomanip>
 #include <iostream>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 namespace tern::nn {
@@ -33,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd"};
+const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd", "rpr", "inc"};
 
 bool oneOf(const std::string& v, const std::vector<std::string>& set) {
     return std::find(set.begin(), set.end(), v) != set.end();
@@ -46,6 +48,52 @@ std::string joined(const std::vector<std::string>& v) {
         s += x;
     }
     return s;
+}
+
+std::string joinedNumbers(const std::vector<double>& v) {
+    std::ostringstream o;
+    o << std::setprecision(17);
+    for (size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
+    return o.str();
+}
+
+/// Mean TTQ scales (Wp, Wn) over the quantizers of an STE or partial-quantization optimizer.
+std::pair<double, double> meanScales(optim::Optimizer& opt) {
+    double wp = 0, wn = 0;
+    Index n = 0;
+    auto add = [&](proj::Quantizer& q) {
+        ParameterSet* t = q.trainable();
+        if (!t || !t->has("wp")) return;
+        wp += t->at("wp").value.mean();
+        wn += t->at("wn").value.mean();
+        ++n;
+    };
+    if (auto* ste = dynamic_cast<optim::Ste*>(&opt))
+        for (Index k = 0; k < ste->constrainedBlocks(); ++k) add(ste->quantizer(k));
+    if (auto* pq = dynamic_cast<optim::PartialQuantization*>(&opt))
+        for (Index k = 0; k < pq->constrainedBlocks(); ++k) add(pq->quantizer(k));
+    if (n == 0) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+    return {wp / static_cast<double>(n), wn / static_cast<double>(n)};
+}
+
+/// Parameters and BN running statistics from a checkpoint (file or run directory).
+void loadInitialState(Network& net, const std::string& init) {
+    std::string path = init;
+    if (fs::is_directory(path)) path = (fs::path(path) / "checkpoint.h5").string();
+    if (!fs::exists(path))
+        throw std::runtime_error("train(): --init: " + path + " does not exist");
+    io::CheckpointReader in(path);
+    for (ParameterBlock* b : net.parameters().all()) {
+        if (!in.has("params/" + b->name))
+            throw std::runtime_error("train(): --init: " + path + " has no parameter '" + b->name +
+                                     "' (a checkpoint of another model?)");
+        try {
+            b->value = in.read("params/" + b->name, b->shape);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("train(): --init: " + path + ": " + e.what());
+        }
+    }
+    for (const auto& l : net.layers()) l->loadState(in, "net/");
 }
 
 std::string fmtDuration(double s) {
@@ -75,7 +123,7 @@ std::string num(double v) {
 
 const char* kMetricsHeader =
     "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_s,nonzeros,sparsity,"
-    "flip_ratio,primal_res,dual_res,rho,ttq_wp,ttq_wn";
+    "flip_ratio,primal_res,dual_res,rho,ttq_wp,ttq_wn,freeze_fraction";
 
 std::string csvNum(double v) {
     if (!std::isfinite(v)) return "";
@@ -91,7 +139,7 @@ std::string metricsRow(const EpochRecord& r) {
       << csvNum(r.seconds) << ',' << csvNum(r.imagesPerSecond) << ',' << r.nonzeros << ','
       << csvNum(r.sparsity) << ',' << csvNum(r.flipRatio) << ',' << csvNum(r.primalRes) << ','
       << csvNum(r.dualRes) << ',' << csvNum(r.rho) << ',' << csvNum(r.wp) << ','
-      << csvNum(r.wn);
+      << csvNum(r.wn) << ',' << csvNum(r.freezeFraction);
     return o.str();
 }
 
@@ -112,7 +160,7 @@ void truncateMetrics(const std::string& path, Index epochs) {
 
 int levelsOf(const TrainConfig& c) {
     if (c.method == "bc" || c.method == "bwn") return 2;
-    if (c.method == "ttq" || c.method == "twn") return 3;
+    if (c.method == "ttq" || c.method == "twn" || c.method == "inc") return 3;
     if (c.method == "fp") return 0;
     if (!c.projection.empty()) return proj::makeProjection(c.projection)->levels();
     if (c.levels == "binary") return 2;
@@ -154,6 +202,7 @@ void TrainConfig::validate() const {
     requireNonNegative(threads, w, "threads");
     requireInRange(bits, 1, 16, w, "bits");
     requireInRange(ttqThreshold, 0, 1, w, "ttq-threshold");
+    requirePositive(ttqScaleLr, w, "ttq-scale-lr");
     requirePositive(rho, w, "rho");
     requireInRange(rhoGrowth, 1, 1e6, w, "rho-growth");
     requirePositive(rhoMax, w, "rho-max");
@@ -161,6 +210,12 @@ void TrainConfig::validate() const {
     requirePositive(static_cast<double>(evalBatch), w, "eval-batch");
     for (Index s : lrSteps)
         if (s <= 0) fail(w, TERN_MSG("lr-steps must be positive epochs (got " << s << ")"));
+    requireNonNegative(static_cast<double>(stageEpochs), w, "stage-epochs");
+    if (!fractions.empty()) {
+        optim::PartialSettings p;
+        p.fractions = fractions;
+        p.validate();
+    }
     if (resume && outDir.empty()) fail(w, "resume needs an output directory (--out)");
     if (method == "fp" && alpha == "one")
         fail(w, "alpha one has no meaning for the float baseline (method fp)");
@@ -169,7 +224,7 @@ void TrainConfig::validate() const {
 }
 
 std::string TrainConfig::projectionSpec() const {
-    if (method == "fp" || method == "ttq") return "";
+    if (method == "fp" || method == "ttq" || method == "inc") return "";
     if (!projection.empty()) return projection;
     const std::string one = alpha == "one" ? ",scale=one" : "";
     if (method == "bc") return "binary";
@@ -209,9 +264,11 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"bits", std::to_string(bits)}, {"alpha", alpha},
             {"exact", b(exact)},           {"projection", projectionSpec()},
             {"granularity", granularity},  {"ttq-threshold", n(ttqThreshold)},
+            {"ttq-scale-lr", n(ttqScaleLr)},
             {"rho", n(rho)},               {"rho-growth", n(rhoGrowth)},
             {"rho-max", n(rhoMax)},        {"outer-every", std::to_string(outerEvery)},
-            {"extragradient", b(extragradient)}};
+            {"extragradient", b(extragradient)}, {"fractions", joinedNumbers(fractions)},
+            {"stage-epochs", std::to_string(stageEpochs)}, {"init", init}};
 }
 
 // ------------------------------------------------------------------- statistics
@@ -308,8 +365,28 @@ std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& c) {
     if (c.method == "fp") return std::make_unique<optim::Sgd>(inner, train);
     if (c.method == "ttq") {
         const auto t = static_cast<Scalar>(c.ttqThreshold);
-        return std::make_unique<optim::Ste>([t, g] { return proj::makeTtq(t, g); },
-                                            optim::SteSettings{}, inner, train);
+        optim::SteSettings ste;
+        ste.trainableLr = c.ttqScaleLr;
+        return std::make_unique<optim::Ste>([t, g] { return proj::makeTtq(t, g); }, ste, inner,
+                                            train);
+    }
+    if (c.method == "rpr" || c.method == "inc") {
+        optim::PartialSettings ps = c.method == "rpr" ? optim::PartialSettings::rpr()
+                                                      : optim::PartialSettings::incremental();
+        if (!c.fractions.empty()) ps.fractions = c.fractions;
+        const auto stages = static_cast<Index>(ps.fractions.size());
+        ps.stageEpochs = c.stageEpochs > 0 ? c.stageEpochs : std::max<Index>(1, c.epochs / (stages + 1));
+        if (c.method == "inc") {
+            ps.trainableLr = c.ttqScaleLr;
+            const auto t = static_cast<Scalar>(c.ttqThreshold);
+            return std::make_unique<optim::PartialQuantization>(
+                [t, g] { return proj::makeTtq(t, g); }, g, ps, inner, train);
+        }
+        // RPR's rescale makes a fixed-scale set fit the weights; only BN makes it harmless
+        ps.rescale = c.alpha == "one" && c.batchNorm;
+        std::shared_ptr<const proj::Projection> p = proj::makeProjection(c.projectionSpec());
+        return std::make_unique<optim::PartialQuantization>([p, g] { return proj::makeSte(p, g); },
+                                                            g, ps, inner, train);
     }
     std::shared_ptr<const proj::Projection> p = proj::makeProjection(c.projectionSpec());
     if (c.method == "admm") {
@@ -404,12 +481,13 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                          data.train.numClasses, mo);
     net->initialize(c.seed);
     net->setTrainData(data.train, c.batchSize, c.seed);
+    if (!c.init.empty() && !c.resume) loadInitialState(*net, c.init);
     auto opt = makeMethod(c);
     opt->begin(*net);
     const Granularity gran = parseGranularity(c.granularity);
     const bool quantized = c.method != "fp";
     const int levels = levelsOf(c);
-    const bool hasScale = c.method == "ttq" || (c.alpha == "free" && c.method != "bc");
+    const bool hasScale = c.method == "ttq" || c.method == "inc" || (c.alpha == "free" && c.method != "bc");
 
     TrainResult result;
     result.parameters = net->parameters().numel();
@@ -540,7 +618,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         r.primalRes = st.primalRes;
         r.dualRes = st.dualRes;
         r.rho = st.rho;
-        r.wp = r.wn = std::numeric_limits<double>::quiet_NaN();
+        r.freezeFraction = st.freezeFraction;
+        std::tie(r.wp, r.wn) = meanScales(*opt);
         r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
         r.imagesPerSecond = static_cast<double>((nb - firstBatch) * c.batchSize) / std::max(r.seconds, 1e-9);
         {
@@ -563,22 +642,6 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                 }
                 r.nonzeros = nz;
                 r.sparsity = total ? 1.0 - static_cast<double>(nz) / static_cast<double>(total) : 0;
-            }
-            if (c.method == "ttq") {
-                auto* ste = dynamic_cast<optim::Ste*>(opt.get());
-                double wp = 0, wn = 0;
-                Index n = 0;
-                for (Index k = 0; ste && k < ste->constrainedBlocks(); ++k) {
-                    ParameterSet* t = ste->quantizer(k).trainable();
-                    if (!t) continue;
-                    wp += t->at("wp").value.mean();
-                    wn += t->at("wn").value.mean();
-                    ++n;
-                }
-                if (n) {
-                    r.wp = wp / static_cast<double>(n);
-                    r.wn = wn / static_cast<double>(n);
-                }
             }
             result.cost = networkCost(*net, result.layers, hasScale);
         }
@@ -603,6 +666,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
             if (quantized)
                 *progress << ", nonzeros " << r.nonzeros << " (sparsity " << std::setprecision(3)
                           << r.sparsity << ")";
+            if (std::isfinite(r.freezeFraction))
+                *progress << ", fraction " << std::setprecision(4) << r.freezeFraction;
             if (std::isfinite(r.rho))
                 *progress << std::scientific << std::setprecision(2) << ", rho " << r.rho
                           << ", primal " << r.primalRes << ", dual " << r.dualRes << std::defaultfloat;

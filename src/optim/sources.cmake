@@ -6,5 +6,6 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/admm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/projected_sgd.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ste.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/partial.cpp
   ${CMAKE_CURRENT_LIST_DIR}/least_squares.cpp
   ${CMAKE_CURRENT_LIST_DIR}/factory.cpp)

@@ -18,6 +18,7 @@ std::vector<std::int64_t> signCodes(const Vector& z) {
 
 void SteSettings::validate() const {
     requireNonNegative(latentClip, "SteSettings::validate()", "latentClip");
+    requirePositive(trainableLr, "SteSettings::validate()", "trainableLr");
 }
 
 Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
@@ -95,7 +96,9 @@ double Ste::doStep(Objective& f, Index batch) {
     // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
     const std::vector<ParameterBlock*> ts = trainables();
     for (size_t k = 0; k < ts.size(); ++k) {
-        qInner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad, learningRate(), false);
+        qInner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad,
+                      learningRate() * settings_.trainableLr, false);
+        ts[k]->value = ts[k]->value.cwiseMax(Scalar(0));
         finite = finite && ts[k]->value.allFinite();
     }
     // Unconstrained blocks: W = W - lr * inner(g)
@@ -165,6 +168,7 @@ void Ste::setTrainingPoint(Index i, const Vector& w) {
 
 void Ste::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "latentClip", settings_.latentClip);
+    out.attr(prefix, "trainableLr", settings_.trainableLr);
     std::vector<std::string> names;
     for (size_t k = 0; k < state_.size(); ++k) {
         const ParameterBlock& b = *blocks()[size_t(state_[k].slot)];

@@ -111,6 +111,39 @@ void TtqQuantizer::init(CVecRef latent, const Shape& shape) {
     }
 }
 
+void TtqQuantizer::initFrom(CVecRef latent, const Shape& shape,
+                            const std::vector<std::uint8_t>& select) {
+    const char* where = "TtqQuantizer::initFrom()";
+    const Index groups = groupsFor(latent, shape, where);
+    if (static_cast<Index>(select.size()) != latent.size())
+        fail(where, TERN_MSG("select has " << select.size() << " entries, latent has "
+                                           << latent.size()));
+    if (!initialized()) init(latent, shape);
+    Vector& wp = scales_.at("wp").value;
+    Vector& wn = scales_.at("wn").value;
+    const Index m = latent.size() / groups;
+    for (Index g = 0; g < groups; ++g) {
+        const auto w = latent.segment(g * m, m);
+        // delta = t * max|W|; Wp, Wn = mean |W| of the selected positive / negative region
+        const double delta = static_cast<double>(t_) * static_cast<double>(w.cwiseAbs().maxCoeff());
+        double sumP = 0, sumN = 0;
+        Index nP = 0, nN = 0;
+        for (Index i = 0; i < m; ++i) {
+            if (!select[size_t(g * m + i)]) continue;
+            const double x = w[i];
+            if (x > delta) {
+                sumP += x;
+                ++nP;
+            } else if (x < -delta) {
+                sumN -= x;
+                ++nN;
+            }
+        }
+        if (nP > 0) wp[g] = static_cast<Scalar>(sumP / static_cast<double>(nP));
+        if (nN > 0) wn[g] = static_cast<Scalar>(sumN / static_cast<double>(nN));
+    }
+}
+
 void TtqQuantizer::forward(CVecRef latent, VecRef wq, const Shape& shape) {
     const char* where = "TtqQuantizer::forward()";
     requireSameSize(latent.size(), wq.size(), where, "latent", "wq");

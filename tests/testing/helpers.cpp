@@ -62,4 +62,35 @@ const std::string& bandsDataDir() {
     return dir;
 }
 
+namespace {
+struct Planted {
+    Eigen::MatrixXf A;
+    Vector x, b;
+};
+Planted drawPlanted(Index m, Index n, std::uint64_t seed, float noise) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0, 1);
+    std::uniform_int_distribution<int> digit(-1, 1);
+    Planted p;
+    p.A.resize(m, n);
+    for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) p.A(i, j) = normal(rng);
+    p.x.resize(n);
+    for (Index j = 0; j < n; ++j) p.x[j] = 0.8f * static_cast<float>(digit(rng));
+    p.b = p.A * p.x;
+    for (Index i = 0; i < m; ++i) p.b[i] += noise * normal(rng);
+    return p;
+}
+}  // namespace
+
+optim::problems::LeastSquares plantedTernaryLsq(Index m, Index n, std::uint64_t seed, float noise,
+                                                Index rowsPerBatch) {
+    Planted p = drawPlanted(m, n, seed, noise);
+    return optim::problems::LeastSquares(p.A, p.b, rowsPerBatch);
+}
+
+Vector plantedTernaryCode(Index m, Index n, std::uint64_t seed) {
+    return drawPlanted(m, n, seed, 0).x;
+}
+
 }  // namespace tern::testing

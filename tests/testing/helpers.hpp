@@ -1,6 +1,7 @@
 #pragma once
 // Shared test helpers: deterministic random data and exception-message predicates.
 #include "tern/core/types.hpp"
+#include "tern/optim/problems/least_squares.hpp"
 
 #include <cstdint>
 #include <random>
@@ -38,5 +39,12 @@ void writeBandsIdx(const std::string& dir, const std::string& prefix, int count,
 /// A temp directory holding a bands train split (240 images) and test split (90), 12x12, in
 /// MNIST's file names; made once per test binary.
 const std::string& bandsDataDir();
+
+/// Planted ternary least squares: A ~ N(0,1) (m x n), b = A x* + noise * N(0,1), with
+/// x* = 0.8 * code, code uniform in {-1,0,1}^n. x starts at zero (set it as the test needs).
+optim::problems::LeastSquares plantedTernaryLsq(Index m, Index n, std::uint64_t seed,
+                                                float noise = 0.05f, Index rowsPerBatch = 0);
+/// The x* of plantedTernaryLsq(m, n, seed, ...) (same draws).
+Vector plantedTernaryCode(Index m, Index n, std::uint64_t seed);
 
 }  // namespace tern::testing

@@ -41,7 +41,7 @@ struct TrainConfig {
     std::uint64_t seed = 1;
     int threads = 0;                ///< 0 = OpenMP default
     // Method
-    std::string method = "fp";      ///< fp | bc | bwn | twn | ttq | admm | pgd
+    std::string method = "fp";      ///< fp | bc | bwn | twn | ttq | admm | pgd | rpr | inc
     std::string levels = "ternary"; ///< admm/pgd: ternary | binary | pow2
     int bits = 3;                   ///< pow2: a*{0, +-1, ..., +-2^(bits-1)}
     std::string alpha = "free";     ///< free | one: the scale a is solved or fixed to 1
@@ -49,9 +49,17 @@ struct TrainConfig {
     std::string projection;         ///< explicit makeProjection() spec (overrides levels/alpha)
     std::string granularity = "tensor";  ///< tensor | filter
     double ttqThreshold = 0.05;
+    double ttqScaleLr = 1.0;        ///< ttq / inc: learning-rate factor of Wp, Wn
     double rho = 1e-4, rhoGrowth = 1.1, rhoMax = 1e3;
     Index outerEvery = 1;
     bool extragradient = true;
+    /// rpr / inc: quantized fraction per stage (empty = the method's default: rpr 0.9, 0.95,
+    /// 0.975, 0.9875, 1; inc 0.5, 0.75, 1).
+    std::vector<double> fractions;
+    Index stageEpochs = 0;          ///< rpr / inc: epochs per stage (0 = epochs / (stages + 1))
+    /// Start from the parameters and BN statistics of this checkpoint (a file, or a run
+    /// directory holding checkpoint.h5), e.g. a float run for rpr. Ignored by --resume.
+    std::string init;
     // Output
     std::string outDir;             ///< metrics.csv, summary.json, checkpoint.h5 (empty = none)
     bool resume = false;            ///< continue from outDir/checkpoint.h5
@@ -89,7 +97,8 @@ struct EpochRecord {
     double trainLoss = 0, trainAcc = 0, testLoss = 0, testAcc = 0, lr = 0, seconds = 0,
            imagesPerSecond = 0;
     Index nonzeros = 0;
-    double sparsity = 0, flipRatio = 0, primalRes = 0, dualRes = 0, rho = 0, wp = 0, wn = 0;
+    double sparsity = 0, flipRatio = 0, primalRes = 0, dualRes = 0, rho = 0, wp = 0, wn = 0,
+           freezeFraction = 0;
 };
 
 struct TrainResult {
@@ -112,7 +121,8 @@ extern std::atomic<bool> stopRequested;
 /// problems (naming the file).
 TrainResult train(const TrainConfig& config, std::ostream* progress);
 
-/// The optimizer that implements `config.method` (fp -> Sgd; bc/bwn/twn/ttq -> Ste; admm; pgd),
+/// The optimizer that implements `config.method` (fp -> Sgd; bc/bwn/twn/ttq -> Ste; admm; pgd;
+/// rpr/inc -> PartialQuantization),
 /// with the configuration's inner update, schedule and method settings.
 std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& config);
 

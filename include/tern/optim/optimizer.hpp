@@ -51,6 +51,7 @@ struct EpochStats {
     double rho = std::numeric_limits<double>::quiet_NaN();        ///< ADMM penalty (after update)
     double flipRatio = std::numeric_limits<double>::quiet_NaN();  ///< fraction of codes changed
     double sparsity = std::numeric_limits<double>::quiet_NaN();   ///< fraction of zero codes
+    double freezeFraction = std::numeric_limits<double>::quiet_NaN();  ///< RPR/inc quantized fraction
 };
 
 /// The result of optimize().

@@ -20,6 +20,9 @@ using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
 
 struct SteSettings {
     double latentClip = 0;  ///< > 0: clip the latent to [-c, c] after each update (BinaryConnect: 1)
+    /// Learning-rate factor of the quantizer's trainables (TTQ's Wp, Wn, whose gradient is a
+    /// sum over the whole group); they are kept >= 0 after each update.
+    double trainableLr = 1.0;
     /// Throws std::invalid_argument naming the offending field.
     void validate() const;
 };

@@ -9,6 +9,7 @@
 #include "tern/core/state.hpp"
 #include "tern/core/types.hpp"
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,11 @@ public:
     /// Extra trainable parameters of the quantizer (TTQ's Wp, Wn); their `grad` is written by
     /// backward(). nullptr when there are none.
     virtual ParameterSet* trainable() { return nullptr; }
+    /// Re-initialises the quantizer's trainable state (TTQ's scales) from the entries of
+    /// `latent` where select[i] != 0 (incremental schedules: the newly quantized part). Groups
+    /// with no selected entry keep their state. Default: nothing to do.
+    virtual void initFrom(CVecRef /*latent*/, const Shape& /*shape*/,
+                          const std::vector<std::uint8_t>& /*select*/) {}
     virtual void saveState(StateWriter& /*out*/, const std::string& /*prefix*/) const {}
     virtual void loadState(const StateReader& /*in*/, const std::string& /*prefix*/) {}
 };

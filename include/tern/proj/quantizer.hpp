@@ -64,6 +64,11 @@ public:
     /// Creates and initialises Wp, Wn from the latent weights (as the first forward() would).
     /// Calling it again re-initialises them (seed 003's incremental schedule does that).
     void init(CVecRef latent, const Shape& shape);
+    /// Wp, Wn of each group := mean |W| of the selected positive / negative entries beyond the
+    /// threshold (seed 003: the newly ternarized part). Groups without such entries keep their
+    /// scales (or get init()'s values if the scales do not exist yet).
+    void initFrom(CVecRef latent, const Shape& shape,
+                  const std::vector<std::uint8_t>& select) override;
     void forward(CVecRef latent, VecRef wq, const Shape& shape) override;
     void backward(CVecRef latent, CVecRef dWq, VecRef dLatent) override;
     /// Blocks "wp", "wn" (empty until init() / the first forward()).
