@@ -11,7 +11,9 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <random>
+#include <vector>
 
 namespace po = boost::program_options;
 using namespace tern;
@@ -60,29 +62,42 @@ int main(int argc, char** argv) {
                                   {"ttq", "ttq"},        {"pgd", "pgd"},
                                   {"admm (plain W-step)", "admm", false},
                                   {"admm (extragradient)", "admm", true}};
-    double fpMs = 0;
-    std::printf("| method | ms/step (median) | p10 | p90 | vs fp |\n|---|---:|---:|---:|---:|\n");
+    // All methods are set up first and timed round-robin, one step each per round, so that a
+    // burst of load on the machine hits every method alike instead of one of them.
+    struct Run {
+        std::unique_ptr<nn::Network> net;
+        std::unique_ptr<optim::Optimizer> opt;
+        std::vector<double> ms;
+    };
+    std::vector<Run> runs;
     for (const Case& c : cases) {
-        auto net = nn::makeModel(model, {d.channels, d.height, d.width}, 10);
-        net->initialize(1);
-        net->setTrainData(d, batch, 1);
+        Run r;
+        r.net = nn::makeModel(model, {d.channels, d.height, d.width}, 10);
+        r.net->initialize(1);
+        r.net->setTrainData(d, batch, 1);
         nn::TrainConfig cfg;
         cfg.method = c.method;
         cfg.extragradient = c.extragradient;
-        auto opt = nn::makeMethod(cfg);
-        opt->begin(*net);
-        std::vector<double> ms;
-        for (Index b = 0; b < warmup + iters; ++b) {
+        r.opt = nn::makeMethod(cfg);
+        r.opt->begin(*r.net);
+        runs.push_back(std::move(r));
+    }
+    for (Index b = 0; b < warmup + iters; ++b)
+        for (Run& r : runs) {
             const auto t0 = std::chrono::steady_clock::now();
-            opt->step(*net, b);
+            r.opt->step(*r.net, b);
             const double t = std::chrono::duration<double, std::milli>(
                                  std::chrono::steady_clock::now() - t0).count();
-            if (b >= warmup) ms.push_back(t);
+            if (b >= warmup) r.ms.push_back(t);
         }
+    double fpMs = 0;
+    std::printf("| method | ms/step (median) | p10 | p90 | vs fp |\n|---|---:|---:|---:|---:|\n");
+    for (size_t k = 0; k < cases.size(); ++k) {
+        std::vector<double>& ms = runs[k].ms;
         std::sort(ms.begin(), ms.end());
         const double med = ms[ms.size() / 2];
-        if (c.method == "fp") fpMs = med;
-        std::printf("| %s | %.2f | %.2f | %.2f | %+.1f%% |\n", c.label.c_str(), med,
+        if (cases[k].method == "fp") fpMs = med;
+        std::printf("| %s | %.2f | %.2f | %.2f | %+.1f%% |\n", cases[k].label.c_str(), med,
                     ms[ms.size() / 10], ms[ms.size() * 9 / 10], 100.0 * (med / fpMs - 1.0));
     }
     return 0;

@@ -3,7 +3,11 @@
 #include "tern/core/parameter.hpp"
 #include "tern/core/state.hpp"
 
+#include "tern/core/parallel.hpp"
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <stdexcept>
 
 namespace tern {
@@ -192,6 +196,35 @@ std::string MemoryState::attrString(const std::string& path, const std::string& 
     const AttrValue& v = findAttr(path, name);
     if (auto* s = std::get_if<std::string>(&v)) return *s;
     fail("MemoryState::attrString()", "attribute '" + name + "' on '" + path + "' is not a string");
+}
+
+}  // namespace tern
+
+// ------------------------------------------------------------------ parallel chunks
+
+namespace tern {
+
+void parallelChunks(Index n, const std::function<void(Index, Index, Index)>& body) {
+    const Index chunks = parallelChunkCount(n);
+    if (chunks == 1) {
+        body(0, n, 0);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (Index c = 0; c < chunks; ++c) {
+        const Index begin = c * kParallelChunk;
+        body(begin, std::min(kParallelChunk, n - begin), c);
+    }
+}
+
+double parallelSum(Index n, const std::function<double(Index, Index)>& part) {
+    const Index chunks = parallelChunkCount(n);
+    if (chunks <= 1) return chunks == 1 ? part(0, n) : 0.0;
+    std::vector<double> partial(static_cast<size_t>(chunks));
+    parallelChunks(n, [&](Index b, Index len, Index c) { partial[size_t(c)] = part(b, len); });
+    double s = 0;
+    for (double p : partial) s += p;  // chunk order: the same for any thread count
+    return s;
 }
 
 }  // namespace tern

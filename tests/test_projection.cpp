@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <random>
 #include <vector>
 
 using namespace tern;
@@ -435,6 +436,75 @@ BOOST_AUTO_TEST_CASE(exact_ternary_by_hand) {
     const auto res = TernaryExact().project(v, z);
     BOOST_TEST(res[0].scale == 3.0f);
     BOOST_TEST((z == (Vector(3) << 3, 0, 0).finished()));
+}
+
+// Large groups take the histogram search; it must agree with a plain sort-and-scan of
+// S_k^2/k on every kind of data: Gaussian, uniform, heavy tails, a few huge outliers, heavy
+// ties (values on a coarse grid), and a group that is mostly zeros.
+BOOST_DATA_TEST_CASE(exact_ternary_large_groups_match_sort_and_scan, bdata::xrange(0, 6) * bdata::xrange(1, 4),
+                     kind, seed) {
+    const Index n = TernaryExact::kLargeGroup * (1 + seed) + 17 * seed;
+    std::mt19937_64 rng(static_cast<std::uint64_t>(100 * kind + seed));
+    std::normal_distribution<float> normal(0, 1);
+    std::uniform_real_distribution<float> uni(-1, 1);
+    Vector v(n);
+    for (Index i = 0; i < n; ++i) {
+        switch (kind) {
+        case 0: v[i] = normal(rng); break;
+        case 1: v[i] = uni(rng); break;
+        case 2: v[i] = normal(rng) / std::max(1e-3f, std::abs(uni(rng))); break;  // heavy tails
+        case 3: v[i] = normal(rng) * (i % 5000 == 0 ? 1000.0f : 1.0f); break;     // outliers
+        case 4: v[i] = std::round(normal(rng) * 4) / 4; break;                     // ties
+        default: v[i] = i % 50 == 0 ? normal(rng) : 0.0f; break;                   // mostly zero
+        }
+    }
+    // oracle: sort |v| descending, k* = argmax S_k^2/k (smallest k on ties), a = S_k*/k*
+    std::vector<double> mags(static_cast<size_t>(n));
+    for (Index i = 0; i < n; ++i) mags[size_t(i)] = std::abs(v[i]);
+    std::sort(mags.begin(), mags.end(), std::greater<>());
+    double sum = 0, best = 0, bestSum = 0;
+    Index bestK = 0;
+    for (Index k = 1; k <= n; ++k) {
+        sum += mags[size_t(k - 1)];
+        if (sum * sum / double(k) > best * (1 + 1e-12)) {
+            best = sum * sum / double(k);
+            bestK = k;
+            bestSum = sum;
+        }
+    }
+    Vector z(n);
+    const GroupResult r = TernaryExact().project(v, z)[0];
+    const double err = sqErr(v, z), oracleErr = v.cast<double>().squaredNorm() - best;
+    BOOST_TEST(err <= oracleErr * (1 + 1e-5) + 1e-6, "error " << err << " vs oracle " << oracleErr);
+    BOOST_TEST(std::abs(r.nonzeros - bestK) <= std::max<Index>(1, bestK / 100000),
+               "k " << r.nonzeros << " vs " << bestK);
+    BOOST_TEST(r.scale == bestSum / double(bestK), boost::test_tools::tolerance(1e-5));
+    BOOST_TEST((z.array() != 0).count() == r.nonzeros);
+    // z is a*sign(v) on the largest magnitudes
+    Scalar minKept = std::numeric_limits<Scalar>::max(), maxDropped = 0;
+    for (Index i = 0; i < n; ++i) {
+        if (z[i] != 0) {
+            BOOST_TEST_REQUIRE(z[i] == (v[i] < 0 ? -r.scale : r.scale));
+            minKept = std::min(minKept, std::abs(v[i]));
+        } else {
+            maxDropped = std::max(maxDropped, std::abs(v[i]));
+        }
+    }
+    BOOST_TEST(minKept >= maxDropped);
+}
+
+BOOST_AUTO_TEST_CASE(exact_ternary_large_group_of_zeros_and_per_filter) {
+    const Index n = 2 * TernaryExact::kLargeGroup;
+    Vector v = Vector::Zero(n), z(n);
+    const GroupResult r = TernaryExact().project(v, z)[0];
+    BOOST_TEST(r.nonzeros == 0);
+    BOOST_TEST(z.isZero());
+    // two large groups, one of them zero: each solved on its own
+    v.head(n / 2) = testing::randomVector(n / 2, 9);
+    const auto rs = TernaryExact().project(v, z, 2);
+    BOOST_TEST(rs[0].nonzeros > 0);
+    BOOST_TEST(rs[1].nonzeros == 0);
+    BOOST_TEST(z.tail(n / 2).isZero());
 }
 
 BOOST_AUTO_TEST_CASE(topk_keeps_at_most_k_and_may_keep_fewer) {

@@ -89,6 +89,35 @@ void InnerUpdate::direction(Index slot, CVecRef w, CVecRef g, bool decay, VecRef
 }
 
 void InnerUpdate::apply(Index slot, VecRef w, CVecRef g, double lr, bool decay) {
+    if (settings_.rule == InnerSettings::Rule::Sgd) {
+        // One fused pass (the same arithmetic as direction(), element by element): the update
+        // is memory-bound, and four separate passes over W, g, v cost a quantized method a
+        // visible share of its step. Large blocks are split across the OpenMP threads.
+        assert(slot >= 0 && slot < slots());
+        Slot& st = state_[static_cast<size_t>(slot)];
+        assert(w.size() == st.m.size() && g.size() == w.size());
+        const SgdSettings& s = settings_.sgd;
+        const auto mu = static_cast<Scalar>(s.momentum);
+        const auto wd = static_cast<Scalar>(decay ? s.weightDecay : 0.0);
+        const auto eta = static_cast<Scalar>(lr);
+        const Index n = w.size();
+        Scalar* pw = w.data();
+        const Scalar* pg = g.data();
+        Scalar* pm = st.m.data();
+        const bool momentum = s.momentum != 0, nesterov = s.nesterov;
+#pragma omp parallel for simd schedule(static) if (n >= 65536)
+        for (Index i = 0; i < n; ++i) {
+            const Scalar d = pg[i] + wd * pw[i];  // g' = g + wd*w
+            if (!momentum) {
+                pw[i] -= eta * d;
+                continue;
+            }
+            const Scalar v = mu * pm[i] + d;      // v = mu*v + g'
+            pm[i] = v;
+            pw[i] -= eta * (nesterov ? d + mu * v : v);
+        }
+        return;
+    }
     Vector& d = state_[static_cast<size_t>(slot)].d;  // reused: no allocation per step
     d.resize(w.size());
     direction(slot, w, g, decay, d);

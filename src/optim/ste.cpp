@@ -43,7 +43,7 @@ void Ste::quantizeAll() {
     for (BlockState& s : state_) {
         ParameterBlock& b = *blocks()[size_t(s.slot)];
         // value = Q(W)
-        if (s.latent.allFinite()) s.q->forward(s.latent, b.value, b.shape);
+        if (s.finite) s.q->forward(s.latent, b.value, b.shape);
     }
 }
 
@@ -91,7 +91,8 @@ double Ste::doStep(Objective& f, Index batch) {
             const auto c = static_cast<Scalar>(settings_.latentClip);
             s.latent = s.latent.cwiseMax(-c).cwiseMin(c);
         }
-        finite = finite && s.latent.allFinite();
+        s.finite = s.latent.allFinite();
+        finite = finite && s.finite;
     }
     // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
     const std::vector<ParameterBlock*> ts = trainables();
@@ -161,6 +162,7 @@ void Ste::setTrainingPoint(Index i, const Vector& w) {
     for (BlockState& s : state_)
         if (s.slot == i) {
             s.latent = w;
+            s.finite = s.latent.allFinite();
             return;
         }
     blocks()[size_t(i)]->value = w;

@@ -2,8 +2,11 @@
 #include "tern/proj/quantizer.hpp"
 
 #include "detail.hpp"
+#include "tern/core/parallel.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace tern::proj {
 
@@ -41,8 +44,10 @@ void SteQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
         return;
     }
     const Scalar c = *clip_;
-    for (Index i = 0; i < latent.size(); ++i)
-        dLatent[i] = std::abs(latent[i]) <= c ? dWq[i] : Scalar(0);
+    parallelChunks(latent.size(), [&](Index b, Index len, Index) {
+        dLatent.segment(b, len).array() =
+            (latent.segment(b, len).array().abs() <= c).select(dWq.segment(b, len).array(), Scalar(0));
+    });
 }
 
 // ---------------------------------------------------------------- TTQ
@@ -155,13 +160,19 @@ void TtqQuantizer::forward(CVecRef latent, VecRef wq, const Shape& shape) {
     delta_.resize(groups);
     for (Index g = 0; g < groups; ++g) {
         // delta = t * max|W| (per group)
-        const Scalar delta = t_ * latent.segment(g * m, m).cwiseAbs().maxCoeff();
+        std::vector<Scalar> chunkMax(static_cast<size_t>(parallelChunkCount(m)));
+        parallelChunks(m, [&](Index b, Index len, Index c) {
+            chunkMax[size_t(c)] = latent.segment(g * m + b, len).cwiseAbs().maxCoeff();
+        });
+        const Scalar delta = t_ * *std::max_element(chunkMax.begin(), chunkMax.end());
         delta_[g] = delta;
-        // Wt = +Wp if W > delta; 0 if |W| <= delta; -Wn if W < -delta
-        for (Index i = g * m; i < (g + 1) * m; ++i) {
-            const Scalar w = latent[i];
-            wq[i] = w > delta ? wp[g] : (w < -delta ? -wn[g] : Scalar(0));
-        }
+        // Wt = +Wp if W > delta; 0 if |W| <= delta; -Wn if W < -delta. Branch-free: the sign
+        // of each weight is a coin flip, which a branchy loop pays for in mispredictions.
+        parallelChunks(m, [&](Index b, Index len, Index) {
+            const auto w = latent.segment(g * m + b, len).array();
+            wq.segment(g * m + b, len).array() =
+                (w > delta).cast<Scalar>() * wp[g] - (w < -delta).cast<Scalar>() * wn[g];
+        });
     }
 }
 
@@ -179,18 +190,24 @@ void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
     const Index m = latent.size() / groups;
     for (Index g = 0; g < groups; ++g) {
         const Scalar delta = delta_[g], wp = wpBlock.value[g], wn = wnBlock.value[g];
+        // dL/dWp = sum_{W > delta} g;  dL/dWn = -sum_{W < -delta} g
+        // dL/dW = Wp*g (positive), Wn*g (negative), g (zero region); branch-free
+        // (each factor is exactly one of wp, wn, 1: at most one indicator is set)
+        const Index chunks = parallelChunkCount(m);
+        std::vector<double> sumP(static_cast<size_t>(chunks)), sumN(static_cast<size_t>(chunks));
+        parallelChunks(m, [&](Index b, Index len, Index c) {
+            const auto w = latent.segment(g * m + b, len).array();
+            const auto gi = dWq.segment(g * m + b, len).array();
+            const auto pos = (w > delta).cast<Scalar>();
+            const auto neg = (w < -delta).cast<Scalar>();
+            sumP[size_t(c)] = (gi * pos).cast<double>().sum();
+            sumN[size_t(c)] = (gi * neg).cast<double>().sum();
+            dLatent.segment(g * m + b, len).array() = gi * (pos * wp + neg * wn + (1 - pos - neg));
+        });
         double dWp = 0, dWn = 0;
-        for (Index i = g * m; i < (g + 1) * m; ++i) {
-            const Scalar w = latent[i], gi = dWq[i];
-            if (w > delta) {  // positive region: dL/dWp += g, dL/dW = Wp*g
-                dWp += gi;
-                dLatent[i] = wp * gi;
-            } else if (w < -delta) {  // negative region: dL/dWn -= g, dL/dW = Wn*g
-                dWn -= gi;
-                dLatent[i] = wn * gi;
-            } else {  // zero region: dL/dW = g
-                dLatent[i] = gi;
-            }
+        for (Index c = 0; c < chunks; ++c) {
+            dWp += sumP[size_t(c)];
+            dWn -= sumN[size_t(c)];
         }
         wpBlock.grad[g] = static_cast<Scalar>(dWp);
         wnBlock.grad[g] = static_cast<Scalar>(dWn);

@@ -49,7 +49,7 @@ struct TrainConfig {
     std::string projection;         ///< explicit makeProjection() spec (overrides levels/alpha)
     std::string granularity = "tensor";  ///< tensor | filter
     double ttqThreshold = 0.05;
-    double ttqScaleLr = 1.0;        ///< ttq / inc: learning-rate factor of Wp, Wn
+    double ttqScaleLr = 1e-3;       ///< ttq / inc: learning-rate factor of Wp, Wn (their gradient sums a whole group)
     double rho = 1e-4, rhoGrowth = 1.1, rhoMax = 1e3;
     Index outerEvery = 1;
     bool extragradient = true;

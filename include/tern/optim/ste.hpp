@@ -64,6 +64,7 @@ private:
         Vector dLatent;
         std::unique_ptr<proj::Quantizer> q;
         std::vector<std::int64_t> codes;  // sign of Q(W) at the start of the epoch
+        bool finite = true;               // latent is finite (checked after every update)
     };
     /// The trainable blocks of every quantizer, in order, with their inner-update slots.
     std::vector<ParameterBlock*> trainables();

@@ -58,6 +58,8 @@ public:
     int levels() const override { return 3; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    /// Groups of at least this many entries use the O(n) histogram search instead of a sort.
+    static constexpr Index kLargeGroup = Index{1} << 14;
 
 private:
     GroupResult projectGroup(CVecRef v, VecRef z) const override;
