@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
         ("resume", po::bool_switch(&c.resume), "continue from <out>/checkpoint.h5")
         ("no-checkpoint", po::bool_switch(&noCheckpoint), "do not write checkpoints")
         ("eval-batch", po::value(&c.evalBatch)->default_value(c.evalBatch), "batch size of test evaluation")
+        ("bn-recalibrate", po::value(&c.bnRecalibrate)->default_value(c.bnRecalibrate), "re-estimate BN statistics at the deployed weights over N batches before each evaluation (-1 = auto: 20 for admm/rpr/inc)")
         ("quiet", po::bool_switch(&quiet), "no progress output")
         ("config", po::value(&config), "INI file with any of these options (flags given on the command line win)")
         ("help,h", "this help");

@@ -424,6 +424,34 @@ BOOST_AUTO_TEST_CASE(same_seed_same_losses) {
     BOOST_TEST(losses[0] == losses[1], boost::test_tools::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(recalibrate_batch_norm_averages_the_batch_statistics) {
+    // BN first: its input is the image itself, so the batch statistics are known exactly.
+    io::Dataset d = bands(40, 6, 11, 1.0f);
+    std::vector<std::unique_ptr<Layer>> L;
+    L.push_back(std::make_unique<BatchNorm>("bn", 1, 1e-5f, 0.1f, false));
+    L.push_back(std::make_unique<Linear>("fc", 36, 3, true));
+    Network net("bn-first", std::move(L), {1, 6, 6}, 3);
+    net.initialize(1);
+    net.setTrainData(d, 10, 1);  // 4 batches, images in dataset order (no shuffle yet)
+    auto* bn = dynamic_cast<BatchNorm*>(net.layers()[0].get());
+    bn->runningMean().setConstant(7);  // garbage that must not survive
+    bn->runningVar().setConstant(9);
+    net.recalibrateBatchNorm(3);
+    double mean = 0, var = 0;
+    for (Index b = 0; b < 3; ++b) {
+        const Eigen::Map<const Eigen::VectorXf> x(d.image(b * 10), 10 * 36);
+        const double m = x.cast<double>().mean();
+        mean += m / 3;
+        var += (x.cast<double>().array() - m).square().sum() / (10 * 36 - 1) / 3;  // unbiased
+    }
+    BOOST_TEST(bn->runningMean()[0] == mean, boost::test_tools::tolerance(1e-4));
+    BOOST_TEST(bn->runningVar()[0] == var, boost::test_tools::tolerance(1e-4));
+    BOOST_TEST(bn->momentum() == 0.1f);                 // restored
+    BOOST_TEST(net.trainMetrics().count == 0);          // no training step was counted
+    net.recalibrateBatchNorm(0);                         // nothing to do
+    BOOST_TEST(bn->runningMean()[0] == mean, boost::test_tools::tolerance(1e-4));
+}
+
 BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
     BOOST_CHECK_EXCEPTION(makeModel("resnet", {1, 28, 28}, 10), std::invalid_argument,
                           messageContains("known: lenet5, vgg7, tiny"));

@@ -2,6 +2,7 @@
 #include "tern/nn/network.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/nn/layers.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -176,6 +177,25 @@ double Network::evaluate(Index batch) {
     ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
     const float* out = forward(plan, Pass::Probe);
     return lossAndGradient(loss_, out, labels_.data(), batch_, classes_, nullptr, nullptr);
+}
+
+void Network::recalibrateBatchNorm(Index batches) {
+    std::vector<BatchNorm*> bns;
+    for (auto& l : layers_)
+        if (auto* bn = dynamic_cast<BatchNorm*>(l.get())) bns.push_back(bn);
+    batches = std::min(batches, numBatches());
+    if (bns.empty() || batches <= 0) return;
+    std::vector<float> momenta;
+    for (BatchNorm* bn : bns) momenta.push_back(bn->momentum());
+    Plan& plan = trainPlan();
+    // running_k = running_{k-1} + (batch_k - running_{k-1}) / k: the plain average
+    for (Index b = 0; b < batches; ++b) {
+        for (BatchNorm* bn : bns) bn->setMomentum(1.0f / static_cast<float>(b + 1));
+        gather(b);
+        ctx_.stepSeed = stepSeed(seed_ ^ 0xB17Cull, epoch_, b);
+        forward(plan, Pass::Commit);
+    }
+    for (size_t i = 0; i < bns.size(); ++i) bns[i]->setMomentum(momenta[i]);
 }
 
 Evaluation Network::trainMetrics() const {

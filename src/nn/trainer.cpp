@@ -211,6 +211,7 @@ void TrainConfig::validate() const {
     for (Index s : lrSteps)
         if (s <= 0) fail(w, TERN_MSG("lr-steps must be positive epochs (got " << s << ")"));
     requireNonNegative(static_cast<double>(stageEpochs), w, "stage-epochs");
+    if (bnRecalibrate < -1) fail(w, TERN_MSG("bn-recalibrate must be -1 (auto) or >= 0 (got " << bnRecalibrate << ")"));
     if (!fractions.empty()) {
         optim::PartialSettings p;
         p.fractions = fractions;
@@ -268,7 +269,8 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"rho", n(rho)},               {"rho-growth", n(rhoGrowth)},
             {"rho-max", n(rhoMax)},        {"outer-every", std::to_string(outerEvery)},
             {"extragradient", b(extragradient)}, {"fractions", joinedNumbers(fractions)},
-            {"stage-epochs", std::to_string(stageEpochs)}, {"init", init}};
+            {"stage-epochs", std::to_string(stageEpochs)}, {"init", init},
+            {"bn-recalibrate", std::to_string(bnRecalibrate)}};
 }
 
 // ------------------------------------------------------------------- statistics
@@ -488,6 +490,9 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     const bool quantized = c.method != "fp";
     const int levels = levelsOf(c);
     const bool hasScale = c.method == "ttq" || c.method == "inc" || (c.alpha == "free" && c.method != "bc");
+    const Index recalibrate =
+        c.bnRecalibrate >= 0 ? c.bnRecalibrate
+                             : (c.method == "admm" || c.method == "rpr" || c.method == "inc" ? 20 : 0);
 
     TrainResult result;
     result.parameters = net->parameters().numel();
@@ -624,6 +629,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         r.imagesPerSecond = static_cast<double>((nb - firstBatch) * c.batchSize) / std::max(r.seconds, 1e-9);
         {
             optim::ScopedDeploy d(*opt, *net);
+            net->recalibrateBatchNorm(recalibrate);
             const Evaluation te = net->evaluateDataset(data.test, c.evalBatch);
             r.testLoss = te.loss;
             r.testAcc = te.accuracy;
@@ -676,7 +682,12 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     }
     if (c.epochs == startEpoch) {  // nothing to run: still report the deployed point
         optim::ScopedDeploy d(*opt, *net);
+        net->recalibrateBatchNorm(recalibrate);
         result.finalTestAcc = net->evaluateDataset(data.test, c.evalBatch).accuracy;
+        if (startEpoch == 0) {  // no epoch at all: the starting point is the best one seen
+            result.bestTestAcc = result.finalTestAcc;
+            result.bestEpoch = -1;
+        }
         if (quantized) result.layers = quantStats(*net, gran);
         result.cost = networkCost(*net, result.layers, hasScale);
     }

@@ -92,6 +92,8 @@ public:
     Index channels() const { return c_; }
     float epsilon() const { return eps_; }
     float momentum() const { return momentum_; }
+    /// Changes the running-average factor (Network::recalibrateBatchNorm uses 1/k).
+    void setMomentum(float m) { momentum_ = m; }
     bool fusedRelu() const { return fuseRelu_; }
     ParameterBlock* gamma() const { return gamma_; }
     ParameterBlock* beta() const { return beta_; }

@@ -51,6 +51,13 @@ public:
     /// Inference (BN running statistics, no dropout) over a whole dataset at the blocks'
     /// current `value`s, in batches of `batchSize` (the last one padded).
     Evaluation evaluateDataset(const io::Dataset& data, Index batchSize = 500);
+    /// Re-estimates every batch-norm layer's running statistics at the blocks' current
+    /// `value`s: the exact average of the batch statistics over the first `batches` training
+    /// minibatches of the current order (training-mode forward passes, no backward, no change
+    /// to the training metrics). For methods whose deployed weights differ from the weights
+    /// they train (ADMM's G vs W, RPR's full projection vs the partly relaxed point), the
+    /// running statistics gathered during training describe the wrong network.
+    void recalibrateBatchNorm(Index batches);
     /// Arg-max class per image.
     std::vector<int> predict(const io::Dataset& data, Index batchSize = 500);
     /// Logits (count x numClasses, row-major) per image.

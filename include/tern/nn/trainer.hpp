@@ -64,6 +64,10 @@ struct TrainConfig {
     std::string outDir;             ///< metrics.csv, summary.json, checkpoint.h5 (empty = none)
     bool resume = false;            ///< continue from outDir/checkpoint.h5
     Index evalBatch = 500;
+    /// Batch-norm running statistics re-estimated at the deployed weights over this many
+    /// training minibatches before each evaluation (-1 = auto: 20 for admm, rpr and inc, whose
+    /// deployed weights differ from the ones they train; 0 for the others).
+    Index bnRecalibrate = -1;
     bool checkpoint = true;         ///< write outDir/checkpoint.h5 after every epoch
 
     /// Throws std::invalid_argument naming the field.
