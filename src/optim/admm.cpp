@@ -158,16 +158,16 @@ double Admm::doStep(Objective& f, Index batch) {
         if (!std::isfinite(lossPredicted)) return lossPredicted;
     }
     // Corrector (or plain W-step): W = W - lr * inner(g)
+    bool finite = true;
     for (BlockState& s : state_) {
         ParameterBlock& b = *bs[size_t(s.slot)];
-        innerStep(s.slot, b.value, s.g, b.decay);
+        finite = innerStep(s.slot, b.value, s.g, b.decay) && finite;
     }
     // Unconstrained blocks: plain inner step with the committing pass's gradient
     for (size_t i = 0; i < bs.size(); ++i)
         if (!bs[i]->constrained)
-            innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
-    for (const ParameterBlock* b : bs)
-        if (!b->value.allFinite()) return std::numeric_limits<double>::quiet_NaN();
+            finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
+    if (!finite) return std::numeric_limits<double>::quiet_NaN();
 
     if (settings_.outerEverySteps > 0 && (steps() + 1) % settings_.outerEverySteps == 0) {
         outerIteration();

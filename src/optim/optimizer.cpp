@@ -260,12 +260,11 @@ double Sgd::doStep(Objective& f, Index batch) {
     const double loss = f.evaluateWithGradient(batch, Pass::Commit);
     if (!std::isfinite(loss)) return loss;
     const auto& bs = blocks();
+    bool finite = true;
     for (size_t i = 0; i < bs.size(); ++i)
         // W = W - lr * inner(grad f(W))
-        innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
-    for (const ParameterBlock* b : bs)
-        if (!b->value.allFinite()) return std::numeric_limits<double>::quiet_NaN();
-    return loss;
+        finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
+    return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace tern::optim

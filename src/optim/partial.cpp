@@ -272,7 +272,7 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
                 s.dLatent[i] = s.mask[size_t(i)] ? Scalar(0) : b.grad[i];
                 s.work[i] = s.latent[i];
             }
-            innerStep(s.slot, s.latent, s.dLatent, b.decay);
+            finite = innerStep(s.slot, s.latent, s.dLatent, b.decay) && finite;
             for (Index i = 0; i < n; ++i)
                 if (s.mask[size_t(i)]) s.latent[i] = s.work[i];
         } else {
@@ -281,9 +281,8 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
             s.q->backward(s.latent, s.work, s.dLatent);
             for (Index i = 0; i < n; ++i)
                 if (!s.mask[size_t(i)]) s.dLatent[i] = b.grad[i];
-            innerStep(s.slot, s.latent, s.dLatent, b.decay);
+            finite = innerStep(s.slot, s.latent, s.dLatent, b.decay) && finite;
         }
-        finite = finite && s.latent.allFinite();
     }
     const std::vector<ParameterBlock*> ts = trainables();
     for (size_t k = 0; k < ts.size(); ++k) {
@@ -294,8 +293,7 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
     }
     for (size_t i = 0; i < bs.size(); ++i) {
         if (bs[i]->constrained) continue;
-        innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
-        finite = finite && bs[i]->value.allFinite();
+        finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
     }
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }

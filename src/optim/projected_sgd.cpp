@@ -63,14 +63,12 @@ double ProjectedSgd::doStep(Objective& f, Index batch) {
         ParameterBlock& b = *bs[i];
         if (!b.constrained) {
             // Unconstrained: W = W - lr * inner(g)
-            innerStep(static_cast<Index>(i), b.value, b.grad, b.decay);
-            finite = finite && b.value.allFinite();
+            finite = innerStep(static_cast<Index>(i), b.value, b.grad, b.decay) && finite;
             continue;
         }
         // Gradient step: V = W - lr * inner(g)
         candidate_ = b.value;
-        innerStep(static_cast<Index>(i), candidate_, b.grad, b.decay);
-        if (!candidate_.allFinite()) {
+        if (!innerStep(static_cast<Index>(i), candidate_, b.grad, b.decay)) {
             finite = false;  // keep the last point on C
             continue;
         }

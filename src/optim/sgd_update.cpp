@@ -88,7 +88,7 @@ void InnerUpdate::direction(Index slot, CVecRef w, CVecRef g, bool decay, VecRef
     }
 }
 
-void InnerUpdate::apply(Index slot, VecRef w, CVecRef g, double lr, bool decay) {
+bool InnerUpdate::apply(Index slot, VecRef w, CVecRef g, double lr, bool decay) {
     if (settings_.rule == InnerSettings::Rule::Sgd) {
         // One fused pass (the same arithmetic as direction(), element by element): the update
         // is memory-bound, and four separate passes over W, g, v cost a quantized method a
@@ -105,23 +105,28 @@ void InnerUpdate::apply(Index slot, VecRef w, CVecRef g, double lr, bool decay) 
         const Scalar* pg = g.data();
         Scalar* pm = st.m.data();
         const bool momentum = s.momentum != 0, nesterov = s.nesterov;
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
+        Index bad = 0;  // non-finite results
+#pragma omp parallel for simd schedule(static) reduction(+ : bad) if (n >= 65536)
         for (Index i = 0; i < n; ++i) {
             const Scalar d = pg[i] + wd * pw[i];  // g' = g + wd*w
+            Scalar next;
             if (!momentum) {
-                pw[i] -= eta * d;
-                continue;
+                next = pw[i] - eta * d;
+            } else {
+                const Scalar v = mu * pm[i] + d;  // v = mu*v + g'
+                pm[i] = v;
+                next = pw[i] - eta * (nesterov ? d + mu * v : v);
             }
-            const Scalar v = mu * pm[i] + d;      // v = mu*v + g'
-            pm[i] = v;
-            pw[i] -= eta * (nesterov ? d + mu * v : v);
+            pw[i] = next;
+            bad += !std::isfinite(next);
         }
-        return;
+        return bad == 0;
     }
     Vector& d = state_[static_cast<size_t>(slot)].d;  // reused: no allocation per step
     d.resize(w.size());
     direction(slot, w, g, decay, d);
     w -= static_cast<Scalar>(lr) * d;
+    return w.allFinite();
 }
 
 const Vector& InnerUpdate::velocity(Index slot) const {

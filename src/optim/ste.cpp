@@ -85,13 +85,12 @@ double Ste::doStep(Objective& f, Index batch) {
         // Backward: dW = Q.backward(W, dL/dvalue)
         s.q->backward(s.latent, b.grad, s.dLatent);
         // Latent update: W = W - lr * inner(dW)
-        innerStep(s.slot, s.latent, s.dLatent, b.decay);
+        s.finite = innerStep(s.slot, s.latent, s.dLatent, b.decay);
         // BinaryConnect: W = clip(W, -c, c)
-        if (settings_.latentClip > 0) {
+        if (settings_.latentClip > 0 && s.finite) {
             const auto c = static_cast<Scalar>(settings_.latentClip);
             s.latent = s.latent.cwiseMax(-c).cwiseMin(c);
         }
-        s.finite = s.latent.allFinite();
         finite = finite && s.finite;
     }
     // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
@@ -105,8 +104,7 @@ double Ste::doStep(Objective& f, Index batch) {
     // Unconstrained blocks: W = W - lr * inner(g)
     for (size_t i = 0; i < bs.size(); ++i) {
         if (bs[i]->constrained) continue;
-        innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay);
-        finite = finite && bs[i]->value.allFinite();
+        finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
     }
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }

@@ -165,9 +165,9 @@ protected:
 
     /// The blocks of the objective passed to begin(), in order (slot i = block i).
     const std::vector<ParameterBlock*>& blocks() const { return blocks_; }
-    /// w -= lr * inner(g) for block i's slot.
-    void innerStep(Index slot, VecRef w, CVecRef g, bool decay) {
-        inner_.apply(slot, w, g, lr_, decay);
+    /// w -= lr * inner(g) for block i's slot; returns whether the new w is finite.
+    bool innerStep(Index slot, VecRef w, CVecRef g, bool decay) {
+        return inner_.apply(slot, w, g, lr_, decay);
     }
     /// Marks the run as diverged.
     void setDiverged() { diverged_ = true; }

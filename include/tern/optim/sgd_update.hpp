@@ -72,8 +72,9 @@ public:
     /// The update direction d for gradient g at w (advances the slot's state):
     /// the caller then applies w -= lr * d. `decay` selects weight decay for this block.
     void direction(Index slot, CVecRef w, CVecRef g, bool decay, VecRef d);
-    /// w -= lr * direction(g).
-    void apply(Index slot, VecRef w, CVecRef g, double lr, bool decay);
+    /// w -= lr * direction(g). Returns whether the updated w is finite (checked in the same
+    /// pass for SGD), so that callers need no extra pass to detect divergence.
+    bool apply(Index slot, VecRef w, CVecRef g, double lr, bool decay);
 
     /// SGD velocity of a slot (empty for Adam); for tests and diagnostics.
     const Vector& velocity(Index slot) const;
