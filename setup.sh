@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs tern's build dependencies from Debian if any is missing (idempotent:
 # runs `apt-get update` only when something must be installed).
-#   bash setup.sh           build + test dependencies
-#   bash setup.sh --bench   also PyTorch (the benchmark peer) and gnuplot (plots)
+#   bash setup.sh           build + test dependencies (gnuplot and python3 for the report's plots)
+#   bash setup.sh --bench   also PyTorch (the benchmark peer)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libdnnl-dev libeigen3-dev libopenblas-dev
-      libboost-program-options-dev libboost-test-dev libhdf5-dev zlib1g-dev hdf5-tools)
+      libboost-program-options-dev libboost-test-dev libhdf5-dev zlib1g-dev hdf5-tools
+      gnuplot-nox python3)
 for arg in "$@"; do
   case "$arg" in
-    --bench) pkgs+=(python3-torch gnuplot-nox) ;;
+    --bench) pkgs+=(python3-torch) ;;
     *) echo "setup.sh: unknown option '$arg' (known: --bench)" >&2; exit 1 ;;
   esac
 done
