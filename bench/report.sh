@@ -23,7 +23,7 @@ for ds in mnist fashion-mnist; do
 done
 if [ "$(cd "$fig" && pwd)" = "$root/docs/report" ]; then
   /usr/bin/python3 "$root/bench/render_report.py" "$root/docs/report.in.md" "$root/docs/report.md" "$fig" \
-    --command "bench/report.sh $build $out $fig $*" \
+    --command "EPOCHS=${EPOCHS:-20} TRAIN_ARGS=\"${TRAIN_ARGS:-}\" bench/report.sh BUILD $out $fig $*" \
     --set "admm_rho=$(grep -o -- '--rho [^ ]*' <<<"${TRAIN_ARGS:-}" || echo 'default (1e-4, x1.1 per epoch)')" \
     ${NOTES:+--notes "$NOTES"}
 fi

@@ -2,11 +2,32 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 #include <unistd.h>
 
 namespace tern::testing {
+
+namespace {
+/// Removes every directory tempDir() made when the test binary exits (set TERN_KEEP_TEST_DIRS
+/// to keep them for a post-mortem).
+struct TempDirs {
+    std::mutex lock;
+    std::vector<std::filesystem::path> dirs;
+    ~TempDirs() {
+        if (std::getenv("TERN_KEEP_TEST_DIRS")) return;
+        std::error_code ignored;
+        for (const auto& d : dirs) std::filesystem::remove_all(d, ignored);
+    }
+};
+TempDirs& tempDirs() {
+    static TempDirs t;
+    return t;
+}
+}  // namespace
 
 std::string tempDir(const std::string& tag) {
     static std::atomic<int> counter{0};
@@ -16,6 +37,9 @@ std::string tempDir(const std::string& tag) {
                   std::to_string(counter++));
     fs::remove_all(p);
     fs::create_directories(p);
+    TempDirs& t = tempDirs();
+    const std::lock_guard<std::mutex> g(t.lock);
+    t.dirs.push_back(p);
     return p.string();
 }
 
