@@ -257,7 +257,7 @@ BOOST_AUTO_TEST_CASE(unknown_variant_fails_with_one_line) {
     Dir dir;
     const Result r = ablate(dir, "--variants fp,nope");
     BOOST_TEST(r.code == 1);
-    BOOST_TEST(r.output.find("unknown variant 'nope'. known: fp, twn, ttq, admm-free-bn") !=
+    BOOST_TEST(r.output.find("unknown variant 'nope'. known: fp, fp-nobn, twn, ttq, admm-free-bn") !=
                std::string::npos);
     BOOST_TEST(count(r.output, "\n") == 1u);
     BOOST_TEST(!fs::exists(dir / "out"));
@@ -272,8 +272,11 @@ BOOST_AUTO_TEST_CASE(dry_run_prints_the_commands_with_the_split_thread_count) {
     BOOST_TEST(r.code == 0);
     BOOST_TEST(count(r.output, "\n") == 3u);
     BOOST_TEST(count(r.output, " --threads 3 ") == 3u);
-    BOOST_TEST(count(r.output, "--lr 0.05 --dropout 0.3") == 3u);
-    BOOST_TEST(r.output.find("--method admm --alpha one --no-bn --seed 1") != std::string::npos);
+    // the shared --train-args reach every run; the no-BN variant's own --lr replaces the shared one
+    BOOST_TEST(count(r.output, " --dropout 0.3 ") == 3u);
+    BOOST_TEST(count(r.output, "--lr 0.05 --dropout 0.3") == 2u);
+    BOOST_TEST(r.output.find("--lr 0.01 --dropout 0.3 --method admm --alpha one --no-bn --seed 1") !=
+               std::string::npos);
     BOOST_TEST(r.output.find("--projection ternary:topk,fraction=0.3") != std::string::npos);
     BOOST_TEST(!fs::exists(dir / "out"));
 }

@@ -546,6 +546,26 @@ BOOST_AUTO_TEST_CASE(begin_sets_G_to_projection_and_U_to_zero) {
     BOOST_TEST(opt.rho() == AdmmSettings{}.rho);
 }
 
+BOOST_AUTO_TEST_CASE(rescale_brings_small_weights_to_a_fixed_scale_set) {
+    // Weights far below the levels {-1, 0, 1}: without the rescale G = P(W) is all zero.
+    auto p = plantedProblem(30, 40, 8);
+    p.x().value *= 0.01f;
+    const Vector w0 = p.x().value;
+    const std::shared_ptr<const proj::Projection> fixed = proj::makeProjection("ternary");
+    Admm plain(fixed, Granularity::PerTensor);
+    plain.begin(p);
+    BOOST_TEST(plain.G(0).isZero());
+    p.x().value = w0;
+    AdmmSettings a;
+    a.rescale = true;
+    Admm scaled(fixed, Granularity::PerTensor, a);
+    scaled.begin(p);
+    const Scalar s = proj::bestScale(*fixed, w0);
+    BOOST_TEST((p.x().value - w0 / s).cwiseAbs().maxCoeff() < 1e-5f);  // W /= s
+    BOOST_TEST((scaled.G(0).array() != 0).count() > 10);
+    BOOST_TEST(scaled.G(0).cwiseAbs().maxCoeff() == 1.0f);
+}
+
 BOOST_DATA_TEST_CASE(rho_times_U_is_continuous, bdata::make({0, 1, 2}), schedule) {
     auto p = plantedProblem(30, 6, 9);
     AdmmSettings a;

@@ -139,7 +139,7 @@ BOOST_AUTO_TEST_CASE(rescale_fits_a_fixed_scale_set) {
     PartialSettings s = PartialSettings::rpr();
     s.rescale = true;
     auto opt = makeRpr(s, 1, 0.01, "ternary");
-    const Scalar best = bestScale(*proj::makeProjection("ternary"), f.x().value);
+    const Scalar best = proj::bestScale(*proj::makeProjection("ternary"), f.x().value);
     const Vector before = f.x().value;
     opt->begin(f);
     BOOST_TEST((opt->latent(0) - before / best).cwiseAbs().maxCoeff() < 1e-5f);
@@ -305,10 +305,10 @@ BOOST_AUTO_TEST_CASE(best_scale_matches_a_fine_grid) {
             const double hi = w.cwiseAbs().maxCoeff();
             double bestGrid = 1e30;
             for (int k = 1; k <= 20000; ++k) bestGrid = std::min<double>(bestGrid, err(hi * k / 20000));
-            const double got = err(bestScale(*p, w));
+            const double got = err(proj::bestScale(*p, w));
             BOOST_TEST(got <= bestGrid * (1 + 1e-4) + 1e-9, set << " seed " << seed << ": " << got
                                                                 << " vs grid " << bestGrid);
         }
     }
-    BOOST_TEST(bestScale(*proj::makeProjection("binary"), Vector::Zero(5)) == 1.0f);
+    BOOST_TEST(proj::bestScale(*proj::makeProjection("binary"), Vector::Zero(5)) == 1.0f);
 }

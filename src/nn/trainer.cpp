@@ -398,6 +398,8 @@ std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& c) {
         a.rhoMax = std::max(c.rhoMax, c.rho);
         a.outerEvery = c.outerEvery;
         a.extragradient = c.extragradient;
+        // alpha = 1: start W at the levels' scale (else P(W) = 0 for small initial weights)
+        a.rescale = c.alpha == "one";
         return std::make_unique<optim::Admm>(p, g, a, inner, train);
     }
     if (c.method == "pgd") return std::make_unique<optim::ProjectedSgd>(p, g, inner, train);

@@ -113,6 +113,14 @@ void Admm::doBegin(Objective& /*f*/) {
         s.U = Vector::Zero(bs[i]->value.size());
         s.g = Vector::Zero(bs[i]->value.size());
         requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
+        if (settings_.rescale) {
+            // W /= argmin_s ||W - s P(W/s)|| per group
+            const Index groups = bs[i]->shape.groups(granularity_);
+            const Index m = bs[i]->value.size() / groups;
+            for (Index g = 0; g < groups; ++g)
+                bs[i]->value.segment(g * m, m) /=
+                    proj::bestScale(*projection_, bs[i]->value.segment(g * m, m));
+        }
         state_.push_back(std::move(s));
         // G = P_C(W), U = 0
         projectInto(state_.back(), bs[i]->value);
@@ -299,6 +307,7 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "projection", projection_->name());
     out.attr(prefix, "granularity", granularityName(granularity_));
     out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
+    out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     out.attr(prefix, "rhoSchedule", scheduleName(settings_.rhoSchedule));
     out.attr(prefix, "rhoGrowth", settings_.rhoGrowth);
     out.attr(prefix, "rhoMax", settings_.rhoMax);

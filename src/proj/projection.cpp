@@ -222,6 +222,51 @@ GroupResult roundTernary(CVecRef v, VecRef z) {
 
 }  // namespace detail
 
+// ---------------------------------------------------------------- best scale
+
+Scalar bestScale(const Projection& p, CVecRef w) {
+    const double hi = w.size() ? static_cast<double>(w.cwiseAbs().maxCoeff()) : 0.0;
+    if (!(hi > 0)) return 1;
+    Vector scaled(w.size()), z(w.size());
+    // err(s) = ||w - s P(w/s)||^2
+    auto err = [&](double s) {
+        scaled = w / static_cast<Scalar>(s);
+        p.project(scaled, z, 1);
+        return static_cast<double>((w - static_cast<Scalar>(s) * z).squaredNorm());
+    };
+    constexpr int grid = 64;
+    double best = hi, bestErr = err(hi);
+    for (int k = 1; k < grid; ++k) {
+        const double s = hi * k / grid;
+        const double e = err(s);
+        if (e < bestErr) {
+            bestErr = e;
+            best = s;
+        }
+    }
+    // golden-section refinement on [best - step, best + step]
+    double a = std::max(best - hi / grid, hi * 1e-6), b = std::min(best + hi / grid, hi);
+    const double r = (std::sqrt(5.0) - 1) / 2;
+    double c = b - r * (b - a), d = a + r * (b - a), ec = err(c), ed = err(d);
+    for (int it = 0; it < 40; ++it) {
+        if (ec < ed) {
+            b = d;
+            d = c;
+            ed = ec;
+            c = b - r * (b - a);
+            ec = err(c);
+        } else {
+            a = c;
+            c = d;
+            ec = ed;
+            d = a + r * (b - a);
+            ed = err(d);
+        }
+    }
+    const double refined = ec < ed ? c : d;
+    return static_cast<Scalar>(std::min(ec, ed) < bestErr ? refined : best);
+}
+
 // ---------------------------------------------------------------- factory
 
 std::vector<std::string> projectionNames() {

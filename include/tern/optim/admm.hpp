@@ -35,6 +35,10 @@ struct AdmmSettings {
     Index outerEverySteps = 0;                 ///< > 0: an outer iteration every this many steps
                                                ///< instead (small problems); 0 = per epoch
     bool extragradient = true;                 ///< predictor/corrector W-step: two passes per step
+    /// begin(): divide each group of W by proj::bestScale(P, W) first, so that a fixed-scale set
+    /// (alpha = 1: {-1, 0, 1}) sees weights at its own scale; without it small initial weights
+    /// all round to 0. Harmless in front of batch norm, which undoes any per-channel scale.
+    bool rescale = false;
     double epsAbs = 0;                         ///< absolute residual tolerance (>= 0); 0 and
     double epsRel = 0;                         ///< epsRel 0 = no convergence test
     Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit

@@ -43,8 +43,7 @@ struct PartialSettings {
     Index stageEpochs = 2;
     /// Quantized entries keep their latent value (RPR) instead of training through Q.
     bool freeze = true;
-    /// RPR's initial per-group rescale: W /= s with s = argmin_s ||W - s P(W/s)|| (grid search
-    /// over (0, max|W|] then golden-section refinement). Meant for sets with a fixed scale
+    /// RPR's initial per-group rescale: W /= proj::bestScale(P, W). Meant for sets with a fixed scale
     /// ("ternary,scale=one") in front of batch norm, which makes the scale irrelevant.
     bool rescale = false;
     /// Learning-rate factor of the quantizer's trainables (TTQ's Wp, Wn); kept >= 0.
@@ -120,9 +119,5 @@ private:
     std::mt19937_64 partRng_;
     Index stage_ = 0;
 };
-
-/// The best scale of `w` for a fixed-scale projection: argmin_s ||w - s P(w/s)||, s in
-/// (0, max|w|], by a 64-point grid and golden-section refinement. Returns 1 for w = 0.
-Scalar bestScale(const proj::Projection& p, CVecRef w);
 
 }  // namespace tern::optim

@@ -47,6 +47,13 @@ private:
     virtual void checkGroupSize(Index /*n*/) const {}
 };
 
+/// The best scale of `w` for a fixed-scale projection (e.g. "ternary", scale one):
+/// argmin_s ||w - s P(w/s)||, s in (0, max|w|], by a 64-point grid then golden-section
+/// refinement around the best grid point. Returns 1 for w = 0. Used to bring weights to the
+/// levels' scale before optimizing over a fixed-scale set in front of batch norm (RPR's initial
+/// rescale, ADMM with alpha = 1).
+Scalar bestScale(const Projection& p, CVecRef w);
+
 /// Builds a projection from a spec: "ternary:exact", "ternary:twn,ratio=0.7", "pow2,bits=3",
 /// "ternary:topk,fraction=0.3", ... ; ",scale=one" fixes the scale of a scaled set to 1.
 /// Unknown names or options throw std::invalid_argument listing the valid ones.
