@@ -2,6 +2,7 @@
 // (seed 003). See include/tern/optim/partial.hpp.
 #include "tern/optim/partial.hpp"
 
+#include "codes.hpp"
 #include "tern/core/error.hpp"
 #include "tern/proj/quantizer.hpp"
 
@@ -13,11 +14,6 @@
 namespace tern::optim {
 
 namespace {
-std::vector<std::int64_t> signCodes(const Vector& z) {
-    std::vector<std::int64_t> c(static_cast<size_t>(z.size()));
-    for (Index i = 0; i < z.size(); ++i) c[size_t(i)] = (z[i] > 0) - (z[i] < 0);
-    return c;
-}
 
 std::string joinFractions(const std::vector<double>& f) {
     std::ostringstream o;
@@ -204,7 +200,7 @@ void PartialQuantization::doBegin(Objective& /*f*/) {
     for (BlockState& s : state_) {
         ParameterBlock& b = *bs[size_t(s.slot)];
         s.q->forward(s.latent, s.work, b.shape);
-        s.codes = signCodes(s.work);
+        s.codes = detail::signCodes(s.work);
     }
     writeTrainingPoint();
     std::vector<Index> sizes;
@@ -256,21 +252,14 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
 void PartialQuantization::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
     const auto& bs = blocks();
     // flips and sparsity of the deployed codes Q(W)
-    Index n = 0, flips = 0, zeros = 0;
+    detail::CodeStats codes;
     for (BlockState& s : state_) {
         s.q->forward(s.latent, s.work, bs[size_t(s.slot)]->shape);
-        const std::vector<std::int64_t> now = signCodes(s.work);
-        for (size_t i = 0; i < now.size(); ++i) {
-            flips += s.codes.size() == now.size() && now[i] != s.codes[i];
-            zeros += now[i] == 0;
-        }
-        n += static_cast<Index>(now.size());
-        s.codes = now;
+        std::vector<std::int64_t> now = detail::signCodes(s.work);
+        codes.add(now, s.codes);
+        s.codes = std::move(now);
     }
-    if (n > 0) {
-        stats.flipRatio = static_cast<double>(flips) / static_cast<double>(n);
-        stats.sparsity = static_cast<double>(zeros) / static_cast<double>(n);
-    }
+    codes.fill(stats);
     stats.freezeFraction = fraction();
     // next epoch: RPR redraws its partition every epoch; incremental moves at stage changes
     const Index next = stageOf(epoch + 1);

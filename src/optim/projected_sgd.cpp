@@ -1,6 +1,7 @@
 // Projected SGD (docs/algorithms.md section 3).
 #include "tern/optim/projected_sgd.hpp"
 
+#include "codes.hpp"
 #include "tern/core/error.hpp"
 
 #include <cmath>
@@ -8,30 +9,18 @@
 namespace tern::optim {
 
 namespace {
-/// Sign code of each entry: -1, 0, +1 (a scale-free code, so a rescaled group is no flip).
-std::vector<std::int64_t> signCodes(const Vector& z) {
-    std::vector<std::int64_t> c(static_cast<size_t>(z.size()));
-    for (Index i = 0; i < z.size(); ++i) c[size_t(i)] = (z[i] > 0) - (z[i] < 0);
-    return c;
-}
-
 /// Fraction of changed codes and of zeros over the constrained blocks.
 void codeStats(const std::vector<ParameterBlock*>& blocks,
                const std::vector<std::vector<std::int64_t>>& before, EpochStats& stats) {
-    Index n = 0, flips = 0, zeros = 0;
+    static const std::vector<std::int64_t> kNone;
+    detail::CodeStats codes;
     size_t k = 0;
     for (const ParameterBlock* b : blocks) {
         if (!b->constrained) continue;
-        const std::vector<std::int64_t> now = signCodes(b->value);
-        if (k < before.size() && before[k].size() == now.size())
-            for (size_t i = 0; i < now.size(); ++i) flips += now[i] != before[k][i];
-        for (std::int64_t c : now) zeros += c == 0;
-        n += b->value.size();
+        codes.add(detail::signCodes(b->value), k < before.size() ? before[k] : kNone);
         ++k;
     }
-    if (n == 0) return;
-    stats.flipRatio = static_cast<double>(flips) / static_cast<double>(n);
-    stats.sparsity = static_cast<double>(zeros) / static_cast<double>(n);
+    codes.fill(stats);
 }
 }  // namespace
 
@@ -50,7 +39,7 @@ void ProjectedSgd::doBegin(Objective& /*f*/) {
         requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
         // Start on C: W = P_C(W)
         projection_->project(b->value, b->value, b->shape, granularity_);
-        epochCodes_.push_back(signCodes(b->value));
+        epochCodes_.push_back(detail::signCodes(b->value));
     }
 }
 
@@ -82,7 +71,7 @@ void ProjectedSgd::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& sta
     codeStats(blocks(), epochCodes_, stats);
     epochCodes_.clear();
     for (const ParameterBlock* b : blocks())
-        if (b->constrained) epochCodes_.push_back(signCodes(b->value));
+        if (b->constrained) epochCodes_.push_back(detail::signCodes(b->value));
 }
 
 void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {

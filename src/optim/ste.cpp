@@ -1,6 +1,7 @@
 // Straight-through estimation with a latent float copy (docs/algorithms.md section 2).
 #include "tern/optim/ste.hpp"
 
+#include "codes.hpp"
 #include "tern/core/error.hpp"
 
 #include <cmath>
@@ -9,11 +10,6 @@
 namespace tern::optim {
 
 namespace {
-std::vector<std::int64_t> signCodes(const Vector& z) {
-    std::vector<std::int64_t> c(static_cast<size_t>(z.size()));
-    for (Index i = 0; i < z.size(); ++i) c[size_t(i)] = (z[i] > 0) - (z[i] < 0);
-    return c;
-}
 }  // namespace
 
 void SteSettings::validate() const {
@@ -67,7 +63,7 @@ void Ste::doBegin(Objective& /*f*/) {
         state_.push_back(std::move(s));
     }
     quantizeAll();
-    for (BlockState& s : state_) s.codes = signCodes(bs[size_t(s.slot)]->value);
+    for (BlockState& s : state_) s.codes = detail::signCodes(bs[size_t(s.slot)]->value);
     std::vector<Index> sizes;
     for (ParameterBlock* t : trainables()) sizes.push_back(t->value.size());
     qInner_.reset(sizes);
@@ -112,20 +108,13 @@ double Ste::doStep(Objective& f, Index batch) {
 void Ste::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& stats) {
     // Flip ratio and sparsity of the sign codes of Q(W)
     quantizeAll();
-    Index n = 0, flips = 0, zeros = 0;
+    detail::CodeStats codes;
     for (BlockState& s : state_) {
-        const std::vector<std::int64_t> now = signCodes(blocks()[size_t(s.slot)]->value);
-        for (size_t i = 0; i < now.size(); ++i) {
-            flips += s.codes.size() == now.size() && now[i] != s.codes[i];
-            zeros += now[i] == 0;
-        }
-        n += static_cast<Index>(now.size());
-        s.codes = now;
+        std::vector<std::int64_t> now = detail::signCodes(blocks()[size_t(s.slot)]->value);
+        codes.add(now, s.codes);
+        s.codes = std::move(now);
     }
-    if (n > 0) {
-        stats.flipRatio = static_cast<double>(flips) / static_cast<double>(n);
-        stats.sparsity = static_cast<double>(zeros) / static_cast<double>(n);
-    }
+    codes.fill(stats);
 }
 
 void Ste::doDeploy(Objective& /*f*/) {

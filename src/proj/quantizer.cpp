@@ -92,28 +92,14 @@ void TtqQuantizer::init(CVecRef latent, const Shape& shape) {
     Vector& wp = scales_.at("wp").value;
     Vector& wn = scales_.at("wn").value;
     const Index m = latent.size() / groups;
+    // A region with no entry beyond the threshold falls back to the group's mean |W| (1 if 0)
     for (Index g = 0; g < groups; ++g) {
-        const auto w = latent.segment(g * m, m);
-        // delta = t * max|W|; Wp, Wn = mean |W| over the positive / negative region
-        const double delta = static_cast<double>(t_) * static_cast<double>(w.cwiseAbs().maxCoeff());
-        double sumP = 0, sumN = 0, sumAll = 0;
-        Index nP = 0, nN = 0;
-        for (Index i = 0; i < m; ++i) {
-            const double x = w[i];
-            sumAll += std::abs(x);
-            if (x > delta) {
-                sumP += x;
-                ++nP;
-            }
-            if (x < -delta) {
-                sumN -= x;
-                ++nN;
-            }
-        }
-        const double fallback = sumAll > 0 ? sumAll / static_cast<double>(m) : 1.0;
-        wp[g] = static_cast<Scalar>(nP > 0 ? sumP / static_cast<double>(nP) : fallback);
-        wn[g] = static_cast<Scalar>(nN > 0 ? sumN / static_cast<double>(nN) : fallback);
+        double sumAll = 0;
+        for (Index i = g * m; i < (g + 1) * m; ++i) sumAll += std::abs(static_cast<double>(latent[i]));
+        wp[g] = wn[g] = static_cast<Scalar>(sumAll > 0 ? sumAll / static_cast<double>(m) : 1.0);
     }
+    // Wp, Wn = mean |W| over the positive / negative region of the whole group
+    initFrom(latent, shape, std::vector<std::uint8_t>(static_cast<size_t>(latent.size()), 1));
 }
 
 void TtqQuantizer::initFrom(CVecRef latent, const Shape& shape,
@@ -123,7 +109,7 @@ void TtqQuantizer::initFrom(CVecRef latent, const Shape& shape,
     if (static_cast<Index>(select.size()) != latent.size())
         fail(where, TERN_MSG("select has " << select.size() << " entries, latent has "
                                            << latent.size()));
-    if (!initialized()) init(latent, shape);
+    if (!initialized()) init(latent, shape);  // every group gets a value, even with no selection
     Vector& wp = scales_.at("wp").value;
     Vector& wn = scales_.at("wn").value;
     const Index m = latent.size() / groups;
