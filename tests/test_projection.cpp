@@ -491,6 +491,12 @@ BOOST_DATA_TEST_CASE(exact_ternary_large_groups_match_sort_and_scan, bdata::xran
         }
     }
     BOOST_TEST(minKept >= maxDropped);
+    // in place (z aliases v), ties at the threshold included: the same result
+    Vector w = v;
+    const GroupResult rw = TernaryExact().project(w, w)[0];
+    BOOST_TEST(rw.nonzeros == r.nonzeros);
+    BOOST_TEST(rw.scale == r.scale);
+    BOOST_TEST((w == z));
 }
 
 BOOST_AUTO_TEST_CASE(exact_ternary_large_group_of_zeros_and_per_filter) {
