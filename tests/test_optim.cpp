@@ -566,6 +566,45 @@ BOOST_AUTO_TEST_CASE(rescale_brings_small_weights_to_a_fixed_scale_set) {
     BOOST_TEST(scaled.G(0).cwiseAbs().maxCoeff() == 1.0f);
 }
 
+BOOST_AUTO_TEST_CASE(pgd_rescale_brings_small_weights_to_a_fixed_scale_set) {
+    // Same start as above: projected SGD without the rescale starts (and stays) at W = 0.
+    auto p = plantedProblem(30, 40, 8);
+    p.x().value *= 0.01f;
+    const Vector w0 = p.x().value;
+    const std::shared_ptr<const proj::Projection> fixed = proj::makeProjection("ternary");
+    ProjectedSgd plain(fixed, Granularity::PerTensor, plainSgd(), train(1, 1e-3));
+    plain.begin(p);
+    BOOST_TEST(p.x().value.isZero());
+    p.x().value = w0;
+    PgdSettings s;
+    s.rescale = true;
+    ProjectedSgd scaled(fixed, Granularity::PerTensor, plainSgd(), train(1, 1e-3), s);
+    scaled.begin(p);
+    Vector expected(w0.size());
+    fixed->project(w0 / proj::bestScale(*fixed, w0), expected);
+    BOOST_TEST(bitEqual(p.x().value, expected));  // W = P(W / s)
+    BOOST_TEST((p.x().value.array() != 0).count() > 10);
+}
+
+BOOST_AUTO_TEST_CASE(rescale_to_levels_per_filter_scales_each_filter) {
+    // two filters at very different scales: each is divided by its own best scale
+    Vector w = testing::randomVector(2 * 50, 4);
+    w.head(50) *= 0.001f;
+    w.tail(50) *= 30.0f;
+    const Vector w0 = w;
+    const auto fixed = proj::makeProjection("ternary");
+    proj::rescaleToLevels(*fixed, w, Shape{2, 50}, Granularity::PerFilter);
+    for (Index f = 0; f < 2; ++f) {
+        const Scalar s = proj::bestScale(*fixed, w0.segment(f * 50, 50));
+        BOOST_TEST((w.segment(f * 50, 50) - w0.segment(f * 50, 50) / s).cwiseAbs().maxCoeff() < 1e-5f);
+        Vector z(50);
+        fixed->project(w.segment(f * 50, 50), z);
+        BOOST_TEST((z.array() != 0).count() > 10);
+    }
+    BOOST_CHECK_THROW(proj::rescaleToLevels(*fixed, w, Shape{3, 50}, Granularity::PerFilter),
+                      std::invalid_argument);
+}
+
 BOOST_DATA_TEST_CASE(rho_times_U_is_continuous, bdata::make({0, 1, 2}), schedule) {
     auto p = plantedProblem(30, 6, 9);
     AdmmSettings a;

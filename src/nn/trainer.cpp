@@ -402,7 +402,11 @@ std::unique_ptr<optim::Optimizer> makeMethod(const TrainConfig& c) {
         a.rescale = c.alpha == "one";
         return std::make_unique<optim::Admm>(p, g, a, inner, train);
     }
-    if (c.method == "pgd") return std::make_unique<optim::ProjectedSgd>(p, g, inner, train);
+    if (c.method == "pgd") {
+        optim::PgdSettings pgd;
+        pgd.rescale = c.alpha == "one";  // as ADMM: else P(W) = 0 for small initial weights
+        return std::make_unique<optim::ProjectedSgd>(p, g, inner, train, pgd);
+    }
     // STE family: BinaryConnect (binary, latent clipped to [-1, 1]), BWN, TWN.
     optim::SteSettings ste;
     if (c.method == "bc") ste.latentClip = 1;

@@ -113,14 +113,8 @@ void Admm::doBegin(Objective& /*f*/) {
         s.U = Vector::Zero(bs[i]->value.size());
         s.g = Vector::Zero(bs[i]->value.size());
         requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
-        if (settings_.rescale) {
-            // W /= argmin_s ||W - s P(W/s)|| per group
-            const Index groups = bs[i]->shape.groups(granularity_);
-            const Index m = bs[i]->value.size() / groups;
-            for (Index g = 0; g < groups; ++g)
-                bs[i]->value.segment(g * m, m) /=
-                    proj::bestScale(*projection_, bs[i]->value.segment(g * m, m));
-        }
+        if (settings_.rescale)
+            proj::rescaleToLevels(*projection_, bs[i]->value, bs[i]->shape, granularity_);
         state_.push_back(std::move(s));
         // G = P_C(W), U = 0
         projectInto(state_.back(), bs[i]->value);

@@ -187,11 +187,7 @@ void PartialQuantization::doBegin(Objective& /*f*/) {
             if (!ste)
                 fail("PartialQuantization::begin()",
                      "rescale needs an STE quantizer over a projection (got '" + s.q->name() + "')");
-            const Index groups = bs[i]->shape.groups(granularity_);
-            const Index m = s.latent.size() / groups;
-            // W /= argmin_s ||W - s P(W/s)|| per group
-            for (Index g = 0; g < groups; ++g)
-                s.latent.segment(g * m, m) /= proj::bestScale(ste->projection(), s.latent.segment(g * m, m));
+            proj::rescaleToLevels(ste->projection(), s.latent, bs[i]->shape, granularity_);
         }
         state_.push_back(std::move(s));
     }

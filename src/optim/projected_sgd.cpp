@@ -25,10 +25,12 @@ void codeStats(const std::vector<ParameterBlock*>& blocks,
 }  // namespace
 
 ProjectedSgd::ProjectedSgd(std::shared_ptr<const proj::Projection> projection,
-                           Granularity granularity, InnerSettings inner, TrainSettings train)
+                           Granularity granularity, InnerSettings inner, TrainSettings train,
+                           PgdSettings pgd)
     : Optimizer(std::move(train), std::move(inner)),
       projection_(std::move(projection)),
-      granularity_(granularity) {
+      granularity_(granularity),
+      settings_(pgd) {
     if (!projection_) fail("ProjectedSgd::ProjectedSgd()", "projection must not be null");
 }
 
@@ -37,6 +39,7 @@ void ProjectedSgd::doBegin(Objective& /*f*/) {
     for (ParameterBlock* b : blocks()) {
         if (!b->constrained) continue;
         requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
+        if (settings_.rescale) proj::rescaleToLevels(*projection_, b->value, b->shape, granularity_);
         // Start on C: W = P_C(W)
         projection_->project(b->value, b->value, b->shape, granularity_);
         epochCodes_.push_back(detail::signCodes(b->value));
@@ -77,6 +80,7 @@ void ProjectedSgd::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& sta
 void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "projection", projection_->name());
     out.attr(prefix, "granularity", granularityName(granularity_));
+    out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     size_t k = 0;
     for (const ParameterBlock* b : blocks())
         if (b->constrained) out.writeInts(prefix + "/codes/" + b->name, epochCodes_[k++]);

@@ -224,6 +224,14 @@ GroupResult roundTernary(CVecRef v, VecRef z) {
 
 // ---------------------------------------------------------------- best scale
 
+void rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity) {
+    const Index groups = shape.groups(granularity);
+    requireSameSize(w.size(), shape.size(), "rescaleToLevels()", "w", "shape");
+    const Index m = w.size() / groups;
+    // w /= argmin_s ||w - s P(w/s)|| per group
+    for (Index g = 0; g < groups; ++g) w.segment(g * m, m) /= bestScale(p, w.segment(g * m, m));
+}
+
 Scalar bestScale(const Projection& p, CVecRef w) {
     const double hi = w.size() ? static_cast<double>(w.cwiseAbs().maxCoeff()) : 0.0;
     if (!(hi > 0)) return 1;

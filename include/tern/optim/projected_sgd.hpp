@@ -7,6 +7,15 @@
 
 namespace tern::optim {
 
+/// Options of projected SGD.
+struct PgdSettings {
+    /// begin(): divide each group of W by proj::bestScale(P, W) before the first projection, so
+    /// that a fixed-scale set (alpha = 1: {-1, 0, 1}) sees weights at its own scale; without it
+    /// small initial weights all project to 0 and the network starts (and stays) dead. Harmless
+    /// in front of batch norm, which undoes any per-channel scale.
+    bool rescale = false;
+};
+
 /// Projected (stochastic) gradient descent. Constrained blocks are projected after every inner
 /// update (per tensor or per filter); begin() projects the starting point, so the iterate is
 /// always on C and deploy()/restore() have nothing to swap. Often poor for discrete sets (small
@@ -15,10 +24,11 @@ class ProjectedSgd final : public Optimizer {
 public:
     /// Validates the settings; throws std::invalid_argument on a null projection.
     ProjectedSgd(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
-                 InnerSettings inner = {}, TrainSettings train = {});
+                 InnerSettings inner = {}, TrainSettings train = {}, PgdSettings pgd = {});
     std::string name() const override { return "pgd"; }
     const proj::Projection& projection() const { return *projection_; }
     Granularity granularity() const { return granularity_; }
+    const PgdSettings& settings() const { return settings_; }
 
 protected:
     void doBegin(Objective& f) override;
@@ -30,6 +40,7 @@ protected:
 private:
     std::shared_ptr<const proj::Projection> projection_;
     Granularity granularity_;
+    PgdSettings settings_;
     Vector candidate_;                            // W - lr * inner(g), before projection
     std::vector<std::vector<std::int64_t>> epochCodes_;  // codes at the start of the epoch
 };

@@ -54,6 +54,11 @@ private:
 /// rescale, ADMM with alpha = 1).
 Scalar bestScale(const Projection& p, CVecRef w);
 
+/// Divides each group of `w` (per tensor or per output filter of `shape`) by its bestScale(),
+/// so that a fixed-scale set sees the weights at its own scale (else small weights all project
+/// to 0). Harmless in front of batch norm, which undoes any per-channel scale.
+void rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity);
+
 /// Builds a projection from a spec: "ternary:exact", "ternary:twn,ratio=0.7", "pow2,bits=3",
 /// "ternary:topk,fraction=0.3", ... ; ",scale=one" fixes the scale of a scaled set to 1.
 /// Unknown names or options throw std::invalid_argument listing the valid ones.
