@@ -1,6 +1,7 @@
 // tern-ablate: runs a grid of tern-train runs (named variants x seeds) as child processes, a few
 // at a time with the cores split between them; skips complete runs, resumes unfinished ones,
 // forwards Ctrl-C, and summarizes every run into OUT/results.csv and OUT/results.md.
+#include "tern/core/format.hpp"
 #include "tern/nn/trainer.hpp"
 
 #include <boost/program_options.hpp>
@@ -92,15 +93,6 @@ std::string fixed(double v, int decimals) {
     if (!std::isfinite(v)) return "-";
     std::ostringstream o;
     o << std::fixed << std::setprecision(decimals) << v;
-    return o.str();
-}
-
-std::string duration(double s) {
-    if (!std::isfinite(s) || s < 0) return "?";
-    const long t = std::lround(s);
-    std::ostringstream o;
-    if (t >= 3600) o << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
-    else o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
     return o.str();
 }
 
@@ -564,8 +556,8 @@ private:
         std::ostringstream o;
         o << "tern-ablate: runs " << done << "/" << runs_.size() << " done, " << running
           << " running, " << failed << " failed | epochs " << epochs << "/" << total << " | "
-          << duration(elapsed) << " elapsed, ETA "
-          << (left == 0 ? duration(0) : rate > 0 ? duration(static_cast<double>(left) / rate) : "?");
+          << tern::formatDuration(elapsed) << " elapsed, ETA "
+          << (left == 0 ? tern::formatDuration(0) : rate > 0 ? tern::formatDuration(static_cast<double>(left) / rate) : "?");
         return o.str();
     }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <type_traits>
 
 namespace po = boost::program_options;
 using tern::Index;
@@ -15,41 +16,25 @@ namespace {
 
 void onSignal(int) { tern::nn::stopRequested.store(true); }
 
-std::vector<Index> parseSteps(const std::string& s) {
-    std::vector<Index> out;
+/// "a,b,c" -> {a, b, c}; empty items are skipped; an item that is not wholly a T is an error
+/// naming the flag and the item.
+template <class T>
+std::vector<T> parseList(const std::string& s, const char* flag, const char* what) {
+    std::vector<T> out;
     std::stringstream ss(s);
     std::string item;
     while (std::getline(ss, item, ','))
         if (!item.empty()) {
             std::size_t used = 0;
-            long v = 0;
+            T v{};
             try {
-                v = std::stol(item, &used);
+                if constexpr (std::is_integral_v<T>) v = static_cast<T>(std::stol(item, &used));
+                else v = static_cast<T>(std::stod(item, &used));
             } catch (const std::exception&) {
                 used = 0;
             }
             if (used != item.size())
-                throw std::invalid_argument("--lr-steps: '" + item + "' is not an epoch number");
-            out.push_back(v);
-        }
-    return out;
-}
-
-std::vector<double> parseFractions(const std::string& s) {
-    std::vector<double> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) {
-            std::size_t used = 0;
-            double v = 0;
-            try {
-                v = std::stod(item, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            if (used != item.size())
-                throw std::invalid_argument("--fractions: '" + item + "' is not a number");
+                throw std::invalid_argument(std::string(flag) + ": '" + item + "' is not " + what);
             out.push_back(v);
         }
     return out;
@@ -142,8 +127,8 @@ int main(int argc, char** argv) {
         c.batchNorm = !noBn;
         c.extragradient = !noExtragradient;
         c.checkpoint = !noCheckpoint;
-        c.lrSteps = parseSteps(lrSteps);
-        c.fractions = parseFractions(fractions);
+        c.lrSteps = parseList<Index>(lrSteps, "--lr-steps", "an epoch number");
+        c.fractions = parseList<double>(fractions, "--fractions", "a number");
         c.validate();
     } catch (const std::exception& e) {
         std::cerr << "tern-train: " << e.what() << "\n(see tern-train --help)\n";

@@ -3,14 +3,26 @@
 #include "tern/core/parameter.hpp"
 #include "tern/core/state.hpp"
 
+#include "tern/core/format.hpp"
 #include "tern/core/parallel.hpp"
 
 #include <algorithm>
+#include <iomanip>
+#include <sstream>
 #include <cmath>
 #include <vector>
 #include <stdexcept>
 
 namespace tern {
+
+std::string formatDuration(double s) {
+    if (!std::isfinite(s) || s < 0) return "?";
+    const long t = std::lround(s);
+    std::ostringstream o;
+    if (t >= 3600) o << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
+    else o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+    return o.str();
+}
 
 Granularity parseGranularity(const std::string& name) {
     if (name == "tensor" || name == "layer") return Granularity::PerTensor;

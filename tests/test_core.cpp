@@ -2,6 +2,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/core/parameter.hpp"
 #include "tern/core/state.hpp"
 #include "testing/helpers.hpp"
@@ -73,4 +74,15 @@ BOOST_AUTO_TEST_CASE(memory_state_round_trip_and_errors) {
                           messageContains("expected [3, 2]"));
     BOOST_CHECK_THROW(st.read("nope", Shape{1}), std::out_of_range);
     BOOST_CHECK_THROW(st.attrInt("optim", "method"), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(format_duration_minutes_hours_and_bad_input) {
+    BOOST_TEST(formatDuration(0) == "0m00s");
+    BOOST_TEST(formatDuration(65.4) == "1m05s");
+    BOOST_TEST(formatDuration(3599.4) == "59m59s");
+    BOOST_TEST(formatDuration(3600) == "1h00m");
+    BOOST_TEST(formatDuration(4020) == "1h07m");
+    BOOST_TEST(formatDuration(-1) == "?");
+    BOOST_TEST(formatDuration(std::numeric_limits<double>::quiet_NaN()) == "?");
+    BOOST_TEST(formatDuration(std::numeric_limits<double>::infinity()) == "?");
 }

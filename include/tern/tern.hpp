@@ -1,6 +1,7 @@
 #pragma once
 /// \file Umbrella header: everything public in tern.
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/core/parameter.hpp"
 #include "tern/core/state.hpp"
 #include "tern/core/types.hpp"

@@ -2,6 +2,7 @@
 #include "tern/nn/trainer.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/optim/callbacks.hpp"
@@ -94,15 +95,6 @@ void loadInitialState(Network& net, const std::string& init) {
         }
     }
     for (const auto& l : net.layers()) l->loadState(in, "net/");
-}
-
-std::string fmtDuration(double s) {
-    if (!std::isfinite(s) || s < 0) return "?";
-    const long t = std::lround(s);
-    std::ostringstream o;
-    if (t >= 3600) o << t / 3600 << "h" << std::setw(2) << std::setfill('0') << (t % 3600) / 60 << "m";
-    else o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
-    return o.str();
 }
 
 std::string jsonEscape(const std::string& s) {
@@ -596,7 +588,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                 line << "epoch " << epoch + 1 << "/" << c.epochs << " batch " << b + 1 << "/" << nb
                      << " loss " << std::fixed << std::setprecision(4) << lossSum / steps << " acc "
                      << std::setprecision(2) << 100 * tm.accuracy << "% " << std::setprecision(0)
-                     << ips << " img/s ETA " << fmtDuration(left);
+                     << ips << " img/s ETA " << formatDuration(left);
                 if (tty) *progress << "\r" << line.str() << "\033[K" << std::flush;
                 else *progress << line.str() << '\n' << std::flush;
             }

@@ -3,6 +3,7 @@
 #include "tern/optim/partial.hpp"
 
 #include "codes.hpp"
+#include "quantizers.hpp"
 #include "tern/core/error.hpp"
 #include "tern/proj/quantizer.hpp"
 
@@ -92,11 +93,9 @@ proj::Quantizer& PartialQuantization::quantizer(Index k) {
     return *state_[size_t(k)].q;
 }
 
-std::vector<ParameterBlock*> PartialQuantization::trainables() {
-    std::vector<ParameterBlock*> out;
-    for (BlockState& s : state_)
-        if (ParameterSet* t = s.q->trainable())
-            for (ParameterBlock* b : t->all()) out.push_back(b);
+std::vector<detail::NamedQuantizer> PartialQuantization::quantizers() const {
+    std::vector<detail::NamedQuantizer> out;
+    for (const BlockState& s : state_) out.push_back({blocks()[size_t(s.slot)]->name, s.q.get()});
     return out;
 }
 
@@ -199,9 +198,7 @@ void PartialQuantization::doBegin(Objective& /*f*/) {
         s.codes = detail::signCodes(s.work);
     }
     writeTrainingPoint();
-    std::vector<Index> sizes;
-    for (ParameterBlock* t : trainables()) sizes.push_back(t->value.size());
-    qInner_.reset(sizes);
+    detail::resetTrainables(qInner_, quantizers());
 }
 
 double PartialQuantization::doStep(Objective& f, Index batch) {
@@ -231,13 +228,8 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
             finite = innerStep(s.slot, s.latent, s.dLatent, b.decay) && finite;
         }
     }
-    const std::vector<ParameterBlock*> ts = trainables();
-    for (size_t k = 0; k < ts.size(); ++k) {
-        qInner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad,
-                      learningRate() * settings_.trainableLr, false);
-        ts[k]->value = ts[k]->value.cwiseMax(Scalar(0));
-        finite = finite && ts[k]->value.allFinite();
-    }
+    finite = detail::stepTrainables(qInner_, quantizers(), learningRate() * settings_.trainableLr) &&
+             finite;
     for (size_t i = 0; i < bs.size(); ++i) {
         if (bs[i]->constrained) continue;
         finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
@@ -300,21 +292,13 @@ void PartialQuantization::doSave(StateWriter& out, const std::string& prefix) co
     std::ostringstream rng;
     rng << partRng_;
     out.attr(prefix, "partitionRng", rng.str());
-    std::vector<std::string> names;
     for (const BlockState& s : state_) {
         const ParameterBlock& b = *blocks()[size_t(s.slot)];
-        out.attr(prefix, "quantizer/" + b.name, s.q->name());
-        s.q->saveState(out, prefix + "/quantizer/" + b.name);
         out.writeInts(prefix + "/codes/" + b.name, s.codes);
         out.writeInts(prefix + "/mask/" + b.name, std::vector<std::int64_t>(s.mask.begin(), s.mask.end()));
         if (settings_.freeze) out.write(prefix + "/frozen/" + b.name, s.frozen, b.shape);
-        if (ParameterSet* t = s.q->trainable())
-            for (const ParameterBlock* tb : std::as_const(*t).all()) {
-                out.write(prefix + "/trainable/" + b.name + "/" + tb->name, tb->value, tb->shape);
-                names.push_back(b.name + "." + tb->name);
-            }
     }
-    qInner_.save(out, prefix + "/qinner", names);
+    detail::saveQuantizers(out, prefix, quantizers(), qInner_);
 }
 
 void PartialQuantization::doLoad(const StateReader& in, const std::string& prefix) {
@@ -335,14 +319,9 @@ void PartialQuantization::doLoad(const StateReader& in, const std::string& prefi
     std::istringstream rng(in.attrString(prefix, "partitionRng"));
     rng >> partRng_;
     if (rng.fail()) fail(where, "state '" + prefix + "' has a malformed partitionRng");
-    std::vector<std::string> names;
+    detail::loadQuantizers(in, prefix, quantizers(), qInner_, where);
     for (BlockState& s : state_) {
         const ParameterBlock& b = *blocks()[size_t(s.slot)];
-        const std::string q = in.attrString(prefix, "quantizer/" + b.name);
-        if (q != s.q->name())
-            fail(where, "state '" + prefix + "' has quantizer '" + q + "' for block '" + b.name +
-                            "', this optimizer has '" + s.q->name() + "'");
-        s.q->loadState(in, prefix + "/quantizer/" + b.name);
         s.codes = in.readInts(prefix + "/codes/" + b.name);
         const std::vector<std::int64_t> mask = in.readInts(prefix + "/mask/" + b.name);
         if (static_cast<Index>(mask.size()) != b.value.size())
@@ -351,13 +330,7 @@ void PartialQuantization::doLoad(const StateReader& in, const std::string& prefi
                                            << b.value.size()));
         s.mask.assign(mask.begin(), mask.end());
         if (settings_.freeze) s.frozen = in.read(prefix + "/frozen/" + b.name, b.shape);
-        if (ParameterSet* t = s.q->trainable())
-            for (ParameterBlock* tb : t->all()) {
-                tb->value = in.read(prefix + "/trainable/" + b.name + "/" + tb->name, tb->shape);
-                names.push_back(b.name + "." + tb->name);
-            }
     }
-    qInner_.load(in, prefix + "/qinner", names);
     writeTrainingPoint();
 }
 

@@ -2,6 +2,7 @@
 #include "tern/optim/ste.hpp"
 
 #include "codes.hpp"
+#include "quantizers.hpp"
 #include "tern/core/error.hpp"
 
 #include <cmath>
@@ -27,11 +28,9 @@ Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
     if (!factory_) fail("Ste::Ste()", "quantizer factory must not be empty");
 }
 
-std::vector<ParameterBlock*> Ste::trainables() {
-    std::vector<ParameterBlock*> out;
-    for (BlockState& s : state_)
-        if (ParameterSet* t = s.q->trainable())
-            for (ParameterBlock* b : t->all()) out.push_back(b);
+std::vector<detail::NamedQuantizer> Ste::quantizers() const {
+    std::vector<detail::NamedQuantizer> out;
+    for (const BlockState& s : state_) out.push_back({blocks()[size_t(s.slot)]->name, s.q.get()});
     return out;
 }
 
@@ -64,9 +63,7 @@ void Ste::doBegin(Objective& /*f*/) {
     }
     quantizeAll();
     for (BlockState& s : state_) s.codes = detail::signCodes(bs[size_t(s.slot)]->value);
-    std::vector<Index> sizes;
-    for (ParameterBlock* t : trainables()) sizes.push_back(t->value.size());
-    qInner_.reset(sizes);
+    detail::resetTrainables(qInner_, quantizers());
 }
 
 double Ste::doStep(Objective& f, Index batch) {
@@ -90,13 +87,8 @@ double Ste::doStep(Objective& f, Index batch) {
         finite = finite && s.finite;
     }
     // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
-    const std::vector<ParameterBlock*> ts = trainables();
-    for (size_t k = 0; k < ts.size(); ++k) {
-        qInner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad,
-                      learningRate() * settings_.trainableLr, false);
-        ts[k]->value = ts[k]->value.cwiseMax(Scalar(0));
-        finite = finite && ts[k]->value.allFinite();
-    }
+    finite = detail::stepTrainables(qInner_, quantizers(), learningRate() * settings_.trainableLr) &&
+             finite;
     // Unconstrained blocks: W = W - lr * inner(g)
     for (size_t i = 0; i < bs.size(); ++i) {
         if (bs[i]->constrained) continue;
@@ -158,38 +150,14 @@ void Ste::setTrainingPoint(Index i, const Vector& w) {
 void Ste::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "latentClip", settings_.latentClip);
     out.attr(prefix, "trainableLr", settings_.trainableLr);
-    std::vector<std::string> names;
-    for (size_t k = 0; k < state_.size(); ++k) {
-        const ParameterBlock& b = *blocks()[size_t(state_[k].slot)];
-        out.attr(prefix, "quantizer/" + b.name, state_[k].q->name());
-        state_[k].q->saveState(out, prefix + "/quantizer/" + b.name);
-        out.writeInts(prefix + "/codes/" + b.name, state_[k].codes);
-        if (ParameterSet* t = state_[k].q->trainable())
-            for (const ParameterBlock* tb : std::as_const(*t).all()) {
-                out.write(prefix + "/trainable/" + b.name + "/" + tb->name, tb->value, tb->shape);
-                names.push_back(b.name + "." + tb->name);
-            }
-    }
-    qInner_.save(out, prefix + "/qinner", names);
+    for (const BlockState& s : state_)
+        out.writeInts(prefix + "/codes/" + blocks()[size_t(s.slot)]->name, s.codes);
+    detail::saveQuantizers(out, prefix, quantizers(), qInner_);
 }
 
 void Ste::doLoad(const StateReader& in, const std::string& prefix) {
-    std::vector<std::string> names;
-    for (BlockState& s : state_) {
-        const ParameterBlock& b = *blocks()[size_t(s.slot)];
-        const std::string q = in.attrString(prefix, "quantizer/" + b.name);
-        if (q != s.q->name())
-            fail("Ste::load()", "state '" + prefix + "' has quantizer '" + q + "' for block '" +
-                                    b.name + "', this optimizer has '" + s.q->name() + "'");
-        s.q->loadState(in, prefix + "/quantizer/" + b.name);
-        s.codes = in.readInts(prefix + "/codes/" + b.name);
-        if (ParameterSet* t = s.q->trainable())
-            for (ParameterBlock* tb : t->all()) {
-                tb->value = in.read(prefix + "/trainable/" + b.name + "/" + tb->name, tb->shape);
-                names.push_back(b.name + "." + tb->name);
-            }
-    }
-    qInner_.load(in, prefix + "/qinner", names);
+    detail::loadQuantizers(in, prefix, quantizers(), qInner_, "Ste::load()");
+    for (BlockState& s : state_) s.codes = in.readInts(prefix + "/codes/" + blocks()[size_t(s.slot)]->name);
     // value holds Q(W) between steps
     quantizeAll();
 }

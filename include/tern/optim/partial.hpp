@@ -34,6 +34,11 @@
 
 namespace tern::optim {
 
+namespace detail {
+struct NamedQuantizer;
+}
+
+
 struct PartialSettings {
     enum class Selection { Random, Magnitude };
     Selection selection = Selection::Random;
@@ -103,7 +108,8 @@ private:
         std::unique_ptr<proj::Quantizer> q;
         std::vector<std::int64_t> codes;  // sign of Q(W) at the last endEpoch (flip ratio)
     };
-    std::vector<ParameterBlock*> trainables();
+    /// Each constrained block's quantizer with the block's name (src/optim/quantizers.hpp).
+    std::vector<detail::NamedQuantizer> quantizers() const;
     /// Chooses the quantized entries for the current stage (and re-initialises the quantizer
     /// from the newly quantized ones, or caches the frozen values).
     void partition(bool newStage);

@@ -15,6 +15,11 @@
 
 namespace tern::optim {
 
+namespace detail {
+struct NamedQuantizer;
+}
+
+
 /// Builds one quantizer per constrained block (e.g. [&]{ return proj::makeSte(p, g); }).
 using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
 
@@ -66,8 +71,8 @@ private:
         std::vector<std::int64_t> codes;  // sign of Q(W) at the start of the epoch
         bool finite = true;               // latent is finite (checked after every update)
     };
-    /// The trainable blocks of every quantizer, in order, with their inner-update slots.
-    std::vector<ParameterBlock*> trainables();
+    /// Each constrained block's quantizer with the block's name (src/optim/quantizers.hpp).
+    std::vector<detail::NamedQuantizer> quantizers() const;
     /// value = Q(latent) for every constrained block (skipped for a non-finite latent).
     void quantizeAll();
 
