@@ -267,6 +267,9 @@ BOOST_AUTO_TEST_CASE(maxpool_and_relu) {
     const Index n = 2, c = 3, h = 6, w = 4;
     const auto x = randomData(n * c * h * w, 11);
     MaxPool pool("p", 2, 2);
+    BOOST_TEST(pool.kernel() == 2);
+    BOOST_TEST(pool.stride() == 2);
+    BOOST_TEST((MaxPool("q", 3, 1).outputDims({1, 1, 7, 5}) == dnnl::memory::dims{1, 1, 5, 3}));
     const auto y = runLayer(pool, {n, c, h, w}, x, Mode::Train);
     for (Index p = 0; p < n * c; ++p)
         for (Index i = 0; i < h / 2; ++i)

@@ -91,19 +91,6 @@ std::vector<Index> outDims(const DeployedLayer& l, const std::vector<Index>& in,
     return in;
 }
 
-/// MaxPool keeps its window private; recover (kernel, stride) from outputDims().
-std::pair<Index, Index> poolGeometry(const MaxPool& p) {
-    for (Index k = 1; k <= 16; ++k)
-        for (Index s = 1; s <= 16; ++s) {
-            bool ok = true;
-            for (Index h = 16; h <= 64 && ok; ++h)
-                ok = p.outputDims({1, 1, h, h})[2] == (h - k) / s + 1;
-            if (ok) return {k, s};
-        }
-    throw std::runtime_error("TernaryModel::fromNetwork(): cannot determine the window of '" +
-                             p.name() + "'");
-}
-
 /// The levels of one group: at most two distinct nonzero values, hi >= lo (within tol).
 struct Levels {
     double hi = 0, lo = 0;  ///< largest and smallest nonzero value (0 if none)
@@ -666,7 +653,8 @@ TernaryModel TernaryModel::fromNetwork(const Network& net, double tolerance) {
             foldWeights(d, *fc->weights(), fc->bias(), bn, tolerance);
         } else if (auto* pool = dynamic_cast<const MaxPool*>(layer)) {
             d.kind = DeployedKind::Pool;
-            std::tie(d.kernel, d.stride) = poolGeometry(*pool);
+            d.kernel = pool->kernel();
+            d.stride = pool->stride();
         } else if (dynamic_cast<const Relu*>(layer)) {
             d.kind = DeployedKind::Relu;
         } else if (dynamic_cast<const Dropout*>(layer)) {

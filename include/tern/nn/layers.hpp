@@ -133,6 +133,8 @@ public:
     dnnl::memory::dims outputDims(const dnnl::memory::dims& src) const override;
     std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
                                        Mode mode) override;
+    Index kernel() const { return k_; }  ///< square window side
+    Index stride() const { return stride_; }
 
 private:
     std::string name_;
