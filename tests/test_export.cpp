@@ -135,6 +135,17 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
     TernaryModel m = TernaryModel::load(file);  // also checks packed == int8 codes
     BOOST_TEST(m.infoValue("method") == k.method);
     BOOST_TEST(!m.mean().empty());
+    // the input shape and normalization are recorded in the checkpoint: no data needed
+    BOOST_TEST((m.mean() == data.mean));
+    BOOST_TEST((m.stddev() == data.stddev));
+    BOOST_TEST((m.input() == std::vector<Index>{data.train.channels, data.train.height, data.train.width}));
+    if (i == 0) {
+        ExportOptions noData;
+        noData.dataDir = dir + "/no-such-data";
+        const TernaryModel alone = TernaryModel::fromCheckpoint(ckpt, noData);
+        BOOST_TEST((alone.mean() == data.mean));
+        BOOST_TEST((alone.input() == m.input()));
+    }
 
     // Codes, groups and the folded scale/shift against a direct computation.
     std::map<std::string, const Layer*> byName;

@@ -710,6 +710,10 @@ std::unique_ptr<Network> networkFromCheckpoint(const std::string& path, const Ex
     mo.loss = parseLoss(cfg("loss"));
     const std::string dataset = cfg("dataset");
     std::vector<Index> input = opt.input;
+    if (input.empty() && r->has("input/shape")) {  // written by tern-train since session 3
+        const Vector s = r->read("input/shape", Shape{3});
+        for (Index i = 0; i < 3; ++i) input.push_back(static_cast<Index>(s[i]));
+    }
     int classes = 10;
     // The training data gives the image size and the normalization (the checkpoint has neither).
     std::string dir = opt.dataDir;
@@ -751,7 +755,14 @@ std::unique_ptr<Network> networkFromCheckpoint(const std::string& path, const Ex
 
 TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportOptions& opt) {
     io::DataSplit data;
-    auto net = networkFromCheckpoint(path, opt, &data);
+    // The normalization comes from the checkpoint; older checkpoints need the training data.
+    bool recorded = false;
+    try {
+        recorded = io::CheckpointReader(path).has("input/mean");
+    } catch (const std::exception&) {
+        // not a readable checkpoint: networkFromCheckpoint() says what is wrong
+    }
+    auto net = networkFromCheckpoint(path, opt, recorded ? nullptr : &data);
     io::CheckpointReader r(path);
     TernaryModel m;
     try {
@@ -766,7 +777,12 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
     for (const auto& k : kInfoKeys)
         if (r.hasAttr("config", k)) m.info_.emplace_back(k, r.attrString("config", k));
     m.info_.emplace_back("checkpoint", path);
-    if (data.train.count > 0) {
+    if (recorded) {
+        const auto channels = static_cast<Index>(m.input_.at(0));
+        const Vector mu = r.read("input/mean", Shape{channels}), sd = r.read("input/std", Shape{channels});
+        m.mean_.assign(mu.data(), mu.data() + channels);
+        m.stddev_.assign(sd.data(), sd.data() + channels);
+    } else if (data.train.count > 0) {
         m.mean_ = data.mean;
         m.stddev_ = data.stddev;
     }

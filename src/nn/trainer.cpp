@@ -539,6 +539,15 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         if (!out || !c.checkpoint) return;
         io::CheckpointWriter w(ckptPath);
         for (const auto& [k, v] : c.items()) w.attr("config", k, v);
+        // what the network was trained on: input C, H, W and the per-channel normalization
+        // (export and evaluation need no training data to rebuild and deploy it)
+        const auto channels = static_cast<Index>(data.mean.size());
+        Vector shape(3);
+        shape << static_cast<Scalar>(data.train.channels), static_cast<Scalar>(data.train.height),
+            static_cast<Scalar>(data.train.width);
+        w.write("input/shape", shape, Shape{3});
+        w.write("input/mean", Eigen::Map<const Vector>(data.mean.data(), channels), Shape{channels});
+        w.write("input/std", Eigen::Map<const Vector>(data.stddev.data(), channels), Shape{channels});
         net->saveState(w, "net/");
         opt->save(w, "optim");
         {

@@ -77,10 +77,12 @@ struct DeployedCost {
 
 /// How to find what the checkpoint does not record.
 struct ExportOptions {
-    /// {C, H, W} of one image. Empty: from the training data (config data-dir, or `dataDir`),
-    /// else the dataset's standard size (mnist 1x28x28, cifar10 3x32x32).
+    /// {C, H, W} of one image. Empty: as recorded in the checkpoint (input/shape), else from
+    /// the training data (config data-dir, or `dataDir`), else the dataset's standard size
+    /// (mnist 1x28x28, cifar10 3x32x32).
     std::vector<Index> input;
-    /// Where the training data lives (normalization statistics and image size); empty: the
+    /// Where the training data lives, for checkpoints that do not record their input shape and
+    /// normalization (input/mean, input/std; written by tern-train since 2026-11-23); empty: the
     /// checkpoint's data-dir (or data/<dataset>). Missing data is not an error.
     std::string dataDir;
     /// Relative tolerance of the ternary check: every value must be 0 or within
