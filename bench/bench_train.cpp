@@ -48,6 +48,7 @@ struct Options {
     double lr = 0.01, momentum = 0.9, weightDecay = 1e-4;
     bool breakdown = true;
     bool verbosePrimitives = false;
+    bool peak = false;
     int profileSteps = 3;
     int top = 25;
     std::uint64_t seed = 1;
@@ -176,6 +177,43 @@ std::string shortFormats(const std::string& mds) {
     return out.str();
 }
 
+/// Floating-point operations of a convolution or inner product from its verbose shape
+/// ("mb100_ic32oc64_ih12oh8kh5sh1..._iw12ow8kw5sw1...", "mb100ic64ih4iw4oc512"): 2 per
+/// multiply-add, the same for forward, backward-data and backward-weights. 0 if not parseable.
+double primitiveFlops(const std::string& kind, const std::string& shape) {
+    auto field = [&](const std::string& name, double dflt) {
+        // the number after the first "name" that is not part of a longer name ("oh" vs "ohw")
+        for (size_t at = shape.find(name); at != std::string::npos; at = shape.find(name, at + 1)) {
+            const size_t from = at + name.size();
+            if (from < shape.size() && std::isdigit(static_cast<unsigned char>(shape[from])))
+                return std::stod(shape.substr(from));
+        }
+        return dflt;
+    };
+    const double mb = field("mb", 0), ic = field("ic", 0), oc = field("oc", 0);
+    if (kind == "convolution") {
+        const double g = field("g", 1);
+        return 2 * mb * (ic / g) * oc * field("oh", 1) * field("ow", 1) * field("kh", 1) * field("kw", 1);
+    }
+    if (kind == "inner_product") return 2 * mb * ic * oc * field("ih", 1) * field("iw", 1);
+    return 0;
+}
+
+/// Median GFLOP/s of a large single-precision GEMM (oneDNN's sgemm, n x n x n, on the OpenMP
+/// threads): the attainable compute rate that the convolutions are measured against.
+double sgemmGflops(Index n) {
+    std::vector<float> a(static_cast<size_t>(n * n), 0.5f), b(a), c(a.size());
+    std::vector<double> rates;
+    for (int rep = 0; rep < 7; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        dnnl::sgemm('N', 'N', n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (rep > 0) rates.push_back(2.0 * double(n) * double(n) * double(n) / s / 1e9);
+    }
+    std::sort(rates.begin(), rates.end());
+    return rates[rates.size() / 2];
+}
+
 /// Runs `steps` calls of `step` with oneDNN verbose output captured from stdout, and prints
 /// the execution time per primitive kind and the top primitives, per step.
 void profilePrimitives(int steps, int top, double wallMsPerStep,
@@ -199,6 +237,7 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
     std::rewind(tmp);
     std::map<std::string, double> byKind;
     std::map<std::string, std::pair<double, int>> byPrim;
+    std::map<std::string, double> flops;  // per call
     double total = 0;
     int lines = 0;
     char buf[8192];
@@ -215,6 +254,7 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
         auto& e = byPrim[key];
         e.first += v.ms;
         e.second += 1;
+        flops[key] = primitiveFlops(v.kind, v.shape);
     }
     std::fclose(tmp);
     const double n = static_cast<double>(steps);
@@ -239,16 +279,23 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
     for (auto& [ms, k] : kinds)
         std::cout << "    " << std::setw(9) << ms / n << " ms  " << std::setw(5)
                   << 100.0 * ms / total << "%  " << k << "\n";
+    // (ms per step, key); the GFLOP/s column is flops per call / ms per call
     std::vector<std::pair<double, std::string>> prims;
-    for (auto& [k, e] : byPrim)
-        prims.push_back({e.first, k + (e.second / steps > 1
-                                           ? " x" + std::to_string(e.second / steps)
-                                           : std::string())});
+    for (auto& [k, e] : byPrim) prims.push_back({e.first, k});
     std::sort(prims.rbegin(), prims.rend());
-    std::cout << "  top primitives (ms per step):\n";
-    for (int i = 0; i < top && i < static_cast<int>(prims.size()); ++i)
-        std::cout << "    " << std::setw(9) << prims[static_cast<size_t>(i)].first / n << " ms  "
-                  << prims[static_cast<size_t>(i)].second << "\n";
+    std::cout << "  top primitives (ms per step; GFLOP/s of convolutions and inner products):\n";
+    for (int i = 0; i < top && i < static_cast<int>(prims.size()); ++i) {
+        const auto& [ms, key] = prims[static_cast<size_t>(i)];
+        const int calls = byPrim[key].second;
+        const double f = flops[key];
+        std::cout << "    " << std::setw(9) << ms / n << " ms  ";
+        if (f > 0)
+            std::cout << std::setw(5) << std::setprecision(0) << f / (ms / calls * 1e6) << " GFLOP/s  ";
+        else
+            std::cout << std::string(15, ' ');
+        std::cout << std::setprecision(2) << key
+                  << (calls / steps > 1 ? " x" + std::to_string(calls / steps) : std::string()) << "\n";
+    }
 }
 
 void printStats(const char* what, const Stats& s, Index batch) {
@@ -261,6 +308,9 @@ void printStats(const char* what, const Stats& s, Index batch) {
 
 int run(const Options& o) {
     tern::nn::setNumThreads(o.threads);
+    if (o.peak)
+        std::cout << "PEAK sgemm 2048^3, " << o.threads << " threads: " << std::fixed
+                  << std::setprecision(0) << sgemmGflops(2048) << " GFLOP/s (median of 6)\n";
     std::vector<Index> input = o.model == "lenet5" ? std::vector<Index>{1, 28, 28}
                                                    : std::vector<Index>{3, 32, 32};
     tern::nn::ModelOptions mo;
@@ -352,6 +402,7 @@ int main(int argc, char** argv) {
         "L2 weight decay (blocks with decay)")(
         "no-breakdown", "skip the forward / forward+backward / update breakdown")(
         "verbose-primitives", "profile a few steps with oneDNN verbose output per primitive")(
+        "peak", "first time a large sgemm: the attainable GFLOP/s to compare the convolutions with")(
         "profile-steps", po::value(&o.profileSteps)->default_value(o.profileSteps),
         "steps profiled with --verbose-primitives")(
         "top", po::value(&o.top)->default_value(o.top), "primitives listed in the profile")(
@@ -366,6 +417,7 @@ int main(int argc, char** argv) {
         po::notify(vm);
         o.breakdown = !vm.count("no-breakdown");
         o.verbosePrimitives = vm.count("verbose-primitives") > 0;
+        o.peak = vm.count("peak") > 0;
         if (o.model != "lenet5" && o.model != "vgg7")
             throw std::invalid_argument("--model: expected lenet5 or vgg7, got '" + o.model + "'");
         if (o.batch <= 0 || o.threads <= 0 || o.iters <= 0 || o.warmup < 0 || o.profileSteps <= 0)
