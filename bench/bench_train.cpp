@@ -238,6 +238,7 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
     std::map<std::string, double> byKind;
     std::map<std::string, std::pair<double, int>> byPrim;
     std::map<std::string, double> flops;  // per call
+    double workFlops = 0, workMs = 0;     // convolutions and inner products
     double total = 0;
     int lines = 0;
     char buf[8192];
@@ -255,6 +256,8 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
         e.first += v.ms;
         e.second += 1;
         flops[key] = primitiveFlops(v.kind, v.shape);
+        workFlops += flops[key];
+        if (flops[key] > 0) workMs += v.ms;
     }
     std::fclose(tmp);
     const double n = static_cast<double>(steps);
@@ -272,6 +275,11 @@ void profilePrimitives(int steps, int top, double wallMsPerStep,
                      "time; rerun with DNNL_VERBOSE=1 in the environment)\n";
         return;
     }
+    std::cout << "  convolutions + inner products: " << std::setprecision(3) << workFlops / n / 1e9
+              << " GFLOP/step in " << std::setprecision(2) << workMs / n << " ms/step ("
+              << std::setprecision(0) << workFlops / (workMs * 1e6) << " GFLOP/s)\n"
+              << "WORK gflop_per_step=" << std::setprecision(4) << workFlops / n / 1e9
+              << " ms_per_step=" << workMs / n << "\n" << std::setprecision(2);
     std::vector<std::pair<double, std::string>> kinds;
     for (auto& [k, ms] : byKind) kinds.push_back({ms, k});
     std::sort(kinds.rbegin(), kinds.rend());
@@ -308,9 +316,11 @@ void printStats(const char* what, const Stats& s, Index batch) {
 
 int run(const Options& o) {
     tern::nn::setNumThreads(o.threads);
-    if (o.peak)
+    if (o.peak) {
+        const double g = sgemmGflops(2048);
         std::cout << "PEAK sgemm 2048^3, " << o.threads << " threads: " << std::fixed
-                  << std::setprecision(0) << sgemmGflops(2048) << " GFLOP/s (median of 6)\n";
+                  << std::setprecision(0) << g << " GFLOP/s (median of 6)\nPEAK gflops=" << g << "\n";
+    }
     std::vector<Index> input = o.model == "lenet5" ? std::vector<Index>{1, 28, 28}
                                                    : std::vector<Index>{3, 32, 32};
     tern::nn::ModelOptions mo;

@@ -85,6 +85,13 @@ for w in $VGG_WIDTHS; do
         measure vgg7 "$w" "$VGG_ITERS"
     fi
 done
+# Compute bound of LeNet-5: its convolution + inner-product work per step at the attainable
+# sgemm rate (measured now, same threads), against the best PyTorch step time above.
+bound_log="$LOGS/bound-lenet5.log"
+env OPENBLAS_CORETYPE=SkylakeX "$TERN_BIN" --model lenet5 --batch "$BATCH" --threads "$THREADS" \
+    --warmup 1 --iters 3 --no-breakdown --peak --verbose-primitives --profile-steps 5 --top 0 >"$bound_log" 2>&1 || true
+peak=$(sed -n 's/^PEAK gflops=\([0-9.]*\).*/\1/p' "$bound_log" | head -1)
+work=$(sed -n 's/^WORK gflop_per_step=\([0-9.]*\) ms_per_step=\([0-9.]*\).*/\1 \2/p' "$bound_log" | head -1)
 elapsed=$(( $(date +%s) - t0 ))
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -110,6 +117,16 @@ table=$(
     done
 )
 
+bound=""
+if [[ -n "$peak" && -n "$work" ]]; then
+    IFS='|' read -r _ _ _ _ ps pt _ _ _ _ <<<"${rows[0]}"
+    bound=$(awk -v peak="$peak" -v work="$work" -v ps="$ps" -v pt="$pt" -v b="$BATCH" 'BEGIN {
+        split(work, w, " "); best = (ps + 0 > pt + 0) ? ps : pt
+        lo = 1000 * w[1] / peak
+        printf "- **LeNet-5 compute bound.** Its convolutions and inner products do %.3f GFLOP per step (%.2f ms/step in oneDNN now, %.0f GFLOP/s). The attainable rate, a 2048^3 sgemm on the same threads, is %.0f GFLOP/s: even with every one of them at that rate and batch norm, pooling, loss and update free, a step takes >= %.2f ms, i.e. <= %.0f img/s = **<= %.2fx** the best PyTorch here (%.0f img/s).",
+               w[1], w[2], 1000 * w[1] / w[2], peak, lo, 1000 * b / lo, (best > 0 ? 1000 * b / lo / best : 0), best }')
+fi
+
 results=$(cat <<EOF
 Measured $started on \`$cpu\` ($ncpu CPUs), $THREADS threads, batch $BATCH, oneDNN $onednn
 (tern and PyTorch load the same Debian libdnnl.so.2), PyTorch $torchv (Debian python3-torch),
@@ -131,6 +148,7 @@ $table
   SGD-momentum update (weight decay on conv/FC weights), the same synthetic batch every step.
 - Steps timed: $ITERS (LeNet-5), $VGG_ITERS (VGG-7 width < 1), $VGG_FULL_ITERS (VGG-7 full width,
   no breakdown) after $WARMUP warm-up steps; medians. Raw logs: \`$LOGS\`.
+$bound
 EOF
 )
 
