@@ -45,7 +45,7 @@ std::vector<T> parseList(const std::string& s, const char* flag, const char* wha
 int main(int argc, char** argv) {
     tern::nn::TrainConfig c;
     std::string lrSteps, fractions, config;
-    bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false;
+    bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false;
 
     po::options_description data("Data");
     data.add_options()
@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
         ("exact", po::bool_switch(&c.exact), "twn: exact ternary projection instead of delta = 0.7 mean|W|")
         ("projection", po::value(&c.projection), "explicit projection spec, e.g. ternary:topk,fraction=0.3")
         ("granularity", po::value(&c.granularity)->default_value(c.granularity), "tensor | filter: one scale per tensor or per output filter")
+        ("per-filter", po::bool_switch(&perFilter), "shorthand for --granularity filter (e.g. TTQ's Wp, Wn per output filter)")
         ("ttq-threshold", po::value(&c.ttqThreshold)->default_value(c.ttqThreshold), "ttq/inc: threshold t * max|W|")
         ("ttq-scale-lr", po::value(&c.ttqScaleLr)->default_value(c.ttqScaleLr), "ttq/inc: learning-rate factor of the trained scales Wp, Wn")
         ("fractions", po::value(&fractions), "rpr/inc: quantized fraction per stage (default rpr 0.9,0.95,0.975,0.9875,1; inc 0.5,0.75,1)")
@@ -125,6 +126,11 @@ int main(int argc, char** argv) {
         }
         po::notify(vm);
         c.batchNorm = !noBn;
+        if (perFilter) {
+            if (!vm["granularity"].defaulted() && c.granularity != "filter")
+                throw std::invalid_argument("--per-filter contradicts --granularity " + c.granularity);
+            c.granularity = "filter";
+        }
         c.extragradient = !noExtragradient;
         c.checkpoint = !noCheckpoint;
         c.lrSteps = parseList<Index>(lrSteps, "--lr-steps", "an epoch number");
