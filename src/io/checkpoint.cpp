@@ -322,8 +322,20 @@ void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::
     try {
         const std::string full = prepareDataset(impl_->file, parts, key, tmpPath(), where);
         const hsize_t n = data.size();
-        H5::DataSet ds =
-            impl_->file.createDataSet(full, H5::PredType::STD_I64LE, H5::DataSpace(1, &n));
+        // stored in the narrowest signed type that holds every value (sign codes and masks
+        // take 1 byte, not 8); HDF5 converts back to int64 on read
+        const auto [lo, hi] = data.empty() ? std::pair<std::int64_t, std::int64_t>{0, 0}
+                                           : std::pair{*std::min_element(data.begin(), data.end()),
+                                                       *std::max_element(data.begin(), data.end())};
+        auto fits = [&](auto type) {
+            using T = decltype(type);
+            return lo >= std::numeric_limits<T>::min() && hi <= std::numeric_limits<T>::max();
+        };
+        const H5::PredType& fileType = fits(std::int8_t{})    ? H5::PredType::STD_I8LE
+                                       : fits(std::int16_t{}) ? H5::PredType::STD_I16LE
+                                       : fits(std::int32_t{}) ? H5::PredType::STD_I32LE
+                                                              : H5::PredType::STD_I64LE;
+        H5::DataSet ds = impl_->file.createDataSet(full, fileType, H5::DataSpace(1, &n));
         if (n > 0) ds.write(data.data(), H5::PredType::NATIVE_INT64);
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
