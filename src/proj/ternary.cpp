@@ -72,9 +72,9 @@ namespace {
 ///      the best boundary's bin, whose smallest entry is that boundary's threshold) are
 ///      gathered, sorted and scanned exactly;
 ///   4. z = a*sign(v) on the k* largest |v| (ties at the threshold in index order).
-/// Five passes over v (max, histogram, gather, write; the gather touches only the candidate
-/// bins' entries), all in parallel chunks; the chunk histograms are merged in chunk order, so
-/// the result does not depend on the thread count.
+/// Four passes over v (max, histogram, gather, write; the gather keeps only the candidate
+/// bins' entries, the write also lists the ties), all in parallel chunks; the chunk histograms
+/// are merged in chunk order, so the result does not depend on the thread count.
 struct LargeScratch {
     std::vector<std::int32_t> count;  // per chunk and bin
     std::vector<double> sum;
