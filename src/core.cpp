@@ -75,6 +75,12 @@ void requireSameSize(Index a, Index b, const char* where, const char* aName, con
 }
 
 void requireFinite(CVecRef v, const char* where, const char* name) {
+    // Fast path, one vectorised pass in parallel chunks: x * 0 is 0 for a finite x and NaN for
+    // an infinite or NaN one. Only a failure scans for the index to report.
+    const double probe = parallelSum(v.size(), [&](Index b, Index len) {
+        return static_cast<double>((v.segment(b, len).array() * Scalar(0)).sum());
+    });
+    if (probe == 0) return;
     for (Index i = 0; i < v.size(); ++i)
         if (!std::isfinite(v[i]))
             fail(where, TERN_MSG(name << " has a non-finite entry at index " << i << " (" << v[i]

@@ -37,14 +37,21 @@ GroupResult TernaryTwn::projectGroup(CVecRef v, VecRef z) const {
         return v.segment(b, len).array().abs().cast<double>().sum();
     });
     const auto delta = static_cast<Scalar>(static_cast<double>(ratio_) * sumAbs / static_cast<double>(n));
-    // a = mean of |v_i| over I = {|v_i| > delta}
-    const double sumI = parallelSum(n, [&](Index b, Index len) {
+    // a = mean of |v_i| over I = {|v_i| > delta}: sum and count in one pass
+    std::vector<double> chunkSum(static_cast<size_t>(parallelChunkCount(n)));
+    std::vector<Index> chunkCount(chunkSum.size());
+    parallelChunks(n, [&](Index b, Index len, Index c) {
         const auto mag = v.segment(b, len).array().abs();
-        return (mag * (mag > delta).cast<Scalar>()).cast<double>().sum();
+        const auto in = (mag > delta).cast<Scalar>();
+        chunkSum[size_t(c)] = (mag * in).cast<double>().sum();
+        chunkCount[size_t(c)] = static_cast<Index>(in.sum());
     });
-    const auto countI = static_cast<Index>(parallelSum(n, [&](Index b, Index len) {
-        return static_cast<double>((v.segment(b, len).array().abs() > delta).count());
-    }));
+    double sumI = 0;
+    Index countI = 0;
+    for (size_t c = 0; c < chunkSum.size(); ++c) {  // in chunk order: deterministic
+        sumI += chunkSum[c];
+        countI += chunkCount[c];
+    }
     Scalar a = 1;
     if (scale_ == ScaleMode::Free)
         a = countI > 0 ? static_cast<Scalar>(sumI / static_cast<double>(countI)) : Scalar(0);
