@@ -19,7 +19,9 @@
 # Timings are only meaningful on an otherwise idle machine; on the shared box run it as
 #   flock /tmp/tern-build.lock bench/run_train_bench.sh build-bench
 # Environment knobs (defaults): BATCH=100 THREADS=2 ITERS=20 WARMUP=3 VGG_WIDTHS="0.5 1"
-# VGG_ITERS=10 VGG_FULL_ITERS=5 PYTHON=/usr/bin/python3 DOC=docs/bench-train.md
+# VGG_ITERS=10 VGG_FULL_ITERS=5 LENET_REPEATS=5 (LeNet-5's four runs are repeated in turn and
+# each reports its median run: its numbers scatter most) PYTHON=/usr/bin/python3
+# DOC=docs/bench-train.md
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +36,7 @@ WARMUP="${WARMUP:-3}"
 VGG_WIDTHS="${VGG_WIDTHS:-0.5 1}"
 VGG_ITERS="${VGG_ITERS:-10}"
 VGG_FULL_ITERS="${VGG_FULL_ITERS:-5}"
+LENET_REPEATS="${LENET_REPEATS:-5}"
 DOC="${DOC:-$ROOT/docs/bench-train.md}"
 TUNABLES="glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 LOGS="$BUILD/bench-train-logs"
@@ -54,17 +57,30 @@ run() {
     grep '^RESULT' "$LOGS/$name.log" | tail -1
 }
 
+# median RESULT line of several: the one whose img_s is the median (odd count: the middle one)
+median_result() {
+    local lines=("$@")
+    printf '%s\n' "${lines[@]}" | awk '{ for (i = 1; i <= NF; ++i) if ($i ~ /^img_s=/) { split($i, kv, "="); print kv[2] "\t" $0 } }' \
+        | sort -g | awk -v n="${#lines[@]}" 'NR == int((n + 1) / 2) { sub(/^[^\t]*\t/, ""); print }'
+}
+
 rows=()
-measure() {  # measure MODEL WIDTH ITERS EXTRA_ARGS...
-    local model="$1" width="$2" iters="$3"; shift 3
+measure() {  # measure MODEL WIDTH ITERS REPEATS EXTRA_ARGS...
+    local model="$1" width="$2" iters="$3" repeats="$4"; shift 4
     local tag="${model}-w${width}"
     local common=(--model "$model" --width "$width" --batch "$BATCH" --threads "$THREADS"
                   --warmup "$WARMUP" --iters "$iters" "$@")
     local t tt ps pt
-    t=$(run "tern-$tag" env OPENBLAS_CORETYPE=SkylakeX "$TERN_BIN" "${common[@]}")
-    tt=$(run "tern-tunables-$tag" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${common[@]}")
-    ps=$(run "torch-stock-$tag" "$PYTHON" "$ROOT/bench/torch_train.py" --mode stock "${common[@]}")
-    pt=$(run "torch-tuned-$tag" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${common[@]}")
+    local ta=() tta=() psa=() pta=()
+    # the four runs in turn, `repeats` times: a burst of load hits all of them alike
+    for ((k = 1; k <= repeats; ++k)); do
+        ta+=("$(run "tern-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX "$TERN_BIN" "${common[@]}")")
+        tta+=("$(run "tern-tunables-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${common[@]}")")
+        psa+=("$(run "torch-stock-$tag-$k" "$PYTHON" "$ROOT/bench/torch_train.py" --mode stock "${common[@]}")")
+        pta+=("$(run "torch-tuned-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${common[@]}")")
+    done
+    t=$(median_result "${ta[@]}"); tt=$(median_result "${tta[@]}")
+    ps=$(median_result "${psa[@]}"); pt=$(median_result "${pta[@]}")
     rows+=("$model|$width|$(value img_s "$t")|$(value img_s "$tt")|$(value img_s "$ps")|$(value img_s "$pt")|$(value median_ms "$tt")|$(value median_ms "$pt")|$(value fwd_ms "$tt")/$(value fwdbwd_ms "$tt")/$(value update_ms "$tt")|$(value fwd_ms "$pt")/$(value fwdbwd_ms "$pt")/$(value update_ms "$pt")")
     if [[ "${PROFILE:-0}" = 1 ]]; then
         local prof=(--model "$model" --width "$width" --batch "$BATCH" --threads "$THREADS"
@@ -77,12 +93,12 @@ measure() {  # measure MODEL WIDTH ITERS EXTRA_ARGS...
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(date +%s)
-measure lenet5 1 "$ITERS"
+measure lenet5 1 "$ITERS" "$LENET_REPEATS"
 for w in $VGG_WIDTHS; do
     if [[ "$w" = 1 || "$w" = 1.0 ]]; then
-        measure vgg7 "$w" "$VGG_FULL_ITERS" --no-breakdown
+        measure vgg7 "$w" "$VGG_FULL_ITERS" 1 --no-breakdown
     else
-        measure vgg7 "$w" "$VGG_ITERS"
+        measure vgg7 "$w" "$VGG_ITERS" 1
     fi
 done
 # Compute bound of LeNet-5: its convolution + inner-product work per step at the attainable
@@ -97,7 +113,7 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 ncpu=$(nproc)
-onednn=$(sed -n 's/.*oneDNN \([0-9.]*\).*/\1/p' "$LOGS/tern-lenet5-w1.log" | head -1)
+onednn=$(sed -n 's/.*oneDNN \([0-9.]*\).*/\1/p' "$LOGS/tern-lenet5-w1-1.log" | head -1)
 torchv=$("$PYTHON" -c "import torch; print(torch.__version__)" 2>/dev/null)
 
 table=$(
@@ -147,7 +163,8 @@ $table
   target is judged on the like-for-like one (tern + tunables). A step = forward + backward +
   SGD-momentum update (weight decay on conv/FC weights), the same synthetic batch every step.
 - Steps timed: $ITERS (LeNet-5), $VGG_ITERS (VGG-7 width < 1), $VGG_FULL_ITERS (VGG-7 full width,
-  no breakdown) after $WARMUP warm-up steps; medians. Raw logs: \`$LOGS\`.
+  no breakdown) after $WARMUP warm-up steps; medians. LeNet-5: the four runs repeated in turn
+  $LENET_REPEATS times, each column the median run. Raw logs: \`$LOGS\`.
 $bound
 EOF
 )
