@@ -4,7 +4,9 @@
 #   bash setup.sh           build + test dependencies (gnuplot and python3 for the report's plots)
 #   bash setup.sh --bench   also PyTorch (the benchmark peer)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libdnnl-dev libeigen3-dev libopenblas-dev
+# ocl-icd-opencl-dev: oneDNN's CMake package config (dnnl-config.cmake) looks for OpenCL and
+# fails without it; Debian only recommends it, and we install without recommends.
+pkgs=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev
       libboost-program-options-dev libboost-test-dev libhdf5-dev zlib1g-dev hdf5-tools
       gnuplot-nox python3)
 for arg in "$@"; do
