@@ -109,9 +109,11 @@ void gradCheck(Network& net, Index samplesPerBlock, double tol, double minFracti
 BOOST_AUTO_TEST_SUITE(forward_matches_naive)
 
 BOOST_AUTO_TEST_CASE(conv2d_with_stride_padding_bias) {
-    for (auto [stride, pad] : {std::pair<Index, Index>{1, 0}, {1, 1}, {2, 1}}) {
+    for (auto [stride, pad] : {std::pair<Index, Index>{1, 0}, {1, 1}, {2, 1}})
+    for (auto layout : {Conv2d::Layout::Auto, Conv2d::Layout::ChannelsLast}) {
         const Index n = 2, c = 3, h = 7, w = 6, o = 5, k = 3;
         Conv2d conv("c", c, o, k, stride, pad, true);
+        conv.setLayout(layout);
         ParameterSet ps;
         conv.declare(ps);
         conv.weights()->value = testing::randomVector(o * c * k * k, 1);
@@ -172,13 +174,16 @@ BOOST_AUTO_TEST_CASE(winograd_conv_matches_naive_forward) {
 
 BOOST_AUTO_TEST_CASE(linear_on_4d_input_uses_chw_order) {
     const Index n = 3, c = 4, h = 2, w = 3, o = 6;
+    for (auto layout : {Linear::WeightLayout::Plain, Linear::WeightLayout::Preferred})
+    for (Mode mode : {Mode::Train, Mode::Infer}) {
     Linear fc("fc", c * h * w, o, true);
+    fc.setWeightLayout(layout);
     ParameterSet ps;
     fc.declare(ps);
     fc.weights()->value = testing::randomVector(o * c * h * w, 4);
     fc.bias()->value = testing::randomVector(o, 5);
     const auto x = randomData(n * c * h * w, 6);
-    const auto y = runLayer(fc, {n, c, h, w}, x, Mode::Train);
+    const auto y = runLayer(fc, {n, c, h, w}, x, mode);
     for (Index b = 0; b < n; ++b)
         for (Index f = 0; f < o; ++f) {
             double acc = fc.bias()->value[f];
@@ -186,6 +191,7 @@ BOOST_AUTO_TEST_CASE(linear_on_4d_input_uses_chw_order) {
                 acc += fc.weights()->value[f * c * h * w + i] * x[b * c * h * w + i];
             BOOST_TEST(y[b * o + f] == acc, boost::test_tools::tolerance(1e-4));
         }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(batchnorm_batch_stats_running_stats_and_commit_only_updates) {
@@ -353,6 +359,41 @@ BOOST_AUTO_TEST_CASE(winograd_gradients_equal_direct_gradients) {
     }
     for (size_t i = 0; i < grads[0].size(); ++i)
         BOOST_TEST((grads[0][i] - grads[1][i]).norm() <= 2e-3 * std::max(1.0f, grads[1][i].norm()),
+                   "block " << i);
+}
+
+BOOST_AUTO_TEST_CASE(channels_last_gradients_equal_blocked_gradients) {
+    // conv2 (16 -> 32, 5x5) in nhwc or blocked, between a blocked conv1 and a pooling + FC
+    // tail, the FC's forward on oneDNN's preferred weight layout or on the plain block: the
+    // reorders at the edges and every gradient must agree.
+    io::Dataset d = bands(6, 12, 3, 1.0f);
+    std::vector<Vector> grads[2];
+    double loss[2];
+    for (int variant = 0; variant < 2; ++variant) {
+        std::vector<std::unique_ptr<Layer>> L;
+        auto conv1 = std::make_unique<Conv2d>("conv1", 1, 16, 3, 1, 1, true);
+        conv1->setLayout(Conv2d::Layout::Blocked);
+        L.push_back(std::move(conv1));
+        L.push_back(std::make_unique<BatchNorm>("bn1", 16, 1e-5f, 0.1f, true));
+        L.push_back(std::make_unique<MaxPool>("pool1", 2, 2));
+        auto conv2 = std::make_unique<Conv2d>("conv2", 16, 32, 5, 1, 2, true);
+        conv2->setLayout(variant == 0 ? Conv2d::Layout::ChannelsLast : Conv2d::Layout::Blocked);
+        L.push_back(std::move(conv2));
+        L.push_back(std::make_unique<BatchNorm>("bn2", 32, 1e-5f, 0.1f, true));
+        L.push_back(std::make_unique<MaxPool>("pool2", 2, 2));
+        auto fc = std::make_unique<Linear>("fc", 32 * 3 * 3, 3, true);
+        fc->setWeightLayout(variant == 0 ? Linear::WeightLayout::Preferred
+                                         : Linear::WeightLayout::Plain);
+        L.push_back(std::move(fc));
+        Network net("l", std::move(L), {1, 12, 12}, 3);
+        net.initialize(9);
+        net.setTrainData(d, 6, 1);
+        loss[variant] = net.evaluateWithGradient(0, optim::Pass::Probe);
+        for (ParameterBlock* b : net.parameters().all()) grads[variant].push_back(b->grad);
+    }
+    BOOST_TEST(loss[0] == loss[1], boost::test_tools::tolerance(1e-5));
+    for (size_t i = 0; i < grads[0].size(); ++i)
+        BOOST_TEST((grads[0][i] - grads[1][i]).norm() <= 1e-4 * std::max(1.0f, grads[1][i].norm()),
                    "block " << i);
 }
 

@@ -30,12 +30,20 @@ public:
     /// Allow Winograd for 3x3 stride-1 convolutions with >= 16 input channels (default on;
     /// off gives direct convolution everywhere, e.g. for tight finite-difference checks).
     void setWinograd(bool on) { winograd_ = on; }
+    /// Activation layout of a direct convolution. Auto: channels-last (nhwc, where oneDNN
+    /// runs its brgemm kernels) when the layer has >= 16 input channels, oneDNN's blocked
+    /// choice otherwise (e.g. the first layer of an image, where nhwc is slower); the
+    /// neighbouring layers take whichever layout they are given, and a reorder runs only
+    /// where two layouts meet. Winograd layers always use the blocked layout.
+    enum class Layout { Auto, Blocked, ChannelsLast };
+    void setLayout(Layout layout) { layout_ = layout; }
 
 private:
     std::string name_;
     Index in_, out_, k_, stride_, pad_;
     bool hasBias_, quantize_;
     bool winograd_ = true;
+    Layout layout_ = Layout::Auto;
     ParameterBlock* weights_ = nullptr;
     ParameterBlock* bias_ = nullptr;
 };
@@ -59,11 +67,18 @@ public:
     Index outFeatures() const { return out_; }
     ParameterBlock* weights() const { return weights_; }
     ParameterBlock* bias() const { return bias_; }
+    /// Weight layout of the forward pass. Plain: the block's {out, in} buffer as is.
+    /// Preferred: oneDNN's choice, reordered from the block every forward. Auto: Preferred
+    /// on AVX-512, where it is faster; Plain elsewhere. The backward passes always use the
+    /// plain block.
+    enum class WeightLayout { Auto, Plain, Preferred };
+    void setWeightLayout(WeightLayout layout) { layout_ = layout; }
 
 private:
     std::string name_;
     Index in_, out_;
     bool hasBias_, quantize_;
+    WeightLayout layout_ = WeightLayout::Auto;
     ParameterBlock* weights_ = nullptr;
     ParameterBlock* bias_ = nullptr;
 };
