@@ -15,7 +15,6 @@ build=${1:?build dir}; out=${2:?output dir}; datasets=${3:?datasets}; methods=${
 shift 5
 extra=("$@")
 jobs=${JOBS:-1}
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
 train="$build/apps/tern-train"
 [ -x "$train" ] || { echo "accuracy.sh: $train not found (build first)" >&2; exit 2; }
 mkdir -p "$out"

@@ -10,7 +10,6 @@ set -euo pipefail
 build=${1:?usage: bench/report.sh BUILD OUT FIGDIR [tern-ablate flags]}; out=${2:?OUT}; fig=${3:?FIGDIR}
 shift 3
 root=$(cd "$(dirname "$0")/.." && pwd)
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}  # Debian's OpenBLAS: AVX-512 kernels
 status=0
 for ds in mnist fashion-mnist; do
   rc=0

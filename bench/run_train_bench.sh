@@ -5,11 +5,14 @@
 #
 # Runs, for LeNet-5 (1x28x28) and VGG-7 (3x32x32, widths $VGG_WIDTHS), batch $BATCH, $THREADS
 # threads:
-#   tern            OPENBLAS_CORETYPE=SkylakeX  build/bench/tern-bench-train
+#   tern            build/bench/tern-bench-train
 #   tern+tunables   the same under $TUNABLES (for a like-for-like comparison)
 #   torch stock     bench/torch_train.py --mode stock (NCHW), default environment
 #   torch tuned     bench/torch_train.py --mode tuned (channels_last, foreach SGD) under
-#                   $TUNABLES and OPENBLAS_CORETYPE=SkylakeX
+#                   $TUNABLES, and OPENBLAS_CORETYPE=SkylakeX where the CPU has AVX-512
+#                   (Debian's OpenBLAS 0.3.21 picks its Haswell kernels there otherwise;
+#                   on a CPU without AVX-512 that setting makes it die of SIGILL). tern
+#                   itself does not call OpenBLAS (oneDNN does its GEMMs).
 # prints a table (images/s; ratio = tern+tunables / best PyTorch) and writes it, with the
 # command, date, CPU, thread count and oneDNN version, between the results markers of
 # docs/bench-train.md (the rest of that file, the analysis, is kept). Raw logs go to
@@ -28,6 +31,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${1:-build-bench}"
 [[ "$BUILD" = /* ]] || BUILD="$ROOT/$BUILD"
 TERN_BIN="$BUILD/bench/tern-bench-train"
+BLAS_ENV=()
+grep -qw avx512f /proc/cpuinfo && BLAS_ENV=(OPENBLAS_CORETYPE=SkylakeX)
 PYTHON="${PYTHON:-/usr/bin/python3}"
 BATCH="${BATCH:-100}"
 THREADS="${THREADS:-2}"
@@ -74,10 +79,10 @@ measure() {  # measure MODEL WIDTH ITERS REPEATS EXTRA_ARGS...
     local ta=() tta=() psa=() pta=()
     # the four runs in turn, `repeats` times: a burst of load hits all of them alike
     for ((k = 1; k <= repeats; ++k)); do
-        ta+=("$(run "tern-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX "$TERN_BIN" "${common[@]}")")
-        tta+=("$(run "tern-tunables-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${common[@]}")")
+        ta+=("$(run "tern-$tag-$k" "$TERN_BIN" "${common[@]}")")
+        tta+=("$(run "tern-tunables-$tag-$k" env GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${common[@]}")")
         psa+=("$(run "torch-stock-$tag-$k" "$PYTHON" "$ROOT/bench/torch_train.py" --mode stock "${common[@]}")")
-        pta+=("$(run "torch-tuned-$tag-$k" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${common[@]}")")
+        pta+=("$(run "torch-tuned-$tag-$k" env "${BLAS_ENV[@]}" GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${common[@]}")")
     done
     t=$(median_result "${ta[@]}"); tt=$(median_result "${tta[@]}")
     ps=$(median_result "${psa[@]}"); pt=$(median_result "${pta[@]}")
@@ -85,8 +90,8 @@ measure() {  # measure MODEL WIDTH ITERS REPEATS EXTRA_ARGS...
     if [[ "${PROFILE:-0}" = 1 ]]; then
         local prof=(--model "$model" --width "$width" --batch "$BATCH" --threads "$THREADS"
                     --warmup 1 --iters 3 --no-breakdown --verbose-primitives --profile-steps 2 --top 40)
-        run "profile-tern-$tag" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${prof[@]}" >/dev/null
-        run "profile-torch-$tag" env OPENBLAS_CORETYPE=SkylakeX GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${prof[@]}" >/dev/null
+        run "profile-tern-$tag" env GLIBC_TUNABLES="$TUNABLES" "$TERN_BIN" "${prof[@]}" >/dev/null
+        run "profile-torch-$tag" env "${BLAS_ENV[@]}" GLIBC_TUNABLES="$TUNABLES" "$PYTHON" "$ROOT/bench/torch_train.py" --mode tuned "${prof[@]}" >/dev/null
     fi
 }
 
@@ -104,7 +109,7 @@ done
 # Compute bound of LeNet-5: its convolution + inner-product work per step at the attainable
 # sgemm rate (measured now, same threads), against the best PyTorch step time above.
 bound_log="$LOGS/bound-lenet5.log"
-env OPENBLAS_CORETYPE=SkylakeX "$TERN_BIN" --model lenet5 --batch "$BATCH" --threads "$THREADS" \
+"$TERN_BIN" --model lenet5 --batch "$BATCH" --threads "$THREADS" \
     --warmup 1 --iters 3 --no-breakdown --peak --verbose-primitives --profile-steps 5 --top 0 >"$bound_log" 2>&1 || true
 peak=$(sed -n 's/^PEAK gflops=\([0-9.]*\).*/\1/p' "$bound_log" | head -1)
 work=$(sed -n 's/^WORK gflop_per_step=\([0-9.]*\) ms_per_step=\([0-9.]*\).*/\1 \2/p' "$bound_log" | head -1)
@@ -113,6 +118,11 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 ncpu=$(nproc)
+if grep -qw avx512f /proc/cpuinfo; then
+    ISA_NOTE="this CPU has AVX-512: set"
+else
+    ISA_NOTE="this CPU has no AVX-512 (AVX2 kernels in oneDNN and OpenBLAS): not set"
+fi
 onednn=$(sed -n 's/.*oneDNN \([0-9.]*\).*/\1/p' "$LOGS/tern-lenet5-w1-1.log" | head -1)
 torchv=$("$PYTHON" -c "import torch; print(torch.__version__)" 2>/dev/null)
 
@@ -155,10 +165,10 @@ $CMD
 
 $table
 
-- *tern*: \`OPENBLAS_CORETYPE=SkylakeX\`; *tern + tunables*: also
+- *tern*: default environment; *tern + tunables*:
   \`GLIBC_TUNABLES=$TUNABLES\`; *PyTorch stock*: NCHW, default environment;
   *PyTorch tuned*: channels_last model and input, \`SGD(foreach=True)\`, under the same
-  \`GLIBC_TUNABLES\` and \`OPENBLAS_CORETYPE\`.
+  \`GLIBC_TUNABLES\`, plus \`OPENBLAS_CORETYPE=SkylakeX\` on AVX-512 CPUs ($ISA_NOTE).
 - Ratios = tern (plain, and under the same tunables) / the better PyTorch mode (images/s); the
   target is judged on the like-for-like one (tern + tunables). A step = forward + backward +
   SGD-momentum update (weight decay on conv/FC weights), the same synthetic batch every step.
