@@ -268,13 +268,21 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
                                         act(dstDims), strides, pad, pad);
         return d::convolution_forward::primitive_desc(fd, ctx.engine);
     };
+    const auto isa = static_cast<unsigned>(d::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(d::cpu_isa::avx512_core);
+    const bool hasAvx512 = (isa & avx512) == avx512;
     auto build = [&](d::algorithm alg) {
+        // Auto, measured on LeNet-5 (docs/bench-train.md):
+        // - >= 16 input channels: nhwc only for oneDNN's brgemm convolutions (AVX-512); on
+        //   AVX2 the nhwc direct kernels are no faster than the blocked ones and cost reorders;
+        // - 1 input channel on AVX2: nhwc (the input's bytes are the same in both layouts;
+        //   the blocked backward-weights kernel ran at 20 GFLOP/s, the nhwc one at 120:
+        //   conv1 4.6 -> 0.75 ms, the step -6% with pooling in nhwc).
+        const bool autoNhwc = (in_ >= 16) || (in_ == 1 && !hasAvx512);
         bool nhwc = alg == d::algorithm::convolution_direct &&
-                    (layout_ == Layout::ChannelsLast || (layout_ == Layout::Auto && in_ >= 16));
+                    (layout_ == Layout::ChannelsLast || (layout_ == Layout::Auto && autoNhwc));
         auto fpd = forwardPd(alg, nhwc);
-        // Auto takes nhwc only for oneDNN's brgemm convolutions (AVX-512): on AVX2 the nhwc
-        // direct kernels are no faster than the blocked ones and cost two reorders.
-        if (nhwc && layout_ == Layout::Auto &&
+        if (nhwc && layout_ == Layout::Auto && in_ >= 16 &&
             std::string(fpd.impl_info_str()).find("brg") == std::string::npos) {
             nhwc = false;
             fpd = forwardPd(alg, false);

@@ -30,11 +30,11 @@ public:
     /// Allow Winograd for 3x3 stride-1 convolutions with >= 16 input channels (default on;
     /// off gives direct convolution everywhere, e.g. for tight finite-difference checks).
     void setWinograd(bool on) { winograd_ = on; }
-    /// Activation layout of a direct convolution. Auto: channels-last (nhwc, where oneDNN
-    /// runs its brgemm kernels) when the layer has >= 16 input channels, oneDNN's blocked
-    /// choice otherwise (e.g. the first layer of an image, where nhwc is slower); the
-    /// neighbouring layers take whichever layout they are given, and a reorder runs only
-    /// where two layouts meet. Winograd layers always use the blocked layout.
+    /// Activation layout of a direct convolution. Auto: channels-last (nhwc) with >= 16 input
+    /// channels where oneDNN runs its brgemm kernels on it (AVX-512), and with 1 input
+    /// channel on CPUs without AVX-512 (faster backward weights there); oneDNN's blocked
+    /// choice otherwise. The neighbouring layers take whichever layout they are given, and a
+    /// reorder runs only where two layouts meet. Winograd layers always use the blocked one.
     enum class Layout { Auto, Blocked, ChannelsLast };
     void setLayout(Layout layout) { layout_ = layout; }
 
