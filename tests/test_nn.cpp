@@ -290,6 +290,51 @@ BOOST_AUTO_TEST_CASE(maxpool_and_relu) {
     for (size_t i = 0; i < x.size(); ++i) BOOST_TEST(r[i] == std::max(0.0f, x[i]));
 }
 
+BOOST_AUTO_TEST_CASE(direct_maxpool_equals_onednn_pooling_in_every_layout) {
+    // tern's pooling loop against oneDNN's primitive: values, and gradients routed to the
+    // same inputs, on each layout the loop takes (20 channels: nChw16c has padding), for
+    // overlapping and non-overlapping windows, with ties (values on a coarse grid).
+    const Index n = 3, c = 20, h = 7, w = 9;
+    std::vector<float> x = randomData(n * c * h * w, 21);
+    for (float& v : x) v = std::round(v * 3.0f) / 3.0f;
+    for (auto [k, stride] : {std::pair<Index, Index>{2, 2}, {3, 1}, {3, 2}})
+        for (tag t : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c}) {
+            std::vector<float> out[2], grad[2];
+            for (int direct = 0; direct < 2; ++direct) {
+                Context ctx;
+                MaxPool pool("p", k, stride);
+                pool.setDirect(direct == 1);
+                const memory::dims dims{n, c, h, w};
+                const memory::desc plainIn(dims, memory::data_type::f32, tag::nchw);
+                const memory::desc md(dims, memory::data_type::f32, t);
+                memory user(plainIn, ctx.engine, x.data()), src(md, ctx.engine);
+                dnnl::reorder(user, src).execute(ctx.stream, user, src);
+                auto exec = pool.compile(ctx, md, Mode::Train);
+                const memory& dst = exec->forward(src, optim::Pass::Commit);
+                const auto od = pool.outputDims(dims);
+                const memory::desc plainOut(od, memory::data_type::f32, tag::nchw);
+                memory y(plainOut, ctx.engine);
+                dnnl::reorder(const_cast<memory&>(dst), y)
+                    .execute(ctx.stream, const_cast<memory&>(dst), y);
+                std::vector<float> g = randomData(plainOut.get_size() / sizeof(float), 22);
+                memory gUser(plainOut, ctx.engine, g.data()), gDst(exec->dstDesc(), ctx.engine);
+                dnnl::reorder(gUser, gDst).execute(ctx.stream, gUser, gDst);
+                const memory& dsrc = exec->backward(gDst, true);
+                memory dx(plainIn, ctx.engine);
+                dnnl::reorder(const_cast<memory&>(dsrc), dx)
+                    .execute(ctx.stream, const_cast<memory&>(dsrc), dx);
+                ctx.stream.wait();
+                const auto* py = static_cast<const float*>(y.get_data_handle());
+                const auto* pd = static_cast<const float*>(dx.get_data_handle());
+                out[direct].assign(py, py + plainOut.get_size() / sizeof(float));
+                grad[direct].assign(pd, pd + x.size());
+            }
+            BOOST_TEST(out[0] == out[1], boost::test_tools::per_element());
+            for (size_t i = 0; i < x.size(); ++i)
+                BOOST_TEST(grad[0][i] == grad[1][i], boost::test_tools::tolerance(1e-5f));  // sums in another order
+        }
+}
+
 BOOST_AUTO_TEST_CASE(dropout_scales_kept_units_and_is_identity_at_inference) {
     Dropout d("d", 0.5f);
     const auto x = randomData(4 * 50, 12);
