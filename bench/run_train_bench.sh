@@ -118,7 +118,7 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 ncpu=$(nproc)
-if grep -qw avx512f /proc/cpuinfo; then
+if [[ ${#BLAS_ENV[@]} -gt 0 ]]; then
     ISA_NOTE="this CPU has AVX-512: set"
 else
     ISA_NOTE="this CPU has no AVX-512 (AVX2 kernels in oneDNN and OpenBLAS): not set"

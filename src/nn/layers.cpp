@@ -5,13 +5,13 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <stdexcept>
 #include <vector>
-#include <cstdint>
-#include <algorithm>
 
 namespace tern::nn {
 
@@ -29,6 +29,14 @@ int numThreads() { return omp_get_max_threads(); }
 namespace {
 
 memory::desc anyMd(const memory::dims& d) { return {d, dt::f32, tag::any}; }
+
+/// Whether oneDNN runs AVX-512 (avx512_core) kernels on this CPU: some layout choices of
+/// Conv2d and Linear were measured faster there and slower on AVX2 (docs/bench-train.md).
+bool hasAvx512() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) == avx512;
+}
 
 std::string dimsStr(const memory::dims& d) {
     std::string s = "[";
@@ -263,17 +271,15 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
     const memory::desc bMd = hasBias_ ? memory::desc({out_}, dt::f32, tag::a) : memory::desc();
     const auto prop = mode == Mode::Train ? d::prop_kind::forward_training
                                           : d::prop_kind::forward_inference;
+    // activations in nhwc, or in the format oneDNN picks
+    const auto act = [](const memory::dims& dims, bool nhwc) {
+        return nhwc ? memory::desc(dims, dt::f32, tag::nhwc) : anyMd(dims);
+    };
     auto forwardPd = [&](d::algorithm alg, bool nhwc) {
-        const auto act = [&](const memory::dims& dims) {
-            return nhwc ? memory::desc(dims, dt::f32, tag::nhwc) : anyMd(dims);
-        };
-        d::convolution_forward::desc fd(prop, alg, act(srcDims), anyMd(wDims), bMd,
-                                        act(dstDims), strides, pad, pad);
+        d::convolution_forward::desc fd(prop, alg, act(srcDims, nhwc), anyMd(wDims), bMd,
+                                        act(dstDims, nhwc), strides, pad, pad);
         return d::convolution_forward::primitive_desc(fd, ctx.engine);
     };
-    const auto isa = static_cast<unsigned>(d::get_effective_cpu_isa());
-    const auto avx512 = static_cast<unsigned>(d::cpu_isa::avx512_core);
-    const bool hasAvx512 = (isa & avx512) == avx512;
     auto build = [&](d::algorithm alg) {
         // Auto, measured on LeNet-5 (docs/bench-train.md):
         // - >= 16 input channels: nhwc only for oneDNN's brgemm convolutions (AVX-512); on
@@ -281,7 +287,7 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
         // - 1 input channel on AVX2: nhwc (the input's bytes are the same in both layouts;
         //   the blocked backward-weights kernel ran at 20 GFLOP/s, the nhwc one at 120:
         //   conv1 4.6 -> 0.75 ms, the step -6% with pooling in nhwc).
-        const bool autoNhwc = (in_ >= 16) || (in_ == 1 && !hasAvx512);
+        const bool autoNhwc = (in_ >= 16) || (in_ == 1 && !hasAvx512());
         bool nhwc = alg == d::algorithm::convolution_direct &&
                     (layout_ == Layout::ChannelsLast || (layout_ == Layout::Auto && autoNhwc));
         auto fpd = forwardPd(alg, nhwc);
@@ -290,18 +296,15 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
             nhwc = false;
             fpd = forwardPd(alg, false);
         }
-        const auto act = [&](const memory::dims& dims) {
-            return nhwc ? memory::desc(dims, dt::f32, tag::nhwc) : anyMd(dims);
-        };
         WeightedExec::Pds p;
         p.fwdPd = fpd;
         p.fwd = d::convolution_forward(fpd);
         if (mode == Mode::Train) {
-            d::convolution_backward_data::desc bdd(alg, act(srcDims), anyMd(wDims),
-                                                   act(dstDims), strides, pad, pad);
+            d::convolution_backward_data::desc bdd(alg, act(srcDims, nhwc), anyMd(wDims),
+                                                   act(dstDims, nhwc), strides, pad, pad);
             d::convolution_backward_data::primitive_desc bdpd(bdd, ctx.engine, fpd);
-            d::convolution_backward_weights::desc bwd(alg, act(srcDims), anyMd(wDims), bMd,
-                                                      act(dstDims), strides, pad, pad);
+            d::convolution_backward_weights::desc bwd(alg, act(srcDims, nhwc), anyMd(wDims), bMd,
+                                                      act(dstDims, nhwc), strides, pad, pad);
             d::convolution_backward_weights::primitive_desc bwpd(bwd, ctx.engine, fpd);
             p.bwdDataPd = bdpd;
             p.bwdData = d::convolution_backward_data(bdpd);
@@ -389,10 +392,8 @@ std::unique_ptr<LayerExec> Linear::compile(Context& ctx, const memory::desc& src
         // ([in, out]) runs the forward 0.76 -> 0.32 ms, ~0.1 ms of reorder included; on AVX2
         // the same choice is slower than the plain weights (1.24 -> 1.67 ms + 0.62 ms of
         // reorder), so plain weights stay there.
-        const auto isa = static_cast<unsigned>(d::get_effective_cpu_isa());
-        const auto avx512 = static_cast<unsigned>(d::cpu_isa::avx512_core);
         const bool preferred = layout_ == WeightLayout::Preferred ||
-                               (layout_ == WeightLayout::Auto && (isa & avx512) == avx512);
+                               (layout_ == WeightLayout::Auto && hasAvx512());
         auto fpd = forwardPd(preferred ? anyMd(wDims) : wMd);
         WeightedExec::Pds p;
         p.fwdPd = fpd;
@@ -729,9 +730,10 @@ void maxPoolPlaneBackward(const float* dy, const std::uint8_t* at, float* dx, In
     else maxPoolPlaneBackwardImpl<0>(dy, at, dx, h, w, b, oh, ow, k, stride);
 }
 
-/// Max pooling without padding, written out: oneDNN 2.6's AVX2 pooling runs a 2x2 pool of
-/// LeNet-5's 100x32x24x24 activations in ~3.7 ms forward and ~2.9 ms backward on 2 threads,
-/// these loops in ~1.3 ms each (docs/bench-train.md). Works on the layouts the neighbouring
+/// Max pooling without padding, written out: on 2 AVX2 threads oneDNN 2.6's pooling runs a
+/// 2x2 pool of LeNet-5's 100x32x24x24 activations in 3.4-3.8 ms forward and 2.4-3.1 ms
+/// backward (nhwc; nChw8c 2.7 / 2.2 ms), these loops in 0.65-1.1 / 0.54-0.74 ms (nChw8c
+/// 1.3 / 1.4 ms; docs/bench-train.md). Works on the layouts the neighbouring
 /// layers produce, all of the form [N][Cb][H][W][B]: nchw (Cb = C, B = 1), nhwc (Cb = 1,
 /// B = C) and nChw8c / nChw16c (Cb = ceil(C / B), padded channels included). The forward
 /// keeps the window position of each maximum (1 byte) for the backward, which routes each

@@ -151,7 +151,7 @@ public:
     Index kernel() const { return k_; }  ///< square window side
     Index stride() const { return stride_; }
     /// tern's own pooling loop (default) on nchw, nhwc and nChw8c/16c inputs, oneDNN's
-    /// pooling primitive otherwise or when off (the loop is ~10x faster than oneDNN 2.6's
+    /// pooling primitive otherwise or when off (the loop is 2-5x faster than oneDNN 2.6's
     /// AVX2 pooling; both give the same values and gradients).
     void setDirect(bool on) { direct_ = on; }
 
