@@ -23,3 +23,7 @@ if(TERN_BUILD_APPS)
   file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bad.ini "method = admmm\n")
   tern_cli_test(cli_config_file 1 "unknown method 'admmm'" ${train} --config ${CMAKE_CURRENT_BINARY_DIR}/bad.ini)
 endif()
+
+# tern's own Winograd convolution (an internal header of src/nn).
+tern_test(test_winograd unit)
+target_include_directories(test_winograd PRIVATE ${PROJECT_SOURCE_DIR}/src/nn)

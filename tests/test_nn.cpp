@@ -144,31 +144,42 @@ BOOST_AUTO_TEST_CASE(conv2d_with_stride_padding_bias) {
 }
 
 BOOST_AUTO_TEST_CASE(winograd_conv_matches_naive_forward) {
-    const Index n = 2, c = 16, h = 6, w = 6, o = 16, k = 3;
-    Conv2d conv("c", c, o, k, 1, 1, true);  // 3x3, stride 1, 16 inputs: Winograd where available
-    ParameterSet ps;
-    conv.declare(ps);
-    conv.weights()->value = testing::randomVector(o * c * k * k, 41, 0.2f);
-    conv.bias()->value = testing::randomVector(o, 42);
-    const auto x = randomData(n * c * h * w, 43);
-    for (Mode mode : {Mode::Train, Mode::Infer}) {
-        const auto y = runLayer(conv, {n, c, h, w}, x, mode);
-        for (Index b = 0; b < n; ++b)
-            for (Index f = 0; f < o; ++f)
-                for (Index i = 0; i < h; ++i)
-                    for (Index j = 0; j < w; ++j) {
-                        double acc = conv.bias()->value[f];
-                        for (Index ci = 0; ci < c; ++ci)
-                            for (Index ki = 0; ki < k; ++ki)
-                                for (Index kj = 0; kj < k; ++kj) {
-                                    const Index yi = i - 1 + ki, xj = j - 1 + kj;
-                                    if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;
-                                    acc += conv.weights()->value[((f * c + ci) * k + ki) * k + kj] *
-                                           x[((b * c + ci) * h + yi) * w + xj];
-                                }
-                        BOOST_TEST(y[((b * o + f) * h + i) * w + j] == acc,
-                                   boost::test_tools::tolerance(2e-3));
-                    }
+    // 3x3 (padding 1) and 5x5 (padding 0 and 2), stride 1, 16 inputs: Winograd, oneDNN's
+    // where it has one (else direct) and tern's; errors relative to the largest output
+    for (auto [k, pad] : {std::pair<Index, Index>{3, 1}, {5, 0}, {5, 2}})
+    for (auto impl : {Conv2d::WinogradImpl::OneDnn, Conv2d::WinogradImpl::Tern}) {
+        const Index n = 2, c = 16, h = 7, w = 6, o = 16;
+        Conv2d conv("c", c, o, k, 1, pad, true);
+        conv.setWinogradImpl(impl);
+        ParameterSet ps;
+        conv.declare(ps);
+        conv.weights()->value = testing::randomVector(o * c * k * k, 41, 0.2f);
+        conv.bias()->value = testing::randomVector(o, 42);
+        const auto x = randomData(n * c * h * w, 43);
+        const auto od = conv.outputDims({n, c, h, w});
+        const Index oh = od[2], ow = od[3];
+        for (Mode mode : {Mode::Train, Mode::Infer}) {
+            const auto y = runLayer(conv, {n, c, h, w}, x, mode);
+            double err = 0.0, scale = 0.0;
+            for (Index b = 0; b < n; ++b)
+                for (Index f = 0; f < o; ++f)
+                    for (Index i = 0; i < oh; ++i)
+                        for (Index j = 0; j < ow; ++j) {
+                            double acc = conv.bias()->value[f];
+                            for (Index ci = 0; ci < c; ++ci)
+                                for (Index ki = 0; ki < k; ++ki)
+                                    for (Index kj = 0; kj < k; ++kj) {
+                                        const Index yi = i - pad + ki, xj = j - pad + kj;
+                                        if (yi < 0 || yi >= h || xj < 0 || xj >= w) continue;
+                                        acc += conv.weights()->value[((f * c + ci) * k + ki) * k + kj] *
+                                               x[((b * c + ci) * h + yi) * w + xj];
+                                    }
+                            err = std::max(err, std::fabs(y[((b * o + f) * oh + i) * ow + j] - acc));
+                            scale = std::max(scale, std::fabs(acc));
+                        }
+            BOOST_TEST(err <= 1e-5 * scale, "k " << k << " pad " << pad << ": max error " << err
+                                                 << " of " << scale);
+        }
     }
 }
 
@@ -385,26 +396,40 @@ BOOST_AUTO_TEST_CASE(tiny_cnn_with_and_without_bn) {
 }
 
 BOOST_AUTO_TEST_CASE(winograd_gradients_equal_direct_gradients) {
-    io::Dataset d = bands(6, 8, 3, 1.0f);
-    std::vector<Vector> grads[2];
-    for (int variant = 0; variant < 2; ++variant) {
-        std::vector<std::unique_ptr<Layer>> L;
-        L.push_back(std::make_unique<Conv2d>("conv1", 1, 16, 3, 1, 1, true));
-        L.push_back(std::make_unique<Relu>("relu1"));
-        auto conv2 = std::make_unique<Conv2d>("conv2", 16, 16, 3, 1, 1, true);
-        conv2->setWinograd(variant == 0);
-        L.push_back(std::move(conv2));
-        L.push_back(std::make_unique<BatchNorm>("bn2", 16, 1e-5f, 0.1f, true));
-        L.push_back(std::make_unique<Linear>("fc", 16 * 8 * 8, 3, true));
-        Network net("w", std::move(L), {1, 8, 8}, 3);
-        net.initialize(9);
-        net.setTrainData(d, 6, 1);
-        net.evaluateWithGradient(0, optim::Pass::Probe);
-        for (ParameterBlock* b : net.parameters().all()) grads[variant].push_back(b->grad);
+    // conv2 3x3 or 5x5, by oneDNN's Winograd (where it has one), tern's, or direct: the loss
+    // and every gradient of the network agree, and tern's layer sits between blocked (conv1,
+    // BN) and plain (FC) neighbours, so its reorders are exercised too
+    for (Index k : {3, 5}) {
+        io::Dataset d = bands(6, 8, 3, 1.0f);
+        std::vector<Vector> grads[3];
+        double loss[3];
+        for (int variant = 0; variant < 3; ++variant) {
+            std::vector<std::unique_ptr<Layer>> L;
+            auto conv1 = std::make_unique<Conv2d>("conv1", 1, 16, 3, 1, 1, true);
+            conv1->setLayout(Conv2d::Layout::Blocked);
+            L.push_back(std::move(conv1));
+            L.push_back(std::make_unique<Relu>("relu1"));
+            auto conv2 = std::make_unique<Conv2d>("conv2", 16, 16, k, 1, k / 2, true);
+            conv2->setWinograd(variant != 2);
+            conv2->setWinogradImpl(variant == 0 ? Conv2d::WinogradImpl::Tern
+                                                : Conv2d::WinogradImpl::OneDnn);
+            L.push_back(std::move(conv2));
+            L.push_back(std::make_unique<BatchNorm>("bn2", 16, 1e-5f, 0.1f, true));
+            L.push_back(std::make_unique<Linear>("fc", 16 * 8 * 8, 3, true));
+            Network net("w", std::move(L), {1, 8, 8}, 3);
+            net.initialize(9);
+            net.setTrainData(d, 6, 1);
+            loss[variant] = net.evaluateWithGradient(0, optim::Pass::Probe);
+            for (ParameterBlock* b : net.parameters().all()) grads[variant].push_back(b->grad);
+        }
+        for (int variant = 0; variant < 2; ++variant) {
+            BOOST_TEST(loss[variant] == loss[2], boost::test_tools::tolerance(1e-4));
+            for (size_t i = 0; i < grads[2].size(); ++i)
+                BOOST_TEST((grads[variant][i] - grads[2][i]).norm() <=
+                               2e-3 * std::max(1.0f, grads[2][i].norm()),
+                           "k " << k << " variant " << variant << " block " << i);
+        }
     }
-    for (size_t i = 0; i < grads[0].size(); ++i)
-        BOOST_TEST((grads[0][i] - grads[1][i]).norm() <= 2e-3 * std::max(1.0f, grads[1][i].norm()),
-                   "block " << i);
 }
 
 BOOST_AUTO_TEST_CASE(channels_last_gradients_equal_blocked_gradients) {

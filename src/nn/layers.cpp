@@ -2,6 +2,7 @@
 #include "tern/nn/layers.hpp"
 
 #include "tern/core/error.hpp"
+#include "winograd.hpp"
 
 #include <omp.h>
 
@@ -210,6 +211,53 @@ private:
     bool wBdSameAsFwd_ = false;
 };
 
+/// tern's own Winograd convolution (winograd.hpp) as a layer executor: activations in nhwc
+/// (bridged from and to the neighbours' layouts where they differ), weights and bias read from
+/// and gradients written to the plain blocks directly.
+class WinogradExec final : public LayerExec {
+public:
+    WinogradExec(Context& ctx, Mode mode, ParameterBlock* w, ParameterBlock* b,
+                 const memory::desc& srcMd, const detail::WinogradShape& shape)
+        : ctx_(ctx), w_(w), b_(b), conv_(shape) {
+        auto& eng = ctx.engine;
+        const memory::dims srcDims = srcMd.dims();
+        const memory::desc nhwcSrc(srcDims, dt::f32, tag::nhwc);
+        dstMd_ = memory::desc({shape.n, shape.o, conv_.outH(), conv_.outW()}, dt::f32, tag::nhwc);
+        dst_ = memory(dstMd_, eng);
+        srcIn_.build(eng, srcMd, nhwcSrc);
+        if (mode == Mode::Infer) return;
+        diffSrc_.build(eng, nhwcSrc, srcMd);
+        diffSrcUser_ = memory(srcMd, eng);
+    }
+
+    const memory& forward(const memory& src, Pass) override {
+        src_ = srcIn_.into(ctx_.stream, src);
+        conv_.forward(static_cast<const float*>(src_.get_data_handle()), w_->value.data(),
+                      b_ ? b_->value.data() : nullptr, static_cast<float*>(dst_.get_data_handle()));
+        return dst_;
+    }
+
+    const memory& backward(const memory& diffDst, bool needDiffSrc) override {
+        memory& out = diffSrc_.target(diffSrcUser_);
+        conv_.backward(static_cast<const float*>(src_.get_data_handle()),
+                       static_cast<const float*>(diffDst.get_data_handle()), w_->grad.data(),
+                       b_ ? b_->grad.data() : nullptr,
+                       needDiffSrc ? static_cast<float*>(out.get_data_handle()) : nullptr);
+        if (!needDiffSrc) return empty_;
+        diffSrc_.flush(ctx_.stream, diffSrcUser_);
+        return diffSrcUser_;
+    }
+
+private:
+    Context& ctx_;
+    ParameterBlock* w_;
+    ParameterBlock* b_;
+    detail::WinogradConv conv_;
+    memory dst_, src_, diffSrcUser_, empty_;
+    Bridge srcIn_;
+    OutBridge diffSrc_;
+};
+
 void heNormal(ParameterBlock* w, Index fanIn, std::mt19937_64& rng) {
     std::normal_distribution<float> dist(0.0f, std::sqrt(2.0f / static_cast<float>(fanIn)));
     for (Index i = 0; i < w->value.size(); ++i) w->value[i] = dist(rng);
@@ -315,10 +363,23 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
                                               memory::desc(wDims, dt::f32, tag::oihw), src,
                                               std::move(p));
     };
-    // Winograd F(4x4, 3x3) is about 2x faster than direct convolution for 3x3 stride-1 layers
-    // with enough input channels (docs/bench-train.md); direct stays for the first layer of an
-    // RGB/gray image and for other kernels. Not every CPU has it: fall back to direct.
-    if (winograd_ && k_ == 3 && stride_ == 1 && in_ >= 16) {
+    // Winograd is 2-4x faster than direct convolution for 3x3 and 5x5 stride-1 layers with
+    // enough input channels (docs/bench-train.md); direct stays for the first layer of an
+    // RGB/gray image and for other kernels. oneDNN's exists for 3x3 on AVX-512 only; tern's
+    // runs everywhere (see setWinogradImpl).
+    const bool winogradShape = winograd_ && stride_ == 1 && in_ >= 16;
+    const bool ternWinograd =
+        winogradShape && (k_ == 3 || k_ == 5) &&
+        detail::winogradTile(k_, dstDims[2], dstDims[3]) > 0 &&
+        (winogradImpl_ == WinogradImpl::Tern ||
+         (winogradImpl_ == WinogradImpl::Auto && !hasAvx512()));
+    if (ternWinograd)
+        return guarded(name_, srcDims, [&]() -> std::unique_ptr<LayerExec> {
+            return std::make_unique<WinogradExec>(
+                ctx, mode, weights_, bias_, src,
+                detail::WinogradShape{srcDims[0], in_, srcDims[2], srcDims[3], out_, k_, pad_, 0});
+        });
+    if (winogradShape && k_ == 3) {
         try {
             return build(d::algorithm::convolution_winograd);
         } catch (const dnnl::error&) {
