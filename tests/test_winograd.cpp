@@ -126,6 +126,19 @@ BOOST_AUTO_TEST_CASE(forward_and_gradients_match_direct_convolution) {
     checkAgainstNaive({1, 4, 6, 5, 2, 5, 0, 3}, 1e-5);      // output 2x1, one tile
 }
 
+BOOST_AUTO_TEST_CASE(every_instruction_set_this_cpu_runs) {
+    // the baseline (SSE) and AVX2 transforms, and AVX-512 where the CPU has it, give the same
+    // results as brute force; partial vectors included (5 and 20 channels)
+    for (WinogradIsa want : {WinogradIsa::Baseline, WinogradIsa::Avx2, WinogradIsa::Avx512}) {
+        const WinogradIsa got = setWinogradIsa(want);
+        BOOST_TEST_MESSAGE("instruction set " << int(got));
+        checkAgainstNaive({2, 5, 10, 10, 3, 3, 1, 6}, 1e-5);
+        checkAgainstNaive({2, 20, 12, 12, 17, 5, 0, 4}, 1e-5);
+        checkAgainstNaive({2, 16, 9, 7, 32, 3, 1, 4}, 1e-5);
+    }
+    setWinogradIsa(WinogradIsa::Auto);
+}
+
 BOOST_AUTO_TEST_CASE(processes_large_batches_in_chunks) {
     // 64 channels, 32x32: the working set of the batch exceeds one chunk, so forward and
     // backward run several chunks (the backward recomputes the input transform)

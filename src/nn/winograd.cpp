@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -26,7 +27,7 @@ namespace {
 /// Distance between the matrices of two transform points in V, M and dV: `floats` rounded up
 /// to whole 64-byte lines, and to an odd number of them. The transforms touch all alpha^2
 /// points of a tile at once; with a stride that is a multiple of 4 KiB those accesses would
-/// all fall in one L1 set (measured: the transforms ran 3-5x slower).
+/// all fall in one L1 set.
 Index pointStride(Index floats) {
     Index lines = (floats + 15) / 16;
     if (lines % 2 == 0) ++lines;
@@ -47,11 +48,17 @@ std::vector<double> polyFromRoots(const std::vector<double>& roots) {
     return p;
 }
 
+/// C = op(A) op(B) + beta C (row-major) on oneDNN's sgemm, called inside OpenMP regions (so
+/// one thread each): a failure is recorded in `status` and raised after the region.
 void sgemm(char ta, char tb, Index m, Index n, Index k, const float* a, Index lda, const float* b,
-           Index ldb, float beta, float* c, Index ldc) {
+           Index ldb, float beta, float* c, Index ldc, std::atomic<int>& status) {
     const dnnl_status_t st = dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-    if (st != dnnl_success)
-        fail("WinogradConv", "dnnl_sgemm failed with status " + std::to_string(int(st)));
+    if (st != dnnl_success) status.store(static_cast<int>(st));
+}
+
+void checkGemm(const std::atomic<int>& status) {
+    if (status.load() != 0)
+        fail("WinogradConv", "dnnl_sgemm failed with status " + std::to_string(status.load()));
 }
 
 /// A block of W channels as one value, W the ISA's vector width in floats (16 for AVX-512, 8
@@ -343,18 +350,26 @@ TERN_WINO_INLINE void weightGradImpl(const Geo& g, const float* du, Index r, con
     default: impl<8, W>(g, __VA_ARGS__); break;                                   \
     }
 
-enum class Isa { Base, Avx2, Avx512 };
+using Isa = WinogradIsa;
 
 /// The widest instruction set the transforms are compiled for that this CPU runs (AVX2 counts
 /// only with FMA: GCC's target_clones("avx2") would leave FMA out, and the transforms are
 /// multiply-adds).
+Isa detectIsa() {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return Isa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+    return Isa::Baseline;
+}
+
+std::atomic<Isa> gIsa{Isa::Auto};
+
 Isa cpuIsa() {
-    static const Isa isa = [] {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return Isa::Avx512;
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
-        return Isa::Base;
-    }();
+    Isa isa = gIsa.load(std::memory_order_relaxed);
+    if (isa == Isa::Auto) {
+        isa = detectIsa();
+        gIsa.store(isa, std::memory_order_relaxed);
+    }
     return isa;
 }
 
@@ -463,6 +478,13 @@ int winogradTile(Index r, Index outH, Index outW) {
     return best;
 }
 
+WinogradIsa setWinogradIsa(WinogradIsa isa) {
+    const Isa best = detectIsa();
+    if (isa == Isa::Auto || static_cast<int>(isa) > static_cast<int>(best)) isa = best;
+    gIsa.store(isa, std::memory_order_relaxed);
+    return isa;
+}
+
 WinogradConv::WinogradConv(const WinogradShape& s) : s_(s) {
     if (s.n < 1 || s.c < 1 || s.o < 1 || s.r < 1 || s.pad < 0)
         fail("WinogradConv", "bad shape");
@@ -499,6 +521,7 @@ void WinogradConv::transformInput(const float* x, Index n0, Index nImages, float
 void WinogradConv::forward(const float* x, const float* w, const float* bias, float* y) {
     const Geo g{s_.h, s_.w, s_.c, s_.o, oh_, ow_, tilesW_, tilesPerImage_, s_.pad, m_, alpha_};
     const Index a = alpha_, r = s_.r, c = s_.c, o = s_.o, a2 = a * a;
+    std::atomic<int> status{0};
 #pragma omp parallel
     weightsTransform(g, w, r, g_.data(), u_.data());
     for (Index n0 = 0; n0 < s_.n; n0 += imagesPerChunk_) {
@@ -511,9 +534,10 @@ void WinogradConv::forward(const float* x, const float* w, const float* bias, fl
 #pragma omp for schedule(static)
             for (Index p = 0; p < a2; ++p)
                 sgemm('N', 'N', tiles, o, c, v_.data() + p * sv, c, u_.data() + p * c * o, o, 0.0f,
-                      mm_.data() + p * sm, o);
+                      mm_.data() + p * sm, o, status);
             outputChunk(g, mm_.data(), n0, nb, at_.data(), bias, y);
         }
+        checkGemm(status);
     }
 }
 
@@ -522,6 +546,7 @@ void WinogradConv::backward(const float* x, const float* dy, float* dw, float* d
     const Index a = alpha_, r = s_.r, c = s_.c, o = s_.o, a2 = a * a;
     // V of the forward is still in v_ when the whole batch was one chunk
     const bool haveV = imagesPerChunk_ >= s_.n;
+    std::atomic<int> status{0};
     for (Index n0 = 0; n0 < s_.n; n0 += imagesPerChunk_) {
         const Index nb = std::min(imagesPerChunk_, s_.n - n0);
         const Index tiles = nb * tilesPerImage_;
@@ -534,13 +559,14 @@ void WinogradConv::backward(const float* x, const float* dy, float* dw, float* d
 #pragma omp for schedule(static)
             for (Index p = 0; p < a2; ++p) {
                 sgemm('T', 'N', c, o, tiles, v_.data() + p * sv, c, mm_.data() + p * sm, o, beta,
-                      du_.data() + p * c * o, o);
+                      du_.data() + p * c * o, o, status);
                 if (dx)
                     sgemm('N', 'T', tiles, c, o, mm_.data() + p * sm, o, u_.data() + p * c * o, o,
-                          0.0f, dv_.data() + p * sv, c);
+                          0.0f, dv_.data() + p * sv, c, status);
             }
             if (dx) inputGradChunk(g, dv_.data(), n0, nb, bt_.data(), dx);
         }
+        checkGemm(status);
     }
 #pragma omp parallel
     weightGradTransform(g, du_.data(), r, g_.data(), dw);

@@ -34,6 +34,13 @@ WinogradMatrices winogradMatrices(int m, int r);
 /// alpha <= 8; 0 if none applies (r not in 2..7).
 int winogradTile(Index r, Index outH, Index outW);
 
+/// The instruction set of the transforms; Auto: the widest this CPU runs.
+enum class WinogradIsa { Auto, Baseline, Avx2, Avx512 };
+
+/// Selects the transforms' instruction set for every WinogradConv (tests run each path this
+/// CPU can); a set the CPU lacks is lowered to the widest it has. Returns the one in use.
+WinogradIsa setWinogradIsa(WinogradIsa isa);
+
 /// Geometry of one convolution: input [n, h, w, c] (nhwc), weights [o, c, r, r], zero
 /// padding `pad` on every side, stride 1, output [n, oh, ow, o] (nhwc).
 struct WinogradShape {
