@@ -12,6 +12,7 @@
 // The last line is machine-readable:
 //   RESULT impl=tern model=... width=... batch=... threads=... median_ms=... img_s=... ...
 #include "tern/io/dataset.hpp"
+#include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
 
 #include <boost/program_options.hpp>
@@ -52,6 +53,7 @@ struct Options {
     int profileSteps = 3;
     int top = 25;
     std::uint64_t seed = 1;
+    std::string winograd = "auto";
 };
 
 struct Stats {
@@ -326,6 +328,14 @@ int run(const Options& o) {
     tern::nn::ModelOptions mo;
     mo.width = o.width;
     auto net = tern::nn::makeModel(o.model, input, 10, mo);
+    // --winograd: which Winograd the eligible convolutions use (Conv2d::setWinogradImpl)
+    for (const auto& layer : net->layers())
+        if (auto* conv = dynamic_cast<tern::nn::Conv2d*>(layer.get())) {
+            using W = tern::nn::Conv2d::WinogradImpl;
+            if (o.winograd == "off") conv->setWinograd(false);
+            else if (o.winograd == "onednn") conv->setWinogradImpl(W::OneDnn);
+            else if (o.winograd == "tern") conv->setWinogradImpl(W::Tern);
+        }
     net->initialize(o.seed);
 
     // Synthetic data: one batch of N(0, 1) images and uniform labels.
@@ -416,7 +426,10 @@ int main(int argc, char** argv) {
         "profile-steps", po::value(&o.profileSteps)->default_value(o.profileSteps),
         "steps profiled with --verbose-primitives")(
         "top", po::value(&o.top)->default_value(o.top), "primitives listed in the profile")(
-        "seed", po::value(&o.seed)->default_value(o.seed), "data and init seed");
+        "seed", po::value(&o.seed)->default_value(o.seed), "data and init seed")(
+        "winograd", po::value(&o.winograd)->default_value(o.winograd),
+        "auto | onednn | tern | off: Winograd for the 3x3/5x5 layers (auto: oneDNN's on "
+        "AVX-512, tern's elsewhere; onednn: direct where oneDNN has none)");
     try {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -428,6 +441,10 @@ int main(int argc, char** argv) {
         o.breakdown = !vm.count("no-breakdown");
         o.verbosePrimitives = vm.count("verbose-primitives") > 0;
         o.peak = vm.count("peak") > 0;
+        if (o.winograd != "auto" && o.winograd != "onednn" && o.winograd != "tern" &&
+            o.winograd != "off")
+            throw std::invalid_argument("--winograd: expected auto, onednn, tern or off, got '" +
+                                        o.winograd + "'");
         if (o.model != "lenet5" && o.model != "vgg7")
             throw std::invalid_argument("--model: expected lenet5 or vgg7, got '" + o.model + "'");
         if (o.batch <= 0 || o.threads <= 0 || o.iters <= 0 || o.warmup < 0 || o.profileSteps <= 0)

@@ -303,14 +303,16 @@ BOOST_AUTO_TEST_CASE(maxpool_and_relu) {
 
 BOOST_AUTO_TEST_CASE(direct_maxpool_equals_onednn_pooling_in_every_layout) {
     // tern's pooling loop against oneDNN's primitive: values, and gradients routed to the
-    // same inputs, on each layout the loop takes (20 channels: nChw16c has padding), for
-    // overlapping and non-overlapping windows, with ties (values on a coarse grid).
-    const Index n = 3, c = 20, h = 7, w = 9;
-    std::vector<float> x = randomData(n * c * h * w, 21);
-    for (float& v : x) v = std::round(v * 3.0f) / 3.0f;
+    // same inputs, on each layout the loop takes (20 channels: nChw16c has padding and nhwc
+    // runs the run-time-length loop; 24 and 32: nhwc in blocks of 8 and 16), for overlapping
+    // and non-overlapping windows, with ties (values on a coarse grid).
+    for (Index c : {20, 24, 32})
     for (auto [k, stride] : {std::pair<Index, Index>{2, 2}, {3, 1}, {3, 2}})
         for (tag t : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c}) {
             std::vector<float> out[2], grad[2];
+            const Index n = 3, h = 7, w = 9;
+            std::vector<float> x = randomData(n * c * h * w, 21);
+            for (float& v : x) v = std::round(v * 3.0f) / 3.0f;
             for (int direct = 0; direct < 2; ++direct) {
                 Context ctx;
                 MaxPool pool("p", k, stride);

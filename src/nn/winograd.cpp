@@ -83,7 +83,7 @@ TERN_WINO_INLINE VecT<W> loadVec(const float* src, int valid) {
 }
 
 template <int W>
-TERN_WINO_INLINE void storeVec(float* dst, VecT<W> v, int valid) {
+TERN_WINO_INLINE void storeVec(float* dst, const VecT<W>& v, int valid) {
     if (valid == W) {
         *reinterpret_cast<typename VecOf<W>::unaligned*>(dst) = v;
         return;
