@@ -200,16 +200,16 @@ TERN_WINO_INLINE void inputGradTile(const float* dv, Index pStride, const float*
     }
 }
 
-/// The per-chunk loops over (tile, channel block), one function per pass, each compiled for
-/// AVX-512, AVX2 and baseline x86-64 and dispatched by alpha.
+/// The per-chunk loops over (tile, channel block), one function per pass; the entry points
+/// below compile each for AVX-512, AVX2 + FMA and baseline x86-64 and dispatch on alpha.
 struct Geo {
     Index h, w, c, o, oh, ow, tilesW, tilesPerImage, pad;
     int m, alpha;
 };
 
 template <int A, int W>
-TERN_WINO_INLINE void inputChunkImpl(const Geo& g, const float* x, Index n0, Index nImages, const float* bt,
-                    float* v) {
+TERN_WINO_INLINE void inputChunkImpl(const Geo& g, const float* x, Index n0, Index nImages,
+                                     const float* bt, float* v) {
     const Index cBlocks = (g.c + W - 1) / W;
     const Index tiles = nImages * g.tilesPerImage;
     const Index pStride = pointStride(tiles * g.c);
@@ -220,13 +220,13 @@ TERN_WINO_INLINE void inputChunkImpl(const Geo& g, const float* x, Index n0, Ind
         const Index y0 = (r / g.tilesW) * g.m - g.pad, x0 = (r % g.tilesW) * g.m - g.pad;
         const int valid = static_cast<int>(std::min<Index>(W, g.c - cb * W));
         inputTile<A, W>(x + (n0 + img) * g.h * g.w * g.c, g.h, g.w, g.c, y0, x0, cb * W, valid,
-                     bt, v + t * g.c + cb * W, pStride);
+                        bt, v + t * g.c + cb * W, pStride);
     }
 }
 
 template <int A, int W>
-TERN_WINO_INLINE void outputChunkImpl(const Geo& g, const float* mm, Index n0, Index nImages, const float* at,
-                     const float* bias, float* y) {
+TERN_WINO_INLINE void outputChunkImpl(const Geo& g, const float* mm, Index n0, Index nImages,
+                                      const float* at, const float* bias, float* y) {
     const Index oBlocks = (g.o + W - 1) / W;
     const Index tiles = nImages * g.tilesPerImage;
     const Index pStride = pointStride(tiles * g.o);
@@ -235,16 +235,15 @@ TERN_WINO_INLINE void outputChunkImpl(const Geo& g, const float* mm, Index n0, I
         const Index t = job / oBlocks, ob = job % oBlocks;
         const Index img = t / g.tilesPerImage, r = t % g.tilesPerImage;
         const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
-        outputTile<A, W>(mm + t * g.o + ob * W, pStride, g.m, at,
-                      bias ? bias + ob * W : nullptr,
-                      y + (n0 + img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
-                      (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, valid);
+        outputTile<A, W>(mm + t * g.o + ob * W, pStride, g.m, at, bias ? bias + ob * W : nullptr,
+                         y + (n0 + img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
+                         (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, valid);
     }
 }
 
 template <int A, int W>
-TERN_WINO_INLINE void outputGradChunkImpl(const Geo& g, const float* dy, Index n0, Index nImages, const float* at,
-                         float* dm) {
+TERN_WINO_INLINE void outputGradChunkImpl(const Geo& g, const float* dy, Index n0, Index nImages,
+                                          const float* at, float* dm) {
     const Index oBlocks = (g.o + W - 1) / W;
     const Index tiles = nImages * g.tilesPerImage;
     const Index pStride = pointStride(tiles * g.o);
@@ -254,16 +253,16 @@ TERN_WINO_INLINE void outputGradChunkImpl(const Geo& g, const float* dy, Index n
         const Index img = t / g.tilesPerImage, r = t % g.tilesPerImage;
         const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
         outputGradTile<A, W>(dy + (n0 + img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
-                          (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, g.m, valid, at,
-                          dm + t * g.o + ob * W, pStride);
+                             (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, g.m, valid, at,
+                             dm + t * g.o + ob * W, pStride);
     }
 }
 
 /// Tiles of one image overlap in the input, so a job is (image, channel block): it clears
 /// that part of dx and adds all the image's tiles into it.
 template <int A, int W>
-TERN_WINO_INLINE void inputGradChunkImpl(const Geo& g, const float* dv, Index n0, Index nImages, const float* bt,
-                        float* dx) {
+TERN_WINO_INLINE void inputGradChunkImpl(const Geo& g, const float* dv, Index n0, Index nImages,
+                                         const float* bt, float* dx) {
     const Index cBlocks = (g.c + W - 1) / W;
     const Index tiles = nImages * g.tilesPerImage;
     const Index pStride = pointStride(tiles * g.c);
@@ -276,7 +275,8 @@ TERN_WINO_INLINE void inputGradChunkImpl(const Geo& g, const float* dv, Index n0
         for (Index r = 0; r < g.tilesPerImage; ++r) {
             const Index t = img * g.tilesPerImage + r;
             inputGradTile<A, W>(dv + t * g.c + cb * W, pStride, bt, base, g.h, g.w, g.c,
-                             (r / g.tilesW) * g.m - g.pad, (r % g.tilesW) * g.m - g.pad, valid);
+                                (r / g.tilesW) * g.m - g.pad, (r % g.tilesW) * g.m - g.pad,
+                                valid);
         }
     }
 }
@@ -487,7 +487,7 @@ WinogradIsa setWinogradIsa(WinogradIsa isa) {
 
 WinogradConv::WinogradConv(const WinogradShape& s) : s_(s) {
     if (s.n < 1 || s.c < 1 || s.o < 1 || s.r < 1 || s.pad < 0)
-        fail("WinogradConv", "bad shape");
+        fail("WinogradConv", "n, c, o and r must be positive and the padding >= 0");
     oh_ = s.h + 2 * s.pad - s.r + 1;
     ow_ = s.w + 2 * s.pad - s.r + 1;
     if (oh_ < 1 || ow_ < 1) fail("WinogradConv", "input smaller than the kernel");
