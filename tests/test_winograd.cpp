@@ -128,8 +128,10 @@ BOOST_AUTO_TEST_CASE(forward_and_gradients_match_direct_convolution) {
 
 BOOST_AUTO_TEST_CASE(every_instruction_set_this_cpu_runs) {
     // the baseline (SSE) and AVX2 transforms, and AVX-512 where the CPU has it, give the same
-    // results as brute force; partial vectors included (5 and 20 channels)
-    for (WinogradIsa want : {WinogradIsa::Baseline, WinogradIsa::Avx2, WinogradIsa::Avx512}) {
+    // results as brute force; partial vectors included (5 and 20 channels); Wide16 runs the
+    // AVX-512 kernels' 16-channel blocks on any CPU
+    for (WinogradIsa want : {WinogradIsa::Baseline, WinogradIsa::Avx2, WinogradIsa::Avx512,
+                             WinogradIsa::Wide16}) {
         const WinogradIsa got = setWinogradIsa(want);
         BOOST_TEST_MESSAGE("instruction set " << int(got));
         checkAgainstNaive({2, 5, 10, 10, 3, 3, 1, 6}, 1e-5);

@@ -384,8 +384,10 @@ Isa cpuIsa() {
         TERN_WINO_DISPATCH(impl, 8, TERN_WINO_UNPAREN ARGS)                             \
     }                                                                                   \
     void name##Base PARAMS { TERN_WINO_DISPATCH(impl, 4, TERN_WINO_UNPAREN ARGS) }      \
+    void name##Wide16 PARAMS { TERN_WINO_DISPATCH(impl, 16, TERN_WINO_UNPAREN ARGS) }   \
     void name PARAMS {                                                                  \
         switch (cpuIsa()) {                                                             \
+        case Isa::Wide16: name##Wide16(g, TERN_WINO_UNPAREN ARGS); break;               \
         case Isa::Avx512: name##Avx512(g, TERN_WINO_UNPAREN ARGS); break;               \
         case Isa::Avx2: name##Avx2(g, TERN_WINO_UNPAREN ARGS); break;                   \
         default: name##Base(g, TERN_WINO_UNPAREN ARGS); break;                          \
@@ -480,7 +482,8 @@ int winogradTile(Index r, Index outH, Index outW) {
 
 WinogradIsa setWinogradIsa(WinogradIsa isa) {
     const Isa best = detectIsa();
-    if (isa == Isa::Auto || static_cast<int>(isa) > static_cast<int>(best)) isa = best;
+    if (isa == Isa::Auto || (isa != Isa::Wide16 && static_cast<int>(isa) > static_cast<int>(best)))
+        isa = best;
     gIsa.store(isa, std::memory_order_relaxed);
     return isa;
 }

@@ -34,8 +34,10 @@ WinogradMatrices winogradMatrices(int m, int r);
 /// alpha <= 8; 0 if none applies (r not in 2..7).
 int winogradTile(Index r, Index outH, Index outW);
 
-/// The instruction set of the transforms; Auto: the widest this CPU runs.
-enum class WinogradIsa { Auto, Baseline, Avx2, Avx512 };
+/// The instruction set of the transforms; Auto: the widest this CPU runs. Wide16 (tests only):
+/// the AVX-512 kernels' 16-channel blocks compiled for baseline x86-64, so that their logic is
+/// checked on CPUs without AVX-512.
+enum class WinogradIsa { Auto, Baseline, Avx2, Avx512, Wide16 };
 
 /// Selects the transforms' instruction set for every WinogradConv (tests run each path this
 /// CPU can); a set the CPU lacks is lowered to the widest it has. Returns the one in use.
