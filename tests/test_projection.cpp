@@ -429,6 +429,38 @@ BOOST_AUTO_TEST_CASE(twn_rule_by_hand) {
     BOOST_TEST(z[2] == 0.0f);
 }
 
+BOOST_AUTO_TEST_CASE(twn_rule_on_a_large_group_matches_a_double_reference) {
+    // several parallel chunks and a tail that fills no vector: the vectorised passes give the
+    // rule's threshold, scale and codes (reference in double)
+    for (Index n : {Index{100003}, Index{65536 + 7}, Index{13}}) {
+        std::mt19937_64 rng(static_cast<std::uint64_t>(n));
+        std::normal_distribution<float> d(0.0f, 0.05f);
+        Vector v(n);
+        for (Index i = 0; i < n; ++i) v[i] = d(rng);
+        double sumAbs = 0;
+        for (Index i = 0; i < n; ++i) sumAbs += std::fabs(double(v[i]));
+        const double delta = 0.7 * sumAbs / double(n);
+        double sumI = 0;
+        Index countI = 0;
+        for (Index i = 0; i < n; ++i)
+            if (std::fabs(double(v[i])) > delta) {
+                sumI += std::fabs(double(v[i]));
+                ++countI;
+            }
+        const double a = sumI / double(countI);
+        Vector z(n);
+        const auto res = TernaryTwn().project(v, z);
+        BOOST_TEST(res[0].nonzeros == countI);
+        BOOST_TEST(res[0].scale == a, boost::test_tools::tolerance(1e-5));
+        Index wrong = 0;
+        for (Index i = 0; i < n; ++i) {
+            const double want = std::fabs(double(v[i])) > delta ? (v[i] > 0 ? a : -a) : 0.0;
+            if (std::fabs(z[i] - want) > 1e-5 * a) ++wrong;
+        }
+        BOOST_TEST(wrong == 0);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(exact_ternary_by_hand) {
     Vector v(3);
     v << 3.0f, -1.0f, 0.2f;  // gains: 9/1, 16/2 = 8, 17.64/3 = 5.88 -> k = 1
