@@ -13,6 +13,25 @@
 
 namespace tern::proj::detail {
 
+/// 8 floats as one value, and the matching integer lanes (comparison masks), for loops that
+/// GCC would otherwise compile to a compare-and-branch per weight (Eigen's select() and
+/// (x > t).cast<float>() were not vectorized). Lowered to two SSE or one AVX register.
+typedef float Vec8 __attribute__((vector_size(32)));
+typedef int Mask8 __attribute__((vector_size(32)));
+/// for unaligned loads and stores from float data
+typedef float Vec8U __attribute__((vector_size(32), aligned(4), may_alias));
+
+// These inline helpers never cross a real call, so GCC's note that returning a 32-byte vector
+// without AVX changes the ABI does not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+inline Vec8 load8(const Scalar* p) { return *reinterpret_cast<const Vec8U*>(p); }
+inline void store8(Scalar* p, const Vec8& v) { *reinterpret_cast<Vec8U*>(p) = v; }
+/// v where the mask is set, 0 elsewhere
+inline Vec8 where(const Mask8& m, const Vec8& v) { return (Vec8)((Mask8)v & m); }
+#pragma GCC diagnostic pop
+
+
 /// Shortest decimal text that reads back as the same float ("0.7", "1e-05").
 std::string formatNumber(Scalar x);
 

@@ -8,6 +8,10 @@
 #include <cmath>
 #include <vector>
 
+// The 8-float vector values (detail::Vec8) never cross a real call, so GCC's ABI note for
+// them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace tern::proj {
 
 // ---------------------------------------------------------------- STE
@@ -154,10 +158,18 @@ void TtqQuantizer::forward(CVecRef latent, VecRef wq, const Shape& shape) {
         delta_[g] = delta;
         // Wt = +Wp if W > delta; 0 if |W| <= delta; -Wn if W < -delta. Branch-free: the sign
         // of each weight is a coin flip, which a branchy loop pays for in mispredictions.
-        parallelChunks(m, [&](Index b, Index len, Index) {
-            const auto w = latent.segment(g * m + b, len).array();
-            wq.segment(g * m + b, len).array() =
-                (w > delta).cast<Scalar>() * wp[g] - (w < -delta).cast<Scalar>() * wn[g];
+        const Scalar* w = latent.data() + g * m;
+        Scalar* out = wq.data() + g * m;
+        const Scalar p = wp[g], n = wn[g];
+        parallelChunks(m, [w, out, delta, p, n](Index b, Index len, Index) {
+            using detail::Vec8;
+            const Vec8 hi = Vec8{} + delta, lo = Vec8{} - delta, vp = Vec8{} + p, vn = Vec8{} - n;
+            Index i = b;
+            for (; i + 8 <= b + len; i += 8) {
+                const Vec8 x = detail::load8(w + i);
+                detail::store8(out + i, detail::where(x > hi, vp) + detail::where(x < lo, vn));
+            }
+            for (; i < b + len; ++i) out[i] = w[i] > delta ? p : (w[i] < -delta ? -n : Scalar(0));
         });
     }
 }
@@ -181,14 +193,43 @@ void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
         // (each factor is exactly one of wp, wn, 1: at most one indicator is set)
         const Index chunks = parallelChunkCount(m);
         std::vector<double> sumP(static_cast<size_t>(chunks)), sumN(static_cast<size_t>(chunks));
-        parallelChunks(m, [&](Index b, Index len, Index c) {
-            const auto w = latent.segment(g * m + b, len).array();
-            const auto gi = dWq.segment(g * m + b, len).array();
-            const auto pos = (w > delta).cast<Scalar>();
-            const auto neg = (w < -delta).cast<Scalar>();
-            sumP[size_t(c)] = (gi * pos).cast<double>().sum();
-            sumN[size_t(c)] = (gi * neg).cast<double>().sum();
-            dLatent.segment(g * m + b, len).array() = gi * (pos * wp + neg * wn + (1 - pos - neg));
+        const Scalar* w = latent.data() + g * m;
+        const Scalar* gr = dWq.data() + g * m;
+        Scalar* dl = dLatent.data() + g * m;
+        parallelChunks(m, [&, w, gr, dl, delta, wp, wn](Index b, Index len, Index c) {
+            using detail::Vec8;
+            const Vec8 hi = Vec8{} + delta, lo = Vec8{} - delta, one = Vec8{} + 1.0f;
+            const Vec8 vp = Vec8{} + wp, vn = Vec8{} + wn;
+            Vec8 accP = {}, accN = {};
+            Index i = b;
+            for (; i + 8 <= b + len; i += 8) {
+                const Vec8 x = detail::load8(w + i), gi = detail::load8(gr + i);
+                const auto pos = x > hi, neg = x < lo;
+                const Vec8 gp = detail::where(pos, gi), gn = detail::where(neg, gi);
+                accP += gp;
+                accN += gn;
+                // factor wp (positive), wn (negative), 1 (zero region): exactly one applies
+                detail::store8(dl + i, gp * vp + gn * vn + detail::where(~(pos | neg), gi) * one);
+            }
+            double sp = 0, sn = 0;
+            for (int l = 0; l < 8; ++l) {
+                sp += accP[l];
+                sn += accN[l];
+            }
+            for (; i < b + len; ++i) {
+                const Scalar x = w[i], gi = gr[i];
+                if (x > delta) {
+                    sp += gi;
+                    dl[i] = gi * wp;
+                } else if (x < -delta) {
+                    sn += gi;
+                    dl[i] = gi * wn;
+                } else {
+                    dl[i] = gi;
+                }
+            }
+            sumP[size_t(c)] = sp;
+            sumN[size_t(c)] = sn;
         });
         double dWp = 0, dWn = 0;
         for (Index c = 0; c < chunks; ++c) {

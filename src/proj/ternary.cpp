@@ -9,6 +9,10 @@
 #include <cmath>
 #include <vector>
 
+// The 8-float vector values (detail::Vec8) never cross a real call, so GCC's ABI note for
+// them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace tern::proj {
 
 GroupResult TernaryFixed::projectGroup(CVecRef v, VecRef z) const {
@@ -49,20 +53,18 @@ double sumAbsChunk(const Scalar* x, Index len) {
 /// nor Eigen's select() was vectorized: both ran a compare-and-branch per weight). The count,
 /// at most one chunk long per lane, is exact in float.
 std::pair<double, Index> sumAboveChunk(const Scalar* x, Index len, Scalar delta) {
-    typedef float V __attribute__((vector_size(32)));
-    typedef int VI __attribute__((vector_size(32)));
-    typedef float VU __attribute__((vector_size(32), aligned(4), may_alias));
+    using detail::Mask8;
+    using detail::Vec8;
     constexpr int kW = 8;
-    const VI absMask = VI{} + 0x7fffffff;
-    const VI oneBits = (VI)(V{} + 1.0f);
-    const V d = V{} + delta;
-    V acc = {}, cnt = {};
+    const Mask8 absMask = Mask8{} + 0x7fffffff;
+    const Vec8 one = Vec8{} + 1.0f, d = Vec8{} + delta;
+    Vec8 acc = {}, cnt = {};
     Index i = 0;
     for (; i + kW <= len; i += kW) {
-        const V m = (V)((VI)(*reinterpret_cast<const VU*>(x + i)) & absMask);
-        const VI in = m > d;  // all ones where above
-        acc += (V)((VI)m & in);
-        cnt += (V)(oneBits & in);
+        const Vec8 m = (Vec8)((Mask8)detail::load8(x + i) & absMask);
+        const Mask8 in = m > d;  // all ones where above
+        acc += detail::where(in, m);
+        cnt += detail::where(in, one);
     }
     double s = 0, c = 0;
     for (int l = 0; l < kW; ++l) {
