@@ -4,6 +4,8 @@
 
 #include "winograd.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -145,6 +147,31 @@ BOOST_AUTO_TEST_CASE(processes_large_batches_in_chunks) {
     // 64 channels, 32x32: the working set of the batch exceeds one chunk, so forward and
     // backward run several chunks (the backward recomputes the input transform)
     checkAgainstNaive({10, 64, 32, 32, 64, 3, 1, 0}, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
+    // every output and gradient bit for bit the same on 1 and 2 threads (fixed work split and
+    // summation order), over more pixels than one parallel chunk of the bias sum
+    const WinogradShape s{40, 16, 32, 32, 24, 3, 1, 0};
+    const auto x = randn(size_t(s.n * s.h * s.w * s.c), 5);
+    const auto w = randn(size_t(s.o * s.c * 9), 6);
+    const auto b = randn(size_t(s.o), 7);
+    const auto dy = randn(size_t(s.n * s.h * s.w * s.o), 8);
+    std::vector<float> out[2][4];
+    const int before = omp_get_max_threads();
+    for (int run = 0; run < 2; ++run) {
+        omp_set_num_threads(run + 1);
+        WinogradConv conv(s);
+        std::vector<float> y(dy.size()), dw(w.size()), db(b.size()), dx(x.size());
+        conv.forward(x.data(), w.data(), b.data(), y.data());
+        conv.backward(x.data(), dy.data(), dw.data(), db.data(), dx.data());
+        out[run][0] = y;
+        out[run][1] = dw;
+        out[run][2] = db;
+        out[run][3] = dx;
+    }
+    omp_set_num_threads(before);
+    for (int k = 0; k < 4; ++k) BOOST_TEST(out[0][k] == out[1][k], "result " << k);
 }
 
 BOOST_AUTO_TEST_CASE(rejects_bad_shapes) {

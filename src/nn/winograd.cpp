@@ -2,6 +2,7 @@
 #include "winograd.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/parallel.hpp"
 
 #include <dnnl.h>
 #include <omp.h>
@@ -516,11 +517,6 @@ WinogradConv::WinogradConv(const WinogradShape& s) : s_(s) {
     mm_.assign(static_cast<size_t>(a2 * pointStride(tiles * s.o)), 0.0f);
 }
 
-void WinogradConv::transformInput(const float* x, Index n0, Index nImages, float* v) const {
-    const Geo g{s_.h, s_.w, s_.c, s_.o, oh_, ow_, tilesW_, tilesPerImage_, s_.pad, m_, alpha_};
-    inputChunk(g, x, n0, nImages, bt_.data(), v);
-}
-
 void WinogradConv::forward(const float* x, const float* w, const float* bias, float* y) {
     const Geo g{s_.h, s_.w, s_.c, s_.o, oh_, ow_, tilesW_, tilesPerImage_, s_.pad, m_, alpha_};
     const Index a = alpha_, r = s_.r, c = s_.c, o = s_.o, a2 = a * a;
@@ -574,19 +570,18 @@ void WinogradConv::backward(const float* x, const float* dy, float* dw, float* d
 #pragma omp parallel
     weightGradTransform(g, du_.data(), r, g_.data(), dw);
     if (db) {
+        // db = sum of dy over all pixels, per output channel: fixed chunks of pixels added in
+        // chunk order, so the result does not depend on the thread count or on timing
         const Index pixels = s_.n * oh_ * ow_;
+        std::vector<float> part(static_cast<size_t>(parallelChunkCount(pixels) * o), 0.0f);
+        parallelChunks(pixels, [&](Index b, Index len, Index chunk) {
+            float* acc = part.data() + chunk * o;
+            for (Index px = b; px < b + len; ++px)
+                for (Index q = 0; q < o; ++q) acc[q] += dy[px * o + q];
+        });
         std::fill(db, db + o, 0.0f);
-#pragma omp parallel
-        {
-            std::vector<float> part(static_cast<size_t>(o), 0.0f);
-#pragma omp for schedule(static) nowait
-            for (Index px = 0; px < pixels; ++px) {
-                const float* row = dy + px * o;
-                for (Index q = 0; q < o; ++q) part[q] += row[q];
-            }
-#pragma omp critical
-            for (Index q = 0; q < o; ++q) db[q] += part[q];
-        }
+        for (Index chunk = 0; chunk < parallelChunkCount(pixels); ++chunk)
+            for (Index q = 0; q < o; ++q) db[q] += part[static_cast<size_t>(chunk * o + q)];
     }
 }
 

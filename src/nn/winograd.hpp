@@ -64,8 +64,6 @@ public:
     void backward(const float* x, const float* dy, float* dw, float* db, float* dx);
 
 private:
-    void transformInput(const float* x, Index n0, Index nImages, float* v) const;
-
     WinogradShape s_;
     int m_, alpha_;
     Index oh_, ow_, tilesH_, tilesW_, tilesPerImage_;
