@@ -94,12 +94,40 @@ TERN_WINO_INLINE void storeVec(float* dst, const VecT<W>& v, int valid) {
 
 // ---- the transforms of one tile and one block of W channels, alpha A known at compile
 // time. Matrices are row-major floats; `valid` is the number of real channels in the block.
+// Each transform is a product X -> L X R^T of small matrices, done as two one-sided products.
+
+/// out[i][k] = sum_{j < inner} M(i, j) in[j][k] for i < rows, k < cols, where
+/// M(i, j) = mat[i * ld + j], or mat[j * ld + i] when Trans (M is the transpose of mat).
+template <int A, int W, bool Trans>
+TERN_WINO_INLINE void mulLeft(const float* mat, int ld, int rows, int inner, int cols,
+                              const VecT<W> (&in)[A][A], VecT<W> (&out)[A][A]) {
+    for (int i = 0; i < rows; ++i)
+        for (int k = 0; k < cols; ++k) {
+            VecT<W> acc = {};
+            for (int j = 0; j < inner; ++j)
+                acc += (Trans ? mat[j * ld + i] : mat[i * ld + j]) * in[j][k];
+            out[i][k] = acc;
+        }
+}
+
+/// out[i][k] = sum_{j < inner} in[i][j] M(k, j) for i < rows, k < cols (M as in mulLeft).
+template <int A, int W, bool Trans>
+TERN_WINO_INLINE void mulRight(const float* mat, int ld, int rows, int inner, int cols,
+                               const VecT<W> (&in)[A][A], VecT<W> (&out)[A][A]) {
+    for (int i = 0; i < rows; ++i)
+        for (int k = 0; k < cols; ++k) {
+            VecT<W> acc = {};
+            for (int j = 0; j < inner; ++j)
+                acc += (Trans ? mat[j * ld + k] : mat[k * ld + j]) * in[i][j];
+            out[i][k] = acc;
+        }
+}
 
 /// V = B^T d B for the patch whose top-left input pixel is (y0, x0) (may lie in the padding).
 template <int A, int W>
 TERN_WINO_INLINE void inputTile(const float* x, Index h, Index w, Index c, Index y0, Index x0,
                                 Index c0, int valid, const float* bt, float* v, Index pStride) {
-    VecT<W> in[A][A], t1[A][A];
+    VecT<W> in[A][A], t1[A][A], out[A][A];
     for (int j = 0; j < A; ++j)
         for (int i = 0; i < A; ++i) {
             const Index yy = y0 + j, xx = x0 + i;
@@ -107,20 +135,10 @@ TERN_WINO_INLINE void inputTile(const float* x, Index h, Index w, Index c, Index
                            ? VecT<W>{}
                            : loadVec<W>(x + (yy * w + xx) * c + c0, valid);
         }
+    mulLeft<A, W, false>(bt, A, A, A, A, in, t1);
+    mulRight<A, W, false>(bt, A, A, A, A, t1, out);
     for (int i = 0; i < A; ++i)
-        for (int col = 0; col < A; ++col) {
-            VecT<W> acc = {};
-            for (int j = 0; j < A; ++j)
-                acc += bt[i * A + j] * in[j][col];
-            t1[i][col] = acc;
-        }
-    for (int i = 0; i < A; ++i)
-        for (int k = 0; k < A; ++k) {
-            VecT<W> acc = {};
-            for (int col = 0; col < A; ++col)
-                acc += bt[k * A + col] * t1[i][col];
-            storeVec<W>(v + (i * A + k) * pStride, acc, valid);
-        }
+        for (int k = 0; k < A; ++k) storeVec<W>(v + (i * A + k) * pStride, out[i][k], valid);
 }
 
 /// y = A^T M A (+ bias) for one tile, written where it lies inside the output.
@@ -128,23 +146,15 @@ template <int A, int W>
 TERN_WINO_INLINE void outputTile(const float* mm, Index pStride, int m, const float* at,
                                  const float* bias, float* y, Index oh, Index ow, Index o,
                                  Index y0, Index x0, int valid) {
-    VecT<W> in[A * A], t1[A][A];
-    for (int p = 0; p < A * A; ++p) in[p] = loadVec<W>(mm + p * pStride, valid);
+    VecT<W> in[A][A], t1[A][A], out[A][A];
+    for (int j = 0; j < A; ++j)
+        for (int k = 0; k < A; ++k) in[j][k] = loadVec<W>(mm + (j * A + k) * pStride, valid);
+    mulLeft<A, W, false>(at, A, m, A, A, in, t1);
+    mulRight<A, W, false>(at, A, m, A, m, t1, out);
     const VecT<W> b0 = bias ? loadVec<W>(bias, valid) : VecT<W>{};
-    for (int i = 0; i < m; ++i)
-        for (int k = 0; k < A; ++k) {
-            VecT<W> acc = {};
-            for (int j = 0; j < A; ++j)
-                acc += at[i * A + j] * in[j * A + k];
-            t1[i][k] = acc;
-        }
     for (int i = 0; i < m && y0 + i < oh; ++i)
-        for (int l = 0; l < m && x0 + l < ow; ++l) {
-            VecT<W> acc = b0;
-            for (int k = 0; k < A; ++k)
-                acc += at[l * A + k] * t1[i][k];
-            storeVec<W>(y + ((y0 + i) * ow + x0 + l) * o, acc, valid);
-        }
+        for (int l = 0; l < m && x0 + l < ow; ++l)
+            storeVec<W>(y + ((y0 + i) * ow + x0 + l) * o, out[i][l] + b0, valid);
 }
 
 /// dM = A dy A^T for one tile (dy is zero outside the output).
@@ -152,51 +162,35 @@ template <int A, int W>
 TERN_WINO_INLINE void outputGradTile(const float* dy, Index oh, Index ow, Index o, Index y0,
                                      Index x0, int m, int valid, const float* at, float* dm,
                                      Index pStride) {
-    VecT<W> in[A][A], t1[A][A];  // in[i < m][l < m], t1[j < A][l < m]
+    VecT<W> in[A][A], t1[A][A], out[A][A];  // in: m x m, t1: A x m, out: A x A
     for (int i = 0; i < m; ++i)
         for (int l = 0; l < m; ++l)
             in[i][l] = (y0 + i >= oh || x0 + l >= ow)
                            ? VecT<W>{}
                            : loadVec<W>(dy + ((y0 + i) * ow + x0 + l) * o, valid);
+    mulLeft<A, W, true>(at, A, A, m, m, in, t1);
+    mulRight<A, W, true>(at, A, A, m, A, t1, out);
     for (int j = 0; j < A; ++j)
-        for (int l = 0; l < m; ++l) {
-            VecT<W> acc = {};
-            for (int i = 0; i < m; ++i)
-                acc += at[i * A + j] * in[i][l];
-            t1[j][l] = acc;
-        }
-    for (int j = 0; j < A; ++j)
-        for (int k = 0; k < A; ++k) {
-            VecT<W> acc = {};
-            for (int l = 0; l < m; ++l)
-                acc += at[l * A + k] * t1[j][l];
-            storeVec<W>(dm + (j * A + k) * pStride, acc, valid);
-        }
+        for (int k = 0; k < A; ++k) storeVec<W>(dm + (j * A + k) * pStride, out[j][k], valid);
 }
 
 /// dd = B dV B^T for one tile, added into dx where the patch lies inside the input.
 template <int A, int W>
 TERN_WINO_INLINE void inputGradTile(const float* dv, Index pStride, const float* bt, float* dx,
                                     Index h, Index w, Index c, Index y0, Index x0, int valid) {
-    VecT<W> in[A * A], t1[A][A];
-    for (int p = 0; p < A * A; ++p) in[p] = loadVec<W>(dv + p * pStride, valid);
-    for (int j = 0; j < A; ++j)
-        for (int k = 0; k < A; ++k) {
-            VecT<W> acc = {};
-            for (int i = 0; i < A; ++i)
-                acc += bt[i * A + j] * in[i * A + k];
-            t1[j][k] = acc;
-        }
+    VecT<W> in[A][A], t1[A][A], out[A][A];
+    for (int i = 0; i < A; ++i)
+        for (int k = 0; k < A; ++k) in[i][k] = loadVec<W>(dv + (i * A + k) * pStride, valid);
+    mulLeft<A, W, true>(bt, A, A, A, A, in, t1);
+    mulRight<A, W, true>(bt, A, A, A, A, t1, out);
     for (int j = 0; j < A; ++j) {
         const Index yy = y0 + j;
         if (yy < 0 || yy >= h) continue;
         for (int col = 0; col < A; ++col) {
             const Index xx = x0 + col;
             if (xx < 0 || xx >= w) continue;
-            VecT<W> acc = loadVec<W>(dx + (yy * w + xx) * c, valid);
-            for (int k = 0; k < A; ++k)
-                acc += bt[k * A + col] * t1[j][k];
-            storeVec<W>(dx + (yy * w + xx) * c, acc, valid);
+            float* px = dx + (yy * w + xx) * c;
+            storeVec<W>(px, loadVec<W>(px, valid) + out[j][col], valid);
         }
     }
 }
@@ -287,28 +281,22 @@ template <int A, int W>
 TERN_WINO_INLINE void weightsImpl(const Geo& g, const float* w, Index r, const float* gm,
                                   float* u) {
     const Index oBlocks = (g.o + W - 1) / W;
+    const int ri = static_cast<int>(r);  // r <= alpha
 #pragma omp for schedule(static)
     for (Index job = 0; job < g.c * oBlocks; ++job) {
         const Index cc = job / oBlocks, ob = job % oBlocks;
         const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
-        VecT<W> in[8][8] = {}, t1[A][8];
+        VecT<W> in[A][A] = {}, t1[A][A], out[A][A];
         for (int q = 0; q < valid; ++q) {
             const float* src = w + ((ob * W + q) * g.c + cc) * r * r;
-            for (Index j = 0; j < r; ++j)
-                for (Index k = 0; k < r; ++k) in[j][k][q] = src[j * r + k];
+            for (int j = 0; j < ri; ++j)
+                for (int k = 0; k < ri; ++k) in[j][k][q] = src[j * ri + k];
         }
+        mulLeft<A, W, false>(gm, ri, A, ri, ri, in, t1);
+        mulRight<A, W, false>(gm, ri, A, ri, A, t1, out);
         for (int i = 0; i < A; ++i)
-            for (Index k = 0; k < r; ++k) {
-                VecT<W> acc = {};
-                for (Index j = 0; j < r; ++j) acc += gm[i * r + j] * in[j][k];
-                t1[i][k] = acc;
-            }
-        for (int i = 0; i < A; ++i)
-            for (int l = 0; l < A; ++l) {
-                VecT<W> acc = {};
-                for (Index k = 0; k < r; ++k) acc += gm[l * r + k] * t1[i][k];
-                storeVec<W>(u + ((i * A + l) * g.c + cc) * g.o + ob * W, acc, valid);
-            }
+            for (int l = 0; l < A; ++l)
+                storeVec<W>(u + ((i * A + l) * g.c + cc) * g.o + ob * W, out[i][l], valid);
     }
 }
 
@@ -317,28 +305,21 @@ template <int A, int W>
 TERN_WINO_INLINE void weightGradImpl(const Geo& g, const float* du, Index r, const float* gm,
                                      float* dw) {
     const Index oBlocks = (g.o + W - 1) / W;
+    const int ri = static_cast<int>(r);  // r <= alpha
 #pragma omp for schedule(static)
     for (Index job = 0; job < g.c * oBlocks; ++job) {
         const Index cc = job / oBlocks, ob = job % oBlocks;
         const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
-        VecT<W> in[A * A], t1[8][A];
-        for (int p = 0; p < A * A; ++p)
-            in[p] = loadVec<W>(du + (p * g.c + cc) * g.o + ob * W, valid);
-        for (Index k = 0; k < r; ++k)
-            for (int l = 0; l < A; ++l) {
-                VecT<W> acc = {};
-                for (int i = 0; i < A; ++i)
-                    acc += gm[i * r + k] * in[i * A + l];
-                t1[k][l] = acc;
-            }
-        for (Index k = 0; k < r; ++k)
-            for (Index l = 0; l < r; ++l) {
-                VecT<W> acc = {};
-                for (int i = 0; i < A; ++i)
-                    acc += gm[i * r + l] * t1[k][i];
+        VecT<W> in[A][A], t1[A][A], out[A][A];
+        for (int i = 0; i < A; ++i)
+            for (int l = 0; l < A; ++l)
+                in[i][l] = loadVec<W>(du + ((i * A + l) * g.c + cc) * g.o + ob * W, valid);
+        mulLeft<A, W, true>(gm, ri, ri, A, A, in, t1);
+        mulRight<A, W, true>(gm, ri, ri, A, ri, t1, out);
+        for (int k = 0; k < ri; ++k)
+            for (int l = 0; l < ri; ++l)
                 for (int q = 0; q < valid; ++q)
-                    dw[((ob * W + q) * g.c + cc) * r * r + k * r + l] = acc[q];
-            }
+                    dw[((ob * W + q) * g.c + cc) * r * r + k * r + l] = out[k][l][q];
     }
 }
 
