@@ -29,8 +29,15 @@ inline Vec8 load8(const Scalar* p) { return *reinterpret_cast<const Vec8U*>(p); 
 inline void store8(Scalar* p, const Vec8& v) { *reinterpret_cast<Vec8U*>(p) = v; }
 /// v where the mask is set, 0 elsewhere
 inline Vec8 where(const Mask8& m, const Vec8& v) { return (Vec8)((Mask8)v & m); }
+/// |v| lane by lane (the sign bit cleared)
+inline Vec8 abs8(const Vec8& v) { return (Vec8)((Mask8)v & (Mask8{} + 0x7fffffff)); }
+/// sum of the 8 lanes, in double
+inline double sumLanes(const Vec8& v) {
+    double s = 0;
+    for (int l = 0; l < 8; ++l) s += v[l];
+    return s;
+}
 #pragma GCC diagnostic pop
-
 
 /// Shortest decimal text that reads back as the same float ("0.7", "1e-05").
 std::string formatNumber(Scalar x);

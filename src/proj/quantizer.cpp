@@ -198,7 +198,7 @@ void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
         Scalar* dl = dLatent.data() + g * m;
         parallelChunks(m, [&, w, gr, dl, delta, wp, wn](Index b, Index len, Index c) {
             using detail::Vec8;
-            const Vec8 hi = Vec8{} + delta, lo = Vec8{} - delta, one = Vec8{} + 1.0f;
+            const Vec8 hi = Vec8{} + delta, lo = Vec8{} - delta;
             const Vec8 vp = Vec8{} + wp, vn = Vec8{} + wn;
             Vec8 accP = {}, accN = {};
             Index i = b;
@@ -209,13 +209,9 @@ void TtqQuantizer::backward(CVecRef latent, CVecRef dWq, VecRef dLatent) {
                 accP += gp;
                 accN += gn;
                 // factor wp (positive), wn (negative), 1 (zero region): exactly one applies
-                detail::store8(dl + i, gp * vp + gn * vn + detail::where(~(pos | neg), gi) * one);
+                detail::store8(dl + i, gp * vp + gn * vn + detail::where(~(pos | neg), gi));
             }
-            double sp = 0, sn = 0;
-            for (int l = 0; l < 8; ++l) {
-                sp += accP[l];
-                sn += accN[l];
-            }
+            double sp = detail::sumLanes(accP), sn = detail::sumLanes(accN);
             for (; i < b + len; ++i) {
                 const Scalar x = w[i], gi = gr[i];
                 if (x > delta) {
