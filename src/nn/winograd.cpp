@@ -202,6 +202,21 @@ struct Geo {
     int m, alpha;
 };
 
+/// Tile t of a chunk: its image within the chunk and the output pixel at its top left.
+struct TilePos {
+    Index img, oy, ox;
+};
+TERN_WINO_INLINE TilePos tilePos(const Geo& g, Index t) {
+    const Index r = t % g.tilesPerImage;
+    return {t / g.tilesPerImage, (r / g.tilesW) * g.m, (r % g.tilesW) * g.m};
+}
+
+/// Real channels in block `block` of W channels out of `channels`.
+template <int W>
+TERN_WINO_INLINE int blockValid(Index channels, Index block) {
+    return static_cast<int>(std::min<Index>(W, channels - block * W));
+}
+
 template <int A, int W>
 TERN_WINO_INLINE void inputChunkImpl(const Geo& g, const float* x, Index n0, Index nImages,
                                      const float* bt, float* v) {
@@ -211,11 +226,10 @@ TERN_WINO_INLINE void inputChunkImpl(const Geo& g, const float* x, Index n0, Ind
 #pragma omp for schedule(static)
     for (Index job = 0; job < tiles * cBlocks; ++job) {
         const Index t = job / cBlocks, cb = job % cBlocks;
-        const Index img = t / g.tilesPerImage, r = t % g.tilesPerImage;
-        const Index y0 = (r / g.tilesW) * g.m - g.pad, x0 = (r % g.tilesW) * g.m - g.pad;
-        const int valid = static_cast<int>(std::min<Index>(W, g.c - cb * W));
-        inputTile<A, W>(x + (n0 + img) * g.h * g.w * g.c, g.h, g.w, g.c, y0, x0, cb * W, valid,
-                        bt, v + t * g.c + cb * W, pStride);
+        const TilePos tp = tilePos(g, t);
+        inputTile<A, W>(x + (n0 + tp.img) * g.h * g.w * g.c, g.h, g.w, g.c, tp.oy - g.pad,
+                        tp.ox - g.pad, cb * W, blockValid<W>(g.c, cb), bt,
+                        v + t * g.c + cb * W, pStride);
     }
 }
 
@@ -228,11 +242,10 @@ TERN_WINO_INLINE void outputChunkImpl(const Geo& g, const float* mm, Index n0, I
 #pragma omp for schedule(static)
     for (Index job = 0; job < tiles * oBlocks; ++job) {
         const Index t = job / oBlocks, ob = job % oBlocks;
-        const Index img = t / g.tilesPerImage, r = t % g.tilesPerImage;
-        const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
+        const TilePos tp = tilePos(g, t);
         outputTile<A, W>(mm + t * g.o + ob * W, pStride, g.m, at, bias ? bias + ob * W : nullptr,
-                         y + (n0 + img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
-                         (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, valid);
+                         y + (n0 + tp.img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o, tp.oy,
+                         tp.ox, blockValid<W>(g.o, ob));
     }
 }
 
@@ -245,10 +258,9 @@ TERN_WINO_INLINE void outputGradChunkImpl(const Geo& g, const float* dy, Index n
 #pragma omp for schedule(static)
     for (Index job = 0; job < tiles * oBlocks; ++job) {
         const Index t = job / oBlocks, ob = job % oBlocks;
-        const Index img = t / g.tilesPerImage, r = t % g.tilesPerImage;
-        const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
-        outputGradTile<A, W>(dy + (n0 + img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
-                             (r / g.tilesW) * g.m, (r % g.tilesW) * g.m, g.m, valid, at,
+        const TilePos tp = tilePos(g, t);
+        outputGradTile<A, W>(dy + (n0 + tp.img) * g.oh * g.ow * g.o + ob * W, g.oh, g.ow, g.o,
+                             tp.oy, tp.ox, g.m, blockValid<W>(g.o, ob), at,
                              dm + t * g.o + ob * W, pStride);
     }
 }
@@ -264,14 +276,13 @@ TERN_WINO_INLINE void inputGradChunkImpl(const Geo& g, const float* dv, Index n0
 #pragma omp for schedule(static)
     for (Index job = 0; job < nImages * cBlocks; ++job) {
         const Index img = job / cBlocks, cb = job % cBlocks;
-        const int valid = static_cast<int>(std::min<Index>(W, g.c - cb * W));
+        const int valid = blockValid<W>(g.c, cb);
         float* base = dx + (n0 + img) * g.h * g.w * g.c + cb * W;
         for (Index px = 0; px < g.h * g.w; ++px) storeVec<W>(base + px * g.c, VecT<W>{}, valid);
-        for (Index r = 0; r < g.tilesPerImage; ++r) {
-            const Index t = img * g.tilesPerImage + r;
+        for (Index t = img * g.tilesPerImage; t < (img + 1) * g.tilesPerImage; ++t) {
+            const TilePos tp = tilePos(g, t);
             inputGradTile<A, W>(dv + t * g.c + cb * W, pStride, bt, base, g.h, g.w, g.c,
-                                (r / g.tilesW) * g.m - g.pad, (r % g.tilesW) * g.m - g.pad,
-                                valid);
+                                tp.oy - g.pad, tp.ox - g.pad, valid);
         }
     }
 }
@@ -285,7 +296,7 @@ TERN_WINO_INLINE void weightsImpl(const Geo& g, const float* w, Index r, const f
 #pragma omp for schedule(static)
     for (Index job = 0; job < g.c * oBlocks; ++job) {
         const Index cc = job / oBlocks, ob = job % oBlocks;
-        const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
+        const int valid = blockValid<W>(g.o, ob);
         VecT<W> in[A][A] = {}, t1[A][A], out[A][A];
         for (int q = 0; q < valid; ++q) {
             const float* src = w + ((ob * W + q) * g.c + cc) * r * r;
@@ -309,7 +320,7 @@ TERN_WINO_INLINE void weightGradImpl(const Geo& g, const float* du, Index r, con
 #pragma omp for schedule(static)
     for (Index job = 0; job < g.c * oBlocks; ++job) {
         const Index cc = job / oBlocks, ob = job % oBlocks;
-        const int valid = static_cast<int>(std::min<Index>(W, g.o - ob * W));
+        const int valid = blockValid<W>(g.o, ob);
         VecT<W> in[A][A], t1[A][A], out[A][A];
         for (int i = 0; i < A; ++i)
             for (int l = 0; l < A; ++l)
