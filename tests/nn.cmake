@@ -22,6 +22,10 @@ if(TERN_BUILD_APPS)
   tern_cli_test(cli_resume_without_out 1 "resume needs an output directory" ${train} --resume)
   file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bad.ini "method = admmm\n")
   tern_cli_test(cli_config_file 1 "unknown method 'admmm'" ${train} --config ${CMAKE_CURRENT_BINARY_DIR}/bad.ini)
+  if(TERN_BUILD_BENCH)
+    tern_cli_test(bench_train_bad_winograd 1 "--winograd: expected auto, onednn, tern or off, got 'x'"
+                  $<TARGET_FILE:tern-bench-train> --winograd x)
+  endif()
 endif()
 
 # tern's own Winograd convolution (an internal header of src/nn).
