@@ -2,7 +2,7 @@
 // at a time with the cores split between them; skips complete runs, resumes unfinished ones,
 // forwards Ctrl-C, and summarizes every run into OUT/results.csv and OUT/results.md.
 #include "tern/core/format.hpp"
-#include "tern/nn/trainer.hpp"
+#include "tern/run/config.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -834,7 +834,7 @@ std::string defaultTernTrain(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const tern::nn::TrainConfig defaults;
+    const tern::run::TrainConfig defaults;
     Settings s;
     std::string out, seeds = "1,2,3", variants, gridFile, kSweepList, trainArgs;
     bool dryRun = false, summarizeOnly = false;

@@ -1,5 +1,5 @@
 // tern-train: train a float or ternary network on MNIST, Fashion-MNIST or CIFAR-10.
-#include "tern/nn/trainer.hpp"
+#include "tern/run/train.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -14,7 +14,7 @@ using tern::Index;
 
 namespace {
 
-void onSignal(int) { tern::nn::stopRequested.store(true); }
+void onSignal(int) { tern::run::stopRequested.store(true); }
 
 /// "a,b,c" -> {a, b, c}; empty items are skipped; an item that is not wholly a T is an error
 /// naming the flag and the item.
@@ -43,8 +43,9 @@ std::vector<T> parseList(const std::string& s, const char* flag, const char* wha
 }  // namespace
 
 int main(int argc, char** argv) {
-    tern::nn::TrainConfig c;
-    std::string lrSteps, fractions, config;
+    tern::run::TrainConfig c;
+    std::string lrSteps, fractions, config, optimizer = "sgd";
+    double weightDecay = c.opt.inner.sgd.weightDecay;
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false;
 
     po::options_description data("Data");
@@ -70,9 +71,9 @@ int main(int argc, char** argv) {
         ("lr-steps", po::value(&lrSteps), "epochs where lr *= lr-gamma, e.g. 15,25")
         ("lr-gamma", po::value(&c.lrGamma)->default_value(c.lrGamma), "multi-step factor")
         ("lr-schedule", po::value(&c.lrSchedule)->default_value(c.lrSchedule), "multistep | cosine | constant")
-        ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer), "inner update: sgd | adam")
-        ("momentum", po::value(&c.momentum)->default_value(c.momentum), "SGD momentum")
-        ("weight-decay", po::value(&c.weightDecay)->default_value(c.weightDecay), "weight decay (not on biases and BN)")
+        ("optimizer", po::value(&optimizer)->default_value(optimizer), "inner update: sgd | adam")
+        ("momentum", po::value(&c.opt.inner.sgd.momentum)->default_value(c.opt.inner.sgd.momentum), "SGD momentum")
+        ("weight-decay", po::value(&weightDecay)->default_value(weightDecay), "weight decay (not on biases and BN)")
         ("seed", po::value(&c.seed)->default_value(c.seed), "seed of initialisation, shuffling, augmentation, dropout")
         ("threads", po::value(&c.threads)->default_value(0), "threads (0 = all cores)");
     po::options_description method("Method");
@@ -85,17 +86,17 @@ int main(int argc, char** argv) {
         ("projection", po::value(&c.projection), "explicit projection spec, e.g. ternary:topk,fraction=0.3")
         ("granularity", po::value(&c.granularity)->default_value(c.granularity), "tensor | filter: one scale per tensor or per output filter")
         ("per-filter", po::bool_switch(&perFilter), "shorthand for --granularity filter (e.g. TTQ's Wp, Wn per output filter)")
-        ("ttq-threshold", po::value(&c.ttqThreshold)->default_value(c.ttqThreshold), "ttq/inc: threshold t * max|W|")
-        ("ttq-scale-lr", po::value(&c.ttqScaleLr)->default_value(c.ttqScaleLr), "ttq/inc: learning-rate factor of the trained scales Wp, Wn")
+        ("ttq-threshold", po::value(&c.opt.ttqThreshold)->default_value(c.opt.ttqThreshold), "ttq/inc: threshold t * max|W|")
+        ("ttq-scale-lr", po::value(&c.opt.ste.trainableLr)->default_value(c.opt.ste.trainableLr), "ttq/inc: learning-rate factor of the trained scales Wp, Wn")
         ("fractions", po::value(&fractions), "rpr/inc: quantized fraction per stage (default rpr 0.9,0.95,0.975,0.9875,1; inc 0.5,0.75,1)")
         ("stage-epochs", po::value(&c.stageEpochs)->default_value(0), "rpr/inc: epochs per stage, the last lasts to the end (0 = epochs / (stages + 1))")
         ("init", po::value(&c.init), "start from the parameters and BN statistics of a checkpoint (file or run directory), e.g. a float run");
     po::options_description admm("ADMM");
     admm.add_options()
-        ("rho", po::value(&c.rho)->default_value(c.rho), "initial penalty")
-        ("rho-growth", po::value(&c.rhoGrowth)->default_value(c.rhoGrowth), "rho *= this per outer iteration")
-        ("rho-max", po::value(&c.rhoMax)->default_value(c.rhoMax), "cap on rho")
-        ("outer-every", po::value(&c.outerEvery)->default_value(c.outerEvery), "epochs per G/U step")
+        ("rho", po::value(&c.opt.admm.rho)->default_value(c.opt.admm.rho), "initial penalty")
+        ("rho-growth", po::value(&c.opt.admm.rhoGrowth)->default_value(c.opt.admm.rhoGrowth), "rho *= this per outer iteration")
+        ("rho-max", po::value(&c.opt.admm.rhoMax)->default_value(c.opt.admm.rhoMax), "cap on rho (>= rho)")
+        ("outer-every", po::value(&c.opt.admm.outerEvery)->default_value(c.opt.admm.outerEvery), "epochs per G/U step")
         ("no-extragradient", po::bool_switch(&noExtragradient), "plain SGD W-step (one pass per batch)");
     po::options_description output("Output");
     output.add_options()
@@ -131,7 +132,9 @@ int main(int argc, char** argv) {
                 throw std::invalid_argument("--per-filter contradicts --granularity " + c.granularity);
             c.granularity = "filter";
         }
-        c.extragradient = !noExtragradient;
+        c.opt.admm.extragradient = !noExtragradient;
+        c.setOptimizer(optimizer);
+        c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;
         c.lrSteps = parseList<Index>(lrSteps, "--lr-steps", "an epoch number");
         c.fractions = parseList<double>(fractions, "--fractions", "a number");
@@ -144,12 +147,22 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, onSignal);
     std::signal(SIGTERM, onSignal);
     try {
-        const auto r = tern::nn::train(c, quiet ? nullptr : &std::cerr);
+        const auto r = tern::run::train(c, quiet ? nullptr : &std::cerr);
         if (r.status == "interrupted") {
-            std::cerr << "tern-train: interrupted; checkpoint written"
-                      << (c.outDir.empty() ? "" : " to " + c.outDir + "/checkpoint.h5")
-                      << "; continue with --resume\n";
+            if (r.checkpointPath.empty())
+                std::cerr << "tern-train: interrupted; no checkpoint was written (--out/--no-checkpoint)\n";
+            else
+                std::cerr << "tern-train: interrupted; checkpoint written to " << r.checkpointPath
+                          << "; continue with --resume\n";
             return 130;
+        }
+        if (r.status == "diverged") {
+            std::cerr << "tern-train: the loss diverged (non-finite) in epoch " << r.epochsCompleted + 1
+                      << "; lower --lr."
+                      << (r.checkpointPath.empty() ? std::string()
+                                                   : " The last good checkpoint is kept in " + r.checkpointPath)
+                      << '\n';
+            return 2;
         }
         std::cout << "final test accuracy " << r.finalTestAcc * 100 << "% (best "
                   << r.bestTestAcc * 100 << "% at epoch " << r.bestEpoch + 1 << "), "

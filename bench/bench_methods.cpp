@@ -3,7 +3,7 @@
 // (forward, backward, projection/quantizer, update); ADMM's extragradient predictor is a second
 // forward/backward pass and is reported both with and without it.
 #include "tern/nn/models.hpp"
-#include "tern/nn/trainer.hpp"
+#include "tern/run/config.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -80,14 +80,14 @@ int main(int argc, char** argv) {
         r.net = nn::makeModel(model, {d.channels, d.height, d.width}, 10);
         r.net->initialize(1);
         r.net->setTrainData(d, batch, 1);
-        nn::TrainConfig cfg;
+        run::TrainConfig cfg;
         cfg.method = c.method;
-        cfg.extragradient = c.extragradient;
-        r.opt = nn::makeMethod(cfg);
+        cfg.opt.admm.extragradient = c.extragradient;
+        r.opt = optim::makeOptimizer(cfg.methodConfig(), cfg.trainSettings());
         r.opt->begin(*r.net);
-        nn::TrainConfig fpCfg;
+        run::TrainConfig fpCfg;
         fpCfg.method = "fp";
-        r.fp = nn::makeMethod(fpCfg);
+        r.fp = optim::makeOptimizer(fpCfg.methodConfig(), fpCfg.trainSettings());
         r.fp->begin(*r.net);
         runs.push_back(std::move(r));
     }

@@ -6,7 +6,8 @@
 #include "tern/io/checkpoint.hpp"
 #include "tern/nn/export.hpp"
 #include "tern/nn/layers.hpp"
-#include "tern/nn/trainer.hpp"
+#include "tern/nn/models.hpp"
+#include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
 #include <cmath>
@@ -17,6 +18,7 @@
 
 using namespace tern;
 using namespace tern::nn;
+using namespace tern::run;
 using tern::testing::messageContains;
 namespace bdata = boost::unit_test::data;
 namespace fs = std::filesystem;
@@ -65,8 +67,8 @@ TrainConfig tinyConfig(const Case& k) {
     c.granularity = k.granularity;
     c.quantizeFirst = k.quantizeFirst;
     c.quantizeLast = k.quantizeLast;
-    c.rho = 1e-3;
-    c.rhoGrowth = 1.5;
+    c.opt.admm.rho = 1e-3;
+    c.opt.admm.rhoGrowth = 1.5;
     c.evalBatch = 64;
     return c;
 }

@@ -8,7 +8,7 @@
 #include "testing/helpers.hpp"
 #include "tern/optim/admm.hpp"
 #include "tern/optim/callbacks.hpp"
-#include "tern/optim/factory.hpp"
+#include "tern/optim/methods.hpp"
 #include "tern/optim/problems/least_squares.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/optim/ste.hpp"
@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <tuple>
 #include <sstream>
 
 namespace bdata = boost::unit_test::data;
@@ -83,6 +85,8 @@ class TestSte final : public proj::Quantizer {
 public:
     explicit TestSte(std::shared_ptr<const proj::Projection> p) : p_(std::move(p)) {}
     std::string name() const override { return "test-ste"; }
+    int levels() const override { return p_->levels(); }
+    bool freeScale() const override { return p_->freeScale(); }
     void forward(CVecRef latent, VecRef wq, const Shape& shape) override {
         p_->project(latent, wq, shape, Granularity::PerTensor);
     }
@@ -344,15 +348,54 @@ BOOST_AUTO_TEST_CASE(defaults_are_valid) {
 }
 
 BOOST_AUTO_TEST_CASE(make_optimizer_by_name) {
-    for (const std::string m : {"sgd", "pgd", "ste", "admm", "binaryconnect", "bwn", "twn", "ttq"})
-        BOOST_TEST(makeOptimizer(m)->name() ==
-                   (m == "sgd" || m == "pgd" || m == "admm" ? m : std::string("ste")));
-    BOOST_CHECK_EXCEPTION(makeOptimizer("adm"), std::invalid_argument,
-                          testing::messageContains("unknown method 'adm'; known: admm, "));
-    MethodSettings s;
-    s.projection = "ternery:exact";
-    BOOST_CHECK_EXCEPTION(makeOptimizer("admm", s), std::invalid_argument,
-                          testing::messageContains("ternery"));
+    // Every registered method and alias builds its optimizer, whose name() is what a checkpoint
+    // stores, and whose levels()/freeScale() come from its projection or quantizer.
+    const std::map<std::string, std::tuple<std::string, int, bool>> expected{
+        {"fp", {"sgd", 0, false}},    {"bc", {"ste", 2, false}},   {"bwn", {"ste", 2, true}},
+        {"twn", {"ste", 3, true}},    {"ttq", {"ste", 3, true}},   {"admm", {"admm", 3, true}},
+        {"pgd", {"pgd", 3, true}},    {"rpr", {"rpr", 3, true}},   {"inc", {"inc", 3, true}}};
+    BOOST_TEST(methodNames() == (std::vector<std::string>{"fp", "bc", "bwn", "twn", "ttq", "admm",
+                                                          "pgd", "rpr", "inc"}));
+    for (const MethodInfo& info : methods()) {
+        BOOST_TEST_INFO("method " << info.name);
+        BOOST_REQUIRE(expected.count(info.name) == 1u);
+        const auto& [optName, levels, freeScale] = expected.at(info.name);
+        for (const std::string& name : [&] {
+                 std::vector<std::string> all{info.name};
+                 all.insert(all.end(), info.aliases.begin(), info.aliases.end());
+                 return all;
+             }()) {
+            MethodConfig m;
+            m.method = name;
+            BOOST_CHECK_NO_THROW(m.validate());
+            const auto opt = makeOptimizer(m);
+            BOOST_TEST(opt->name() == optName);
+            BOOST_TEST(opt->levels() == levels);
+            BOOST_TEST(opt->freeScale() == freeScale);
+            BOOST_TEST(&findMethod(name) == &info);
+        }
+    }
+    MethodConfig m;
+    m.method = "adm";
+    BOOST_CHECK_EXCEPTION(makeOptimizer(m), std::invalid_argument,
+                          testing::messageContains("unknown method 'adm'; known: fp, bc, bwn, "));
+    m.method = "admm";
+    m.projection = "ternery:exact";
+    BOOST_CHECK_EXCEPTION(m.validate(), std::invalid_argument, testing::messageContains("ternery"));
+    // levels and scale follow the projection, not the method's name
+    m.projection = "pow2,bits=2,scale=one";
+    BOOST_TEST(makeOptimizer(m)->levels() == 5);
+    BOOST_TEST(!makeOptimizer(m)->freeScale());
+    // one set of ranges: the settings struct's own
+    m.projection = "";
+    m.admm.rhoMax = m.admm.rho / 2;
+    BOOST_CHECK_EXCEPTION(m.validate(), std::invalid_argument,
+                          testing::messageContains("AdmmSettings::validate(): rhoMax"));
+    m = MethodConfig{};
+    m.method = "ttq";
+    m.ttqThreshold = 1;
+    BOOST_CHECK_EXCEPTION(m.validate(), std::invalid_argument,
+                          testing::messageContains("thresholdFraction"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -447,7 +490,7 @@ BOOST_AUTO_TEST_CASE(step_hook_stops_mid_epoch) {
     auto p = plantedProblem(40, 5, 4, /*rowsPerBatch=*/10);
     class StopAfter final : public Callback {
     public:
-        bool stepTaken(const Optimizer&, Objective&, Index step, double) override {
+        bool stepTaken(Optimizer&, Objective&, Index step, double) override {
             return step >= 6;
         }
     };
@@ -788,7 +831,7 @@ Snapshot run(const std::function<std::unique_ptr<Optimizer>(Index)>& make, Index
     class StopAt final : public Callback {
     public:
         explicit StopAt(Index n) : n_(n) {}
-        bool stepTaken(const Optimizer&, Objective&, Index step, double) override {
+        bool stepTaken(Optimizer&, Objective&, Index step, double) override {
             return step == n_;
         }
 

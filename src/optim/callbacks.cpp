@@ -17,7 +17,7 @@ PrintProgress::PrintProgress(std::ostream& out, Index every) : out_(out), every_
         fail("PrintProgress::PrintProgress()", TERN_MSG("every must be >= 1 (got " << every << ")"));
 }
 
-bool PrintProgress::endEpoch(const Optimizer& opt, Objective& /*f*/, const EpochStats& s) {
+bool PrintProgress::endEpoch(Optimizer& opt, Objective& /*f*/, const EpochStats& s) {
     if ((s.epoch + 1) % every_ != 0) return false;
     out_ << opt.name() << " epoch " << s.epoch + 1 << "/" << opt.trainSettings().maxEpochs
          << " loss " << s.loss << " lr " << s.lr << " time " << s.seconds << "s";
@@ -29,7 +29,7 @@ bool PrintProgress::endEpoch(const Optimizer& opt, Objective& /*f*/, const Epoch
     return false;
 }
 
-void PrintProgress::endOptimization(const Optimizer& opt, Objective& /*f*/,
+void PrintProgress::endOptimization(Optimizer& opt, Objective& /*f*/,
                                     const TrainReport& r) {
     out_ << opt.name() << " finished: " << statusName(r.status) << " after " << r.epochs
          << " epochs, " << r.steps << " steps, final loss " << r.finalLoss << '\n';
@@ -47,7 +47,7 @@ EarlyStop::EarlyStop(Index patience, double minDelta, Metric metric)
     requireNonNegative(minDelta, "EarlyStop::EarlyStop()", "minDelta");
 }
 
-bool EarlyStop::endEpoch(const Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& s) {
+bool EarlyStop::endEpoch(Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& s) {
     const double v = metric_ ? metric_(s) : s.loss;
     if (v < best_ - minDelta_) {
         best_ = v;
@@ -65,7 +65,7 @@ CsvLog::CsvLog(const std::string& path) : path_(path), out_(path) {
     out_.flush();
 }
 
-bool CsvLog::endEpoch(const Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& s) {
+bool CsvLog::endEpoch(Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& s) {
     out_.precision(9);
     out_ << s.epoch << ',' << s.loss << ',' << s.lr << ',' << s.seconds << ',' << s.primalRes << ','
          << s.dualRes << ',' << s.rho << ',' << s.flipRatio << ',' << s.sparsity << '\n';
@@ -80,7 +80,7 @@ TimeLimit::TimeLimit(double seconds) : seconds_(seconds), start_(std::chrono::st
     requirePositive(seconds, "TimeLimit::TimeLimit()", "seconds");
 }
 
-void TimeLimit::beginOptimization(const Optimizer& /*opt*/, Objective& /*f*/) {
+void TimeLimit::beginOptimization(Optimizer& /*opt*/, Objective& /*f*/) {
     start_ = std::chrono::steady_clock::now();
 }
 
@@ -89,12 +89,12 @@ bool TimeLimit::expired() const {
            seconds_;
 }
 
-bool TimeLimit::stepTaken(const Optimizer& /*opt*/, Objective& /*f*/, Index /*step*/,
+bool TimeLimit::stepTaken(Optimizer& /*opt*/, Objective& /*f*/, Index /*step*/,
                           double /*loss*/) {
     return expired();
 }
 
-bool TimeLimit::endEpoch(const Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& /*s*/) {
+bool TimeLimit::endEpoch(Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& /*s*/) {
     return expired();
 }
 

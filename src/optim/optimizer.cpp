@@ -146,11 +146,14 @@ TrainReport Optimizer::optimize(Objective& f,
         // the saved lr and batch order.
         const bool midEpoch = epochSteps_ > 0;
         if (!midEpoch) {
+            epochStart_ = std::chrono::steady_clock::now();  // EpochStats::seconds: this epoch
             setLearningRate(train_.lr.lr(epoch));
             if (train_.shuffle) f.shuffle(rng_);
         }
+        const Index firstBatch = midEpoch ? epochSteps_ : 0;
+        for (const auto& cb : callbacks) cb->beginEpoch(*this, f, epoch, firstBatch);
         bool stop = false;
-        for (Index b = midEpoch ? epochSteps_ : 0; b < batches; ++b) {
+        for (Index b = firstBatch; b < batches; ++b) {
             const double loss = step(f, b);
             ++report.steps;
             if (!std::isfinite(loss)) {

@@ -62,6 +62,10 @@ PartialQuantization::PartialQuantization(QuantizerFactory factory, Granularity g
       qInner_(inner) {
     settings_.validate();
     if (!factory_) fail("PartialQuantization::PartialQuantization()", "quantizer factory must not be empty");
+    const std::unique_ptr<proj::Quantizer> probe = factory_();
+    if (!probe) fail("PartialQuantization::PartialQuantization()", "quantizer factory returned nullptr");
+    levels_ = probe->levels();
+    freeScale_ = probe->freeScale();
 }
 
 std::string PartialQuantization::name() const {

@@ -26,6 +26,10 @@ Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
       qInner_(inner) {
     settings_.validate();
     if (!factory_) fail("Ste::Ste()", "quantizer factory must not be empty");
+    const std::unique_ptr<proj::Quantizer> probe = factory_();
+    if (!probe) fail("Ste::Ste()", "quantizer factory returned nullptr");
+    levels_ = probe->levels();
+    freeScale_ = probe->freeScale();
 }
 
 std::vector<detail::NamedQuantizer> Ste::quantizers() const {

@@ -80,6 +80,8 @@ public:
 
     const AdmmSettings& settings() const { return settings_; }
     const proj::Projection& projection() const { return *projection_; }
+    int levels() const override { return projection_->levels(); }
+    bool freeScale() const override { return projection_->freeScale(); }
     Granularity granularity() const { return granularity_; }
     /// Current penalty.
     double rho() const { return rho_; }

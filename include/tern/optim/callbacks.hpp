@@ -12,23 +12,28 @@
 
 namespace tern::optim {
 
-/// Hooks called by Optimizer::optimize().
+/// Hooks called by Optimizer::optimize(). They get the optimizer itself (not const), so that a
+/// hook can evaluate the deployable point (ScopedDeploy) or save a checkpoint.
 class Callback {
 public:
     virtual ~Callback() = default;
     /// Once, after begin() (or after a resume), before the first step.
-    virtual void beginOptimization(const Optimizer& /*opt*/, Objective& /*f*/) {}
+    virtual void beginOptimization(Optimizer& /*opt*/, Objective& /*f*/) {}
+    /// Before the first step of every epoch this call runs, after the learning rate and the
+    /// shuffle; `firstBatch` > 0 when a run saved mid-epoch continues that epoch.
+    virtual void beginEpoch(Optimizer& /*opt*/, Objective& /*f*/, Index /*epoch*/,
+                            Index /*firstBatch*/) {}
     /// After every step; `step` counts steps since begin(). Return true to stop.
-    virtual bool stepTaken(const Optimizer& /*opt*/, Objective& /*f*/, Index /*step*/,
+    virtual bool stepTaken(Optimizer& /*opt*/, Objective& /*f*/, Index /*step*/,
                            double /*loss*/) {
         return false;
     }
     /// After every endEpoch(). Return true to stop.
-    virtual bool endEpoch(const Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& /*s*/) {
+    virtual bool endEpoch(Optimizer& /*opt*/, Objective& /*f*/, const EpochStats& /*s*/) {
         return false;
     }
     /// Once, after the final deploy().
-    virtual void endOptimization(const Optimizer& /*opt*/, Objective& /*f*/,
+    virtual void endOptimization(Optimizer& /*opt*/, Objective& /*f*/,
                                  const TrainReport& /*report*/) {}
 };
 
@@ -37,8 +42,8 @@ public:
 class PrintProgress final : public Callback {
 public:
     explicit PrintProgress(std::ostream& out, Index every = 1);
-    bool endEpoch(const Optimizer& opt, Objective& f, const EpochStats& s) override;
-    void endOptimization(const Optimizer& opt, Objective& f, const TrainReport& r) override;
+    bool endEpoch(Optimizer& opt, Objective& f, const EpochStats& s) override;
+    void endOptimization(Optimizer& opt, Objective& f, const TrainReport& r) override;
 
 private:
     std::ostream& out_;
@@ -52,7 +57,7 @@ public:
     using Metric = std::function<double(const EpochStats&)>;
     /// patience >= 1, minDelta >= 0.
     explicit EarlyStop(Index patience, double minDelta = 0, Metric metric = {});
-    bool endEpoch(const Optimizer& opt, Objective& f, const EpochStats& s) override;
+    bool endEpoch(Optimizer& opt, Objective& f, const EpochStats& s) override;
     /// Best metric value seen so far.
     double best() const { return best_; }
 
@@ -70,7 +75,7 @@ private:
 class CsvLog final : public Callback {
 public:
     explicit CsvLog(const std::string& path);
-    bool endEpoch(const Optimizer& opt, Objective& f, const EpochStats& s) override;
+    bool endEpoch(Optimizer& opt, Objective& f, const EpochStats& s) override;
 
 private:
     std::string path_;
@@ -82,9 +87,9 @@ private:
 class TimeLimit final : public Callback {
 public:
     explicit TimeLimit(double seconds);
-    void beginOptimization(const Optimizer& opt, Objective& f) override;
-    bool stepTaken(const Optimizer& opt, Objective& f, Index step, double loss) override;
-    bool endEpoch(const Optimizer& opt, Objective& f, const EpochStats& s) override;
+    void beginOptimization(Optimizer& opt, Objective& f) override;
+    bool stepTaken(Optimizer& opt, Objective& f, Index step, double loss) override;
+    bool endEpoch(Optimizer& opt, Objective& f, const EpochStats& s) override;
 
 private:
     bool expired() const;
@@ -95,9 +100,9 @@ private:
 /// Wraps a lambda as an endEpoch hook (tests, ad-hoc logging).
 class OnEpoch final : public Callback {
 public:
-    using Fn = std::function<bool(const Optimizer&, Objective&, const EpochStats&)>;
+    using Fn = std::function<bool(Optimizer&, Objective&, const EpochStats&)>;
     explicit OnEpoch(Fn fn) : fn_(std::move(fn)) {}
-    bool endEpoch(const Optimizer& opt, Objective& f, const EpochStats& s) override {
+    bool endEpoch(Optimizer& opt, Objective& f, const EpochStats& s) override {
         return fn_(opt, f, s);
     }
 

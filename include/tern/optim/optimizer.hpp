@@ -90,6 +90,12 @@ public:
 
     /// Method name ("admm", "pgd", "ste", "sgd"); stored by save() and checked by load().
     virtual std::string name() const = 0;
+    /// Values per group of the set the deployed constrained blocks lie on (the projection's or
+    /// quantizer's levels(): 2 binary, 3 ternary, 2N+1 pow2); 0 = not quantized (float).
+    virtual int levels() const { return 0; }
+    /// The deployed values carry a free per-group scale (solved or trained); false for a fixed
+    /// scale (binary sign, ",scale=one") and for float.
+    virtual bool freeScale() const { return false; }
 
     /// Runs epochs [epoch(), maxEpochs): shuffle, lr schedule, steps, endEpoch, callbacks,
     /// stopping tests. Calls begin(f) first unless begin(f) or load() was called since the
@@ -140,6 +146,8 @@ public:
     Index epoch() const { return epoch_; }
     /// Steps taken since begin().
     Index steps() const { return steps_; }
+    /// Steps taken in the current epoch (the next batch of a run saved mid-epoch).
+    Index stepsInEpoch() const { return epochSteps_; }
     /// The method's stopping test passed at the last endEpoch().
     bool converged() const { return converged_; }
     /// A non-finite loss/iterate or a residual blow-up was seen.

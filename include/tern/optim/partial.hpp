@@ -68,7 +68,7 @@ struct PartialSettings {
 class PartialQuantization final : public Optimizer {
 public:
     /// Validates the settings; throws std::invalid_argument if the factory is empty or returns
-    /// nullptr (at begin()).
+    /// nullptr.
     PartialQuantization(QuantizerFactory factory, Granularity granularity,
                         PartialSettings settings, InnerSettings inner = {},
                         TrainSettings train = {});
@@ -85,6 +85,9 @@ public:
     /// The quantizer of the k-th constrained block.
     proj::Quantizer& quantizer(Index k);
     Index constrainedBlocks() const { return static_cast<Index>(state_.size()); }
+    /// The quantizer's levels() and freeScale().
+    int levels() const override { return levels_; }
+    bool freeScale() const override { return freeScale_; }
 
 protected:
     void doBegin(Objective& f) override;
@@ -121,6 +124,8 @@ private:
     Granularity granularity_;
     PartialSettings settings_;
     std::vector<BlockState> state_;
+    int levels_ = 0;
+    bool freeScale_ = false;
     InnerUpdate qInner_;  // quantizer trainables (TTQ's Wp, Wn)
     std::mt19937_64 partRng_;
     Index stage_ = 0;

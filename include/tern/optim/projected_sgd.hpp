@@ -27,6 +27,8 @@ public:
                  InnerSettings inner = {}, TrainSettings train = {}, PgdSettings pgd = {});
     std::string name() const override { return "pgd"; }
     const proj::Projection& projection() const { return *projection_; }
+    int levels() const override { return projection_->levels(); }
+    bool freeScale() const override { return projection_->freeScale(); }
     Granularity granularity() const { return granularity_; }
     const PgdSettings& settings() const { return settings_; }
 

@@ -50,6 +50,9 @@ public:
     /// The quantizer of the k-th constrained block.
     proj::Quantizer& quantizer(Index k);
     Index constrainedBlocks() const { return static_cast<Index>(state_.size()); }
+    /// The quantizer's levels() and freeScale().
+    int levels() const override { return levels_; }
+    bool freeScale() const override { return freeScale_; }
 
 protected:
     void doBegin(Objective& f) override;
@@ -79,6 +82,8 @@ private:
     QuantizerFactory factory_;
     SteSettings settings_;
     std::vector<BlockState> state_;
+    int levels_ = 0;
+    bool freeScale_ = false;
     InnerUpdate qInner_;  // for quantizer trainables
 };
 

@@ -29,6 +29,7 @@ public:
     int levels() const override { return 2; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    bool freeScale() const override { return scale_ == ScaleMode::Free; }
 
 private:
     GroupResult projectGroup(CVecRef v, VecRef z) const override;

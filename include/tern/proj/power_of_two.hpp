@@ -41,6 +41,7 @@ public:
     int rounds() const { return rounds_; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    bool freeScale() const override { return scale_ == ScaleMode::Free; }
     /// Alternating heuristic or exact sweep.
     Solver solver() const { return solver_; }
     /// Nearest level of x >= 0 in {0, 1, 2, ..., 2^(bits-1)} (ties go down).

@@ -31,6 +31,9 @@ public:
     virtual std::string name() const = 0;
     /// Number of levels: 2 (binary), 3 (ternary), 2N+1 (pow2), 0 for a continuous set (box).
     virtual int levels() const = 0;
+    /// True when the scale a of the set is chosen per group (a*L with a free); false for a
+    /// set with a fixed scale (binary {-1, 1}, ",scale=one", box).
+    virtual bool freeScale() const { return false; }
     /// Projects v into z, split into `groups` equal contiguous slices, one scale each.
     /// Throws std::invalid_argument on size mismatch, groups not dividing the size, an empty
     /// group or a non-finite entry.
@@ -72,6 +75,10 @@ class Quantizer {
 public:
     virtual ~Quantizer() = default;
     virtual std::string name() const = 0;
+    /// Number of values per group that forward() produces (as Projection::levels()).
+    virtual int levels() const = 0;
+    /// True when the values carry a free (solved or trained) scale per group.
+    virtual bool freeScale() const = 0;
     /// wq = Q(latent) for one block of the given shape.
     virtual void forward(CVecRef latent, VecRef wq, const Shape& shape) = 0;
     /// dLatent = pseudo-gradient of dL/dwq at `latent` (uses what forward() saw last).

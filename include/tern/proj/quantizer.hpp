@@ -24,6 +24,8 @@ public:
     /// "ste:<projection spec>[,granularity=filter][,clip=<x>|none]"; round-trips through
     /// makeQuantizer().
     std::string name() const override;
+    int levels() const override { return projection_->levels(); }
+    bool freeScale() const override { return projection_->freeScale(); }
     void forward(CVecRef latent, VecRef wq, const Shape& shape) override;
     void backward(CVecRef latent, CVecRef dWq, VecRef dLatent) override;
     /// The projection used in forward().
@@ -61,6 +63,9 @@ public:
                           Granularity granularity = Granularity::PerTensor);
     /// "ttq[,t=<x>][,granularity=filter]"; round-trips through makeQuantizer().
     std::string name() const override;
+    /// Ternary {-Wn, 0, +Wp} per group, with trained scales.
+    int levels() const override { return 3; }
+    bool freeScale() const override { return true; }
     /// Creates and initialises Wp, Wn from the latent weights (as the first forward() would).
     /// Calling it again re-initialises them (seed 003's incremental schedule does that).
     void init(CVecRef latent, const Shape& shape);

@@ -39,6 +39,7 @@ public:
     std::optional<Scalar> fraction() const { return fraction_; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    bool freeScale() const override { return scale_ == ScaleMode::Free; }
 
 private:
     TernaryTopK(std::optional<Index> k, std::optional<Scalar> fraction, ScaleMode scale)

@@ -37,6 +37,7 @@ public:
     Scalar ratio() const { return ratio_; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    bool freeScale() const override { return scale_ == ScaleMode::Free; }
 
 private:
     GroupResult projectGroup(CVecRef v, VecRef z) const override;
@@ -58,6 +59,7 @@ public:
     int levels() const override { return 3; }
     /// Free or fixed to 1.
     ScaleMode scaleMode() const { return scale_; }
+    bool freeScale() const override { return scale_ == ScaleMode::Free; }
     /// Groups of at least this many entries use the O(n) histogram search instead of a sort.
     static constexpr Index kLargeGroup = Index{1} << 14;
 

@@ -1,0 +1,120 @@
+#pragma once
+/// \file The training run's callbacks on optim::Optimizer::optimize(), usable on their own in a
+/// custom loop over a network: evaluation at the deployed point, the progress line,
+/// metrics.csv, checkpoints, and a stop flag.
+#include "tern/io/dataset.hpp"
+#include "tern/optim/callbacks.hpp"
+#include "tern/run/config.hpp"
+#include "tern/run/train.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <iosfwd>
+#include <string>
+
+namespace tern::run {
+
+/// Stops the run (Status::Stopped) after the step in which `flag` became true.
+class StopOnFlag final : public optim::Callback {
+public:
+    explicit StopOnFlag(const std::atomic<bool>& flag) : flag_(flag) {}
+    bool stepTaken(optim::Optimizer&, optim::Objective&, Index, double) override {
+        return flag_.load();
+    }
+
+private:
+    const std::atomic<bool>& flag_;
+};
+
+/// After every epoch: the epoch's record (train loss and accuracy, lr, time, the method's
+/// statistics) and, at the deployed point (optim::ScopedDeploy), BN recalibration, test loss
+/// and accuracy, per-layer quantization statistics and cost. Appends to `result.history` and
+/// keeps its final/best accuracy. Throws std::runtime_error if a deployed block holds more
+/// distinct values per group than the method's levels().
+class EvaluateDeployed final : public optim::Callback {
+public:
+    struct Settings {
+        Index evalBatch = 500;
+        Index recalibrateBatches = 0;  ///< BN statistics re-estimated over this many batches
+        Index batchSize = 100;
+        Granularity granularity = Granularity::PerTensor;
+        bool quantized = true;         ///< the method constrains the weights
+        std::string setName;           ///< the level set, for the error message
+    };
+    EvaluateDeployed(nn::Network& net, const io::Dataset& test, Settings s, TrainResult& result);
+    void beginEpoch(optim::Optimizer& opt, optim::Objective& f, Index epoch,
+                    Index firstBatch) override;
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+
+private:
+    nn::Network& net_;
+    const io::Dataset& test_;
+    Settings s_;
+    TrainResult& result_;
+    Index firstBatch_ = 0;
+};
+
+/// The live progress line (epoch, batch, loss, accuracy, images/s, ETA) during an epoch and a
+/// summary line after it (reads the record EvaluateDeployed appended).
+class ProgressLine final : public optim::Callback {
+public:
+    ProgressLine(std::ostream& out, nn::Network& net, Index epochs, Index batchSize,
+                 const TrainResult& result);
+    void beginEpoch(optim::Optimizer& opt, optim::Objective& f, Index epoch,
+                    Index firstBatch) override;
+    bool stepTaken(optim::Optimizer& opt, optim::Objective& f, Index step, double loss) override;
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+    void endOptimization(optim::Optimizer& opt, optim::Objective& f,
+                         const optim::TrainReport& r) override;
+
+private:
+    std::ostream& out_;
+    nn::Network& net_;
+    Index epochs_, batchSize_;
+    const TrainResult& result_;
+    bool tty_;
+    std::chrono::steady_clock::time_point t0_;
+    double lossSum_ = 0;
+    Index steps_ = 0;
+    bool open_ = false;  // a \r line is on screen
+};
+
+/// metrics.csv: one row per epoch (the record EvaluateDeployed appended), flushed and checked.
+/// A fresh run writes the header; a resumed run keeps the rows of the epochs already done.
+class MetricsCsv final : public optim::Callback {
+public:
+    /// The header of metrics.csv.
+    static const char* header();
+    MetricsCsv(std::string path, const TrainResult& result, bool resume, Index epochsDone);
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+
+private:
+    std::string path_;
+    const TrainResult& result_;
+};
+
+/// checkpoint.h5 after every epoch, and mid-epoch when `stop` becomes true, written atomically
+/// (io::CheckpointWriter): the configuration, input shape and normalization, network state,
+/// optimizer state, the deployable parameters, and the run's progress.
+class Checkpointer final : public optim::Callback {
+public:
+    Checkpointer(std::string path, const TrainConfig& config, const io::DataSplit& data,
+                 nn::Network& net, TrainResult& result, const std::atomic<bool>& stop,
+                 std::function<double()> elapsed);
+    bool stepTaken(optim::Optimizer& opt, optim::Objective& f, Index step, double loss) override;
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+    /// Writes the checkpoint for `epoch` epochs done and `batch` steps into the next.
+    void save(optim::Optimizer& opt, Index epoch, Index batch);
+
+private:
+    std::string path_;
+    const TrainConfig& config_;
+    const io::DataSplit& data_;
+    nn::Network& net_;
+    TrainResult& result_;
+    const std::atomic<bool>& stop_;
+    std::function<double()> elapsed_;
+};
+
+}  // namespace tern::run

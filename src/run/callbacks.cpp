@@ -1,0 +1,284 @@
+// The training run's callbacks: evaluation at the deployed point, progress, metrics.csv,
+// checkpoints.
+#include "tern/run/callbacks.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
+#include "tern/io/checkpoint.hpp"
+#include "tern/optim/partial.hpp"
+#include "tern/optim/ste.hpp"
+#include "tern/proj/projection.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <limits>
+#include <sstream>
+#include <tuple>
+
+namespace tern::run {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Mean TTQ scales (Wp, Wn) over the quantizers of an STE or partial-quantization optimizer.
+std::pair<double, double> meanScales(optim::Optimizer& opt) {
+    double wp = 0, wn = 0;
+    Index n = 0;
+    auto add = [&](proj::Quantizer& q) {
+        ParameterSet* t = q.trainable();
+        if (!t || !t->has("wp")) return;
+        wp += t->at("wp").value.mean();
+        wn += t->at("wn").value.mean();
+        ++n;
+    };
+    if (auto* ste = dynamic_cast<optim::Ste*>(&opt))
+        for (Index k = 0; k < ste->constrainedBlocks(); ++k) add(ste->quantizer(k));
+    if (auto* pq = dynamic_cast<optim::PartialQuantization*>(&opt))
+        for (Index k = 0; k < pq->constrainedBlocks(); ++k) add(pq->quantizer(k));
+    if (n == 0) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+    return {wp / static_cast<double>(n), wn / static_cast<double>(n)};
+}
+
+std::string csvNum(double v) {
+    if (!std::isfinite(v)) return "";
+    std::ostringstream o;
+    o << std::setprecision(9) << v;
+    return o.str();
+}
+
+std::string metricsRow(const EpochRecord& r) {
+    std::ostringstream o;
+    o << r.epoch << ',' << csvNum(r.trainLoss) << ',' << csvNum(r.trainAcc) << ','
+      << csvNum(r.testLoss) << ',' << csvNum(r.testAcc) << ',' << csvNum(r.lr) << ','
+      << csvNum(r.seconds) << ',' << csvNum(r.imagesPerSecond) << ',' << r.nonzeros << ','
+      << csvNum(r.sparsity) << ',' << csvNum(r.flipRatio) << ',' << csvNum(r.primalRes) << ','
+      << csvNum(r.dualRes) << ',' << csvNum(r.rho) << ',' << csvNum(r.wp) << ','
+      << csvNum(r.wn) << ',' << csvNum(r.freezeFraction);
+    return o.str();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- EvaluateDeployed
+
+EvaluateDeployed::EvaluateDeployed(nn::Network& net, const io::Dataset& test, Settings s,
+                                   TrainResult& result)
+    : net_(net), test_(test), s_(std::move(s)), result_(result) {}
+
+void EvaluateDeployed::beginEpoch(optim::Optimizer&, optim::Objective&, Index, Index firstBatch) {
+    firstBatch_ = firstBatch;
+    if (firstBatch == 0) net_.resetTrainMetrics();
+}
+
+bool EvaluateDeployed::endEpoch(optim::Optimizer& opt, optim::Objective& f,
+                                const optim::EpochStats& st) {
+    EpochRecord r;
+    r.epoch = st.epoch;
+    const auto tm = net_.trainMetrics();
+    r.trainLoss = tm.loss;
+    r.trainAcc = tm.accuracy;
+    r.lr = st.lr;
+    r.flipRatio = st.flipRatio;
+    r.primalRes = st.primalRes;
+    r.dualRes = st.dualRes;
+    r.rho = st.rho;
+    r.freezeFraction = st.freezeFraction;
+    std::tie(r.wp, r.wn) = meanScales(opt);
+    r.seconds = st.seconds;
+    r.imagesPerSecond = static_cast<double>((net_.numBatches() - firstBatch_) * s_.batchSize) /
+                        std::max(r.seconds, 1e-9);
+    {
+        optim::ScopedDeploy d(opt, f);
+        net_.recalibrateBatchNorm(s_.recalibrateBatches);
+        const nn::Evaluation te = net_.evaluateDataset(test_, s_.evalBatch);
+        r.testLoss = te.loss;
+        r.testAcc = te.accuracy;
+        if (s_.quantized) {
+            result_.layers = quantStats(net_, s_.granularity);
+            Index nz = 0, total = 0;
+            const int levels = opt.levels();
+            for (const auto& q : result_.layers) {
+                nz += q.nonzeros;
+                total += q.total;
+                if (levels > 0 && q.maxDistinctPerGroup > levels)
+                    throw std::runtime_error(TERN_MSG(
+                        "train(): deployed block '" << q.block << "' has " << q.maxDistinctPerGroup
+                        << " distinct values in one group; the set '" << s_.setName << "' allows "
+                        << levels));
+            }
+            r.nonzeros = nz;
+            r.sparsity = total ? 1.0 - static_cast<double>(nz) / static_cast<double>(total) : 0;
+        }
+        result_.cost = networkCost(net_, result_.layers, opt.freeScale());
+    }
+    result_.history.push_back(r);
+    result_.finalTestAcc = r.testAcc;
+    if (r.testAcc > result_.bestTestAcc || st.epoch == 0) {
+        result_.bestTestAcc = r.testAcc;
+        result_.bestEpoch = st.epoch;
+    }
+    result_.epochsCompleted = st.epoch + 1;
+    return false;
+}
+
+// ---------------------------------------------------------------- ProgressLine
+
+ProgressLine::ProgressLine(std::ostream& out, nn::Network& net, Index epochs, Index batchSize,
+                           const TrainResult& result)
+    : out_(out),
+      net_(net),
+      epochs_(epochs),
+      batchSize_(batchSize),
+      result_(result),
+      tty_(&out == &std::cerr && isatty(STDERR_FILENO)) {}
+
+void ProgressLine::beginEpoch(optim::Optimizer&, optim::Objective&, Index, Index) {
+    t0_ = Clock::now();
+    lossSum_ = 0;
+    steps_ = 0;
+}
+
+bool ProgressLine::stepTaken(optim::Optimizer& opt, optim::Objective&, Index, double loss) {
+    lossSum_ += loss;
+    ++steps_;
+    const Index nb = net_.numBatches();
+    const Index b = opt.stepsInEpoch() - 1;  // the batch just taken
+    const Index epoch = opt.epoch();
+    if (!(tty_ ? (b % 5 == 0 || b + 1 == nb) : ((b + 1) % std::max<Index>(nb / 5, 1) == 0)))
+        return false;
+    const double sec = std::chrono::duration<double>(Clock::now() - t0_).count();
+    const double ips = static_cast<double>(steps_ * batchSize_) / std::max(sec, 1e-9);
+    const double left = static_cast<double>((nb - b - 1) + (epochs_ - epoch - 1) * nb) *
+                        static_cast<double>(batchSize_) / std::max(ips, 1e-9);
+    const auto tm = net_.trainMetrics();
+    std::ostringstream line;
+    line << "epoch " << epoch + 1 << "/" << epochs_ << " batch " << b + 1 << "/" << nb << " loss "
+         << std::fixed << std::setprecision(4) << lossSum_ / static_cast<double>(steps_) << " acc "
+         << std::setprecision(2) << 100 * tm.accuracy << "% " << std::setprecision(0) << ips
+         << " img/s ETA " << formatDuration(left);
+    if (tty_) {
+        out_ << "\r" << line.str() << "\033[K" << std::flush;
+        open_ = true;
+    } else {
+        out_ << line.str() << '\n' << std::flush;
+    }
+    return false;
+}
+
+bool ProgressLine::endEpoch(optim::Optimizer&, optim::Objective&, const optim::EpochStats& st) {
+    if (open_) out_ << '\n';
+    open_ = false;
+    if (result_.history.empty() || result_.history.back().epoch != st.epoch) return false;
+    const EpochRecord& r = result_.history.back();
+    out_ << "epoch " << r.epoch + 1 << "/" << epochs_ << " done: train loss " << std::fixed
+         << std::setprecision(4) << r.trainLoss << " acc " << std::setprecision(2)
+         << 100 * r.trainAcc << "%, test acc " << 100 * r.testAcc << "%, lr "
+         << std::setprecision(5) << r.lr << ", " << std::setprecision(1) << r.seconds << " s, "
+         << std::setprecision(0) << r.imagesPerSecond << " img/s";
+    if (!result_.layers.empty())
+        out_ << ", nonzeros " << r.nonzeros << " (sparsity " << std::setprecision(3) << r.sparsity
+             << ")";
+    if (std::isfinite(r.freezeFraction))
+        out_ << ", fraction " << std::setprecision(4) << r.freezeFraction;
+    if (std::isfinite(r.rho))
+        out_ << std::scientific << std::setprecision(2) << ", rho " << r.rho << ", primal "
+             << r.primalRes << ", dual " << r.dualRes << std::defaultfloat;
+    out_ << std::defaultfloat << '\n' << std::flush;
+    return false;
+}
+
+void ProgressLine::endOptimization(optim::Optimizer&, optim::Objective&, const optim::TrainReport&) {
+    if (open_) out_ << '\n' << std::flush;
+    open_ = false;
+}
+
+// ---------------------------------------------------------------- MetricsCsv
+
+const char* MetricsCsv::header() {
+    return "epoch,train_loss,train_acc,test_loss,test_acc,lr,seconds,images_per_s,nonzeros,"
+           "sparsity,flip_ratio,primal_res,dual_res,rho,ttq_wp,ttq_wn,freeze_fraction";
+}
+
+MetricsCsv::MetricsCsv(std::string path, const TrainResult& result, bool resume, Index epochsDone)
+    : path_(std::move(path)), result_(result) {
+    std::vector<std::string> keep{header()};
+    if (resume) {  // keep the rows of the epochs already done (a resumed run rewrites the rest)
+        std::ifstream in(path_);
+        std::string line;
+        std::getline(in, line);
+        while (std::getline(in, line)) {
+            const Index e = std::stol(line.substr(0, line.find(',')));
+            if (e < epochsDone) keep.push_back(line);
+        }
+    }
+    std::ofstream out(path_, std::ios::trunc);
+    for (const auto& l : keep) out << l << '\n';
+    out.flush();
+    if (!out) throw std::runtime_error("train(): cannot write " + path_);
+}
+
+bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::EpochStats&) {
+    std::ofstream m(path_, std::ios::app);
+    m << metricsRow(result_.history.back()) << '\n';
+    m.flush();
+    if (!m) throw std::runtime_error("train(): cannot write " + path_);
+    return false;
+}
+
+// ---------------------------------------------------------------- Checkpointer
+
+Checkpointer::Checkpointer(std::string path, const TrainConfig& config, const io::DataSplit& data,
+                           nn::Network& net, TrainResult& result, const std::atomic<bool>& stop,
+                           std::function<double()> elapsed)
+    : path_(std::move(path)),
+      config_(config),
+      data_(data),
+      net_(net),
+      result_(result),
+      stop_(stop),
+      elapsed_(std::move(elapsed)) {}
+
+bool Checkpointer::stepTaken(optim::Optimizer& opt, optim::Objective&, Index, double) {
+    if (stop_.load()) save(opt, opt.epoch(), opt.stepsInEpoch());  // the run stops after this step
+    return false;
+}
+
+bool Checkpointer::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::EpochStats& s) {
+    save(opt, s.epoch + 1, 0);
+    return false;
+}
+
+void Checkpointer::save(optim::Optimizer& opt, Index epoch, Index batch) {
+    io::CheckpointWriter w(path_);
+    for (const auto& [k, v] : config_.items()) w.attr("config", k, v);
+    // what the network was trained on: input C, H, W and the per-channel normalization
+    // (export and evaluation need no training data to rebuild and deploy it)
+    const auto channels = static_cast<Index>(data_.mean.size());
+    Vector shape(3);
+    shape << static_cast<Scalar>(data_.train.channels), static_cast<Scalar>(data_.train.height),
+        static_cast<Scalar>(data_.train.width);
+    w.write("input/shape", shape, Shape{3});
+    w.write("input/mean", Eigen::Map<const Vector>(data_.mean.data(), channels), Shape{channels});
+    w.write("input/std", Eigen::Map<const Vector>(data_.stddev.data(), channels), Shape{channels});
+    net_.saveState(w, "net/");
+    opt.save(w, "optim");
+    {
+        optim::ScopedDeploy d(opt, net_);  // params/ holds the deployable point
+        for (const ParameterBlock* b : net_.parameters().all())
+            w.write("params/" + b->name, b->value, b->shape);
+    }
+    w.attr("progress", "epoch", static_cast<std::int64_t>(epoch));
+    w.attr("progress", "batch", static_cast<std::int64_t>(batch));
+    w.attr("progress", "seconds", elapsed_());
+    w.attr("progress", "best_test_acc", result_.bestTestAcc);
+    w.attr("progress", "best_epoch", static_cast<std::int64_t>(result_.bestEpoch));
+    w.close();
+    result_.checkpointPath = path_;
+}
+
+}  // namespace tern::run

@@ -1,0 +1,175 @@
+// TrainConfig: validation, the method's resolved configuration, key=value form.
+#include "tern/run/config.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/io/dataset.hpp"
+#include "tern/nn/loss.hpp"
+#include "tern/nn/models.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+
+namespace tern::run {
+
+namespace {
+
+bool oneOf(const std::string& v, const std::vector<std::string>& set) {
+    return std::find(set.begin(), set.end(), v) != set.end();
+}
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+}
+
+std::string joinedNumbers(const std::vector<double>& v) {
+    std::ostringstream o;
+    o << std::setprecision(17);
+    for (size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
+    return o.str();
+}
+
+}  // namespace
+
+TrainConfig::TrainConfig() {
+    opt.inner.adam.weightDecay = opt.inner.sgd.weightDecay;  // one --weight-decay for both rules
+    opt.ste.trainableLr = 1e-3;  // ttq / inc: Wp, Wn's gradient sums a whole group
+}
+
+void TrainConfig::setWeightDecay(double wd) {
+    opt.inner.sgd.weightDecay = wd;
+    opt.inner.adam.weightDecay = wd;
+}
+
+void TrainConfig::setOptimizer(const std::string& name) {
+    if (name == "sgd") opt.inner.rule = optim::InnerSettings::Rule::Sgd;
+    else if (name == "adam") opt.inner.rule = optim::InnerSettings::Rule::Adam;
+    else fail("TrainConfig::setOptimizer()", "unknown optimizer '" + name + "'; known: sgd, adam");
+}
+
+std::string TrainConfig::methodName() const { return optim::findMethod(method).name; }
+
+void TrainConfig::validate() const {
+    const char* w = "TrainConfig::validate()";
+    if (!oneOf(dataset, io::datasetNames()))
+        fail(w, "unknown dataset '" + dataset + "'; known: " + joined(io::datasetNames()));
+    if (!oneOf(model, nn::modelNames()))
+        fail(w, "unknown model '" + model + "'; known: " + joined(nn::modelNames()));
+    const std::string m = methodName();  // unknown names fail here, with the list
+    if (!oneOf(levels, {"ternary", "binary", "pow2"}))
+        fail(w, "unknown levels '" + levels + "'; known: ternary, binary, pow2");
+    if (!oneOf(alpha, {"free", "one"})) fail(w, "alpha must be free or one (got '" + alpha + "')");
+    if (!oneOf(lrSchedule, {"multistep", "cosine", "constant"}))
+        fail(w, "unknown lr schedule '" + lrSchedule + "'; known: multistep, cosine, constant");
+    parseGranularity(granularity);
+    nn::parseLoss(loss);
+    requirePositive(width, w, "width");
+    requireInRange(dropout, 0, 0.99, w, "dropout");
+    requireNonNegative(static_cast<double>(epochs), w, "epochs");
+    requirePositive(static_cast<double>(batchSize), w, "batch-size");
+    requirePositive(lr, w, "lr");
+    requirePositive(lrGamma, w, "lr-gamma");
+    requireNonNegative(static_cast<double>(trainLimit), w, "train-limit");
+    requireNonNegative(static_cast<double>(testLimit), w, "test-limit");
+    requireNonNegative(threads, w, "threads");
+    requireInRange(bits, 1, 16, w, "bits");
+    requirePositive(static_cast<double>(evalBatch), w, "eval-batch");
+    for (Index s : lrSteps)
+        if (s <= 0) fail(w, TERN_MSG("lr-steps must be positive epochs (got " << s << ")"));
+    requireNonNegative(static_cast<double>(stageEpochs), w, "stage-epochs");
+    if (bnRecalibrate < -1)
+        fail(w, TERN_MSG("bn-recalibrate must be -1 (auto) or >= 0 (got " << bnRecalibrate << ")"));
+    if (resume && outDir.empty()) fail(w, "resume needs an output directory (--out)");
+    if (m == "fp" && alpha == "one")
+        fail(w, "alpha one has no meaning for the float baseline (method fp)");
+    trainSettings().validate();
+    methodConfig().validate();  // the optimizer's own settings, projection spec, fractions
+}
+
+std::string TrainConfig::projectionSpec() const {
+    const std::string m = methodName();
+    if (optim::findMethod(m).defaultProjection.empty()) return "";
+    if (!projection.empty()) return projection;
+    const std::string one = alpha == "one" ? ",scale=one" : "";
+    if (m == "bc") return "binary";
+    if (m == "bwn") return alpha == "one" ? "binary" : "binary:scaled";
+    if (m == "twn") return (exact ? "ternary:exact" : "ternary:twn") + one;
+    if (levels == "binary") return alpha == "one" ? "binary" : "binary:scaled";
+    if (levels == "pow2") return "pow2,bits=" + std::to_string(bits) + ",solver=exact" + one;
+    return "ternary:exact" + one;
+}
+
+optim::MethodConfig TrainConfig::methodConfig() const {
+    optim::MethodConfig c = opt;
+    c.method = methodName();
+    c.projection = projectionSpec();
+    c.granularity = parseGranularity(granularity);
+    // A fixed-scale set (alpha = 1) sees the initial weights at its own scale: else small
+    // weights all project to 0 (ADMM, PGD); RPR rescales only in front of BN, which undoes it.
+    const bool fixedScale = !c.projection.empty() && !proj::makeProjection(c.projection)->freeScale();
+    c.admm.rescale = fixedScale;
+    c.pgd.rescale = fixedScale;
+    c.rpr.rescale = fixedScale && batchNorm;
+    c.inc.trainableLr = c.ste.trainableLr;  // --ttq-scale-lr: TTQ's scales in ttq and inc
+    for (optim::PartialSettings* ps : {&c.rpr, &c.inc}) {
+        if (!fractions.empty()) ps->fractions = fractions;
+        const auto stages = static_cast<Index>(ps->fractions.size());
+        ps->stageEpochs = stageEpochs > 0 ? stageEpochs : std::max<Index>(1, epochs / (stages + 1));
+    }
+    return c;
+}
+
+optim::TrainSettings TrainConfig::trainSettings() const {
+    optim::TrainSettings t;
+    t.maxEpochs = epochs;
+    t.seed = seed;
+    t.shuffle = true;
+    if (lrSchedule == "cosine") t.lr = optim::LrSchedule::cosine(lr, std::max<Index>(epochs, 1));
+    else if (lrSchedule == "constant") t.lr = optim::LrSchedule::constant(lr);
+    else t.lr = optim::LrSchedule::multiStep(lr, lrSteps, lrGamma);
+    return t;
+}
+
+std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
+    auto b = [](bool v) { return std::string(v ? "true" : "false"); };
+    std::string steps;
+    for (Index s : lrSteps) {
+        if (!steps.empty()) steps += ',';
+        steps += std::to_string(s);
+    }
+    std::ostringstream d;
+    d << std::setprecision(17);
+    auto n = [&d](double v) {
+        d.str("");
+        d << v;
+        return d.str();
+    };
+    const optim::InnerSettings& in = opt.inner;
+    const double wd = in.rule == optim::InnerSettings::Rule::Adam ? in.adam.weightDecay
+                                                                  : in.sgd.weightDecay;
+    return {{"dataset", dataset},          {"data-dir", dataDir},
+            {"train-limit", std::to_string(trainLimit)}, {"test-limit", std::to_string(testLimit)},
+            {"model", model},              {"width", n(width)},
+            {"bn", b(batchNorm)},          {"dropout", n(dropout)},
+            {"loss", loss},                {"quantize-first", b(quantizeFirst)},
+            {"quantize-last", b(quantizeLast)}, {"epochs", std::to_string(epochs)},
+            {"batch-size", std::to_string(batchSize)}, {"lr", n(lr)},
+            {"lr-steps", steps},           {"lr-gamma", n(lrGamma)},
+            {"lr-schedule", lrSchedule},   {"optimizer", in.name()},
+            {"momentum", n(in.sgd.momentum)}, {"weight-decay", n(wd)},
+            {"seed", std::to_string(seed)}, {"threads", std::to_string(threads)},
+            {"method", method},            {"levels", levels},
+            {"bits", std::to_string(bits)}, {"alpha", alpha},
+            {"exact", b(exact)},           {"projection", projectionSpec()},
+            {"granularity", granularity},  {"ttq-threshold", n(opt.ttqThreshold)},
+            {"ttq-scale-lr", n(opt.ste.trainableLr)},
+            {"rho", n(opt.admm.rho)},      {"rho-growth", n(opt.admm.rhoGrowth)},
+            {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
+            {"extragradient", b(opt.admm.extragradient)}, {"fractions", joinedNumbers(fractions)},
+            {"stage-epochs", std::to_string(stageEpochs)}, {"init", init},
+            {"bn-recalibrate", std::to_string(bnRecalibrate)}};
+}
+
+}  // namespace tern::run

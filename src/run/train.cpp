@@ -1,0 +1,214 @@
+// A training run: data, model, method, and Optimizer::optimize() with the run's callbacks.
+#include "tern/run/train.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/io/checkpoint.hpp"
+#include "tern/nn/layer.hpp"
+#include "tern/nn/loss.hpp"
+#include "tern/nn/models.hpp"
+#include "tern/run/callbacks.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+namespace tern::run {
+
+std::atomic<bool> stopRequested{false};
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;  // keys in the order written
+
+/// Parameters and BN running statistics from a checkpoint (file or run directory).
+void loadInitialState(nn::Network& net, const std::string& init) {
+    std::string path = init;
+    if (fs::is_directory(path)) path = (fs::path(path) / "checkpoint.h5").string();
+    if (!fs::exists(path)) throw std::runtime_error("train(): --init: " + path + " does not exist");
+    io::CheckpointReader in(path);
+    for (ParameterBlock* b : net.parameters().all()) {
+        if (!in.has("params/" + b->name))
+            throw std::runtime_error("train(): --init: " + path + " has no parameter '" + b->name +
+                                     "' (a checkpoint of another model?)");
+        try {
+            b->value = in.read("params/" + b->name, b->shape);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("train(): --init: " + path + ": " + e.what());
+        }
+    }
+    for (const auto& l : net.layers()) l->loadState(in, "net/");
+}
+
+std::string defaultDataDir(const TrainConfig& c) {
+    if (!c.dataDir.empty()) return c.dataDir;
+    if (c.dataset == "cifar10") return "data/cifar-10-batches-bin";
+    return "data/" + c.dataset;
+}
+
+/// Fields that must match between a checkpoint and the run that resumes it.
+const std::vector<std::string> kIdentity{"dataset", "train-limit", "model", "width", "bn",
+                                         "dropout", "loss", "quantize-first", "quantize-last",
+                                         "batch-size", "method", "projection", "granularity",
+                                         "optimizer", "seed"};
+
+/// A number for summary.json: null when not finite (JSON has no NaN).
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+/// summary.json, written atomically (tmp, then rename).
+void writeSummary(const std::string& path, const TrainConfig& c, const TrainResult& r,
+                  nn::Network& net) {
+    json layers = json::array();
+    for (const LayerQuant& q : r.layers) {
+        json scales = json::array();
+        const size_t shown = std::min<size_t>(q.scales.size(), 64);
+        for (size_t k = 0; k < shown; ++k) scales.push_back(number(q.scales[k]));
+        layers.push_back({{"block", q.block},
+                          {"total", q.total},
+                          {"nonzeros", q.nonzeros},
+                          {"groups", q.groups},
+                          {"distinct_values_per_group", q.maxDistinctPerGroup},
+                          {"scales", scales}});
+    }
+    json model = json::array();
+    for (const auto& l : net.layers()) model.push_back(l->describe());
+    json config = json::object();
+    for (const auto& [k, v] : c.items()) config[k] = v;
+    const json summary{
+        {"status", r.status},
+        {"epochs_completed", r.epochsCompleted},
+        {"final_test_acc", number(r.finalTestAcc)},
+        {"best_test_acc", number(r.bestTestAcc)},
+        {"best_epoch", r.bestEpoch},
+        {"seconds", number(r.seconds)},
+        {"parameters", r.parameters},
+        {"quantized_parameters", r.quantizedParameters},
+        {"cost",
+         {{"nonzero_weights", r.cost.nonzeroWeights},
+          {"total_weights", r.cost.totalWeights},
+          {"storage_bits", number(r.cost.storageBits)},
+          {"multiplications", r.cost.multiplications},
+          {"additions", r.cost.additions}}},
+        {"layers", layers},
+        {"model", model},
+        {"config", config}};
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream o(tmp);
+        o << summary.dump(2) << '\n';
+        o.flush();
+        if (!o) throw std::runtime_error("train(): cannot write " + tmp);
+    }
+    fs::rename(tmp, path);
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& c, std::ostream* progress) {
+    c.validate();
+    nn::setNumThreads(c.threads);
+    const auto start = Clock::now();
+    io::DataSplit data = io::loadDataset(c.dataset, defaultDataDir(c), c.trainLimit, c.testLimit);
+
+    nn::ModelOptions mo;
+    mo.batchNorm = c.batchNorm;
+    mo.width = c.width;
+    mo.dropout = c.dropout;
+    mo.quantizeFirst = c.quantizeFirst;
+    mo.quantizeLast = c.quantizeLast;
+    mo.loss = nn::parseLoss(c.loss);
+    auto net = nn::makeModel(c.model, {data.train.channels, data.train.height, data.train.width},
+                             data.train.numClasses, mo);
+    net->initialize(c.seed);
+    net->setTrainData(data.train, c.batchSize, c.seed);
+    if (!c.init.empty() && !c.resume) loadInitialState(*net, c.init);
+    const optim::MethodConfig method = c.methodConfig();
+    auto opt = optim::makeOptimizer(method, c.trainSettings());
+    opt->begin(*net);
+    const bool quantized = opt->levels() > 0;
+    const std::string m = method.method;
+
+    TrainResult result;
+    result.parameters = net->parameters().numel();
+    for (ParameterBlock* b : net->parameters().constrained())
+        if (quantized) result.quantizedParameters += b->value.size();
+
+    // Output directory, checkpoint, resume.
+    const bool out = !c.outDir.empty();
+    const std::string ckptPath = out ? (fs::path(c.outDir) / "checkpoint.h5").string() : "";
+    double elapsedBefore = 0;
+    Index startEpoch = 0;
+    if (out) fs::create_directories(c.outDir);
+    if (c.resume) {
+        if (!fs::exists(ckptPath))
+            throw std::runtime_error("train(): cannot resume: " + ckptPath + " does not exist");
+        io::CheckpointReader in(ckptPath);
+        for (const auto& [k, v] : c.items()) {
+            if (std::find(kIdentity.begin(), kIdentity.end(), k) == kIdentity.end()) continue;
+            if (!in.hasAttr("config", k))
+                throw std::runtime_error("train(): " + ckptPath + " has no config entry '" + k + "'");
+            const std::string stored = in.attrString("config", k);
+            if (stored != v)
+                throw std::runtime_error("train(): " + ckptPath + " was written for " + k + " = '" +
+                                         stored + "', this run has '" + v + "'");
+        }
+        net->loadState(in, "net/");
+        opt->load(in, "optim");
+        startEpoch = in.attrInt("progress", "epoch");
+        elapsedBefore = in.attrDouble("progress", "seconds");
+        result.bestTestAcc = in.attrDouble("progress", "best_test_acc");
+        result.bestEpoch = in.attrInt("progress", "best_epoch");
+    }
+    result.epochsCompleted = startEpoch;
+    auto elapsed = [&] {
+        return elapsedBefore + std::chrono::duration<double>(Clock::now() - start).count();
+    };
+
+    // The run: optimize() with its callbacks, in this order at the end of an epoch.
+    EvaluateDeployed::Settings es;
+    es.evalBatch = c.evalBatch;
+    es.recalibrateBatches = c.bnRecalibrate >= 0 ? c.bnRecalibrate
+                                                 : (m == "admm" || m == "rpr" || m == "inc" ? 20 : 0);
+    es.batchSize = c.batchSize;
+    es.granularity = method.granularity;
+    es.quantized = quantized;
+    es.setName = method.projection.empty() ? m : method.projection;
+    std::vector<std::shared_ptr<optim::Callback>> callbacks{
+        std::make_shared<EvaluateDeployed>(*net, data.test, es, result)};
+    if (out)
+        callbacks.push_back(std::make_shared<MetricsCsv>(
+            (fs::path(c.outDir) / "metrics.csv").string(), result, c.resume, startEpoch));
+    if (out && c.checkpoint)
+        callbacks.push_back(std::make_shared<Checkpointer>(ckptPath, c, data, *net, result,
+                                                           stopRequested, elapsed));
+    if (progress)
+        callbacks.push_back(
+            std::make_shared<ProgressLine>(*progress, *net, c.epochs, c.batchSize, result));
+    callbacks.push_back(std::make_shared<StopOnFlag>(stopRequested));
+
+    const optim::TrainReport report = opt->optimize(*net, callbacks);  // ends deployed
+    if (report.status == optim::Status::Diverged) result.status = "diverged";
+    else if (report.status == optim::Status::Stopped) result.status = "interrupted";
+    if (report.epochs == 0 && report.status != optim::Status::Stopped &&
+        report.status != optim::Status::Diverged) {
+        // nothing to run: still report the deployed point
+        net->recalibrateBatchNorm(es.recalibrateBatches);
+        result.finalTestAcc = net->evaluateDataset(data.test, c.evalBatch).accuracy;
+        if (startEpoch == 0) {  // no epoch at all: the starting point is the best one seen
+            result.bestTestAcc = result.finalTestAcc;
+            result.bestEpoch = -1;
+        }
+        if (quantized) result.layers = quantStats(*net, method.granularity);
+        result.cost = networkCost(*net, result.layers, opt->freeScale());
+    }
+    result.seconds = elapsed();
+    if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, *net);
+    return result;
+}
+
+}  // namespace tern::run
