@@ -43,19 +43,15 @@ TrainSettings loop(Index epochs, double lr) {
     return t;
 }
 
-std::unique_ptr<PartialQuantization> makeRpr(PartialSettings s, Index epochs = 6,
-                                             double lr = 0.01,
-                                             const std::string& set = "ternary:exact") {
-    std::shared_ptr<const proj::Projection> p = proj::makeProjection(set);
-    return std::make_unique<PartialQuantization>([p] { return proj::makeSte(p, Granularity::PerTensor); },
-                                                 Granularity::PerTensor, s, plainSgd(),
-                                                 loop(epochs, lr));
+std::unique_ptr<Rpr> makeRpr(RprSettings s, Index epochs = 6, double lr = 0.01,
+                             const std::string& set = "ternary:exact") {
+    return std::make_unique<Rpr>(proj::makeProjection(set), Granularity::PerTensor, s, plainSgd(),
+                                 loop(epochs, lr));
 }
 
-std::unique_ptr<PartialQuantization> makeInc(PartialSettings s, Index epochs = 6, double lr = 0.01) {
-    return std::make_unique<PartialQuantization>(
-        [] { return proj::makeTtq(0.05f, Granularity::PerTensor); }, Granularity::PerTensor, s,
-        plainSgd(), loop(epochs, lr));
+std::unique_ptr<Incremental> makeInc(IncrementalSettings s, Index epochs = 6, double lr = 0.01) {
+    return std::make_unique<Incremental>([] { return proj::makeTtq(0.05f, Granularity::PerTensor); },
+                                         Granularity::PerTensor, s, plainSgd(), loop(epochs, lr));
 }
 
 Index count(const std::vector<std::uint8_t>& m) { return std::count(m.begin(), m.end(), 1); }
@@ -80,7 +76,7 @@ BOOST_AUTO_TEST_SUITE(rpr)
 
 BOOST_AUTO_TEST_CASE(partition_has_the_fraction_and_frozen_entries_keep_their_latent) {
     LeastSquares f = problem(400, 11);
-    PartialSettings s = PartialSettings::rpr();
+    RprSettings s;
     s.fractions = {0.6, 1.0};
     s.stageEpochs = 2;
     auto opt = makeRpr(s);
@@ -117,7 +113,7 @@ BOOST_AUTO_TEST_CASE(partition_has_the_fraction_and_frozen_entries_keep_their_la
 BOOST_AUTO_TEST_CASE(recovers_the_planted_code_and_deploys_into_the_set) {
     LeastSquares f = problem(12, 5, 8);
     const Vector planted = testing::plantedTernaryCode(48, 12, 5);
-    PartialSettings s = PartialSettings::rpr();
+    RprSettings s;
     s.fractions = {0.5, 0.75, 1.0};
     s.stageEpochs = 20;
     auto opt = makeRpr(s, 80, 0.005);
@@ -136,7 +132,7 @@ BOOST_AUTO_TEST_CASE(rescale_fits_a_fixed_scale_set) {
     // Latent weights far from the unit levels: rescaling divides each group by its best scale.
     LeastSquares f = problem(200, 2);
     f.x().value *= 0.05f;
-    PartialSettings s = PartialSettings::rpr();
+    RprSettings s;
     s.rescale = true;
     auto opt = makeRpr(s, 1, 0.01, "ternary");
     const Scalar best = proj::bestScale(*proj::makeProjection("ternary"), f.x().value);
@@ -147,11 +143,9 @@ BOOST_AUTO_TEST_CASE(rescale_fits_a_fixed_scale_set) {
     Vector z(200);
     proj::makeProjection("ternary")->project(opt->latent(0), z, 1);
     BOOST_TEST((z.array() != 0).count() > 50);
-    // rescale needs a projection: TTQ is refused
-    PartialSettings bad = PartialSettings::incremental();
-    bad.rescale = true;
-    auto inc = makeInc(bad);
-    BOOST_CHECK_EXCEPTION(inc->begin(f), std::invalid_argument, messageContains("rescale"));
+    // RPR needs a projection
+    BOOST_CHECK_EXCEPTION(Rpr(nullptr, Granularity::PerTensor), std::invalid_argument,
+                          messageContains("projection must not be null"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -160,7 +154,7 @@ BOOST_AUTO_TEST_SUITE(incremental)
 
 BOOST_AUTO_TEST_CASE(quantizes_the_largest_magnitudes_and_reinitialises_scales) {
     LeastSquares f = problem(101, 4);
-    PartialSettings s = PartialSettings::incremental();
+    IncrementalSettings s;
     s.stageEpochs = 1;
     auto opt = makeInc(s, 3);
     opt->begin(f);
@@ -202,12 +196,12 @@ BOOST_AUTO_TEST_CASE(quantizes_the_largest_magnitudes_and_reinitialises_scales) 
 
 BOOST_AUTO_TEST_CASE(float_entries_get_the_plain_gradient_and_quantized_ones_ttq_rule) {
     LeastSquares f = problem(60, 9, 0);  // one batch
-    PartialSettings s = PartialSettings::incremental();
+    IncrementalSettings s;
     SgdSettings plain;
     plain.momentum = 0;
     plain.weightDecay = 0;
-    PartialQuantization opt([] { return proj::makeTtq(0.05f, Granularity::PerTensor); },
-                            Granularity::PerTensor, s, plain, loop(1, 0.1));
+    Incremental opt([] { return proj::makeTtq(0.05f, Granularity::PerTensor); },
+                    Granularity::PerTensor, s, plain, loop(1, 0.1));
     opt.begin(f);
     const Vector w = opt.latent(0);
     const auto mask = opt.mask(0);
@@ -233,7 +227,7 @@ BOOST_AUTO_TEST_CASE(float_entries_get_the_plain_gradient_and_quantized_ones_ttq
 
 BOOST_AUTO_TEST_CASE(deploy_quantizes_everything_and_restore_brings_back_the_mix) {
     LeastSquares f = problem(50, 6);
-    auto opt = makeInc(PartialSettings::incremental());
+    auto opt = makeInc(IncrementalSettings{});
     opt->begin(f);
     const Vector mixed = f.x().value;
     opt->deploy(f);
@@ -247,9 +241,13 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(save_then_load_continues_bit_exactly) {
     for (const bool random : {true, false}) {
-        PartialSettings s = random ? PartialSettings::rpr() : PartialSettings::incremental();
-        s.stageEpochs = 1;
-        auto make = [&] { return random ? makeRpr(s, 8) : makeInc(s, 8); };
+        RprSettings rs;
+        IncrementalSettings is;
+        rs.stageEpochs = is.stageEpochs = 1;
+        auto make = [&]() -> std::unique_ptr<StagedQuantization> {
+            if (random) return makeRpr(rs, 8);
+            return makeInc(is, 8);
+        };
         // one batch: the objective keeps no shuffle order of its own to carry over
         LeastSquares a = problem(80, 8, 0);
         auto straight = make();
@@ -278,17 +276,27 @@ BOOST_AUTO_TEST_CASE(save_then_load_continues_bit_exactly) {
 
 BOOST_AUTO_TEST_CASE(settings_are_validated) {
     auto bad = [](auto edit, const char* needle) {
-        PartialSettings s;
-        edit(s);
-        BOOST_CHECK_EXCEPTION(s.validate(), std::invalid_argument, messageContains(needle));
+        RprSettings r;
+        IncrementalSettings i;
+        edit(r.fractions, r.stageEpochs);
+        edit(i.fractions, i.stageEpochs);
+        BOOST_CHECK_EXCEPTION(r.validate(), std::invalid_argument, messageContains(needle));
+        BOOST_CHECK_EXCEPTION(i.validate(), std::invalid_argument, messageContains(needle));
     };
-    bad([](PartialSettings& s) { s.fractions.clear(); }, "fractions must not be empty");
-    bad([](PartialSettings& s) { s.fractions = {0.0, 1.0}; }, "(0, 1]");
-    bad([](PartialSettings& s) { s.fractions = {0.5, 1.5}; }, "(0, 1]");
-    bad([](PartialSettings& s) { s.fractions = {0.9, 0.5}; }, "non-decreasing");
-    bad([](PartialSettings& s) { s.stageEpochs = 0; }, "stageEpochs");
-    bad([](PartialSettings& s) { s.trainableLr = 0; }, "trainableLr");
-    BOOST_CHECK_EXCEPTION(PartialQuantization(QuantizerFactory{}, Granularity::PerTensor, {}),
+    using F = std::vector<double>;
+    bad([](F& f, Index&) { f.clear(); }, "fractions must not be empty");
+    bad([](F& f, Index&) { f = {0.0, 1.0}; }, "(0, 1]");
+    bad([](F& f, Index&) { f = {0.5, 1.5}; }, "(0, 1]");
+    bad([](F& f, Index&) { f = {0.9, 0.5}; }, "non-decreasing");
+    bad([](F&, Index& e) { e = 0; }, "stageEpochs");
+    IncrementalSettings i;
+    i.trainableLr = 0;
+    BOOST_CHECK_EXCEPTION(i.validate(), std::invalid_argument, messageContains("trainableLr"));
+    RprSettings r;
+    r.fractions = {0.9, 0.5};
+    BOOST_CHECK_EXCEPTION(Rpr(proj::makeProjection("ternary"), Granularity::PerTensor, r),
+                          std::invalid_argument, messageContains("RprSettings::validate()"));
+    BOOST_CHECK_EXCEPTION(Incremental(QuantizerFactory{}, Granularity::PerTensor, {}),
                           std::invalid_argument, messageContains("factory"));
 }
 

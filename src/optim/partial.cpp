@@ -1,9 +1,8 @@
 // Partial quantization with a rising fraction: RPR (seed 002) and incremental ternarization
-// (seed 003). See include/tern/optim/partial.hpp.
+// (seed 003), on a shared stage schedule. See include/tern/optim/partial.hpp.
 #include "tern/optim/partial.hpp"
 
-#include "codes.hpp"
-#include "quantizers.hpp"
+#include "latent_blocks.hpp"
 #include "tern/core/error.hpp"
 #include "tern/proj/quantizer.hpp"
 
@@ -22,12 +21,9 @@ std::string joinFractions(const std::vector<double>& f) {
     for (size_t i = 0; i < f.size(); ++i) o << (i ? "," : "") << f[i];
     return o.str();
 }
-}  // namespace
 
-// ------------------------------------------------------------------ settings
-
-void PartialSettings::validate() const {
-    const char* w = "PartialSettings::validate()";
+/// The stage schedule's rules, shared by both settings structs.
+void validateSchedule(const std::vector<double>& fractions, Index stageEpochs, const char* w) {
     if (fractions.empty()) fail(w, "fractions must not be empty");
     for (size_t i = 0; i < fractions.size(); ++i) {
         if (!(fractions[i] > 0 && fractions[i] <= 1))
@@ -36,204 +32,103 @@ void PartialSettings::validate() const {
             fail(w, "fractions must be non-decreasing (got " + joinFractions(fractions) + ")");
     }
     requirePositive(static_cast<double>(stageEpochs), w, "stageEpochs");
-    requirePositive(trainableLr, w, "trainableLr");
 }
 
-PartialSettings PartialSettings::rpr() { return PartialSettings{}; }
+}  // namespace
 
-PartialSettings PartialSettings::incremental() {
-    PartialSettings s;
-    s.selection = Selection::Magnitude;
-    s.fractions = {0.5, 0.75, 1.0};
-    s.stageEpochs = 5;
-    s.freeze = false;
-    return s;
+// ------------------------------------------------------------------ settings
+
+void RprSettings::validate() const {
+    validateSchedule(fractions, stageEpochs, "RprSettings::validate()");
 }
 
-// ------------------------------------------------------------------ optimizer
+void IncrementalSettings::validate() const {
+    validateSchedule(fractions, stageEpochs, "IncrementalSettings::validate()");
+    requirePositive(trainableLr, "IncrementalSettings::validate()", "trainableLr");
+}
 
-PartialQuantization::PartialQuantization(QuantizerFactory factory, Granularity granularity,
-                                         PartialSettings settings, InnerSettings inner,
-                                         TrainSettings train)
+// ------------------------------------------------------------------ StagedQuantization
+
+StagedQuantization::StagedQuantization(QuantizerFactory factory, Granularity granularity,
+                                       std::vector<double> fractions, Index stageEpochs,
+                                       double trainableLr, InnerSettings inner,
+                                       TrainSettings train, const std::string& owner)
     : Optimizer(std::move(train), inner),
-      factory_(std::move(factory)),
+      latent_(std::make_unique<detail::LatentBlocks>(std::move(factory), inner, owner)),
       granularity_(granularity),
-      settings_(std::move(settings)),
-      qInner_(inner) {
-    settings_.validate();
-    if (!factory_) fail("PartialQuantization::PartialQuantization()", "quantizer factory must not be empty");
-    const std::unique_ptr<proj::Quantizer> probe = factory_();
-    if (!probe) fail("PartialQuantization::PartialQuantization()", "quantizer factory returned nullptr");
-    levels_ = probe->levels();
-    freeScale_ = probe->freeScale();
+      fractions_(std::move(fractions)),
+      stageEpochs_(stageEpochs),
+      trainableLr_(trainableLr),
+      owner_(owner) {}
+
+StagedQuantization::~StagedQuantization() = default;
+
+int StagedQuantization::levels() const { return latent_->levels(); }
+bool StagedQuantization::freeScale() const { return latent_->freeScale(); }
+Index StagedQuantization::constrainedBlocks() const { return latent_->size(); }
+const Vector& StagedQuantization::latent(Index k) const { return latent_->at(k, "latent").latent; }
+proj::Quantizer& StagedQuantization::quantizer(Index k) { return *latent_->at(k, "quantizer").q; }
+
+const std::vector<std::uint8_t>& StagedQuantization::mask(Index k) const {
+    latent_->at(k, "mask");  // range check
+    return masks_[size_t(k)];
 }
 
-std::string PartialQuantization::name() const {
-    return settings_.selection == PartialSettings::Selection::Random ? "rpr" : "inc";
+Index StagedQuantization::stageOf(Index epoch) const {
+    const Index last = static_cast<Index>(fractions_.size()) - 1;
+    return std::min(last, epoch / stageEpochs_);
 }
 
-double PartialQuantization::fraction() const { return settings_.fractions[size_t(stage_)]; }
-
-Index PartialQuantization::stageOf(Index epoch) const {
-    const Index last = static_cast<Index>(settings_.fractions.size()) - 1;
-    return std::min(last, epoch / settings_.stageEpochs);
-}
-
-const std::vector<std::uint8_t>& PartialQuantization::mask(Index k) const {
-    if (k < 0 || k >= constrainedBlocks())
-        throw std::out_of_range(TERN_MSG("PartialQuantization::mask(): block " << k << " out of range"));
-    return state_[size_t(k)].mask;
-}
-
-const Vector& PartialQuantization::latent(Index k) const {
-    if (k < 0 || k >= constrainedBlocks())
-        throw std::out_of_range(TERN_MSG("PartialQuantization::latent(): block " << k << " out of range"));
-    return state_[size_t(k)].latent;
-}
-
-proj::Quantizer& PartialQuantization::quantizer(Index k) {
-    if (k < 0 || k >= constrainedBlocks())
-        throw std::out_of_range(TERN_MSG("PartialQuantization::quantizer(): block " << k << " out of range"));
-    return *state_[size_t(k)].q;
-}
-
-std::vector<detail::NamedQuantizer> PartialQuantization::quantizers() const {
-    std::vector<detail::NamedQuantizer> out;
-    for (const BlockState& s : state_) out.push_back({blocks()[size_t(s.slot)]->name, s.q.get()});
-    return out;
-}
-
-void PartialQuantization::partition(bool newStage) {
+void StagedQuantization::partition(bool newStage) {
     const double f = fraction();
-    const auto& bs = blocks();
-    for (BlockState& s : state_) {
-        const ParameterBlock& b = *bs[size_t(s.slot)];
-        const Index n = s.latent.size();
-        const Index groups = b.shape.groups(granularity_);
-        const Index m = n / groups;
+    for (Index k = 0; k < latent_->size(); ++k) {
+        const Index n = latent_->all()[size_t(k)].latent.size();
         std::vector<std::uint8_t> next(size_t(n), 0);
-        if (f >= 1) {
-            std::fill(next.begin(), next.end(), std::uint8_t{1});
-        } else if (settings_.selection == PartialSettings::Selection::Random) {
-            // constrained with probability f, independently per entry
-            std::uniform_real_distribution<double> u(0.0, 1.0);
-            for (Index i = 0; i < n; ++i) next[size_t(i)] = u(partRng_) < f;
-        } else {
-            // the largest-|W| fraction f of each group (at least one entry)
-            std::vector<Scalar> mag(static_cast<size_t>(m));
-            for (Index g = 0; g < groups; ++g) {
-                for (Index i = 0; i < m; ++i) mag[size_t(i)] = std::abs(s.latent[g * m + i]);
-                const Index k = std::clamp<Index>(static_cast<Index>(std::ceil(f * double(m))), 1, m);
-                std::nth_element(mag.begin(), mag.begin() + (k - 1), mag.end(), std::greater<>());
-                const Scalar thr = mag[size_t(k - 1)];
-                Index taken = 0;  // ties at the threshold: keep exactly k
-                for (Index i = 0; i < m; ++i)
-                    if (std::abs(s.latent[g * m + i]) > thr) {
-                        next[size_t(g * m + i)] = 1;
-                        ++taken;
-                    }
-                for (Index i = 0; i < m && taken < k; ++i)
-                    if (std::abs(s.latent[g * m + i]) == thr) {
-                        next[size_t(g * m + i)] = 1;
-                        ++taken;
-                    }
-            }
-        }
-        if (newStage && !settings_.freeze) {
-            // re-initialise the quantizer's scales from the newly quantized entries
-            std::vector<std::uint8_t> fresh(size_t(n), 0);
-            for (size_t i = 0; i < fresh.size(); ++i)
-                fresh[i] = next[i] && (s.mask.empty() || !s.mask[i]);
-            s.q->initFrom(s.latent, b.shape, fresh);
-        }
-        s.mask = std::move(next);
-        if (settings_.freeze) {
-            // Wc = P_C(W) over the whole group, fixed until the next partition
-            s.frozen.resize(n);
-            s.q->forward(s.latent, s.frozen, b.shape);
-        }
+        if (f >= 1) std::fill(next.begin(), next.end(), std::uint8_t{1});
+        else select(k, f, next);
+        std::vector<std::uint8_t>& mask = masks_[size_t(k)];
+        std::vector<std::uint8_t> fresh(size_t(n), 0);  // newly quantized entries
+        for (size_t i = 0; i < fresh.size(); ++i) fresh[i] = next[i] && (mask.empty() || !mask[i]);
+        mask = std::move(next);
+        partitioned(k, fresh, newStage);
     }
 }
 
-void PartialQuantization::writeTrainingPoint() {
-    const auto& bs = blocks();
-    for (BlockState& s : state_) {
-        ParameterBlock& b = *bs[size_t(s.slot)];
-        const Vector* q = &s.frozen;
-        if (!settings_.freeze) {
-            if (!s.latent.allFinite()) continue;
-            s.q->forward(s.latent, s.work, b.shape);
-            q = &s.work;
-        }
+void StagedQuantization::writeTrainingPoint() {
+    for (Index k = 0; k < latent_->size(); ++k) {
+        auto& b = latent_->all()[size_t(k)];
+        const Vector* q = quantizedValues(k);
+        if (!q) continue;
+        const std::vector<std::uint8_t>& mask = masks_[size_t(k)];
         // value = quantized ? Q(W) : W
-        for (Index i = 0; i < s.latent.size(); ++i)
-            b.value[i] = s.mask[size_t(i)] ? (*q)[i] : s.latent[i];
+        for (Index i = 0; i < b.latent.size(); ++i)
+            b.param->value[i] = mask[size_t(i)] ? (*q)[i] : b.latent[i];
     }
 }
 
-void PartialQuantization::doBegin(Objective& /*f*/) {
-    state_.clear();
-    const auto& bs = blocks();
+void StagedQuantization::doBegin(Objective& /*f*/) {
+    latent_->begin(blocks());
+    masks_.assign(size_t(latent_->size()), {});
     partRng_.seed(trainSettings().seed ^ 0x5250525f50415254ULL);  // "RPR_PART"
-    for (size_t i = 0; i < bs.size(); ++i) {
-        if (!bs[i]->constrained) continue;
-        requireFinite(bs[i]->value, "PartialQuantization::begin()", bs[i]->name.c_str());
-        BlockState s;
-        s.slot = static_cast<Index>(i);
-        s.latent = bs[i]->value;
-        s.work.resize(s.latent.size());
-        s.dLatent = Vector::Zero(s.latent.size());
-        s.q = factory_();
-        if (!s.q) fail("PartialQuantization::begin()", "the quantizer factory returned nullptr");
-        if (settings_.rescale) {
-            auto* ste = dynamic_cast<proj::SteQuantizer*>(s.q.get());
-            if (!ste)
-                fail("PartialQuantization::begin()",
-                     "rescale needs an STE quantizer over a projection (got '" + s.q->name() + "')");
-            proj::rescaleToLevels(ste->projection(), s.latent, bs[i]->shape, granularity_);
-        }
-        state_.push_back(std::move(s));
-    }
+    prepare();
     stage_ = 0;
     partition(/*newStage=*/true);
-    for (BlockState& s : state_) {
-        ParameterBlock& b = *bs[size_t(s.slot)];
-        s.q->forward(s.latent, s.work, b.shape);
-        s.codes = detail::signCodes(s.work);
-    }
+    latent_->resetCodes([](detail::LatentBlocks::Block& b) -> const Vector& {
+        b.quantize(b.work);
+        return b.work;
+    });
     writeTrainingPoint();
-    detail::resetTrainables(qInner_, quantizers());
+    latent_->resetTrainables();
 }
 
-double PartialQuantization::doStep(Objective& f, Index batch) {
+double StagedQuantization::doStep(Objective& f, Index batch) {
     const auto& bs = blocks();
     writeTrainingPoint();
     const double loss = f.evaluateWithGradient(batch, Pass::Commit);
     if (!std::isfinite(loss)) return loss;
     bool finite = true;
-    for (BlockState& s : state_) {
-        ParameterBlock& b = *bs[size_t(s.slot)];
-        const Index n = s.latent.size();
-        if (settings_.freeze) {
-            // RPR: only the relaxed entries train; the constrained keep their latent value
-            for (Index i = 0; i < n; ++i) {
-                s.dLatent[i] = s.mask[size_t(i)] ? Scalar(0) : b.grad[i];
-                s.work[i] = s.latent[i];
-            }
-            finite = innerStep(s.slot, s.latent, s.dLatent, b.decay) && finite;
-            for (Index i = 0; i < n; ++i)
-                if (s.mask[size_t(i)]) s.latent[i] = s.work[i];
-        } else {
-            // incremental: quantized entries through Q.backward (scale grads from them only)
-            for (Index i = 0; i < n; ++i) s.work[i] = s.mask[size_t(i)] ? b.grad[i] : Scalar(0);
-            s.q->backward(s.latent, s.work, s.dLatent);
-            for (Index i = 0; i < n; ++i)
-                if (!s.mask[size_t(i)]) s.dLatent[i] = b.grad[i];
-            finite = innerStep(s.slot, s.latent, s.dLatent, b.decay) && finite;
-        }
-    }
-    finite = detail::stepTrainables(qInner_, quantizers(), learningRate() * settings_.trainableLr) &&
-             finite;
+    for (Index k = 0; k < latent_->size(); ++k) finite = update(k) && finite;
+    finite = latent_->stepTrainables(learningRate() * trainableLr_) && finite;
     for (size_t i = 0; i < bs.size(); ++i) {
         if (bs[i]->constrained) continue;
         finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
@@ -241,101 +136,216 @@ double PartialQuantization::doStep(Objective& f, Index batch) {
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 
-void PartialQuantization::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
-    const auto& bs = blocks();
+void StagedQuantization::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
     // flips and sparsity of the deployed codes Q(W)
-    detail::CodeStats codes;
-    for (BlockState& s : state_) {
-        s.q->forward(s.latent, s.work, bs[size_t(s.slot)]->shape);
-        std::vector<std::int64_t> now = detail::signCodes(s.work);
-        codes.add(now, s.codes);
-        s.codes = std::move(now);
-    }
-    codes.fill(stats);
+    latent_->codeStats(stats, [](detail::LatentBlocks::Block& b) -> const Vector& {
+        b.quantize(b.work);
+        return b.work;
+    });
     stats.freezeFraction = fraction();
     // next epoch: RPR redraws its partition every epoch; incremental moves at stage changes
     const Index next = stageOf(epoch + 1);
     const bool newStage = next != stage_;
     stage_ = next;
-    if (newStage || settings_.selection == PartialSettings::Selection::Random) partition(newStage);
+    if (newStage || repartitionEveryEpoch()) partition(newStage);
     writeTrainingPoint();
+    latent_->scaleStats(stats);
 }
 
-void PartialQuantization::doDeploy(Objective& /*f*/) {
+void StagedQuantization::doDeploy(Objective& /*f*/) {
     // value = Q(W) for every entry
-    const auto& bs = blocks();
-    for (BlockState& s : state_)
-        if (s.latent.allFinite()) s.q->forward(s.latent, bs[size_t(s.slot)]->value, bs[size_t(s.slot)]->shape);
+    for (auto& b : latent_->all())
+        if (b.latent.allFinite()) b.quantize(b.param->value);
 }
 
-void PartialQuantization::doRestore(Objective& /*f*/) { writeTrainingPoint(); }
+void StagedQuantization::doRestore(Objective& /*f*/) { writeTrainingPoint(); }
 
-const Vector& PartialQuantization::trainingPoint(Index i) const {
-    for (const BlockState& s : state_)
-        if (s.slot == i) return s.latent;
-    return blocks()[size_t(i)]->value;
+const Vector& StagedQuantization::trainingPoint(Index i) const {
+    const auto* b = latent_->bySlot(i);
+    return b ? b->latent : blocks()[size_t(i)]->value;
 }
 
-void PartialQuantization::setTrainingPoint(Index i, const Vector& w) {
-    for (BlockState& s : state_)
-        if (s.slot == i) {
-            s.latent = w;
-            return;
-        }
-    blocks()[size_t(i)]->value = w;
+void StagedQuantization::setTrainingPoint(Index i, const Vector& w) {
+    if (auto* b = latent_->bySlot(i)) b->latent = w;
+    else blocks()[size_t(i)]->value = w;
 }
 
-void PartialQuantization::doSave(StateWriter& out, const std::string& prefix) const {
-    out.attr(prefix, "fractions", joinFractions(settings_.fractions));
-    out.attr(prefix, "stageEpochs", static_cast<std::int64_t>(settings_.stageEpochs));
-    out.attr(prefix, "freeze", static_cast<std::int64_t>(settings_.freeze));
-    out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
-    out.attr(prefix, "trainableLr", settings_.trainableLr);
+void StagedQuantization::doSave(StateWriter& out, const std::string& prefix) const {
+    out.attr(prefix, "fractions", joinFractions(fractions_));
+    out.attr(prefix, "stageEpochs", static_cast<std::int64_t>(stageEpochs_));
+    out.attr(prefix, "freeze", static_cast<std::int64_t>(freezes()));
+    out.attr(prefix, "rescale", static_cast<std::int64_t>(rescales()));
+    out.attr(prefix, "trainableLr", trainableLr_);
     out.attr(prefix, "stage", static_cast<std::int64_t>(stage_));
     out.attr(prefix, "fraction", fraction());
     std::ostringstream rng;
     rng << partRng_;
     out.attr(prefix, "partitionRng", rng.str());
-    for (const BlockState& s : state_) {
-        const ParameterBlock& b = *blocks()[size_t(s.slot)];
-        out.writeInts(prefix + "/codes/" + b.name, s.codes);
-        out.writeInts(prefix + "/mask/" + b.name, std::vector<std::int64_t>(s.mask.begin(), s.mask.end()));
-        if (settings_.freeze) out.write(prefix + "/frozen/" + b.name, s.frozen, b.shape);
+    for (Index k = 0; k < latent_->size(); ++k) {
+        const std::vector<std::uint8_t>& mask = masks_[size_t(k)];
+        out.writeInts(prefix + "/mask/" + latent_->all()[size_t(k)].param->name,
+                      std::vector<std::int64_t>(mask.begin(), mask.end()));
     }
-    detail::saveQuantizers(out, prefix, quantizers(), qInner_);
+    latent_->save(out, prefix);
+    saveMore(out, prefix);
 }
 
-void PartialQuantization::doLoad(const StateReader& in, const std::string& prefix) {
-    const char* where = "PartialQuantization::load()";
-    const auto expect = [&](const char* key, const std::string& mine) {
-        const std::string theirs = in.attrString(prefix, key);
-        if (theirs != mine)
-            fail(where, "state '" + prefix + "' has " + key + " " + theirs + ", this optimizer has " + mine);
-    };
-    expect("fractions", joinFractions(settings_.fractions));
-    if (in.attrInt(prefix, "stageEpochs") != settings_.stageEpochs ||
-        in.attrInt(prefix, "freeze") != std::int64_t(settings_.freeze) ||
-        in.attrInt(prefix, "rescale") != std::int64_t(settings_.rescale))
+void StagedQuantization::doLoad(const StateReader& in, const std::string& prefix) {
+    const std::string where = owner_ + "::load()";
+    const std::string theirs = in.attrString(prefix, "fractions");
+    if (theirs != joinFractions(fractions_))
+        fail(where, "state '" + prefix + "' has fractions " + theirs + ", this optimizer has " +
+                        joinFractions(fractions_));
+    if (in.attrInt(prefix, "stageEpochs") != stageEpochs_ ||
+        in.attrInt(prefix, "freeze") != std::int64_t(freezes()) ||
+        in.attrInt(prefix, "rescale") != std::int64_t(rescales()))
         fail(where, "state '" + prefix + "' was written with other stage-epochs/freeze/rescale settings");
     stage_ = in.attrInt(prefix, "stage");
-    if (stage_ < 0 || stage_ >= static_cast<Index>(settings_.fractions.size()))
+    if (stage_ < 0 || stage_ >= static_cast<Index>(fractions_.size()))
         fail(where, TERN_MSG("state '" << prefix << "' has stage " << stage_ << " out of range"));
     std::istringstream rng(in.attrString(prefix, "partitionRng"));
     rng >> partRng_;
     if (rng.fail()) fail(where, "state '" + prefix + "' has a malformed partitionRng");
-    detail::loadQuantizers(in, prefix, quantizers(), qInner_, where);
-    for (BlockState& s : state_) {
-        const ParameterBlock& b = *blocks()[size_t(s.slot)];
-        s.codes = in.readInts(prefix + "/codes/" + b.name);
+    latent_->load(in, prefix);
+    for (Index k = 0; k < latent_->size(); ++k) {
+        const ParameterBlock& b = *latent_->all()[size_t(k)].param;
         const std::vector<std::int64_t> mask = in.readInts(prefix + "/mask/" + b.name);
         if (static_cast<Index>(mask.size()) != b.value.size())
             fail(where, TERN_MSG("state '" << prefix << "' has a mask of " << mask.size()
                                            << " entries for block '" << b.name << "' of "
                                            << b.value.size()));
-        s.mask.assign(mask.begin(), mask.end());
-        if (settings_.freeze) s.frozen = in.read(prefix + "/frozen/" + b.name, b.shape);
+        masks_[size_t(k)].assign(mask.begin(), mask.end());
     }
+    loadMore(in, prefix);
     writeTrainingPoint();
+}
+
+// ------------------------------------------------------------------ Rpr
+
+Rpr::Rpr(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
+         RprSettings settings, InnerSettings inner, TrainSettings train)
+    : StagedQuantization(
+          [projection, granularity] {
+              if (!projection) fail("Rpr::Rpr()", "projection must not be null");
+              return proj::makeSte(projection, granularity);
+          },
+          granularity, settings.fractions, settings.stageEpochs, 1.0, inner, std::move(train),
+          "Rpr"),
+      projection_(std::move(projection)),
+      settings_(std::move(settings)) {
+    settings_.validate();
+}
+
+void Rpr::prepare() {
+    frozen_.assign(size_t(latentBlocks().size()), Vector());
+    if (!settings_.rescale) return;
+    for (auto& b : latentBlocks().all())
+        proj::rescaleToLevels(*projection_, b.latent, b.param->shape, granularity());
+}
+
+void Rpr::select(Index /*k*/, double f, std::vector<std::uint8_t>& next) {
+    // constrained with probability f, independently per entry
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (auto& m : next) m = u(partitionRng()) < f;
+}
+
+void Rpr::partitioned(Index k, const std::vector<std::uint8_t>& /*fresh*/, bool /*newStage*/) {
+    // Wc = P_C(W) over the whole group, fixed until the next partition
+    auto& b = latentBlocks().all()[size_t(k)];
+    frozen_[size_t(k)].resize(b.latent.size());
+    b.quantize(frozen_[size_t(k)]);
+}
+
+const Vector* Rpr::quantizedValues(Index k) { return &frozen_[size_t(k)]; }
+
+bool Rpr::update(Index k) {
+    // only the relaxed entries train; the constrained keep their latent value
+    auto& b = latentBlocks().all()[size_t(k)];
+    const std::vector<std::uint8_t>& m = mask(k);
+    for (Index i = 0; i < b.latent.size(); ++i) {
+        b.dLatent[i] = m[size_t(i)] ? Scalar(0) : b.param->grad[i];
+        b.work[i] = b.latent[i];
+    }
+    const bool finite = innerStep(b.slot, b.latent, b.dLatent, b.param->decay);
+    for (Index i = 0; i < b.latent.size(); ++i)
+        if (m[size_t(i)]) b.latent[i] = b.work[i];
+    return finite;
+}
+
+void Rpr::saveMore(StateWriter& out, const std::string& prefix) const {
+    for (size_t k = 0; k < frozen_.size(); ++k) {
+        const ParameterBlock& b = *latentBlocks().all()[k].param;
+        out.write(prefix + "/frozen/" + b.name, frozen_[k], b.shape);
+    }
+}
+
+void Rpr::loadMore(const StateReader& in, const std::string& prefix) {
+    for (Index k = 0; k < latentBlocks().size(); ++k) {
+        const ParameterBlock& b = *latentBlocks().all()[size_t(k)].param;
+        frozen_[size_t(k)] = in.read(prefix + "/frozen/" + b.name, b.shape);
+    }
+}
+
+// ------------------------------------------------------------------ Incremental
+
+Incremental::Incremental(QuantizerFactory factory, Granularity granularity,
+                         IncrementalSettings settings, InnerSettings inner, TrainSettings train)
+    : StagedQuantization(std::move(factory), granularity, settings.fractions,
+                         settings.stageEpochs, settings.trainableLr, inner, std::move(train),
+                         "Incremental"),
+      settings_(std::move(settings)) {
+    settings_.validate();
+}
+
+void Incremental::select(Index k, double f, std::vector<std::uint8_t>& next) {
+    // the largest-|W| fraction f of each group (at least one entry)
+    auto& b = latentBlocks().all()[size_t(k)];
+    const Vector& w = b.latent;
+    const Index groups = b.param->shape.groups(granularity());
+    const Index m = w.size() / groups;
+    std::vector<Scalar> mag(static_cast<size_t>(m));
+    for (Index g = 0; g < groups; ++g) {
+        for (Index i = 0; i < m; ++i) mag[size_t(i)] = std::abs(w[g * m + i]);
+        const Index keep = std::clamp<Index>(static_cast<Index>(std::ceil(f * double(m))), 1, m);
+        std::nth_element(mag.begin(), mag.begin() + (keep - 1), mag.end(), std::greater<>());
+        const Scalar thr = mag[size_t(keep - 1)];
+        Index taken = 0;  // ties at the threshold: keep exactly `keep`
+        for (Index i = 0; i < m; ++i)
+            if (std::abs(w[g * m + i]) > thr) {
+                next[size_t(g * m + i)] = 1;
+                ++taken;
+            }
+        for (Index i = 0; i < m && taken < keep; ++i)
+            if (std::abs(w[g * m + i]) == thr) {
+                next[size_t(g * m + i)] = 1;
+                ++taken;
+            }
+    }
+}
+
+void Incremental::partitioned(Index k, const std::vector<std::uint8_t>& fresh, bool newStage) {
+    // re-initialise the quantizer's scales from the newly quantized entries
+    auto& b = latentBlocks().all()[size_t(k)];
+    if (newStage) b.q->initFrom(b.latent, b.param->shape, fresh);
+}
+
+const Vector* Incremental::quantizedValues(Index k) {
+    auto& b = latentBlocks().all()[size_t(k)];
+    if (!b.latent.allFinite()) return nullptr;
+    b.quantize(b.work);
+    return &b.work;
+}
+
+bool Incremental::update(Index k) {
+    // quantized entries through Q.backward (scale grads from them only); float entries: dW = g
+    auto& b = latentBlocks().all()[size_t(k)];
+    const std::vector<std::uint8_t>& m = mask(k);
+    for (Index i = 0; i < b.latent.size(); ++i)
+        b.work[i] = m[size_t(i)] ? b.param->grad[i] : Scalar(0);
+    b.q->backward(b.latent, b.work, b.dLatent);
+    for (Index i = 0; i < b.latent.size(); ++i)
+        if (!m[size_t(i)]) b.dLatent[i] = b.param->grad[i];
+    return innerStep(b.slot, b.latent, b.dLatent, b.param->decay);
 }
 
 }  // namespace tern::optim

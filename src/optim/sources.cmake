@@ -5,6 +5,7 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/callbacks.cpp
   ${CMAKE_CURRENT_LIST_DIR}/admm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/projected_sgd.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/latent_blocks.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ste.cpp
   ${CMAKE_CURRENT_LIST_DIR}/partial.cpp
   ${CMAKE_CURRENT_LIST_DIR}/least_squares.cpp

@@ -5,8 +5,6 @@
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
-#include "tern/optim/partial.hpp"
-#include "tern/optim/ste.hpp"
 #include "tern/proj/projection.hpp"
 
 #include <unistd.h>
@@ -17,32 +15,12 @@
 #include <iostream>
 #include <limits>
 #include <sstream>
-#include <tuple>
 
 namespace tern::run {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-/// Mean TTQ scales (Wp, Wn) over the quantizers of an STE or partial-quantization optimizer.
-std::pair<double, double> meanScales(optim::Optimizer& opt) {
-    double wp = 0, wn = 0;
-    Index n = 0;
-    auto add = [&](proj::Quantizer& q) {
-        ParameterSet* t = q.trainable();
-        if (!t || !t->has("wp")) return;
-        wp += t->at("wp").value.mean();
-        wn += t->at("wn").value.mean();
-        ++n;
-    };
-    if (auto* ste = dynamic_cast<optim::Ste*>(&opt))
-        for (Index k = 0; k < ste->constrainedBlocks(); ++k) add(ste->quantizer(k));
-    if (auto* pq = dynamic_cast<optim::PartialQuantization*>(&opt))
-        for (Index k = 0; k < pq->constrainedBlocks(); ++k) add(pq->quantizer(k));
-    if (n == 0) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
-    return {wp / static_cast<double>(n), wn / static_cast<double>(n)};
-}
 
 std::string csvNum(double v) {
     if (!std::isfinite(v)) return "";
@@ -88,7 +66,8 @@ bool EvaluateDeployed::endEpoch(optim::Optimizer& opt, optim::Objective& f,
     r.dualRes = st.dualRes;
     r.rho = st.rho;
     r.freezeFraction = st.freezeFraction;
-    std::tie(r.wp, r.wn) = meanScales(opt);
+    r.wp = st.scalePos;
+    r.wn = st.scaleNeg;
     r.seconds = st.seconds;
     r.imagesPerSecond = static_cast<double>((net_.numBatches() - firstBatch_) * s_.batchSize) /
                         std::max(r.seconds, 1e-9);

@@ -113,11 +113,15 @@ optim::MethodConfig TrainConfig::methodConfig() const {
     c.pgd.rescale = fixedScale;
     c.rpr.rescale = fixedScale && batchNorm;
     c.inc.trainableLr = c.ste.trainableLr;  // --ttq-scale-lr: TTQ's scales in ttq and inc
-    for (optim::PartialSettings* ps : {&c.rpr, &c.inc}) {
-        if (!fractions.empty()) ps->fractions = fractions;
-        const auto stages = static_cast<Index>(ps->fractions.size());
-        ps->stageEpochs = stageEpochs > 0 ? stageEpochs : std::max<Index>(1, epochs / (stages + 1));
-    }
+    // rpr / inc: --fractions replaces the method's default; --stage-epochs 0 spreads the
+    // stages over the run
+    auto schedule = [&](std::vector<double>& f, Index& stage) {
+        if (!fractions.empty()) f = fractions;
+        const auto stages = static_cast<Index>(f.size());
+        stage = stageEpochs > 0 ? stageEpochs : std::max<Index>(1, epochs / (stages + 1));
+    };
+    schedule(c.rpr.fractions, c.rpr.stageEpochs);
+    schedule(c.inc.fractions, c.inc.stageEpochs);
     return c;
 }
 

@@ -52,6 +52,8 @@ struct EpochStats {
     double flipRatio = std::numeric_limits<double>::quiet_NaN();  ///< fraction of codes changed
     double sparsity = std::numeric_limits<double>::quiet_NaN();   ///< fraction of zero codes
     double freezeFraction = std::numeric_limits<double>::quiet_NaN();  ///< RPR/inc quantized fraction
+    double scalePos = std::numeric_limits<double>::quiet_NaN();  ///< mean trained Wp (TTQ, inc)
+    double scaleNeg = std::numeric_limits<double>::quiet_NaN();  ///< mean trained Wn (TTQ, inc)
 };
 
 /// The result of optimize().

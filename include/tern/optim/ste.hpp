@@ -16,7 +16,7 @@
 namespace tern::optim {
 
 namespace detail {
-struct NamedQuantizer;
+class LatentBlocks;
 }
 
 
@@ -42,17 +42,17 @@ public:
     /// nullptr.
     Ste(QuantizerFactory factory, SteSettings settings = {}, InnerSettings inner = {},
         TrainSettings train = {});
+    ~Ste() override;
     std::string name() const override { return "ste"; }
+    int levels() const override;
+    bool freeScale() const override;
     const SteSettings& settings() const { return settings_; }
 
     /// The latent W of the k-th constrained block.
     const Vector& latent(Index k) const;
     /// The quantizer of the k-th constrained block.
     proj::Quantizer& quantizer(Index k);
-    Index constrainedBlocks() const { return static_cast<Index>(state_.size()); }
-    /// The quantizer's levels() and freeScale().
-    int levels() const override { return levels_; }
-    bool freeScale() const override { return freeScale_; }
+    Index constrainedBlocks() const;
 
 protected:
     void doBegin(Objective& f) override;
@@ -66,25 +66,13 @@ protected:
     void setTrainingPoint(Index i, const Vector& w) override;
 
 private:
-    struct BlockState {
-        Index slot = 0;
-        Vector latent;
-        Vector dLatent;
-        std::unique_ptr<proj::Quantizer> q;
-        std::vector<std::int64_t> codes;  // sign of Q(W) at the start of the epoch
-        bool finite = true;               // latent is finite (checked after every update)
-    };
-    /// Each constrained block's quantizer with the block's name (src/optim/quantizers.hpp).
-    std::vector<detail::NamedQuantizer> quantizers() const;
-    /// value = Q(latent) for every constrained block (skipped for a non-finite latent).
+    /// value = Q(W) for every constrained block (skipped for a non-finite latent).
     void quantizeAll();
+    /// W = clip(W, -c, c) (BinaryConnect), when latentClip > 0.
+    void clip(Vector& w) const;
 
-    QuantizerFactory factory_;
     SteSettings settings_;
-    std::vector<BlockState> state_;
-    int levels_ = 0;
-    bool freeScale_ = false;
-    InnerUpdate qInner_;  // for quantizer trainables
+    std::unique_ptr<detail::LatentBlocks> latent_;
 };
 
 }  // namespace tern::optim

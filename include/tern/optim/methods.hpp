@@ -1,0 +1,74 @@
+#pragma once
+/// \file The method registry: every training method by name, in one place. tern-train,
+/// tern-lsq, tern-ablate and the library resolve names and aliases here, and build the
+/// optimizer from the method's own settings struct (validated once, by that struct).
+///
+///     optim::MethodConfig m;
+///     m.method = "admm";                    // or an alias
+///     m.projection = "ternary:exact,scale=one";
+///     m.admm.rho = 1e-3;
+///     auto opt = optim::makeOptimizer(m, train);   // TrainSettings: epochs, seed, lr schedule
+///     opt->levels();  opt->freeScale();            // from the projection / quantizer
+#include "tern/optim/admm.hpp"
+#include "tern/optim/partial.hpp"
+#include "tern/optim/projected_sgd.hpp"
+#include "tern/optim/ste.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern::optim {
+
+/// Everything that selects and configures a method. Each method reads only its own settings
+/// struct (and the inner update), so a value has one valid range: its struct's validate().
+struct MethodConfig {
+    std::string method = "fp";  ///< a name or alias of methods()
+    /// makeProjection() spec for the methods that project (bc, bwn, twn, admm, pgd, rpr);
+    /// empty = the method's default set (MethodInfo::defaultProjection).
+    std::string projection;
+    Granularity granularity = Granularity::PerTensor;
+    InnerSettings inner;                 ///< SGD or Adam on every float coordinate
+    AdmmSettings admm;                   ///< admm
+    PgdSettings pgd;                     ///< pgd
+    SteSettings ste;                     ///< bc, bwn, twn, ttq (bc forces latentClip 1)
+    double ttqThreshold = 0.05;          ///< ttq, inc: TTQ's threshold fraction t, [0, 1)
+    RprSettings rpr;                     ///< rpr
+    IncrementalSettings inc;             ///< inc
+
+    /// Resolves the method and validates what it uses (its settings struct, the inner update,
+    /// the projection spec). Throws std::invalid_argument naming the field or listing the
+    /// known methods.
+    void validate() const;
+};
+
+/// One registered method.
+struct MethodInfo {
+    std::string name;                  ///< canonical name ("admm"), the one stored in files
+    std::vector<std::string> aliases;  ///< other accepted names ("binaryconnect" for bc)
+    std::string summary;               ///< one line for help texts
+    /// Default projection spec ("" for methods without one: fp, ttq, inc).
+    std::string defaultProjection;
+    /// Builds the optimizer; its constructor validates the settings it takes. `projection`
+    /// is the resolved spec (empty where the method has none).
+    std::unique_ptr<Optimizer> (*make)(const MethodConfig& config, const std::string& projection,
+                                       const TrainSettings& train);
+};
+
+/// Every method, in the order of help texts: fp, bc, bwn, twn, ttq, admm, pgd, rpr, inc.
+const std::vector<MethodInfo>& methods();
+/// The canonical names, in that order.
+std::vector<std::string> methodNames();
+/// The method with this name or alias. Throws std::invalid_argument
+/// "unknown method 'x'; known: fp, bc, ..." otherwise.
+const MethodInfo& findMethod(const std::string& nameOrAlias);
+/// The projection spec a config resolves to: its own, else the method's default ("" for
+/// methods without a projection).
+std::string resolvedProjection(const MethodConfig& config);
+
+/// Builds the config's optimizer with the loop settings `train` (the constructors validate
+/// the settings; unknown names throw as findMethod()).
+std::unique_ptr<Optimizer> makeOptimizer(const MethodConfig& config,
+                                         const TrainSettings& train = {});
+
+}  // namespace tern::optim

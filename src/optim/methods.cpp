@@ -1,0 +1,131 @@
+// The method registry (larq-style lookup: unknown names fail with the list of valid ones).
+#include "tern/optim/methods.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/proj/quantizer.hpp"
+
+#include <algorithm>
+
+namespace tern::optim {
+
+namespace {
+
+using Projection = std::shared_ptr<const proj::Projection>;
+
+QuantizerFactory steFactory(const std::string& spec, Granularity g) {
+    Projection p = proj::makeProjection(spec);
+    return [p, g] { return proj::makeSte(p, g); };
+}
+
+QuantizerFactory ttqFactory(double threshold, Granularity g) {
+    const auto t = static_cast<Scalar>(threshold);
+    return [t, g] { return proj::makeTtq(t, g); };
+}
+
+std::unique_ptr<Optimizer> makeFp(const MethodConfig& c, const std::string&,
+                                  const TrainSettings& train) {
+    return std::make_unique<Sgd>(c.inner, train);
+}
+
+/// BinaryConnect, BWN, TWN: straight-through estimation through P_C.
+std::unique_ptr<Optimizer> makeSteMethod(const MethodConfig& c, const std::string& spec,
+                                         const TrainSettings& train) {
+    return std::make_unique<Ste>(steFactory(spec, c.granularity), c.ste, c.inner, train);
+}
+
+std::unique_ptr<Optimizer> makeBc(const MethodConfig& c, const std::string& spec,
+                                  const TrainSettings& train) {
+    SteSettings ste = c.ste;
+    ste.latentClip = 1;  // BinaryConnect clips the latent to [-1, 1]
+    return std::make_unique<Ste>(steFactory(spec, c.granularity), ste, c.inner, train);
+}
+
+std::unique_ptr<Optimizer> makeTtq(const MethodConfig& c, const std::string&,
+                                   const TrainSettings& train) {
+    return std::make_unique<Ste>(ttqFactory(c.ttqThreshold, c.granularity), c.ste, c.inner, train);
+}
+
+std::unique_ptr<Optimizer> makeAdmm(const MethodConfig& c, const std::string& spec,
+                                    const TrainSettings& train) {
+    return std::make_unique<Admm>(proj::makeProjection(spec), c.granularity, c.admm, c.inner,
+                                  train);
+}
+
+std::unique_ptr<Optimizer> makePgd(const MethodConfig& c, const std::string& spec,
+                                   const TrainSettings& train) {
+    return std::make_unique<ProjectedSgd>(proj::makeProjection(spec), c.granularity, c.inner,
+                                          train, c.pgd);
+}
+
+std::unique_ptr<Optimizer> makeRpr(const MethodConfig& c, const std::string& spec,
+                                   const TrainSettings& train) {
+    return std::make_unique<Rpr>(proj::makeProjection(spec), c.granularity, c.rpr, c.inner, train);
+}
+
+std::unique_ptr<Optimizer> makeInc(const MethodConfig& c, const std::string&,
+                                   const TrainSettings& train) {
+    return std::make_unique<Incremental>(ttqFactory(c.ttqThreshold, c.granularity), c.granularity,
+                                         c.inc, c.inner, train);
+}
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string s;
+    for (const std::string& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s;
+}
+
+}  // namespace
+
+const std::vector<MethodInfo>& methods() {
+    static const std::vector<MethodInfo> all{
+        {"fp", {"sgd", "float"}, "float baseline: SGD/Adam on every weight", "", makeFp},
+        {"bc", {"binaryconnect"}, "BinaryConnect: STE through sign, latent clipped to [-1, 1]",
+         "binary", makeBc},
+        {"bwn", {}, "binary weight networks: STE through a*sign", "binary:scaled", makeSteMethod},
+        {"twn", {}, "ternary weight networks: STE through TWN's threshold rule", "ternary:twn",
+         makeSteMethod},
+        {"ttq", {}, "trained ternary quantization: trained scales Wp, Wn", "", makeTtq},
+        {"admm", {}, "ADMM: W-step (extragradient), G = P_C(W + U), U += W - G",
+         "ternary:exact", makeAdmm},
+        {"pgd", {"projected-sgd"}, "projected SGD: W = P_C(W - lr*inner(g))", "ternary:exact",
+         makePgd},
+        {"rpr", {}, "random partition relaxation: a rising random share frozen at P_C(W)",
+         "ternary:exact", makeRpr},
+        {"inc", {"incremental"}, "incremental TTQ: the largest |W| ternarized in stages", "",
+         makeInc},
+    };
+    return all;
+}
+
+std::vector<std::string> methodNames() {
+    std::vector<std::string> names;
+    for (const MethodInfo& m : methods()) names.push_back(m.name);
+    return names;
+}
+
+const MethodInfo& findMethod(const std::string& nameOrAlias) {
+    for (const MethodInfo& m : methods())
+        if (m.name == nameOrAlias ||
+            std::find(m.aliases.begin(), m.aliases.end(), nameOrAlias) != m.aliases.end())
+            return m;
+    fail("findMethod()", "unknown method '" + nameOrAlias + "'; known: " + joined(methodNames()));
+}
+
+std::string resolvedProjection(const MethodConfig& c) {
+    const MethodInfo& m = findMethod(c.method);
+    if (m.defaultProjection.empty()) return "";
+    return c.projection.empty() ? m.defaultProjection : c.projection;
+}
+
+void MethodConfig::validate() const {
+    // The optimizer's constructor validates the settings struct it takes (and builds the
+    // projection or quantizer, which check their own spec and threshold): one set of ranges.
+    const MethodInfo& m = findMethod(method);
+    m.make(*this, resolvedProjection(*this), TrainSettings{});
+}
+
+std::unique_ptr<Optimizer> makeOptimizer(const MethodConfig& config, const TrainSettings& train) {
+    return findMethod(config.method).make(config, resolvedProjection(config), train);
+}
+
+}  // namespace tern::optim
