@@ -100,12 +100,12 @@ BOOST_AUTO_TEST_CASE(as_usage_turns_any_error_into_a_usage_error) {
     BOOST_CHECK_EXCEPTION(app::asUsage([]() -> int { throw std::runtime_error("bad grid"); }),
                           app::UsageError, messageContains("bad grid"));
     BOOST_CHECK_EXCEPTION(app::asUsage([]() -> int { throw std::out_of_range("x"); }),
-                          app::UsageError, [](const app::UsageError& e) {
-                              return std::string(e.what()) == "x";
-                          });
+                          app::UsageError,
+                          [](const app::UsageError& e) { return std::string(e.what()) == "x"; });
     // an error while reading the command line gets the --help hint
     const Outcome o = runCapturing([](int, char**) -> int {
-        app::asUsage([] { throw std::invalid_argument("TrainConfig::validate(): lr must be > 0"); });
+        app::asUsage(
+            [] { throw std::invalid_argument("TrainConfig::validate(): lr must be > 0"); });
         return 0;
     });
     BOOST_TEST(o.code == 1);
@@ -126,7 +126,8 @@ BOOST_AUTO_TEST_CASE(parse_list_reads_whole_items_and_names_the_bad_one) {
                                      "--lr-steps: '1.5' is not an epoch number";
                           });
     BOOST_CHECK_EXCEPTION(app::parseList<double>("0.5,x", "--fractions", "a number"),
-                          std::invalid_argument, messageContains("--fractions: 'x' is not a number"));
+                          std::invalid_argument,
+                          messageContains("--fractions: 'x' is not a number"));
     BOOST_CHECK_EXCEPTION(app::parseList<double>("0.5 ", "--fractions", "a number"),
                           std::invalid_argument, messageContains("'0.5 ' is not a number"));
     BOOST_CHECK_EXCEPTION(app::parseList<long>("99999999999999999999", "--lr-steps", "an epoch"),
@@ -170,7 +171,8 @@ BOOST_AUTO_TEST_CASE(load_config_reads_an_ini_file_and_the_command_line_wins) {
     po::options_description d("Options");
     d.add_options()("lr", app::withDefault(&lr), "")("epochs", app::withDefault(&epochs), "")(
         "lr-steps", po::value(&steps), "")("config", po::value<std::string>(), "");
-    const std::string ini = writeText("run.ini", "# a run\nlr = 0.5\nepochs = 12\nlr-steps = 5,8\n");
+    const std::string ini =
+        writeText("run.ini", "# a run\nlr = 0.5\nepochs = 12\nlr-steps = 5,8\n");
 
     Args args({"--config", ini, "--lr", "0.25"});
     po::variables_map vm;
@@ -187,11 +189,10 @@ BOOST_AUTO_TEST_CASE(load_config_reads_an_ini_file_and_the_command_line_wins) {
     Args missing({"--config", "/nonexistent/run.ini"});
     po::variables_map vm2;
     po::store(po::parse_command_line(missing.argc(), missing.argv(), d), vm2);
-    BOOST_CHECK_EXCEPTION(app::loadConfig(vm2, d), std::invalid_argument,
-                          [](const std::invalid_argument& e) {
-                              return std::string(e.what()) ==
-                                     "--config: cannot open '/nonexistent/run.ini'";
-                          });
+    BOOST_CHECK_EXCEPTION(
+        app::loadConfig(vm2, d), std::invalid_argument, [](const std::invalid_argument& e) {
+            return std::string(e.what()) == "--config: cannot open '/nonexistent/run.ini'";
+        });
 
     Args bad({"--config", writeText("bad.ini", "lr = 0.5\nbogus = 1\n")});
     po::variables_map vm3;
@@ -204,9 +205,11 @@ BOOST_AUTO_TEST_CASE(read_json_file_names_the_file) {
     BOOST_TEST(j["a"].size() == 2u);
     BOOST_CHECK_EXCEPTION(app::readJsonFile("/nonexistent/summary.json"), std::runtime_error,
                           [](const std::runtime_error& e) {
-                              return std::string(e.what()) == "/nonexistent/summary.json: cannot open";
+                              return std::string(e.what()) ==
+                                     "/nonexistent/summary.json: cannot open";
                           });
-    const std::string cut = writeText("summary.json", "{\"status\": \"completed\", \"seconds\": 1.");
+    const std::string cut =
+        writeText("summary.json", "{\"status\": \"completed\", \"seconds\": 1.");
     BOOST_CHECK_EXCEPTION(app::readJsonFile(cut), std::runtime_error,
                           messageContains(cut + ": not valid JSON ("));
     const std::string trailing = writeText("trailing.json", "{} x");
@@ -222,12 +225,19 @@ BOOST_AUTO_TEST_CASE(flatten_scalars_under_dotted_keys) {
         "cost": {"nonzero_weights": 25320, "deep": {"x": 2.5}},
         "config": {"method": "admm", "lr": "0.05"}})");
     const auto f = app::flattenScalars(j);
-    const std::map<std::string, std::string> expected{
-        {"status", "completed"}, {"final_test_acc", "0.1"}, {"seconds", "1.5e-05"},
-        {"epochs_completed", "20"}, {"offset", "-3"}, {"big", "18446744073709551615"},
-        {"ok", "true"}, {"none", ""}, {"path", "a \"b\"\x01\\c"},
-        {"cost.nonzero_weights", "25320"}, {"cost.deep.x", "2.5"}, {"config.method", "admm"},
-        {"config.lr", "0.05"}};
+    const std::map<std::string, std::string> expected{{"status", "completed"},
+                                                      {"final_test_acc", "0.1"},
+                                                      {"seconds", "1.5e-05"},
+                                                      {"epochs_completed", "20"},
+                                                      {"offset", "-3"},
+                                                      {"big", "18446744073709551615"},
+                                                      {"ok", "true"},
+                                                      {"none", ""},
+                                                      {"path", "a \"b\"\x01\\c"},
+                                                      {"cost.nonzero_weights", "25320"},
+                                                      {"cost.deep.x", "2.5"},
+                                                      {"config.method", "admm"},
+                                                      {"config.lr", "0.05"}};
     BOOST_TEST(f.size() == expected.size());
     for (const auto& [k, v] : expected) {
         BOOST_TEST_INFO("key " << k);
