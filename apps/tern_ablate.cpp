@@ -1,10 +1,10 @@
 // tern-ablate: runs a grid of tern-train runs (named variants x seeds) as child processes, a few
 // at a time with the cores split between them; skips complete runs, resumes unfinished ones,
 // forwards Ctrl-C, and summarizes every run into OUT/results.csv and OUT/results.md.
+#include "common/app.hpp"
+#include "common/json.hpp"
 #include "tern/core/format.hpp"
 #include "tern/run/config.hpp"
-
-#include <boost/program_options.hpp>
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -27,6 +27,7 @@
 
 extern char** environ;
 
+namespace app = tern::app;
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using tern::Index;
@@ -99,113 +100,16 @@ std::string fixed(double v, int decimals) {
 // ------------------------------------------------------------------------- summary.json
 
 /// summary.json's scalars, flattened: "status", "cost.nonzero_weights", "config.method", ...
-/// Strings are unescaped, numbers kept as written, null is "". Arrays ("layers", "model") are
-/// skipped, so a config key never collides with a top-level one.
+/// (app::flattenScalars: strings as they are, numbers as shortest text, null ""). Arrays
+/// ("layers", "model") are left out, so a config key never collides with a top-level one.
 using FlatJson = std::map<std::string, std::string>;
 
-class JsonReader {
-public:
-    explicit JsonReader(const std::string& text) : s_(text) {}
-
-    FlatJson parse() {
-        FlatJson out;
-        value("", true, out);
-        space();
-        if (i_ != s_.size()) fail("trailing characters");
-        return out;
-    }
-
-private:
-    void space() {
-        while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
-    }
-    [[noreturn]] void fail(const std::string& what) const {
-        throw std::runtime_error("JSON: " + what + " at offset " + std::to_string(i_));
-    }
-    void expect(char c) {
-        space();
-        if (i_ >= s_.size() || s_[i_] != c) fail(std::string("expected '") + c + "'");
-        ++i_;
-    }
-    bool next(char c) {
-        space();
-        if (i_ < s_.size() && s_[i_] == c) {
-            ++i_;
-            return true;
-        }
-        return false;
-    }
-    std::string string() {
-        expect('"');
-        std::string out;
-        for (;;) {
-            if (i_ >= s_.size()) fail("unterminated string");
-            const char c = s_[i_++];
-            if (c == '"') return out;
-            if (c != '\\') {
-                out += c;
-                continue;
-            }
-            if (i_ >= s_.size()) fail("unterminated string");
-            const char e = s_[i_++];
-            if (e == 'u') {  // \uXXXX: tern-train writes none; keep the text readable
-                out += '?';
-                i_ += 4;
-            } else {
-                out += e == 'n' ? '\n' : e == 't' ? '\t' : e;  // \" \\ \/ stand for themselves
-            }
-        }
-    }
-    /// Reads one value; scalars are stored under `key` when `keep` (not inside an array).
-    void value(const std::string& key, bool keep, FlatJson& out) {
-        space();
-        if (i_ >= s_.size()) fail("unexpected end");
-        const char c = s_[i_];
-        if (c == '{') {
-            ++i_;
-            if (next('}')) return;
-            do {
-                const std::string k = string();
-                expect(':');
-                value(key.empty() ? k : key + "." + k, keep, out);
-            } while (next(','));
-            expect('}');
-        } else if (c == '[') {
-            ++i_;
-            if (next(']')) return;
-            do value(key, false, out);
-            while (next(','));
-            expect(']');
-        } else if (c == '"') {
-            const std::string v = string();
-            if (keep) out[key] = v;
-        } else {
-            const std::size_t b = i_;
-            while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) ||
-                                      std::strchr("+-.", s_[i_])))
-                ++i_;
-            if (i_ == b) fail(std::string("unexpected '") + c + "'");
-            const std::string v = s_.substr(b, i_ - b);
-            if (keep) out[key] = v == "null" ? "" : v;
-        }
-    }
-
-    const std::string& s_;
-    std::size_t i_ = 0;
-};
-
-/// The run's summary.json, flattened; empty when absent or unreadable (a run killed while
-/// writing it counts as not complete).
+/// The run's summary.json, flattened; empty when absent (tern-train writes it whole, through a
+/// temporary file). Throws std::runtime_error naming the file when it is there but not JSON.
 FlatJson readSummary(const fs::path& runDir) {
-    std::ifstream f(runDir / "summary.json");
-    if (!f) return {};
-    std::stringstream text;
-    text << f.rdbuf();
-    try {
-        return JsonReader(text.str()).parse();
-    } catch (const std::exception&) {
-        return {};
-    }
+    const fs::path path = runDir / "summary.json";
+    if (!fs::exists(path)) return {};
+    return app::flattenScalars(app::readJsonFile(path.string()));
 }
 
 std::string field(const FlatJson& j, const std::string& key) {
@@ -667,10 +571,15 @@ private:
             r.exitCode = killed ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
             if (r.exitCode == 0) {
                 r.state = State::Done;
-                const FlatJson sum = readSummary(r.dir);
-                progress_.event("done " + r.name + ": test acc " +
-                                fixed(100 * toNumber(field(sum, "final_test_acc")), 2) + "%, " +
-                                fixed(toNumber(field(sum, "seconds")), 1) + " s");
+                std::string line = "done " + r.name + ": ";
+                try {  // a summary that is not JSON stops writeResults(), naming the file
+                    const FlatJson sum = readSummary(r.dir);
+                    line += "test acc " + fixed(100 * toNumber(field(sum, "final_test_acc")), 2) +
+                            "%, " + fixed(toNumber(field(sum, "seconds")), 1) + " s";
+                } catch (const std::exception& e) {
+                    line += e.what();
+                }
+                progress_.event(line);
             } else if (gSignalCount != 0 && (r.exitCode == 130 || killed)) {
                 // Also a child killed before it installed its handler: it wrote no checkpoint
                 // and will start (or resume an older one) next time.
@@ -831,9 +740,7 @@ std::string defaultTernTrain(const char* argv0) {
     return (self.parent_path() / "tern-train").string();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     const tern::run::TrainConfig defaults;
     Settings s;
     std::string out, seeds = "1,2,3", variants, gridFile, kSweepList, trainArgs;
@@ -845,18 +752,18 @@ int main(int argc, char** argv) {
         ("variants", po::value(&variants), "comma-separated subset of the grid's variants (default: all)")
         ("grid", po::value(&gridFile), "grid file replacing the default grid: one 'name: tern-train flags' per line, '#' comments")
         ("k-sweep", po::value(&kSweepList), "add variants topk-<k>: ADMM keeping a fraction k of nonzero weights, e.g. 0.1,0.2,0.4")
-        ("seeds", po::value(&seeds)->default_value(seeds), "seeds; every variant runs once per seed");
+        ("seeds", app::withDefault(&seeds), "seeds; every variant runs once per seed");
     po::options_description common("Every run");
     common.add_options()
-        ("dataset", po::value(&s.dataset)->default_value(defaults.dataset), "mnist | fashion-mnist | cifar10")
-        ("model", po::value(&s.model)->default_value(defaults.model), "lenet5 | vgg7 | tiny")
+        ("dataset", app::withDefault(&s.dataset, defaults.dataset), "mnist | fashion-mnist | cifar10")
+        ("model", app::withDefault(&s.model, defaults.model), "lenet5 | vgg7 | tiny")
         ("data-dir", po::value(&s.dataDir), "dataset directory (default: tern-train's, data/<dataset>)")
-        ("epochs", po::value(&s.epochs)->default_value(defaults.epochs), "epochs per run (a grid line may set its own)")
+        ("epochs", app::withDefault(&s.epochs, defaults.epochs), "epochs per run (a grid line may set its own)")
         ("train-args", po::value(&trainArgs), "more tern-train flags for every run, e.g. \"--lr 0.05 --lr-steps 10,15\"; a variant's own flags win");
     po::options_description exec("Execution");
     exec.add_options()
-        ("jobs", po::value(&s.jobs)->default_value(1), "runs in parallel")
-        ("threads", po::value(&s.threads)->default_value(cores), "threads in all; each run gets max(1, threads / jobs)")
+        ("jobs", app::withDefault(&s.jobs, 1), "runs in parallel")
+        ("threads", app::withDefault(&s.threads, cores), "threads in all; each run gets max(1, threads / jobs)")
         ("tern-train", po::value(&s.ternTrain), "tern-train executable (default: the one next to tern-ablate)")
         ("dry-run", po::bool_switch(&dryRun), "print the commands, run nothing")
         ("summarize-only", po::bool_switch(&summarizeOnly), "run nothing; write results.csv and results.md from the runs present");
@@ -872,18 +779,10 @@ int main(int argc, char** argv) {
     std::vector<Variant> grid;
     std::vector<Run> runs;
     std::string commonFlags;
-    try {
+    const bool help = app::asUsage([&] {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, all), vm);
-        if (vm.count("help")) {
-            std::cout << all << "\nDefault grid:\n";
-            for (const Variant& v : defaultGrid()) std::cout << "  " << v.name << ": " << v.text << '\n';
-            std::cout << "\nComplete runs are skipped, unfinished ones resumed (--resume). Exit codes: 0 ok, "
-                         "1 usage, 2 a run failed, 130 interrupted (run again to resume).\n"
-                         "\nExample:\n  tern-ablate --out runs/ablate --dataset mnist --epochs 20 --jobs 2 "
-                         "--train-args \"--lr 0.05 --lr-steps 10,15 --weight-decay 5e-4 --dropout 0.3\"\n";
-            return 0;
-        }
+        if (vm.count("help")) return true;
         po::notify(vm);
         if (out.empty()) throw std::invalid_argument("--out is required");
         if (s.jobs < 1) throw std::invalid_argument("--jobs must be >= 1");
@@ -917,46 +816,54 @@ int main(int argc, char** argv) {
                 throw std::invalid_argument("tern-train not found or not executable at '" + s.ternTrain +
                                             "'; give --tern-train PATH");
         }
-    } catch (const std::exception& e) {  // po::error, std::invalid_argument
-        std::cerr << "tern-ablate: " << e.what() << " (see tern-ablate --help)\n";
-        return 1;
+        return false;
+    });
+    if (help) {
+        std::cout << all << "\nDefault grid:\n";
+        for (const Variant& v : defaultGrid()) std::cout << "  " << v.name << ": " << v.text << '\n';
+        std::cout << "\nComplete runs are skipped, unfinished ones resumed (--resume). Exit codes: 0 ok, "
+                     "1 usage, 2 a run failed, 130 interrupted (run again to resume).\n"
+                     "\nExample:\n  tern-ablate --out runs/ablate --dataset mnist --epochs 20 --jobs 2 "
+                     "--train-args \"--lr 0.05 --lr-steps 10,15 --weight-decay 5e-4 --dropout 0.3\"\n";
+        return app::kExitOk;
     }
 
-    try {
-        if (summarizeOnly) {
-            std::cout << writeResults(s, runs, grid, "");
-            return 0;
-        }
-        for (Run& r : runs) classify(r);
-        if (dryRun) {
-            for (const Run& r : runs)
-                if (r.state == State::Skipped)
-                    std::cout << "# skip " << r.name << ": completed\n";
-                else
-                    std::cout << commandLine(commandOf(r, s.ternTrain)) << " >> "
-                              << shellQuote(r.log.string()) << " 2>&1\n";
-            return 0;
-        }
-        fs::create_directories(s.out);
-        installSignalHandlers();
-        Scheduler(runs, s).run();
-        const std::string md = writeResults(s, runs, grid, commonFlags);
-        std::cout << md << std::flush;
-        std::cerr << "tern-ablate: wrote " << (s.out / "results.csv").string() << " and "
-                  << (s.out / "results.md").string() << '\n';
-        bool failed = false;
-        for (const Run& r : runs)
-            if (r.state == State::Failed) {
-                std::cerr << "tern-ablate: " << failureLine(r) << '\n';
-                failed = true;
-            }
-        if (gSignalCount != 0) {
-            std::cerr << "tern-ablate: interrupted; run the same command again to resume\n";
-            return 130;
-        }
-        return failed ? 2 : 0;
-    } catch (const std::exception& e) {
-        std::cerr << "tern-ablate: " << e.what() << '\n';
-        return 2;
+    if (summarizeOnly) {
+        std::cout << writeResults(s, runs, grid, "");
+        return app::kExitOk;
     }
+    for (Run& r : runs) classify(r);
+    if (dryRun) {
+        for (const Run& r : runs)
+            if (r.state == State::Skipped)
+                std::cout << "# skip " << r.name << ": completed\n";
+            else
+                std::cout << commandLine(commandOf(r, s.ternTrain)) << " >> "
+                          << shellQuote(r.log.string()) << " 2>&1\n";
+        return app::kExitOk;
+    }
+    fs::create_directories(s.out);
+    installSignalHandlers();
+    Scheduler(runs, s).run();
+    const std::string md = writeResults(s, runs, grid, commonFlags);
+    std::cout << md << std::flush;
+    std::cerr << "tern-ablate: wrote " << (s.out / "results.csv").string() << " and "
+              << (s.out / "results.md").string() << '\n';
+    bool failed = false;
+    for (const Run& r : runs)
+        if (r.state == State::Failed) {
+            std::cerr << "tern-ablate: " << failureLine(r) << '\n';
+            failed = true;
+        }
+    if (gSignalCount != 0) {
+        std::cerr << "tern-ablate: interrupted; run the same command again to resume\n";
+        return app::kExitInterrupted;
+    }
+    return failed ? app::kExitFailed : app::kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    return app::runApp("tern-ablate", argc, argv, run, app::HelpHint::SameLine);
 }

@@ -7,6 +7,7 @@
 #include "tern/core/parallel.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <iomanip>
 #include <sstream>
 #include <cmath>
@@ -23,6 +24,23 @@ std::string formatDuration(double s) {
     else o << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
     return o.str();
 }
+
+namespace {
+
+template <class T>
+std::string shortest(T x) {
+    if (std::isnan(x)) return "nan";  // to_chars would print "-nan" for a negative NaN
+    char buf[64];                      // the longest double is 24 characters
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, x);
+    if (ec != std::errc()) throw std::logic_error("formatShortest(): std::to_chars failed");
+    return std::string(buf, end);
+}
+
+}  // namespace
+
+std::string formatShortest(double x) { return shortest(x); }
+
+std::string formatShortest(float x) { return shortest(x); }
 
 Granularity parseGranularity(const std::string& name) {
     if (name == "tensor" || name == "layer") return Granularity::PerTensor;

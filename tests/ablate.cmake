@@ -1,7 +1,7 @@
 # tern-ablate end to end (synthetic data, tiny model) and its command line; bench/plot_report.py
 # on its output when gnuplot is installed.
 if(TARGET tern-ablate)
-  tern_test(test_ablate unit)
+  tern_test(test_ablate unit SEPARATE plot_report_draws_every_figure)  # skipped without gnuplot
   target_compile_definitions(test_ablate PRIVATE
     TERN_ABLATE_EXE="$<TARGET_FILE:tern-ablate>" TERN_TRAIN_EXE="$<TARGET_FILE:tern-train>"
     TERN_PLOT_REPORT="${PROJECT_SOURCE_DIR}/bench/plot_report.py")

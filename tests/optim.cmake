@@ -1,5 +1,8 @@
 # Tests of the optim area.
-tern_test(test_optim unit)       # inner updates, schedules, settings, loop, ADMM state, STE, resume
+# inner updates, schedules, settings, loop, ADMM state, STE, resume
+tern_test(test_optim unit testing/source_rules.cpp)
+# every_rule_is_covered reads src/optim and include/tern/optim for the checks the table must cover
+target_compile_definitions(test_optim PRIVATE TERN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 tern_test(test_optim_admm unit)  # planted ternary least squares vs brute force
 tern_test(test_optim_partial unit)  # RPR and incremental quantization
 # tern-lsq end to end (needs the app)

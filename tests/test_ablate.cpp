@@ -263,6 +263,20 @@ BOOST_AUTO_TEST_CASE(unknown_variant_fails_with_one_line) {
     BOOST_TEST(!fs::exists(dir / "out"));
 }
 
+BOOST_AUTO_TEST_CASE(a_corrupt_summary_is_an_error_naming_the_file) {
+    Dir dir;
+    fs::create_directories(dir / "out/fp-s1");
+    const std::string summary = dir / "out/fp-s1/summary.json";
+    std::ofstream(summary) << "{\"status\": \"completed\", \"epochs_completed\": ";
+    for (const std::string mode : {"--summarize-only", "--dry-run"}) {
+        const Result r = ablate(dir, "--variants fp --seeds 1 " + mode);
+        BOOST_TEST(r.code == 2, mode);
+        BOOST_TEST(r.output.rfind("tern-ablate: " + summary + ": not valid JSON (", 0) == 0, mode);
+        BOOST_TEST(count(r.output, "\n") == 1u, mode);
+    }
+    BOOST_TEST(!fs::exists(dir / "out/results.csv"));
+}
+
 BOOST_AUTO_TEST_CASE(dry_run_prints_the_commands_with_the_split_thread_count) {
     Dir dir;
     const Result r = shell(std::string(TERN_ABLATE_EXE) + " --out '" + (dir / "out") +

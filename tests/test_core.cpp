@@ -8,7 +8,12 @@
 #include "testing/helpers.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <random>
 
 using namespace tern;
 using tern::testing::messageContains;
@@ -85,4 +90,92 @@ BOOST_AUTO_TEST_CASE(format_duration_minutes_hours_and_bad_input) {
     BOOST_TEST(formatDuration(-1) == "?");
     BOOST_TEST(formatDuration(std::numeric_limits<double>::quiet_NaN()) == "?");
     BOOST_TEST(formatDuration(std::numeric_limits<double>::infinity()) == "?");
+}
+
+namespace {
+
+/// The shortest "%.*g" text (1 to 17 significant digits) that reads back to `x`: a bound on the
+/// length formatShortest() may take.
+std::string shortestPrintf(double x) {
+    char buf[64];
+    for (int digits = 1;; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, x);
+        if (std::strtod(buf, nullptr) == x || digits == 17) return buf;
+    }
+}
+
+template <class T>
+T fromBits(std::uint64_t bits) {
+    T x;
+    if constexpr (sizeof(T) == 4) {
+        const auto b = static_cast<std::uint32_t>(bits);
+        std::memcpy(&x, &b, 4);
+    } else {
+        std::memcpy(&x, &bits, 8);
+    }
+    return x;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(format_shortest_edge_cases) {
+    const double inf = std::numeric_limits<double>::infinity();
+    BOOST_TEST(formatShortest(0.1) == "0.1");
+    BOOST_TEST(formatShortest(0.05) == "0.05");
+    BOOST_TEST(formatShortest(5e-4) == "5e-04");  // shorter than 0.0005
+    BOOST_TEST(formatShortest(0.001) == "0.001");  // a tie: fixed
+    BOOST_TEST(formatShortest(1e-7) == "1e-07");
+    BOOST_TEST(formatShortest(0.1 + 0.2) == "0.30000000000000004");
+    BOOST_TEST(formatShortest(100.0) == "100");
+    BOOST_TEST(formatShortest(60000.0) == "60000");
+    BOOST_TEST(formatShortest(1e20) == "1e+20");
+    BOOST_TEST(formatShortest(-2.5) == "-2.5");
+    BOOST_TEST(formatShortest(0.0) == "0");
+    BOOST_TEST(formatShortest(-0.0) == "-0");
+    BOOST_TEST(formatShortest(std::numeric_limits<double>::denorm_min()) == "5e-324");
+    BOOST_TEST(formatShortest(std::numeric_limits<double>::max()) == "1.7976931348623157e+308");
+    BOOST_TEST(formatShortest(std::numeric_limits<double>::lowest()) == "-1.7976931348623157e+308");
+    BOOST_TEST(formatShortest(std::numeric_limits<double>::quiet_NaN()) == "nan");
+    BOOST_TEST(formatShortest(-std::numeric_limits<double>::quiet_NaN()) == "nan");
+    BOOST_TEST(formatShortest(inf) == "inf");
+    BOOST_TEST(formatShortest(-inf) == "-inf");
+    BOOST_TEST(std::isnan(std::strtod(formatShortest(std::nan("")).c_str(), nullptr)));
+    BOOST_TEST(std::strtod(formatShortest(-inf).c_str(), nullptr) == -inf);
+
+    // floats: shortest for the float, not for its double value
+    BOOST_TEST(formatShortest(0.3f) == "0.3");
+    BOOST_TEST(formatShortest(0.1f) == "0.1");
+    BOOST_TEST(formatShortest(static_cast<double>(0.3f)) == "0.30000001192092896");
+    BOOST_TEST(formatShortest(0.0f) == "0");
+    BOOST_TEST(formatShortest(std::numeric_limits<float>::max()) == "3.4028235e+38");
+    BOOST_TEST(formatShortest(std::numeric_limits<float>::denorm_min()) == "1e-45");
+    BOOST_TEST(formatShortest(std::numeric_limits<float>::quiet_NaN()) == "nan");
+    BOOST_TEST(formatShortest(-std::numeric_limits<float>::infinity()) == "-inf");
+}
+
+BOOST_AUTO_TEST_CASE(format_shortest_round_trips_random_values) {
+    std::mt19937_64 rng(14);
+    int checked = 0;
+    for (int i = 0; i < 200000; ++i) {
+        // random bit patterns cover every exponent; every 4th value is a "human" decimal
+        const double d = i % 4 == 3 ? static_cast<double>(rng() % 100000) / 1000
+                                    : fromBits<double>(rng());
+        if (std::isfinite(d)) {
+            const std::string t = formatShortest(d);
+            const double back = std::strtod(t.c_str(), nullptr);
+            if (std::memcmp(&back, &d, sizeof d) != 0) BOOST_FAIL(t << " does not read back");
+            if (i % 16 == 0 && t.size() > shortestPrintf(d).size())
+                BOOST_FAIL(t << " is longer than " << shortestPrintf(d));
+            ++checked;
+        }
+        const float f = fromBits<float>(rng());
+        if (std::isfinite(f)) {
+            const std::string t = formatShortest(f);
+            const float back = std::strtof(t.c_str(), nullptr);
+            if (std::memcmp(&back, &f, sizeof f) != 0) BOOST_FAIL(t << " does not read back as float");
+            if (t.size() > 16) BOOST_FAIL(t << ": a float needs at most 9 significant digits");
+            ++checked;
+        }
+    }
+    BOOST_TEST(checked > 350000);
 }

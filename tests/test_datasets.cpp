@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -623,32 +624,54 @@ BOOST_AUTO_TEST_SUITE_END()
 // ---------------------------------------------------------------------------------------------
 BOOST_AUTO_TEST_SUITE(real_data)
 
-/// The real MNIST / Fashion-MNIST from data/fetch.sh, skipped when absent.
-BOOST_AUTO_TEST_CASE(real_idx_datasets) {
-    struct Known {
-        const char* name;
-        double mean, stddev;  // published pixel statistics of the train set
-    };
-    for (const Known k : {Known{"mnist", 0.1307, 0.3081}, Known{"fashion-mnist", 0.2860, 0.3530}}) {
-        const std::string dir = std::string(TERN_SOURCE_DIR) + "/data/" + k.name;
-        if (!fs::exists(dir + "/train-images-idx3-ubyte") &&
-            !fs::exists(dir + "/train-images-idx3-ubyte.gz")) {
-            BOOST_TEST_MESSAGE("skipped: no " << k.name << " in " << dir << " (run data/fetch.sh)");
-            continue;
-        }
-        const io::DataSplit s = io::loadDataset(k.name, dir);
-        BOOST_TEST(s.train.count == 60000);
-        BOOST_TEST(s.test.count == 10000);
-        BOOST_TEST(s.train.height == 28);
-        BOOST_TEST(s.train.width == 28);
-        BOOST_TEST(s.mean[0] == k.mean, boost::test_tools::tolerance(1e-3));
-        BOOST_TEST(s.stddev[0] == k.stddev, boost::test_tools::tolerance(1e-3));
-        std::vector<int> hist(10, 0);
-        for (const auto l : s.train.labels) ++hist[std::size_t(l)];
-        for (int c = 0; c < 10; ++c) BOOST_TEST(hist[std::size_t(c)] > 5000);
-        BOOST_TEST_MESSAGE(k.name << ": read " << s.train.count << " + " << s.test.count
-                                  << " images, mean " << s.mean[0] << ", stddev " << s.stddev[0]);
+namespace {
+
+/// DIR/<name> where DIR is $TERN_TEST_DATA_DIR when set, else the source tree's data/ (point the
+/// variable at an empty directory to see the tests skipped).
+std::string realDataDir(const std::string& name) {
+    const char* env = std::getenv("TERN_TEST_DATA_DIR");
+    return (env && *env ? std::string(env) : std::string(TERN_SOURCE_DIR) + "/data") + "/" + name;
+}
+
+/// Precondition: the training images of dataset `name` are in realDataDir(name). A test case
+/// without them is skipped, and ctest reports SKIPPED (tests/io_datasets.cmake).
+struct HaveDataset {
+    std::string name;
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        const std::string dir = realDataDir(name);
+        boost::test_tools::assertion_result r(fs::exists(dir + "/train-images-idx3-ubyte") ||
+                                              fs::exists(dir + "/train-images-idx3-ubyte.gz"));
+        if (!r) r.message() << "no " << name << " in " << dir << " (run data/fetch.sh)";
+        return r;
     }
+};
+
+/// Reads the dataset and checks its sizes, its published pixel statistics (train set) and that
+/// every class is well represented.
+void checkRealIdx(const std::string& name, double mean, double stddev) {
+    const io::DataSplit s = io::loadDataset(name, realDataDir(name));
+    BOOST_TEST(s.train.count == 60000);
+    BOOST_TEST(s.test.count == 10000);
+    BOOST_TEST(s.train.height == 28);
+    BOOST_TEST(s.train.width == 28);
+    BOOST_TEST(s.mean[0] == mean, boost::test_tools::tolerance(1e-3));
+    BOOST_TEST(s.stddev[0] == stddev, boost::test_tools::tolerance(1e-3));
+    std::vector<int> hist(10, 0);
+    for (const auto l : s.train.labels) ++hist[std::size_t(l)];
+    for (int c = 0; c < 10; ++c) BOOST_TEST(hist[std::size_t(c)] > 5000);
+    BOOST_TEST_MESSAGE(name << ": read " << s.train.count << " + " << s.test.count
+                            << " images, mean " << s.mean[0] << ", stddev " << s.stddev[0]);
+}
+
+}  // namespace
+
+/// The real MNIST / Fashion-MNIST from data/fetch.sh; each its own ctest test, SKIPPED when absent.
+BOOST_AUTO_TEST_CASE(mnist, *boost::unit_test::precondition(HaveDataset{"mnist"})) {
+    checkRealIdx("mnist", 0.1307, 0.3081);
+}
+
+BOOST_AUTO_TEST_CASE(fashion_mnist, *boost::unit_test::precondition(HaveDataset{"fashion-mnist"})) {
+    checkRealIdx("fashion-mnist", 0.2860, 0.3530);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

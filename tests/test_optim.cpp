@@ -6,20 +6,24 @@
 #include <boost/test/unit_test.hpp>
 
 #include "testing/helpers.hpp"
+#include "testing/source_rules.hpp"
 #include "tern/optim/admm.hpp"
 #include "tern/optim/callbacks.hpp"
 #include "tern/optim/methods.hpp"
+#include "tern/optim/partial.hpp"
 #include "tern/optim/problems/least_squares.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/optim/ste.hpp"
 #include "tern/proj/quantizer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <tuple>
+#include <limits>
 #include <sstream>
 
 namespace bdata = boost::unit_test::data;
@@ -258,6 +262,22 @@ std::vector<Rule> validationRules() {
             s.validate();
         };
     };
+    auto rpr = [](auto mutate) {
+        return [mutate] {
+            RprSettings s;
+            mutate(s.fractions, s.stageEpochs);
+            Rpr r(ternary(), Granularity::PerTensor, s);  // the constructor validates
+        };
+    };
+    auto inc = [](auto mutate) {
+        return [mutate] {
+            IncrementalSettings s;
+            mutate(s.fractions, s.stageEpochs);
+            Incremental i([] { return std::make_unique<TestSte>(ternary()); },
+                          Granularity::PerTensor, s);
+        };
+    };
+    using Fractions = std::vector<double>;
     auto admm = [](auto mutate) {
         return [mutate] {
             AdmmSettings s;
@@ -323,21 +343,174 @@ std::vector<Rule> validationRules() {
          [] { Sgd().setLearningRate(0); }},
         {"EarlyStop::EarlyStop(): patience must be >= 1 (got 0)", [] { EarlyStop e(0); }},
         {"TimeLimit::TimeLimit(): seconds must be > 0 (got -1)", [] { TimeLimit t(-1); }},
+        {"EarlyStop::EarlyStop(): minDelta must be >= 0 (got -1)", [] { EarlyStop e(3, -1); }},
+        {"PrintProgress::PrintProgress(): every must be >= 1 (got 0)",
+         [] {
+             std::ostringstream o;
+             PrintProgress p(o, 0);
+         }},
+        {"SteSettings::validate(): trainableLr must be > 0 (got 0)",
+         [] {
+             SteSettings s;
+             s.trainableLr = 0;
+             Ste ste([] { return std::make_unique<TestSte>(ternary()); }, s);
+         }},
+        {"ProjectedSgd::ProjectedSgd(): projection must not be null",
+         [] { ProjectedSgd p(nullptr, Granularity::PerTensor); }},
+        {"RprSettings::validate(): fractions must not be empty",
+         rpr([](Fractions& f, Index&) { f.clear(); })},
+        {"RprSettings::validate(): fractions must be in (0, 1] (got 1.5)",
+         rpr([](Fractions& f, Index&) { f = {0.5, 1.5}; })},
+        {"RprSettings::validate(): fractions must be non-decreasing (got ",
+         rpr([](Fractions& f, Index&) { f = {0.9, 0.5}; })},
+        {"RprSettings::validate(): stageEpochs must be > 0 (got 0)",
+         rpr([](Fractions&, Index& e) { e = 0; })},
+        {"IncrementalSettings::validate(): fractions must not be empty",
+         inc([](Fractions& f, Index&) { f.clear(); })},
+        {"IncrementalSettings::validate(): fractions must be in (0, 1] (got 0)",
+         inc([](Fractions& f, Index&) { f = {0.0, 1.0}; })},
+        {"IncrementalSettings::validate(): fractions must be non-decreasing (got ",
+         inc([](Fractions& f, Index&) { f = {0.9, 0.5}; })},
+        {"IncrementalSettings::validate(): stageEpochs must be > 0 (got 0)",
+         inc([](Fractions&, Index& e) { e = 0; })},
+        {"IncrementalSettings::validate(): trainableLr must be > 0 (got 0)",
+         [] {
+             IncrementalSettings s;
+             s.trainableLr = 0;
+             Incremental i([] { return std::make_unique<TestSte>(ternary()); },
+                           Granularity::PerTensor, s);
+         }},
+        {"Incremental::Incremental(): quantizer factory must not be empty",
+         [] { Incremental i(QuantizerFactory{}, Granularity::PerTensor); }},
+        {"Ste::Ste(): quantizer factory returned nullptr",
+         [] { Ste s([] { return std::unique_ptr<proj::Quantizer>(); }); }},
+        {"Rpr::Rpr(): projection must not be null", [] { Rpr r(nullptr, Granularity::PerTensor); }},
+        {"LeastSquares::LeastSquares(): A must be non-empty (got 0 x 3)",
+         [] { problems::LeastSquares f(Eigen::MatrixXf(0, 3), Vector(0)); }},
+        {"b has 2 elements, A's rows has 3",
+         [] { problems::LeastSquares f(Eigen::MatrixXf::Ones(3, 2), Vector::Ones(2)); }},
+        {"A has a non-finite entry",
+         [] {
+             Eigen::MatrixXf A = Eigen::MatrixXf::Ones(3, 2);
+             A(1, 1) = std::numeric_limits<float>::quiet_NaN();
+             problems::LeastSquares f(A, Vector::Ones(3));
+         }},
+        {"b has a non-finite entry at index 1",
+         [] {
+             Vector b = Vector::Ones(3);
+             b[1] = std::numeric_limits<float>::infinity();
+             problems::LeastSquares f(Eigen::MatrixXf::Ones(3, 2), b);
+         }},
+        {"rowsPerBatch must be >= 0 (got -1)",
+         [] { problems::LeastSquares f(Eigen::MatrixXf::Ones(3, 2), Vector::Ones(3), -1); }},
     };
 }
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(settings)
 
-BOOST_DATA_TEST_CASE(validate_names_the_field, bdata::xrange(31), i) {
+BOOST_DATA_TEST_CASE(validate_names_the_field, bdata::xrange(validationRules().size()), i) {
     const std::vector<Rule> rules = validationRules();
-    BOOST_REQUIRE(static_cast<size_t>(i) < rules.size());
-    BOOST_TEST_INFO("rule: " << rules[size_t(i)].expected);
-    BOOST_CHECK_EXCEPTION(rules[size_t(i)].make(), std::invalid_argument,
-                          testing::messageContains(rules[size_t(i)].expected));
+    BOOST_TEST_INFO("rule: " << rules[i].expected);
+    BOOST_CHECK_EXCEPTION(rules[i].make(), std::invalid_argument,
+                          testing::messageContains(rules[i].expected));
 }
 
-BOOST_AUTO_TEST_CASE(every_rule_is_covered) { BOOST_TEST(validationRules().size() == 31u); }
+/// Checks whose `where` is a function's parameter (so not a settings validate() or a
+/// constructor), by the start of their call.
+const char* const kUnattributed[] = {
+    // LatentBlocks (src/optim/latent_blocks.cpp), the component of Ste, Rpr and Incremental:
+    // messages name its owner at run time; the owners' rules above cover its constructor checks
+    "fail(where, \"quantizer factory must not be empty\")",
+    "fail(where, \"quantizer factory returned nullptr\")",
+    "fail(where, \"the quantizer factory returned nullptr\")",
+    "requireFinite(blocks[i]->value, where.c_str()",
+    "fail(where, \"state '\" + prefix + \"' has quantizer '\"",  // load()
+    // validateSchedule() of RprSettings and IncrementalSettings (both covered above)
+    "fail(w, \"fractions must not be empty\")",
+    "fail(w, TERN_MSG(\"fractions must be in (0, 1]",
+    "fail(w, \"fractions must be non-decreasing",
+    "requirePositive(static_cast<double>(stageEpochs), w, \"stageEpochs\")",
+};
+
+/// Every check of a settings validate() or a constructor in the optim sources (found by reading
+/// them, tests/testing/source_rules.hpp) has a rule in validationRules() that throws its
+/// message: a check added without a rule fails here, naming its file and line.
+BOOST_AUTO_TEST_CASE(every_rule_is_covered) {
+    std::vector<std::string> thrown;
+    for (const Rule& r : validationRules()) try {
+            r.make();
+        } catch (const std::invalid_argument& e) {
+            thrown.push_back(e.what());
+        }
+    const std::string src(TERN_SOURCE_DIR);
+    const auto checks = testing::sourceRules({src + "/src/optim", src + "/include/tern/optim"});
+    std::size_t validations = 0;
+    bool sawRho = false;
+    for (const testing::SourceRule& c : checks) {
+        BOOST_TEST_CONTEXT(c.file << ":" << c.line << ": " << c.call) {
+            if (c.where.empty()) {  // might be a validation: known ones only
+                const bool known = std::any_of(
+                    std::begin(kUnattributed), std::end(kUnattributed),
+                    [&](const char* start) { return c.call.rfind(start, 0) == 0; });
+                BOOST_TEST(known, "cannot tell the function of this check: write its `where` as a "
+                                  "literal or a const char* declared before it, or add it to "
+                                  "kUnattributed if it checks no settings");
+                continue;
+            }
+            if (!testing::isValidation(c.where)) continue;
+            ++validations;
+            sawRho |= c.where == "AdmmSettings::validate()" && c.text == "rho must be > 0";
+            BOOST_TEST(!c.text.empty(), "the message of a validation must start with a literal "
+                                        "naming the field");
+            const std::string prefix = c.where + ": " + c.text;
+            const bool covered =
+                std::any_of(thrown.begin(), thrown.end(),
+                            [&](const std::string& m) { return m.rfind(prefix, 0) == 0; });
+            BOOST_TEST(covered, "no rule in validationRules() throws \"" << prefix << "...\"");
+        }
+    }
+    // the sources were found and read: a scanner that finds nothing would cover everything
+    BOOST_TEST(validations >= 35u);  // 39 when written
+    BOOST_TEST(sawRho);
+}
+
+BOOST_AUTO_TEST_CASE(source_rules_reads_the_checks) {
+    const std::string code = R"src(
+void AdmmSettings::validate() const {
+    const char* where = "AdmmSettings::validate()";
+    requirePositive(rho, where, "rho");  // fail(where, "not this")
+    if (rhoGrowth < 1)
+        fail(where, TERN_MSG("rhoGrowth must be >= 1 (got " << rhoGrowth << ")"));
+    /* fail("X::validate()", "nor this") */ const int n = 1'000;
+    if (rng.fail()) log("fail("in a string", "x")");
+    requireInRange(static_cast<double>(k), 0, f(1, 2), "Foo::Foo()", "k");
+}
+void Foo::load() { fail("Foo::load()", "state '" + prefix + "' is bad"); fail(w, msg); }
+Foo::Foo(int every) {
+    if (every < 1) throw std::invalid_argument(TERN_MSG("Foo::Foo(): every must be >= 1"));
+})src";
+    const auto r = testing::sourceRulesInText(code, "x.cpp");
+    BOOST_REQUIRE_EQUAL(r.size(), 6u);
+    BOOST_TEST(r[0].where == "AdmmSettings::validate()");
+    BOOST_TEST(r[0].text == "rho must be > 0");
+    BOOST_TEST(r[0].line == 4);
+    BOOST_TEST(r[1].text == "rhoGrowth must be >= 1 (got ");
+    BOOST_TEST(r[1].line == 6);
+    BOOST_TEST(r[2].where == "Foo::Foo()");
+    BOOST_TEST(r[2].text == "k must be in [");
+    BOOST_TEST(r[3].where == "Foo::load()");
+    BOOST_TEST(r[3].text == "state '");
+    BOOST_TEST(r[4].where.empty());  // fail(w, msg): neither is a literal
+    BOOST_TEST(r[4].text.empty());
+    BOOST_TEST(r[4].call.rfind("fail(w, msg);", 0) == 0);
+    BOOST_TEST(r[5].where == "Foo::Foo()");
+    BOOST_TEST(r[5].text == "every must be >= 1");
+    BOOST_TEST(testing::isValidation("AdmmSettings::validate()"));
+    BOOST_TEST(testing::isValidation("EarlyStop::EarlyStop()"));
+    BOOST_TEST(!testing::isValidation("Foo::load()"));
+    BOOST_TEST(!testing::isValidation("Optimizer::setLearningRate()"));
+}
 
 BOOST_AUTO_TEST_CASE(defaults_are_valid) {
     BOOST_CHECK_NO_THROW(SgdSettings{}.validate());

@@ -191,7 +191,7 @@ void StagedQuantization::doSave(StateWriter& out, const std::string& prefix) con
 }
 
 void StagedQuantization::doLoad(const StateReader& in, const std::string& prefix) {
-    const std::string where = owner_ + "::load()";
+    const char* where = "StagedQuantization::load()";
     const std::string theirs = in.attrString(prefix, "fractions");
     if (theirs != joinFractions(fractions_))
         fail(where, "state '" + prefix + "' has fractions " + theirs + ", this optimizer has " +

@@ -8,4 +8,16 @@ namespace tern {
 /// negative or non-finite number of seconds.
 std::string formatDuration(double seconds);
 
+/// The shortest decimal text that reads back (std::strtod, std::stod, `>>`) to exactly `x`, in
+/// the C locale: std::to_chars' shortest round-trip form, the shorter of fixed and scientific
+/// (fixed on a tie). 0.1 -> "0.1" (not "0.10000000000000001"), 100 -> "100", 0.001 -> "0.001",
+/// 5e-4 -> "5e-04", 1e20 -> "1e+20", -0.0 -> "-0". Not finite: every NaN prints "nan",
+/// infinities "inf" and "-inf" (std::strtod reads all three back). Not JSON: a JSON writer must
+/// map NaN and infinities itself.
+std::string formatShortest(double x);
+
+/// As formatShortest(double), shortest for a float: 0.3f -> "0.3" (std::strtof reads it back to
+/// the same float; as a double it would print "0.30000001192092896").
+std::string formatShortest(float x);
+
 }  // namespace tern
