@@ -7,6 +7,7 @@
 #include "tern/core/types.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/dataset.hpp"
+#include "tern/io/hdf5_file.hpp"
 #include "tern/nn/export.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/loss.hpp"
