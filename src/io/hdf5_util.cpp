@@ -61,7 +61,10 @@ std::string detail(const H5::Exception& e) {
     std::string lib;
     lib.swap(tLastError);
     const std::string where = e.getFuncName() + ": " + e.getDetailMsg();
-    return lib.empty() ? where : lib + " [" + where + "]";
+    std::string out = lib.empty() ? where : lib + " [" + where + "]";
+    // One line: some HDF5 messages carry a newline (a ctime() timestamp in "unable to open file").
+    std::replace(out.begin(), out.end(), '\n', ' ');
+    return out;
 }
 
 /// True if the integer type `t` is signed.

@@ -18,8 +18,8 @@ namespace tern::io::h5 {
 /// messages. Call it on every construction, since other code may change the handler.
 void quietHdf5();
 
-/// The HDF5 error: what the library reported (e.g. "truncated file: eof = 1024, ..."), then
-/// the C++ wrapper's message.
+/// The HDF5 error on one line: what the library reported (e.g. "truncated file: eof = 1024,
+/// ..."), then the C++ wrapper's message.
 std::string detail(const H5::Exception& e);
 
 /// True if the integer type `t` is signed.
