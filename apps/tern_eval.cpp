@@ -1,6 +1,6 @@
 // tern-eval: accuracy, storage and arithmetic of a deployed ternary model (docs/export.md).
+#include "tern/deploy/model.hpp"
 #include "tern/io/dataset.hpp"
-#include "tern/nn/export.hpp"
 #include "tern/nn/layer.hpp"
 
 #include <boost/program_options.hpp>
@@ -12,7 +12,8 @@
 
 namespace po = boost::program_options;
 using tern::Index;
-using namespace tern::nn;
+using namespace tern::deploy;
+using tern::nn::setNumThreads;
 
 int main(int argc, char** argv) {
     std::string model, checkpoint, dataset, dataDir;

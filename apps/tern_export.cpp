@@ -1,6 +1,6 @@
 // tern-export: turn a tern-train checkpoint into a deployable ternary model file (BN folded,
 // 2-bit codes, per-channel scale and shift; docs/export.md).
-#include "tern/nn/export.hpp"
+#include "tern/deploy/model.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -11,7 +11,7 @@
 
 namespace po = boost::program_options;
 using tern::Index;
-using namespace tern::nn;
+using namespace tern::deploy;
 
 namespace {
 

@@ -6,12 +6,12 @@
 // SGD or by rounding the least-squares solution, and writes x, scale and objective to --out
 // (written to --out.tmp, then renamed). Exit codes: 0 ok, 1 usage or input error, 2 anything else.
 #include "tern/core/error.hpp"
+#include "tern/io/hdf5_file.hpp"
 #include "tern/optim/admm.hpp"
 #include "tern/optim/problems/least_squares.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/proj/projection.hpp"
 
-#include <H5Cpp.h>
 #include <boost/program_options.hpp>
 
 #include <cmath>
@@ -35,41 +35,36 @@ struct Problem {
     Vector b;
 };
 
-/// Reads a float32/float64 dataset of rank `rank` (b may also be m x 1) into doubles.
-std::vector<double> readFloats(H5::H5File& file, const std::string& path, const std::string& name,
-                               std::vector<hsize_t>& dims) {
-    if (!file.nameExists(name))
-        throw InputError("'" + path + "' has no dataset '" + name + "'");
-    H5::DataSet ds = file.openDataSet(name);
-    if (ds.getTypeClass() != H5T_FLOAT)
+/// Reads a float32/float64 dataset (b may also be m x 1) into doubles, with its dims.
+std::vector<double> readFloats(const io::Hdf5Reader& file, const std::string& name,
+                               std::vector<Index>& dims) {
+    const std::string& path = file.path();
+    if (!file.has(name)) throw InputError("'" + path + "' has no dataset '" + name + "'");
+    const io::DatasetInfo info = file.info(name);
+    if (info.valueClass != io::DatasetInfo::Class::Float)
         throw InputError("dataset '" + name + "' in '" + path +
                          "' is not floating point (float32 or float64 expected)");
-    H5::DataSpace space = ds.getSpace();
-    const int rank = space.getSimpleExtentNdims();
-    dims.assign(static_cast<size_t>(std::max(rank, 0)), 0);
-    if (rank > 0) space.getSimpleExtentDims(dims.data());
-    hsize_t total = 1;
-    for (hsize_t d : dims) total *= d;
-    std::vector<double> data(total);
-    if (total > 0) ds.read(data.data(), H5::PredType::NATIVE_DOUBLE);
-    return data;
+    dims = info.shape.dims;
+    return file.readDoubles(name);
 }
 
 Problem readProblem(const std::string& path) {
     if (!std::filesystem::exists(path)) throw InputError("input file '" + path + "' does not exist");
-    std::unique_ptr<H5::H5File> file;
+    std::vector<Index> adims, bdims;
+    std::vector<double> a, b;
     try {
-        file = std::make_unique<H5::H5File>(path, H5F_ACC_RDONLY);
-    } catch (const H5::Exception& e) {
-        throw InputError("cannot open '" + path + "' as HDF5 (" + e.getDetailMsg() + ")");
+        const io::Hdf5Reader file(path);
+        a = readFloats(file, "A", adims);
+        b = readFloats(file, "b", bdims);
+    } catch (const InputError&) {
+        throw;
+    } catch (const std::exception& e) {  // cannot open or read: an input problem
+        throw InputError(e.what());
     }
-    std::vector<hsize_t> adims, bdims;
-    const std::vector<double> a = readFloats(*file, path, "A", adims);
-    const std::vector<double> b = readFloats(*file, path, "b", bdims);
     if (adims.size() != 2)
         throw InputError("dataset 'A' in '" + path + "' must be 2-D (m x n), got rank " +
                          std::to_string(adims.size()));
-    const auto m = static_cast<Index>(adims[0]), n = static_cast<Index>(adims[1]);
+    const Index m = adims[0], n = adims[1];
     if (m == 0 || n == 0)
         throw InputError("dataset 'A' in '" + path + "' is empty (" + std::to_string(m) + " x " +
                          std::to_string(n) + ")");
@@ -77,7 +72,7 @@ Problem readProblem(const std::string& path) {
     if (bdims.size() != 1 && !column)
         throw InputError("dataset 'b' in '" + path + "' must be 1-D (m), got rank " +
                          std::to_string(bdims.size()));
-    if (static_cast<Index>(bdims[0]) != m)
+    if (bdims[0] != m)
         throw InputError("shape mismatch in '" + path + "': b has " + std::to_string(bdims[0]) +
                          " entries but A has " + std::to_string(m) + " rows");
     Problem p{Eigen::MatrixXf(m, n), Vector(m)};
@@ -110,32 +105,13 @@ double lipschitz(const Eigen::MatrixXf& A, std::uint64_t seed) {
 
 void writeResult(const std::string& out, const Vector& x, double scale, double objective,
                  const std::string& method, const std::string& set) {
-    const std::string tmp = out + ".tmp";
-    try {
-        H5::H5File file(tmp, H5F_ACC_TRUNC);
-        const hsize_t n = static_cast<hsize_t>(x.size());
-        H5::DataSpace vec(1, &n);
-        file.createDataSet("x", H5::PredType::NATIVE_FLOAT, vec)
-            .write(x.data(), H5::PredType::NATIVE_FLOAT);
-        H5::DataSpace scalar(H5S_SCALAR);
-        file.createDataSet("scale", H5::PredType::NATIVE_DOUBLE, scalar)
-            .write(&scale, H5::PredType::NATIVE_DOUBLE);
-        file.createDataSet("objective", H5::PredType::NATIVE_DOUBLE, scalar)
-            .write(&objective, H5::PredType::NATIVE_DOUBLE);
-        H5::StrType str(H5::PredType::C_S1, H5T_VARIABLE);
-        file.createAttribute("method", str, scalar).write(str, method);
-        file.createAttribute("set", str, scalar).write(str, set);
-        file.close();
-    } catch (const H5::Exception& e) {
-        std::filesystem::remove(tmp);
-        throw std::runtime_error("cannot write '" + tmp + "' (" + e.getDetailMsg() + ")");
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, out, ec);
-    if (ec) {
-        std::filesystem::remove(tmp);
-        throw std::runtime_error("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
-    }
+    io::Hdf5Writer file(out);  // written to out.tmp, renamed onto out by close()
+    file.writeFloats("x", x, Shape{x.size()});
+    file.writeDouble("scale", scale);
+    file.writeDouble("objective", objective);
+    file.attr("method", method);
+    file.attr("set", set);
+    file.close();
 }
 
 struct Options {
@@ -264,7 +240,6 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    H5::Exception::dontPrint();
     try {
         return run(argc, argv);
     } catch (const InputError& e) {
@@ -272,9 +247,6 @@ int main(int argc, char** argv) {
         return 1;
     } catch (const std::invalid_argument& e) {
         std::cerr << "tern-lsq: " << e.what() << '\n';
-        return 1;
-    } catch (const H5::Exception& e) {
-        std::cerr << "tern-lsq: HDF5 error: " << e.getDetailMsg() << '\n';
         return 1;
     } catch (const std::exception& e) {
         std::cerr << "tern-lsq: " << e.what() << '\n';

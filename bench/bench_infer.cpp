@@ -7,7 +7,7 @@
 // and without BN with a = 1 (multiplication-free: s_c = 1, only a bias). The same input batch
 // is used for every call. Reports the median over --iters timed calls after --warmup calls.
 // Machine-readable lines: RESULT impl=... model=... bn=... batch=... threads=... median_ms=... img_s=...
-#include "tern/nn/export.hpp"
+#include "tern/deploy/model.hpp"
 #include "tern/nn/models.hpp"
 
 #include <boost/program_options.hpp>
@@ -26,6 +26,7 @@
 namespace po = boost::program_options;
 using tern::Index;
 using namespace tern::nn;
+using namespace tern::deploy;
 
 namespace {
 

@@ -4,6 +4,7 @@
 #include <boost/test/data/test_case.hpp>
 
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/hdf5_file.hpp"
 #include "testing/helpers.hpp"
 
 #include <cstdint>
@@ -185,6 +186,62 @@ BOOST_AUTO_TEST_CASE(ints_take_the_narrowest_type_and_read_back_exactly) {
         BOOST_TEST(CheckpointReader(big).readInts("codes") == codes);
     }
     BOOST_TEST(fs::file_size(big) < (std::uintmax_t{3} << 19));  // < 1.5 MiB (int64: 8 MiB)
+}
+
+BOOST_AUTO_TEST_CASE(byte_datasets_round_trip_with_their_type_and_shape) {
+    const std::string path = scratch() + "/b.h5";
+    std::vector<std::uint8_t> packed(255);
+    for (size_t i = 0; i < packed.size(); ++i) packed[i] = static_cast<std::uint8_t>(i + 1);
+    const std::vector<std::int8_t> codes{-128, -1, 0, 1, 127, 5};
+    {
+        CheckpointWriter w(path);
+        w.writeBytes("layers/fc1/codes_packed", packed, Shape{255});
+        w.writeBytes("layers/fc1/codes", codes, Shape{2, 3});
+        w.writeBytes("empty", std::vector<std::uint8_t>{}, Shape{0});
+        w.writeBytes("scalar", std::vector<std::int8_t>{-7}, Shape{});
+        w.close();
+    }
+    CheckpointReader r(path);
+    BOOST_TEST(r.readBytes("layers/fc1/codes_packed", Shape{255}) == packed);
+    BOOST_TEST(r.readSignedBytes("layers/fc1/codes", Shape{2, 3}) == codes);
+    BOOST_TEST(r.shape("layers/fc1/codes").str() == "[2, 3]");
+    BOOST_TEST(r.readBytes("empty", Shape{0}).empty());
+    BOOST_TEST((r.readSignedBytes("scalar", Shape{}) == std::vector<std::int8_t>{-7}));
+    // int8 is also an integer array: readInts sees the same values
+    BOOST_TEST((r.readInts("scalar") == std::vector<std::int64_t>{-7}));
+}
+
+BOOST_AUTO_TEST_CASE(byte_datasets_reject_wrong_size_type_and_shape) {
+    const std::string path = scratch() + "/b.h5";
+    {
+        CheckpointWriter w(path);
+        BOOST_CHECK_EXCEPTION(w.writeBytes("x", std::vector<std::uint8_t>{1, 2, 3}, Shape{2, 2}),
+                              std::invalid_argument,
+                              messageContains("'x': data has 3 elements, shape [2, 2] has 4"));
+        BOOST_CHECK_EXCEPTION(w.writeBytes("a//b", std::vector<std::int8_t>{1}, Shape{1}),
+                              std::invalid_argument, messageContains("malformed key"));
+        w.writeBytes("u", std::vector<std::uint8_t>{1, 2, 3, 4}, Shape{4});
+        w.writeBytes("s", std::vector<std::int8_t>{-1, 0, 1, 1}, Shape{2, 2});
+        w.write("f", Vector::Ones(4), Shape{4});
+        BOOST_CHECK_EXCEPTION(w.writeBytes("u", std::vector<std::uint8_t>{1}, Shape{1}),
+                              std::invalid_argument, messageContains("'u' is already written"));
+        w.close();
+        BOOST_CHECK_THROW(w.writeBytes("late", std::vector<std::uint8_t>{1}, Shape{1}),
+                          std::logic_error);
+    }
+    CheckpointReader r(path);
+    BOOST_CHECK_EXCEPTION(r.readBytes("u", Shape{2, 2}), std::invalid_argument,
+                          messageContains("'u' in '" + path + "' has shape [4], expected [2, 2]"));
+    BOOST_CHECK_EXCEPTION(r.readBytes("s", Shape{2, 2}), std::invalid_argument,
+                          messageContains("'s' in '" + path + "' is int8, expected uint8"));
+    BOOST_CHECK_EXCEPTION(r.readSignedBytes("u", Shape{4}), std::invalid_argument,
+                          messageContains("'u' in '" + path + "' is uint8, expected int8"));
+    BOOST_CHECK_EXCEPTION(r.readBytes("f", Shape{4}), std::invalid_argument,
+                          messageContains("is float32, expected uint8"));
+    BOOST_CHECK_EXCEPTION(r.readBytes("nope", Shape{4}), std::out_of_range,
+                          messageContains("no dataset 'nope'"));
+    BOOST_CHECK_EXCEPTION(r.read("u", Shape{4}), std::invalid_argument,
+                          messageContains("is uint8, expected float32"));
 }
 
 BOOST_AUTO_TEST_CASE(attributes_of_all_kinds_on_root_groups_and_datasets) {
@@ -492,6 +549,88 @@ BOOST_AUTO_TEST_CASE(wrong_dataset_types) {
                           messageContains("'i' in '" + path + "' is int8, expected float32"));
     BOOST_CHECK_EXCEPTION(r.readInts("f"), std::invalid_argument,
                           messageContains("'f' in '" + path + "' is float32, expected an integer"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(plain_files)
+
+BOOST_AUTO_TEST_CASE(writer_and_reader_round_trip_without_format_attributes) {
+    const std::string path = scratch() + "/result.h5";
+    {
+        io::Hdf5Writer w(path);
+        w.writeFloats("x", Vector::LinSpaced(6, -1, 4), Shape{2, 3});
+        w.writeDouble("objective", 0.1);
+        w.attr("method", "admm");
+        BOOST_TEST(fs::exists(w.tmpPath()));
+        BOOST_TEST(!fs::exists(path));
+        w.close();
+        BOOST_TEST(!fs::exists(w.tmpPath()));
+    }
+    const io::Hdf5Reader r(path);
+    BOOST_TEST(r.has("x"));
+    BOOST_TEST(!r.has("y"));
+    const io::DatasetInfo x = r.info("x");
+    BOOST_TEST((x.valueClass == io::DatasetInfo::Class::Float));
+    BOOST_TEST(x.typeName == "float32");
+    BOOST_TEST(x.shape.str() == "[2, 3]");
+    const std::vector<double> xv = r.readDoubles("x");
+    BOOST_TEST(xv.size() == 6u);
+    BOOST_TEST(xv[0] == -1.0);
+    BOOST_TEST(xv[5] == 4.0);
+    const io::DatasetInfo o = r.info("objective");
+    BOOST_TEST(o.typeName == "float64");
+    BOOST_TEST(o.shape.dims.empty());
+    BOOST_TEST((r.readDoubles("objective") == std::vector<double>{0.1}));
+    // not a checkpoint: no format attribute
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("no 'format' attribute"));
+    BOOST_CHECK_EXCEPTION(r.info("y"), std::out_of_range, messageContains("no dataset 'y'"));
+}
+
+BOOST_AUTO_TEST_CASE(reader_reads_integer_datasets_of_any_file_as_double) {
+    const std::string path = scratch() + "/c.h5";
+    {
+        CheckpointWriter w(path);
+        w.writeInts("g/i", {-300, 0, 70000});
+        w.writeBytes("g/u", std::vector<std::uint8_t>{255, 1}, Shape{1, 2});
+        w.close();
+    }
+    const io::Hdf5Reader r(path);
+    BOOST_TEST(r.info("g/i").typeName == "int32");
+    BOOST_TEST((r.info("g/i").valueClass == io::DatasetInfo::Class::Integer));
+    BOOST_TEST(r.readDoubles("g/i") == (std::vector<double>{-300, 0, 70000}));
+    BOOST_TEST(r.info("g/u").shape.str() == "[1, 2]");
+    BOOST_TEST(r.readDoubles("g/u") == (std::vector<double>{255, 1}));
+    BOOST_TEST(!r.has("g"));  // a group, not a dataset
+}
+
+BOOST_AUTO_TEST_CASE(reader_and_writer_errors) {
+    const std::string dir = scratch();
+    writeBytes(dir + "/junk.h5", "not an hdf5 file\n");
+    BOOST_CHECK_EXCEPTION(io::Hdf5Reader(dir + "/junk.h5"), std::runtime_error,
+                          messageContains("cannot open '" + dir + "/junk.h5' as HDF5"));
+    BOOST_CHECK_EXCEPTION(io::Hdf5Reader(dir + "/missing.h5"), std::runtime_error,
+                          messageContains("cannot open"));
+    BOOST_CHECK_EXCEPTION(io::Hdf5Writer(dir + "/no/such/dir/x.h5"), std::runtime_error,
+                          messageContains("cannot write '" + dir + "/no/such/dir/x.h5.tmp'"));
+    // HDF5's "unable to open file" detail has a timestamp with a newline; messages are one line
+    BOOST_CHECK_EXCEPTION(io::Hdf5Writer(dir + "/no/such/dir/x.h5"), std::runtime_error,
+                          [](const std::runtime_error& e) {
+                              return std::string(e.what()).find('\n') == std::string::npos;
+                          });
+    const std::string path = dir + "/x.h5";
+    {
+        io::Hdf5Writer w(path);
+        w.writeDouble("a", 1);
+        BOOST_CHECK_EXCEPTION(w.writeDouble("a", 2), std::invalid_argument,
+                              messageContains("'a' is already written"));
+        BOOST_CHECK_EXCEPTION(w.writeFloats("v", Vector::Ones(3), Shape{2}),
+                              std::invalid_argument, messageContains("data has 3 elements"));
+        // destroyed without close(): nothing at path, no tmp file left
+    }
+    BOOST_TEST(!fs::exists(path));
+    BOOST_TEST(!fs::exists(path + ".tmp"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -4,7 +4,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tern/io/checkpoint.hpp"
-#include "tern/nn/export.hpp"
+#include "tern/deploy/codes.hpp"
+#include "tern/deploy/model.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
 #include "tern/run/train.hpp"
@@ -19,6 +20,7 @@
 using namespace tern;
 using namespace tern::nn;
 using namespace tern::run;
+using namespace tern::deploy;
 using tern::testing::messageContains;
 namespace bdata = boost::unit_test::data;
 namespace fs = std::filesystem;
@@ -252,6 +254,80 @@ BOOST_AUTO_TEST_CASE(lenet5_ternary_layers_take_15x_less_storage) {
     BOOST_TEST(TernaryModel::load(file).layers().size() == m.layers().size());
 }
 
+BOOST_AUTO_TEST_CASE(model_from_parts_round_trips_through_the_file) {
+    // fc 4 -> 3 (ternary, per filter, TTQ-like ratio in filter 2), relu, fc 3 -> 2 (float)
+    DeployedLayer fc1;
+    fc1.name = "fc1";
+    fc1.kind = DeployedKind::Fc;
+    fc1.in = 4;
+    fc1.out = 3;
+    fc1.weightShape = Shape{3, 4};
+    fc1.ternary = true;
+    fc1.codes = {1, 0, -1, 1, 0, 0, 0, 0, -1, -1, 1, 0};
+    fc1.groups = 3;
+    fc1.groupScale = Vector::Constant(3, 0.5f);
+    fc1.negRatio = Vector::Ones(3);
+    fc1.negRatio[2] = 0.75f;
+    fc1.scale = Vector::LinSpaced(3, 0.5f, 1.5f);
+    fc1.bias = Vector::LinSpaced(3, -1.0f, 1.0f);
+    fc1.sourceBlock = "fc1.weights";
+    DeployedLayer relu;
+    relu.name = "relu1";
+    relu.kind = DeployedKind::Relu;
+    DeployedLayer fc2;
+    fc2.name = "fc2";
+    fc2.kind = DeployedKind::Fc;
+    fc2.in = 3;
+    fc2.out = 2;
+    fc2.weightShape = Shape{2, 3};
+    fc2.weights = Vector::LinSpaced(6, -1.0f, 1.5f);
+    fc2.scale = Vector::Ones(2);
+    fc2.bias = Vector::Zero(2);
+    TernaryModel m({fc1, relu, fc2}, {1, 2, 2}, 2, 1234.0);
+    m.setNormalization({0.5f}, {2.0f});
+    m.addInfo("method", "ttq");
+    const std::string file = testing::tempDir("export-parts") + "/m.h5";
+    m.save(file, true);
+    BOOST_TEST(!fs::exists(file + ".tmp"));
+    const TernaryModel r = TernaryModel::load(file);
+    BOOST_TEST_REQUIRE(r.layers().size() == 3u);
+    BOOST_TEST(r.layers()[0].codes == fc1.codes, boost::test_tools::per_element());
+    BOOST_TEST(r.layers()[0].groups == 3);
+    BOOST_TEST(r.layers()[0].negRatio[2] == 0.75f);
+    BOOST_TEST((r.layers()[0].scale.array() == fc1.scale.array()).all());
+    BOOST_TEST((r.layers()[2].weights.array() == fc2.weights.array()).all());
+    BOOST_TEST(kindName(r.layers()[1].kind) == "relu");
+    BOOST_TEST(r.float32Bits() == 1234.0);
+    BOOST_TEST((r.mean() == std::vector<float>{0.5f}));
+    BOOST_TEST(r.infoValue("method") == "ttq");
+    BOOST_TEST((r.input() == std::vector<Index>{1, 2, 2}));
+    // the same logits from the model and its reload
+    const std::vector<float> img{0.1f, -0.2f, 0.3f, 0.4f};
+    std::vector<float> a(2), b(2);
+    m.logits(img.data(), 1, a.data());
+    TernaryModel::load(file).logits(img.data(), 1, b.data());
+    BOOST_TEST(a == b, boost::test_tools::per_element());
+    // by hand: h = relu(s_c * (Q x)_c + b_c), Q rows {1, 0, -1, 1}, 0, {-0.75, -0.75, 1, 0}
+    const float h0 = std::max(0.5f * (0.1f - 0.3f + 0.4f) - 1.0f, 0.0f);  // 0
+    const float h1 = 0.0f;                                                  // relu(1 * 0 + 0)
+    const float h2 = std::max(1.5f * (-0.75f * 0.1f + 0.75f * 0.2f + 0.3f) + 1.0f, 0.0f);
+    BOOST_TEST(a[0] == -1.0f * h0 - 0.5f * h1 + 0.0f * h2, boost::test_tools::tolerance(1e-5f));
+    BOOST_TEST(a[1] == 0.5f * h0 + 1.0f * h1 + 1.5f * h2, boost::test_tools::tolerance(1e-5f));
+    BOOST_TEST(a[1] == 2.34375f, boost::test_tools::tolerance(1e-5f));
+
+    // inconsistent parts are rejected with the layer named
+    DeployedLayer bad = fc1;
+    bad.codes.pop_back();
+    BOOST_CHECK_EXCEPTION(TernaryModel({bad, relu, fc2}, {1, 2, 2}, 2), std::runtime_error,
+                          messageContains("layer 'fc1' has inconsistent codes or groups"));
+    BOOST_CHECK_EXCEPTION(TernaryModel({fc1, relu, fc2}, {1, 2, 2}, 3), std::runtime_error,
+                          messageContains("expected 3 logits"));
+    BOOST_CHECK_EXCEPTION(m.setNormalization({0.5f, 0.5f}, {1.0f, 1.0f}), std::invalid_argument,
+                          messageContains("expected 1 means"));
+    BOOST_CHECK_EXCEPTION(TernaryModel().save(file), std::runtime_error,
+                          messageContains("input must be C, H, W"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(errors)
@@ -276,7 +352,7 @@ BOOST_AUTO_TEST_CASE(wrong_missing_and_truncated_files) {
                           messageContains("is a tern model file, not a checkpoint"));
     BOOST_CHECK_EXCEPTION(TernaryModel::load(dir + "/nope.h5"), std::runtime_error,
                           messageContains("no such file"));
-    BOOST_TEST(!fs::exists(file + ".part"));
+    BOOST_TEST(!fs::exists(file + ".tmp"));  // written atomically through <file>.tmp
     // Truncated copies fail with a runtime_error naming the file, whatever the cut.
     const auto size = fs::file_size(file);
     for (const double frac : {0.1, 0.5, 0.9, 0.99}) {

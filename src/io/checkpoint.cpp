@@ -1,5 +1,7 @@
 #include "tern/io/checkpoint.hpp"
 
+#include "hdf5_util.hpp"
+
 #include "tern/core/error.hpp"
 
 #include <H5Cpp.h>
@@ -20,198 +22,8 @@ namespace tern::io {
 
 namespace fs = std::filesystem;
 
-namespace {
+using namespace h5;
 
-// ------------------------------------------------------------------ HDF5 helpers
-
-herr_t collectError(unsigned /*n*/, const H5E_error2_t* err, void* data) {
-    auto* msgs = static_cast<std::vector<std::string>*>(data);
-    if (err && err->desc && *err->desc) {
-        std::string m = err->desc;
-        if (std::find(msgs->begin(), msgs->end(), m) == msgs->end()) msgs->push_back(m);
-    }
-    return 0;
-}
-
-/// What the last failing HDF5 call on this thread reported (its innermost messages).
-thread_local std::string tLastError;
-
-/// HDF5's automatic error handler, called when an API function fails, while its error stack
-/// is still intact (by the time a C++ catch block runs, destructors of HDF5 objects have made
-/// other API calls and cleared it). Records instead of printing.
-herr_t recordError(hid_t /*estack*/, void* /*clientData*/) {
-    std::vector<std::string> msgs;
-    try {
-        H5::Exception::walkErrorStack(H5E_WALK_UPWARD, collectError, &msgs);  // innermost first
-        std::string out;
-        for (std::size_t i = 0; i < msgs.size() && i < 3; ++i) out += (i ? "; " : "") + msgs[i];
-        tLastError = out;
-    } catch (...) {  // nothing may propagate through HDF5's C frames
-    }
-    return 0;
-}
-
-/// The HDF5 library prints its error stack to stderr by default; tern prints nothing. Printing
-/// is switched off (dontPrint) and replaced by recordError, which keeps the text for our
-/// exception messages. Set on every construction, since other code may change the handler.
-void quietHdf5() {
-    H5::Exception::dontPrint();
-    H5E_auto2_t handler = recordError;
-    H5::Exception::setAutoPrint(handler, nullptr);
-    tLastError.clear();
-}
-
-/// The HDF5 error: what the library reported (e.g. "truncated file: eof = 1024, ..."), then
-/// the C++ wrapper's message.
-std::string detail(const H5::Exception& e) {
-    std::string lib;
-    lib.swap(tLastError);
-    const std::string where = e.getFuncName() + ": " + e.getDetailMsg();
-    return lib.empty() ? where : lib + " [" + where + "]";
-}
-
-/// True if the integer type `t` is signed.
-bool isSigned(const H5::DataType& t) {
-    H5::IntType it;
-    it.copy(t);
-    return it.getSign() != H5T_SGN_NONE;
-}
-
-/// "float32", "int64", "uint8", "string", ... for messages.
-std::string typeName(const H5::DataType& t) {
-    switch (t.getClass()) {
-        case H5T_FLOAT:
-            return "float" + std::to_string(8 * t.getSize());
-        case H5T_INTEGER: {
-            return (isSigned(t) ? "int" : "uint") + std::to_string(8 * t.getSize());
-        }
-        case H5T_STRING:
-            return "string";
-        case H5T_COMPOUND:
-            return "compound";
-        case H5T_ENUM:
-            return "enum";
-        case H5T_ARRAY:
-            return "array";
-        default:
-            return "HDF5 type class " + std::to_string(static_cast<int>(t.getClass()));
-    }
-}
-
-/// Integer types whose every value fits in int64 (all but uint64 and wider).
-bool fitsInt64(const H5::DataType& t) {
-    if (t.getClass() != H5T_INTEGER) return false;
-    return t.getSize() < 8 || (t.getSize() == 8 && isSigned(t));
-}
-
-/// Dims of a dataspace: rank 0 for a scalar. Throws std::invalid_argument for a null space.
-std::optional<Shape> spaceShape(const H5::DataSpace& space) {
-    switch (space.getSimpleExtentType()) {
-        case H5S_SCALAR:
-            return Shape{};
-        case H5S_SIMPLE: {
-            const int rank = space.getSimpleExtentNdims();
-            std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
-            space.getSimpleExtentDims(dims.data());
-            Shape s;
-            for (hsize_t d : dims) s.dims.push_back(static_cast<Index>(d));
-            return s;
-        }
-        default:
-            return std::nullopt;  // H5S_NULL: no elements, not even a shape
-    }
-}
-
-/// Splits a '/'-separated key into its components. A leading '/' is allowed; empty components
-/// ("a//b", trailing '/'), "." and ".." are not. An empty key (or "/") gives no components,
-/// which is the root, allowed only where `allowRoot`.
-std::vector<std::string> splitKey(const std::string& key, const char* where, bool allowRoot) {
-    std::vector<std::string> parts;
-    const std::string body = (!key.empty() && key.front() == '/') ? key.substr(1) : key;
-    if (body.empty()) {
-        if (!allowRoot) fail(where, "empty key (the root is not a dataset)");
-        return parts;
-    }
-    std::size_t start = 0;
-    while (true) {
-        const std::size_t end = body.find('/', start);
-        std::string part = body.substr(start, end == std::string::npos ? end : end - start);
-        if (part.empty() || part == "." || part == "..")
-            fail(where, "malformed key '" + key + "' (empty, '.' or '..' component)");
-        parts.push_back(std::move(part));
-        if (end == std::string::npos) break;
-        start = end + 1;
-    }
-    return parts;
-}
-
-/// "/a/b/c" from components; "/" for the root.
-std::string joinKey(const std::vector<std::string>& parts, std::size_t n) {
-    if (n == 0) return "/";
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) out += "/" + parts[i];
-    return out;
-}
-
-/// Type of the object at `parts` below the root of `file`, or nullopt if it does not exist.
-/// Walks the path one link at a time, so a missing or non-group intermediate gives nullopt
-/// (HDF5 would report an error instead). A non-group intermediate sets `blockedBy`.
-std::optional<H5O_type_t> objectType(const H5::H5File& file, const std::vector<std::string>& parts,
-                                     std::string* blockedBy = nullptr) {
-    if (parts.empty()) return H5O_TYPE_GROUP;
-    for (std::size_t n = 1; n <= parts.size(); ++n) {
-        const std::string prefix = joinKey(parts, n);
-        if (!file.nameExists(prefix)) return std::nullopt;
-        const H5O_type_t type = file.childObjType(prefix);
-        if (n == parts.size()) return type;
-        if (type != H5O_TYPE_GROUP) {
-            if (blockedBy) *blockedBy = prefix;
-            return std::nullopt;
-        }
-    }
-    return std::nullopt;  // unreachable
-}
-
-/// An open group or dataset, the two kinds of object that carry tern's attributes.
-/// (H5::H5Object's destructor is protected, so it cannot be owned through a base pointer.)
-class Object {
-public:
-    explicit Object(const H5::Group& g) : obj_(std::in_place_type<H5::Group>, g) {}
-    explicit Object(const H5::DataSet& d) : obj_(std::in_place_type<H5::DataSet>, d) {}
-    H5::H5Object* operator->() {
-        return std::visit([](auto& o) -> H5::H5Object* { return &o; }, obj_);
-    }
-
-private:
-    std::variant<H5::Group, H5::DataSet> obj_;
-};
-
-/// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
-/// for other object kinds (named datatypes).
-std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
-                                 H5O_type_t type) {
-    if (type == H5O_TYPE_GROUP) return Object(file.openGroup(path));
-    if (type == H5O_TYPE_DATASET) return Object(file.openDataSet(path));
-    return std::nullopt;
-}
-
-// ------------------------------------------------------------------ POSIX durability
-
-/// fsync of a file or directory; throws std::runtime_error with errno's text.
-void fsyncPath(const fs::path& p, bool directory, const std::string& where) {
-    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-    if (fd < 0)
-        throw std::runtime_error(where + ": cannot open '" + p.string() + "' to fsync it: " +
-                                 std::strerror(errno));
-    const int rc = ::fsync(fd);
-    const int err = errno;
-    ::close(fd);
-    if (rc != 0)
-        throw std::runtime_error(where + ": fsync of '" + p.string() + "' failed: " +
-                                 std::strerror(err));
-}
-
-}  // namespace
 
 // ================================================================== CheckpointWriter
 
@@ -270,22 +82,31 @@ bool CheckpointWriter::closed() const { return impl_->closed; }
 
 namespace {
 
-/// Creates the groups above the dataset `parts` and checks that the dataset does not exist.
-/// Returns the dataset's absolute path.
-std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& parts,
-                           const std::string& key, const std::string& tmp, const char* where) {
-    for (std::size_t n = 1; n < parts.size(); ++n) {
-        const std::string prefix = joinKey(parts, n);
-        if (!file.nameExists(prefix))
-            file.createGroup(prefix);
-        else if (file.childObjType(prefix) != H5O_TYPE_GROUP)
-            fail(where, "cannot write '" + key + "' to '" + tmp + "': '" + prefix +
-                            "' is a dataset, not a group");
+/// Writes `count` values at `data` as the dataset `key` of type `fileType` (from `memType`)
+/// whose dims are `shape.dims` (rank 0: a scalar dataspace).
+void writeDataset(H5::H5File& file, const std::string& key, const std::string& tmp,
+                  const char* where, const void* data, Index count, const Shape& shape,
+                  const H5::PredType& fileType, const H5::PredType& memType) {
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    std::vector<hsize_t> dims;
+    for (Index d : shape.dims) {
+        if (d < 0) fail(where, "'" + key + "' has a negative dim in shape " + shape.str());
+        dims.push_back(static_cast<hsize_t>(d));
     }
-    const std::string full = joinKey(parts, parts.size());
-    if (file.nameExists(full))
-        fail(where, "'" + key + "' is already written to '" + tmp + "'");
-    return full;
+    if (count != shape.size())
+        fail(where, TERN_MSG("'" << key << "': data has " << count << " elements, shape "
+                                 << shape.str() << " has " << shape.size()));
+    try {
+        const std::string full = prepareDataset(file, parts, key, tmp, where);
+        const H5::DataSpace space = dims.empty()
+                                        ? H5::DataSpace(H5S_SCALAR)
+                                        : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+        H5::DataSet ds = file.createDataSet(full, fileType, space);
+        if (count > 0) ds.write(data, memType);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" + tmp +
+                                 "': " + detail(e));
+    }
 }
 
 }  // namespace
@@ -293,26 +114,24 @@ std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& par
 void CheckpointWriter::write(const std::string& key, CVecRef data, const Shape& shape) {
     const char* where = "CheckpointWriter::write()";
     if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    const std::vector<std::string> parts = splitKey(key, where, false);
-    std::vector<hsize_t> dims;
-    for (Index d : shape.dims) {
-        if (d < 0) fail(where, "'" + key + "' has a negative dim in shape " + shape.str());
-        dims.push_back(static_cast<hsize_t>(d));
-    }
-    if (data.size() != shape.size())
-        fail(where, TERN_MSG("'" << key << "': data has " << data.size() << " elements, shape "
-                                 << shape.str() << " has " << shape.size()));
-    try {
-        const std::string full = prepareDataset(impl_->file, parts, key, tmpPath(), where);
-        const H5::DataSpace space = dims.empty()
-                                        ? H5::DataSpace(H5S_SCALAR)
-                                        : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
-        H5::DataSet ds = impl_->file.createDataSet(full, H5::PredType::IEEE_F32LE, space);
-        if (data.size() > 0) ds.write(data.data(), H5::PredType::NATIVE_FLOAT);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
-                                 tmpPath() + "': " + detail(e));
-    }
+    writeDataset(impl_->file, key, tmpPath(), where, data.data(), data.size(), shape,
+                 H5::PredType::IEEE_F32LE, H5::PredType::NATIVE_FLOAT);
+}
+
+void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std::uint8_t>& data,
+                                  const Shape& shape) {
+    const char* where = "CheckpointWriter::writeBytes()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    writeDataset(impl_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+                 shape, H5::PredType::STD_U8LE, H5::PredType::NATIVE_UINT8);
+}
+
+void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std::int8_t>& data,
+                                  const Shape& shape) {
+    const char* where = "CheckpointWriter::writeBytes()";
+    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    writeDataset(impl_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+                 shape, H5::PredType::STD_I8LE, H5::PredType::NATIVE_INT8);
 }
 
 void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::int64_t>& data) {
@@ -530,17 +349,6 @@ CheckpointReader::~CheckpointReader() {
 
 namespace {
 
-/// Opens the dataset `key` or throws std::out_of_range naming key and file.
-H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
-                        const char* where) {
-    const std::vector<std::string> parts = splitKey(key, where, false);
-    const auto type = objectType(file, parts);
-    if (!type || *type != H5O_TYPE_DATASET)
-        throw std::out_of_range(std::string(where) + ": no dataset '" + key + "' in '" + path +
-                                "'" + (type ? " (it is a group)" : ""));
-    return file.openDataSet(joinKey(parts, parts.size()));
-}
-
 /// Opens the attribute `name` of the object `objPath` or throws std::out_of_range.
 H5::Attribute openAttr(const H5::H5File& file, const std::string& objPath,
                        const std::string& name, const std::string& path, const char* where) {
@@ -599,26 +407,61 @@ Shape CheckpointReader::shape(const std::string& key) const {
     }
 }
 
-Vector CheckpointReader::read(const std::string& key, const Shape& expected) const {
-    const char* where = "CheckpointReader::read()";
+namespace {
+
+/// Opens the dataset `key`, checks its type with `typeOk` (else std::invalid_argument
+/// "... is <type>, expected <want>") and its dims against `expected`, and reads it as `memType`.
+template <typename Out>
+Out readDataset(const H5::H5File& file, const std::string& key, const Shape& expected,
+                const std::string& path, const char* where, bool (*typeOk)(const H5::DataType&),
+                const char* want, const H5::PredType& memType) {
     try {
-        const H5::DataSet ds = openDataset(impl_->file, key, path_, where);
+        const H5::DataSet ds = openDataset(file, key, path, where);
         const H5::DataType type = ds.getDataType();
-        if (type.getClass() != H5T_FLOAT || type.getSize() != 4)
-            fail(where, "'" + key + "' in '" + path_ + "' is " + typeName(type) +
-                            ", expected float32");
+        if (!typeOk(type))
+            fail(where, "'" + key + "' in '" + path + "' is " + typeName(type) + ", expected " +
+                            want);
         const auto stored = spaceShape(ds.getSpace());
-        if (!stored) fail(where, "'" + key + "' in '" + path_ + "' has a null dataspace");
+        if (!stored) fail(where, "'" + key + "' in '" + path + "' has a null dataspace");
         if (*stored != expected)
-            fail(where, "'" + key + "' in '" + path_ + "' has shape " + stored->str() +
+            fail(where, "'" + key + "' in '" + path + "' has shape " + stored->str() +
                             ", expected " + expected.str());
-        Vector v(stored->size());
-        if (v.size() > 0) ds.read(v.data(), H5::PredType::NATIVE_FLOAT);
+        Out v(stored->size());
+        if (v.size() > 0) ds.read(v.data(), memType);
         return v;
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot read '" + key + "' from '" +
-                                 path_ + "': " + detail(e));
+                                 path + "': " + detail(e));
     }
+}
+
+bool isFloat32(const H5::DataType& t) { return t.getClass() == H5T_FLOAT && t.getSize() == 4; }
+bool isUint8(const H5::DataType& t) {
+    return t.getClass() == H5T_INTEGER && t.getSize() == 1 && !isSigned(t);
+}
+bool isInt8(const H5::DataType& t) {
+    return t.getClass() == H5T_INTEGER && t.getSize() == 1 && isSigned(t);
+}
+
+}  // namespace
+
+Vector CheckpointReader::read(const std::string& key, const Shape& expected) const {
+    return readDataset<Vector>(impl_->file, key, expected, path_, "CheckpointReader::read()",
+                               isFloat32, "float32", H5::PredType::NATIVE_FLOAT);
+}
+
+std::vector<std::uint8_t> CheckpointReader::readBytes(const std::string& key,
+                                                      const Shape& expected) const {
+    return readDataset<std::vector<std::uint8_t>>(impl_->file, key, expected, path_,
+                                                  "CheckpointReader::readBytes()", isUint8,
+                                                  "uint8", H5::PredType::NATIVE_UINT8);
+}
+
+std::vector<std::int8_t> CheckpointReader::readSignedBytes(const std::string& key,
+                                                           const Shape& expected) const {
+    return readDataset<std::vector<std::int8_t>>(impl_->file, key, expected, path_,
+                                                 "CheckpointReader::readSignedBytes()", isInt8,
+                                                 "int8", H5::PredType::NATIVE_INT8);
 }
 
 std::vector<std::int64_t> CheckpointReader::readInts(const std::string& key) const {

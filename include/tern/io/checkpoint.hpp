@@ -5,8 +5,9 @@
 /// `format` (string) and `version` (int64); every key "a/b/c" is the dataset `/a/b/c`, with
 /// intermediate groups created as needed; attributes hang on groups or datasets ("" = root).
 /// Tensors are float32 datasets whose dims are the tensor's Shape (rank 0 is an HDF5 scalar
-/// dataspace); integer arrays are 1-D int64 datasets; string attributes are variable-length
-/// UTF-8 strings. Any HDF5 tool reads it: `h5dump -H file.h5`, h5py, HDFView.
+/// dataspace); integer arrays are 1-D datasets of the narrowest signed type that holds them
+/// (read back as int64); byte arrays are uint8 or int8 datasets of any shape; string attributes
+/// are variable-length UTF-8 strings. Any HDF5 tool reads it: `h5dump -H file.h5`, h5py, HDFView.
 ///
 /// The writer never leaves a half-written file at `path`: it writes `path + ".tmp"` and
 /// close() renames that onto `path` after an fsync, so a crash keeps the previous checkpoint.
@@ -51,6 +52,13 @@ public:
     void write(const std::string& key, CVecRef data, const Shape& shape) override;
     /// Writes a 1-D int64 dataset at `key` (may be empty). Same key rules as write().
     void writeInts(const std::string& key, const std::vector<std::int64_t>& data) override;
+    /// Writes `data` as a uint8 dataset (H5T_STD_U8LE) at `key` whose dims are `shape.dims`
+    /// (packed codes, masks). Same key and size rules as write().
+    void writeBytes(const std::string& key, const std::vector<std::uint8_t>& data,
+                    const Shape& shape);
+    /// Writes `data` as an int8 dataset (H5T_STD_I8LE); see writeBytes(key, uint8 data, shape).
+    void writeBytes(const std::string& key, const std::vector<std::int8_t>& data,
+                    const Shape& shape);
     /// Sets a float64 attribute on the group or dataset `path` ("" = root); a missing path is
     /// created as a group; an existing attribute of that name is replaced.
     void attr(const std::string& path, const std::string& name, double value) override;
@@ -106,6 +114,12 @@ public:
     Vector read(const std::string& key, const Shape& expected) const override;
     /// The stored dims of the dataset `key` (std::out_of_range if missing).
     Shape shape(const std::string& key) const;
+    /// Reads the uint8 dataset `key`; its dims must equal `expected.dims`. Throws
+    /// std::out_of_range if missing, std::invalid_argument naming the key if it is not uint8
+    /// (int8 included: no silent conversion) or on a shape mismatch (both shapes named).
+    std::vector<std::uint8_t> readBytes(const std::string& key, const Shape& expected) const;
+    /// Reads the int8 dataset `key`; see readBytes().
+    std::vector<std::int8_t> readSignedBytes(const std::string& key, const Shape& expected) const;
     /// Reads a 1-D (or scalar) integer dataset as int64. Throws std::out_of_range if missing,
     /// std::invalid_argument if it is not an integer type that fits in int64 or has rank > 1.
     std::vector<std::int64_t> readInts(const std::string& key) const override;

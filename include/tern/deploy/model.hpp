@@ -1,0 +1,136 @@
+#pragma once
+/// \file Deployment of a trained ternary network (docs/export.md, docs/algorithms.md §9).
+///
+/// A tern-train checkpoint holds the deployed point (ternary weights a*Q per group) and the BN
+/// running statistics. Export folds every batch norm into the layer before it,
+///
+///   y_c = gamma_c * (a_c * (Q*x)_c + bias_c - m_c) / sqrt(v_c + eps) + beta_c
+///       = s_c * (Q*x)_c + b_c,
+///   s_c = gamma_c * a_c / sqrt(v_c + eps),
+///   b_c = beta_c + gamma_c * (bias_c - m_c) / sqrt(v_c + eps),
+///
+/// (without BN: s_c = a_c, b_c = bias_c), and keeps the codes Q in {-1, 0, +1} (int8 in memory,
+/// 2 bits each in the model file). With a = 1 and no BN, s_c = 1: the layer needs additions and
+/// subtractions only ("multiplication-free"). Float layers (first/last unless quantized) keep
+/// their float weights and get the same per-channel s_c, b_c (s_c = gamma_c/sqrt(v_c+eps)).
+///
+/// TernaryModel runs the deployed graph on oneDNN f32 primitives (deploy/inference.hpp;
+/// inference only) and needs no training configuration. Where each part lives:
+/// deploy/codes.hpp (ternary check, 2-bit packing), deploy/folding.hpp (BN folding),
+/// deploy/rebuild.hpp (checkpoint -> network), deploy/model_file.hpp (the tern-model file).
+#include "tern/deploy/layer.hpp"
+#include "tern/deploy/rebuild.hpp"
+#include "tern/io/dataset.hpp"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tern::nn {
+class Network;
+}
+
+namespace tern::deploy {
+
+class InferenceEngine;
+
+/// Storage and arithmetic of a deployed model, per image.
+struct DeployedCost {
+    /// per image: float MACs, plus one per output value with s_c != 1
+    Index multiplications = 0;
+    Index additions = 0;        ///< per image: one per nonzero weight use, plus one per bias
+    double storageBits = 0;     ///< payload: 2/weight ternary, 32/float value (weights, s, b, ratios)
+    double float32Bits = 0;     ///< the trained network's parameters + BN statistics as float32
+    double ternaryBits = 0;     ///< payload of the ternary layers alone
+    double ternaryFloat32Bits = 0;  ///< float32 size of the same layers (weights, bias, BN)
+};
+
+/// The checkpoint config keys a model keeps as provenance (info()), in this order: "model",
+/// "dataset", "train-limit", "width", "bn", "method", "alpha", "projection", "granularity",
+/// "quantize-first", "quantize-last", "epochs", "seed".
+const std::vector<std::string>& infoKeys();
+
+/// A deployable ternary network: codes, folded per-channel scales and shifts, and a oneDNN
+/// inference path that needs nothing but the model.
+class TernaryModel {
+public:
+    TernaryModel();
+    /// Assembles a model from its layers, the {C, H, W} of one image and the class count;
+    /// `float32Bits` is the size of the source network (cost().float32Bits). Throws
+    /// std::runtime_error "TernaryModel: ..." if the parts are inconsistent (shapes, code and
+    /// group counts, a graph that does not end in `classes` logits).
+    TernaryModel(std::vector<DeployedLayer> layers, std::vector<Index> input, int classes,
+                 double float32Bits = 0);
+    ~TernaryModel();
+    TernaryModel(TernaryModel&&) noexcept;
+    TernaryModel& operator=(TernaryModel&&) noexcept;
+
+    /// Exports a tern-train checkpoint: rebuilds the network from its config, loads the
+    /// deployed parameters and BN statistics, checks every constrained block is ternary
+    /// (std::runtime_error "... is not ternary ..." naming the block otherwise) and folds.
+    /// Throws std::runtime_error for a missing/corrupt file or a model file given instead.
+    /// (deploy/rebuild.cpp)
+    static TernaryModel fromCheckpoint(const std::string& checkpoint,
+                                       const ExportOptions& options = {});
+    /// Folds a live network at its current values (the deployed point) and BN statistics.
+    /// Constrained blocks must be ternary (see fromCheckpoint). (deploy/folding.cpp)
+    static TernaryModel fromNetwork(const nn::Network& net, double tolerance = 1e-6);
+    /// Reads a model file written by save(); see deploy::loadModel().
+    static TernaryModel load(const std::string& path);
+    /// Writes the model file (HDF5, format "tern-model" version 1; docs/export.md)
+    /// atomically; see deploy::saveModel(). With `int8Codes`, also writes the int8 codes beside
+    /// the packed ones.
+    void save(const std::string& path, bool int8Codes = false) const;
+
+    /// Logits (count x classes, row-major), in batches of `batchSize` (the last one padded).
+    std::vector<float> logits(const io::Dataset& data, Index batchSize = 100);
+    /// Arg-max class per image.
+    std::vector<int> predict(const io::Dataset& data, Index batchSize = 100);
+    /// Logits of `count` images at `images` (NCHW, already normalized); `out` gets
+    /// count x classes values. The plan for `count` is built once and cached.
+    void logits(const float* images, Index count, float* out);
+    /// Fraction of correctly classified images.
+    double accuracy(const io::Dataset& data, Index batchSize = 100);
+
+    const std::vector<DeployedLayer>& layers() const { return layers_; }
+    const std::vector<Index>& input() const { return input_; }
+    int classes() const { return classes_; }
+    /// True if every ternary layer is multiplication-free (and there is at least one).
+    bool multiplicationFree() const;
+    /// True if every conv/fc layer is ternary and multiplication-free.
+    bool fullyMultiplicationFree() const;
+    DeployedCost cost() const;
+    /// The trained network's parameters + BN statistics as float32 bits (0 if unknown).
+    double float32Bits() const { return float32Bits_; }
+
+    /// Per-channel input normalization the network was trained with (empty if unknown).
+    const std::vector<float>& mean() const { return mean_; }
+    const std::vector<float>& stddev() const { return stddev_; }
+    /// Sets the normalization: both empty, or one value per input channel each
+    /// (std::invalid_argument otherwise).
+    void setNormalization(std::vector<float> mean, std::vector<float> stddev);
+    /// Provenance copied from the checkpoint config ("model", "method", "alpha", "bn",
+    /// "granularity", "dataset", "train-limit", ...), as key/value pairs.
+    const std::vector<std::pair<std::string, std::string>>& info() const { return info_; }
+    /// One value of info() ("" if absent).
+    std::string infoValue(const std::string& key) const;
+    /// Appends one provenance entry.
+    void addInfo(const std::string& key, const std::string& value);
+
+    /// Throws std::runtime_error "TernaryModel: ..." if the parts do not fit together (shapes,
+    /// code and group counts, a graph that does not end in classes() logits). Every model
+    /// built by a constructor or factory has passed it; a default-constructed one fails it.
+    void check() const;
+
+private:
+    std::vector<DeployedLayer> layers_;
+    std::vector<Index> input_;
+    int classes_ = 0;
+    std::vector<float> mean_, stddev_;
+    std::vector<std::pair<std::string, std::string>> info_;
+    double float32Bits_ = 0;  // the source network's parameters + BN statistics
+    std::unique_ptr<InferenceEngine> engine_;
+};
+
+}  // namespace tern::deploy

@@ -1,0 +1,30 @@
+#pragma once
+/// \file The model file: HDF5, root attributes format "tern-model" and version 1, written and
+/// read through io::CheckpointWriter / io::CheckpointReader (docs/export.md lists every
+/// dataset and attribute). Per conv / FC layer: /layers/<name>/codes_packed (uint8, 2 bits per
+/// code; deploy/codes.hpp), scale, bias, weight_shape, group_scale and neg_ratio (ternary) or
+/// weights (float), optionally codes (int8); per layer the attributes type, index and its
+/// geometry; the provenance under /source; the input normalization under /normalization.
+#include "tern/deploy/model.hpp"
+
+#include <string>
+
+namespace tern::deploy {
+
+/// The `format` attribute of a model file.
+inline constexpr const char* kModelFormat = "tern-model";
+/// The newest model-file version this build writes and reads.
+inline constexpr int kModelVersion = 1;
+
+/// Writes `model` to `path` atomically (via `path + ".tmp"`; an existing file is replaced
+/// only by a complete one). With `int8Codes`, also writes /layers/<name>/codes as int8 beside
+/// the packed codes. Throws std::runtime_error naming the file for I/O and HDF5 failures.
+void saveModel(const TernaryModel& model, const std::string& path, bool int8Codes = false);
+
+/// Reads a model file. Throws std::runtime_error "TernaryModel::load(): '<path>' ..." for a
+/// missing, truncated or corrupt file, a checkpoint given instead ("is a tern checkpoint, not a
+/// model file"), missing or wrongly shaped contents ("not a valid model file: ..."), packed and
+/// int8 codes that differ, or a graph that does not fit together.
+TernaryModel loadModel(const std::string& path);
+
+}  // namespace tern::deploy

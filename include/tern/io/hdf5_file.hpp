@@ -1,0 +1,87 @@
+#pragma once
+/// \file Plain HDF5 files that are not tern checkpoints: Hdf5Reader reads the numeric datasets of
+/// any HDF5 file (tern-lsq's A and b), Hdf5Writer writes a small result file (tern-lsq's x,
+/// scale, objective) atomically. Neither needs nor writes the `format` / `version` attributes
+/// of io/checkpoint.hpp. Like the checkpoint classes, they keep HDF5 out of every header.
+///
+/// Threads: the HDF5 library Debian ships is not thread-safe; use them from one thread at a time.
+#include "tern/core/types.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tern::io {
+
+/// What a dataset holds, as far as a reader of numbers cares.
+struct DatasetInfo {
+    /// HDF5 type class of the elements.
+    enum class Class { Integer, Float, String, Other };
+    Class valueClass = Class::Other;
+    std::string typeName;  ///< "float32", "float64", "int8", "uint16", "string", ...
+    Shape shape;           ///< stored dims, row-major (rank 0: a scalar)
+};
+
+/// Reads datasets of any HDF5 file by name ("A", "group/b"). The file is opened read-only.
+///
+/// Errors: the constructor throws std::runtime_error "Hdf5Reader: cannot open '<path>' as HDF5
+/// (...)" for a missing, non-HDF5 or corrupt file. info() and readDoubles() throw
+/// std::out_of_range naming the dataset and file if it is missing, std::invalid_argument for a
+/// malformed name or a non-numeric dataset, std::runtime_error if HDF5 fails while reading.
+class Hdf5Reader {
+public:
+    explicit Hdf5Reader(const std::string& path);
+    ~Hdf5Reader();
+    Hdf5Reader(const Hdf5Reader&) = delete;
+    Hdf5Reader& operator=(const Hdf5Reader&) = delete;
+
+    /// True if `name` is a dataset (false for a group or a missing path).
+    bool has(const std::string& name) const;
+    /// Type class, type name and dims of the dataset `name`.
+    DatasetInfo info(const std::string& name) const;
+    /// The values of an integer or floating-point dataset as double, row-major.
+    std::vector<double> readDoubles(const std::string& name) const;
+
+    const std::string& path() const { return path_; }
+
+private:
+    struct Impl;
+    std::string path_;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// Writes a plain HDF5 file atomically: everything goes to `path + ".tmp"`; close() fsyncs it
+/// and renames it onto `path`. Destroyed without close(), it removes the tmp file and leaves
+/// `path` untouched. Datasets are created at the root or below (groups made as needed); string
+/// attributes go on the root as variable-length ASCII strings.
+///
+/// Errors: std::invalid_argument for a bad or repeated name or a size mismatch;
+/// std::runtime_error "Hdf5Writer...: cannot ... '<path>.tmp' (...)" for I/O and HDF5 failures;
+/// std::logic_error for use after close().
+class Hdf5Writer {
+public:
+    /// Creates (truncates) `path + ".tmp"`.
+    explicit Hdf5Writer(const std::string& path);
+    ~Hdf5Writer();
+    Hdf5Writer(const Hdf5Writer&) = delete;
+    Hdf5Writer& operator=(const Hdf5Writer&) = delete;
+
+    /// A float32 dataset whose dims are `shape.dims` (rank 0: a scalar).
+    void writeFloats(const std::string& name, CVecRef data, const Shape& shape);
+    /// A float64 scalar dataset.
+    void writeDouble(const std::string& name, double value);
+    /// A string attribute on the root.
+    void attr(const std::string& name, const std::string& value);
+    /// Closes the file, fsyncs it and renames it onto `path`. A second call does nothing.
+    void close();
+
+    const std::string& path() const { return path_; }
+    std::string tmpPath() const { return path_ + ".tmp"; }
+
+private:
+    struct Impl;
+    std::string path_;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::io

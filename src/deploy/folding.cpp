@@ -1,0 +1,115 @@
+// BN folding: a trained layer (+ bias + BN) -> codes or float weights with a per-channel scale
+// and shift; TernaryModel::fromNetwork folds a whole network (docs/algorithms.md section 9).
+#include "tern/deploy/folding.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/deploy/codes.hpp"
+#include "tern/deploy/model.hpp"
+#include "tern/nn/layers.hpp"
+#include "tern/nn/network.hpp"
+
+#include <cmath>
+
+namespace tern::deploy {
+
+void foldLayer(DeployedLayer& d, const ParameterBlock& w, const ParameterBlock* bias,
+               const nn::BatchNorm* bn, double tol) {
+    const Index out = d.out;
+    const Index per = w.value.size() / out;
+    d.weightShape = w.shape;
+    d.sourceBlock = w.name;
+    d.ternary = w.constrained;
+    std::vector<double> a(static_cast<size_t>(out), 1.0);  // a_c: the level of code +1
+    if (d.ternary) {
+        TernaryCodes t = encodeTernary(w, tol);
+        const Index gsize = w.value.size() / t.groups;
+        for (Index g = 0; g < t.groups; ++g)
+            for (Index c = g * gsize / per; c < (g + 1) * gsize / per; ++c)
+                a[c] = t.groupScaleExact[g];
+        d.groups = t.groups;
+        d.codes = std::move(t.codes);
+        d.groupScale = std::move(t.groupScale);
+        d.negRatio = std::move(t.negRatio);
+    } else {
+        d.weights = w.value;
+    }
+    // BN folding (algorithms.md section 9):
+    //   s_c = gamma_c * a_c / sqrt(v_c + eps),  b_c = beta_c + gamma_c * (bias_c - m_c) / sqrt(v_c
+    //   + eps)
+    d.scale.resize(out);
+    d.bias.resize(out);
+    d.foldedBatchNorm = bn != nullptr;
+    for (Index c = 0; c < out; ++c) {
+        const double b0 = bias ? double(bias->value[c]) : 0.0;
+        if (bn) {
+            const double k = double(bn->gamma()->value[c]) /
+                             std::sqrt(double(bn->runningVar()[c]) + double(bn->epsilon()));
+            d.scale[c] = static_cast<Scalar>(k * a[c]);
+            d.bias[c] = static_cast<Scalar>(double(bn->beta()->value[c]) +
+                                            k * (b0 - double(bn->runningMean()[c])));
+        } else {
+            d.scale[c] = static_cast<Scalar>(a[c]);
+            d.bias[c] = static_cast<Scalar>(b0);
+        }
+    }
+    d.multiplicationFree = d.ternary && (d.negRatio.array() == 1.0f).all() && !d.scaled();
+}
+
+TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance) {
+    const char* where = "TernaryModel::fromNetwork()";
+    requireInRange(tolerance, 0, 0.5, where, "tolerance");
+    std::vector<DeployedLayer> layers;
+    const auto& ls = net.layers();
+    for (size_t i = 0; i < ls.size(); ++i) {
+        nn::Layer* layer = ls[i].get();
+        const auto* bn =
+            i + 1 < ls.size() ? dynamic_cast<const nn::BatchNorm*>(ls[i + 1].get()) : nullptr;
+        DeployedLayer d;
+        d.name = layer->name();
+        if (auto* conv = dynamic_cast<const nn::Conv2d*>(layer)) {
+            d.kind = DeployedKind::Conv;
+            d.in = conv->inChannels();
+            d.out = conv->outChannels();
+            d.kernel = conv->kernel();
+            d.stride = conv->stride();
+            d.padding = conv->padding();
+            foldLayer(d, *conv->weights(), conv->bias(), bn, tolerance);
+        } else if (auto* fc = dynamic_cast<const nn::Linear*>(layer)) {
+            d.kind = DeployedKind::Fc;
+            d.in = fc->inFeatures();
+            d.out = fc->outFeatures();
+            foldLayer(d, *fc->weights(), fc->bias(), bn, tolerance);
+        } else if (auto* pool = dynamic_cast<const nn::MaxPool*>(layer)) {
+            d.kind = DeployedKind::Pool;
+            d.kernel = pool->kernel();
+            d.stride = pool->stride();
+        } else if (dynamic_cast<const nn::Relu*>(layer)) {
+            d.kind = DeployedKind::Relu;
+        } else if (dynamic_cast<const nn::Dropout*>(layer)) {
+            continue;  // identity at inference
+        } else {
+            fail(where, "layer '" + d.name + "' (" + layer->describe() +
+                            ") cannot be exported (BN must follow a conv or FC layer)");
+        }
+        layers.push_back(std::move(d));
+        if (bn) {
+            ++i;  // folded
+            if (bn->fusedRelu()) {
+                DeployedLayer r;
+                r.name = bn->name();  // the ReLU that BN+ReLU fused
+                r.kind = DeployedKind::Relu;
+                layers.push_back(std::move(r));
+            }
+        }
+    }
+    // The source network's size: parameters + BN running statistics, as float32.
+    double float32Bits = 0;
+    for (const ParameterBlock* b : const_cast<nn::Network&>(net).parameters().all())
+        float32Bits += 32.0 * static_cast<double>(b->value.size());
+    for (const auto& l : ls)
+        if (auto* bn = dynamic_cast<const nn::BatchNorm*>(l.get()))
+            float32Bits += 32.0 * 2 * static_cast<double>(bn->channels());
+    return TernaryModel(std::move(layers), net.inputShape(), net.numClasses(), float32Bits);
+}
+
+}  // namespace tern::deploy

@@ -1,0 +1,73 @@
+// One layer of a deployed model: weights each code stands for, shape propagation.
+#include "tern/deploy/layer.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+namespace tern::deploy {
+
+std::string kindName(DeployedKind k) {
+    switch (k) {
+    case DeployedKind::Conv: return "conv";
+    case DeployedKind::Fc: return "fc";
+    case DeployedKind::Relu: return "relu";
+    case DeployedKind::Pool: return "pool";
+    }
+    return "?";
+}
+
+std::string dimsString(const std::vector<Index>& d) {
+    std::ostringstream s;
+    for (size_t i = 0; i < d.size(); ++i) s << (i ? "x" : "") << d[i];
+    return s.str();
+}
+
+Index DeployedLayer::nonzeros() const {
+    if (ternary)
+        return std::count_if(codes.begin(), codes.end(), [](std::int8_t c) { return c != 0; });
+    return (weights.array() != 0.0f).count();
+}
+
+Vector DeployedLayer::effectiveWeights() const {
+    if (!ternary) return weights;
+    Vector w(static_cast<Index>(codes.size()));
+    const Index per = groups > 0 ? w.size() / groups : w.size();
+    for (Index i = 0; i < w.size(); ++i) {
+        const std::int8_t c = codes[i];
+        w[i] = c > 0 ? 1.0f : (c < 0 ? -negRatio[i / per] : 0.0f);
+    }
+    return w;
+}
+
+std::vector<Index> DeployedLayer::outputDims(const std::vector<Index>& src,
+                                             const std::string& where) const {
+    auto bad = [&](const std::string& what) {
+        throw std::runtime_error(where + ": layer '" + name + "' (" + kindName(kind) + ") " + what +
+                                 ", input " + dimsString(src));
+    };
+    Index features = 1;
+    for (Index d : src) features *= d;
+    switch (kind) {
+    case DeployedKind::Conv: {
+        if (src.size() != 3 || src[0] != in) bad(TERN_MSG("expects " << in << " channels"));
+        const Index h = (src[1] + 2 * padding - kernel) / stride + 1;
+        const Index w = (src[2] + 2 * padding - kernel) / stride + 1;
+        if (h < 1 || w < 1) bad("has no output");
+        return {out, h, w};
+    }
+    case DeployedKind::Fc:
+        if (features != in) bad(TERN_MSG("expects " << in << " input features"));
+        return {out};
+    case DeployedKind::Pool: {
+        if (src.size() != 3 || src[1] < kernel || src[2] < kernel) bad("input too small");
+        return {src[0], (src[1] - kernel) / stride + 1, (src[2] - kernel) / stride + 1};
+    }
+    case DeployedKind::Relu: return src;
+    }
+    return src;
+}
+
+}  // namespace tern::deploy

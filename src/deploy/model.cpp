@@ -1,0 +1,192 @@
+// TernaryModel: consistency of the deployed graph, its cost, and inference through the engine.
+#include "tern/deploy/model.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/deploy/inference.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace tern::deploy {
+
+const std::vector<std::string>& infoKeys() {
+    static const std::vector<std::string> keys{
+        "model", "dataset", "train-limit", "width", "bn", "method", "alpha", "projection",
+        "granularity", "quantize-first", "quantize-last", "epochs", "seed"};
+    return keys;
+}
+
+TernaryModel::TernaryModel() = default;
+TernaryModel::~TernaryModel() = default;
+TernaryModel::TernaryModel(TernaryModel&&) noexcept = default;
+TernaryModel& TernaryModel::operator=(TernaryModel&&) noexcept = default;
+
+TernaryModel::TernaryModel(std::vector<DeployedLayer> layers, std::vector<Index> input, int classes,
+                           double float32Bits)
+    : layers_(std::move(layers)),
+      input_(std::move(input)),
+      classes_(classes),
+      float32Bits_(float32Bits) {
+    check();
+}
+
+std::string TernaryModel::infoValue(const std::string& key) const {
+    for (const auto& [k, v] : info_)
+        if (k == key) return v;
+    return "";
+}
+
+void TernaryModel::addInfo(const std::string& key, const std::string& value) {
+    info_.emplace_back(key, value);
+}
+
+void TernaryModel::setNormalization(std::vector<float> mean, std::vector<float> stddev) {
+    const auto channels = static_cast<size_t>(input_.empty() ? 0 : input_[0]);
+    if (mean.size() != stddev.size() || (!mean.empty() && mean.size() != channels))
+        fail("TernaryModel::setNormalization()",
+             TERN_MSG("expected " << channels << " means and standard deviations (or none), got "
+                                  << mean.size() << " and " << stddev.size()));
+    mean_ = std::move(mean);
+    stddev_ = std::move(stddev);
+}
+
+bool TernaryModel::multiplicationFree() const {
+    bool any = false;
+    for (const auto& l : layers_) {
+        if (!l.weighted() || !l.ternary) continue;
+        if (!l.multiplicationFree) return false;
+        any = true;
+    }
+    return any;
+}
+
+bool TernaryModel::fullyMultiplicationFree() const {
+    bool any = false;
+    for (const auto& l : layers_) {
+        if (!l.weighted()) continue;
+        if (!l.ternary || !l.multiplicationFree) return false;
+        any = true;
+    }
+    return any;
+}
+
+void TernaryModel::check() const {
+    const std::string where = "TernaryModel";
+    if (input_.size() != 3 || input_[0] < 1 || input_[1] < 1 || input_[2] < 1)
+        throw std::runtime_error(where + ": input must be C, H, W > 0 (got " + dimsString(input_) +
+                                 ")");
+    if (classes_ < 1) throw std::runtime_error(where + TERN_MSG(": classes is " << classes_));
+    std::vector<Index> dims = input_;
+    for (const auto& l : layers_) {
+        if (l.weighted()) {
+            const Index n = l.weightShape.size();
+            const Index want =
+                l.kind == DeployedKind::Conv ? l.out * l.in * l.kernel * l.kernel : l.out * l.in;
+            if (n != want || l.weightShape.filters() != l.out)
+                throw std::runtime_error(where + ": layer '" + l.name + "' has weight shape " +
+                                         l.weightShape.str() +
+                                         TERN_MSG(", expected " << want << " weights"));
+            if (l.scale.size() != l.out || l.bias.size() != l.out)
+                throw std::runtime_error(where + ": layer '" + l.name + "' needs " +
+                                         std::to_string(l.out) + " scales and biases");
+            if (l.ternary) {
+                if (static_cast<Index>(l.codes.size()) != n || l.groups < 1 ||
+                    l.out % l.groups != 0 || l.groupScale.size() != l.groups ||
+                    l.negRatio.size() != l.groups)
+                    throw std::runtime_error(where + ": layer '" + l.name +
+                                             "' has inconsistent codes or groups");
+            } else if (l.weights.size() != n) {
+                throw std::runtime_error(where + ": layer '" + l.name + "' has " +
+                                         std::to_string(l.weights.size()) + " weights, expected " +
+                                         std::to_string(n));
+            }
+        }
+        dims = l.outputDims(dims, where);
+    }
+    if (dims.size() != 1 || dims[0] != classes_)
+        throw std::runtime_error(where + ": the network ends in " + dimsString(dims) +
+                                 TERN_MSG(" values, expected " << classes_ << " logits"));
+}
+
+DeployedCost TernaryModel::cost() const {
+    DeployedCost c;
+    c.float32Bits = float32Bits_;
+    std::vector<Index> dims = input_;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const DeployedLayer& l = layers_[i];
+        const std::vector<Index> o = l.outputDims(dims, "TernaryModel::cost()");
+        dims = o;
+        if (!l.weighted()) continue;
+        const Index positions = l.kind == DeployedKind::Conv ? o[1] * o[2] : 1;
+        const Index n = l.weightShape.size();
+        const double channelBits = 32.0 * 2 * static_cast<double>(l.out);  // s_c, b_c
+        const double srcBits = 32.0 * static_cast<double>(n + (l.foldedBatchNorm ? 4 : 1) * l.out);
+        if (l.ternary) {
+            const bool asym = (l.negRatio.array() != 1.0f).any();
+            const double bits = 2.0 * static_cast<double>(n) + channelBits +
+                                32.0 * 2 * static_cast<double>(l.groups);
+            c.storageBits += bits;
+            c.ternaryBits += bits;
+            c.ternaryFloat32Bits += srcBits;
+            // One add/sub per nonzero weight use, one add per output value for b_c.
+            c.additions += (l.nonzeros() + l.out) * positions;
+            if (!l.multiplicationFree) c.multiplications += l.out * positions * (asym ? 2 : 1);
+        } else {
+            c.storageBits += 32.0 * static_cast<double>(n) + channelBits;
+            const Index macs = n * positions;
+            c.multiplications += macs + (l.scaled() ? l.out * positions : 0);
+            c.additions += macs + l.out * positions;
+        }
+    }
+    return c;
+}
+
+std::vector<float> TernaryModel::logits(const io::Dataset& data, Index batchSize) {
+    if (data.channels != input_.at(0) || data.height != input_.at(1) || data.width != input_.at(2))
+        fail("TernaryModel::logits()",
+             TERN_MSG("dataset '" << data.name << "' has images " << data.channels << "x"
+                                  << data.height << "x" << data.width << ", the model expects "
+                                  << dimsString(input_)));
+    requirePositive(static_cast<double>(batchSize), "TernaryModel::logits()", "batchSize");
+    const Index b = std::min(batchSize, std::max<Index>(data.count, 1));
+    const Index img = data.imageSize();
+    std::vector<float> out(static_cast<size_t>(data.count * classes_));
+    std::vector<float> buf(static_cast<size_t>(b * img), 0.0f);
+    std::vector<float> res(static_cast<size_t>(b * classes_));
+    for (Index start = 0; start < data.count; start += b) {
+        const Index n = std::min(b, data.count - start);
+        std::copy(data.image(start), data.image(start) + n * img, buf.begin());
+        std::fill(buf.begin() + n * img, buf.end(), 0.0f);
+        logits(buf.data(), b, res.data());
+        std::copy(res.begin(), res.begin() + n * classes_, out.begin() + start * classes_);
+    }
+    return out;
+}
+
+void TernaryModel::logits(const float* images, Index count, float* out) {
+    requirePositive(static_cast<double>(count), "TernaryModel::logits()", "count");
+    if (layers_.empty()) fail("TernaryModel::logits()", "the model is empty");
+    if (!engine_) engine_ = std::make_unique<InferenceEngine>();
+    const float* s = engine_->run(*this, images, count);
+    std::copy(s, s + count * classes_, out);
+}
+
+std::vector<int> TernaryModel::predict(const io::Dataset& data, Index batchSize) {
+    const std::vector<float> s = logits(data, batchSize);
+    std::vector<int> out(static_cast<size_t>(data.count));
+    for (Index i = 0; i < data.count; ++i) {
+        const float* r = s.data() + i * classes_;
+        out[i] = static_cast<int>(std::max_element(r, r + classes_) - r);
+    }
+    return out;
+}
+
+double TernaryModel::accuracy(const io::Dataset& data, Index batchSize) {
+    if (data.count == 0) return 0;
+    const std::vector<int> p = predict(data, batchSize);
+    Index correct = 0;
+    for (Index i = 0; i < data.count; ++i) correct += p[i] == data.labels[i];
+    return static_cast<double>(correct) / static_cast<double>(data.count);
+}
+
+}  // namespace tern::deploy

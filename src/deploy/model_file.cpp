@@ -1,0 +1,192 @@
+// The tern-model file, written and read in one pass through io's checkpoint writer and reader
+// (include/tern/deploy/model_file.hpp, docs/export.md).
+#include "tern/deploy/model_file.hpp"
+
+#include "tern/deploy/codes.hpp"
+#include "tern/io/checkpoint.hpp"
+
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+
+namespace tern::deploy {
+
+namespace {
+
+DeployedKind parseKind(const std::string& s, const std::string& where) {
+    if (s == "conv") return DeployedKind::Conv;
+    if (s == "fc") return DeployedKind::Fc;
+    if (s == "relu") return DeployedKind::Relu;
+    if (s == "pool") return DeployedKind::Pool;
+    throw std::runtime_error(where + ": unknown layer type '" + s +
+                             "'; known: conv, fc, relu, pool");
+}
+
+std::int64_t i64(Index v) { return static_cast<std::int64_t>(v); }
+
+}  // namespace
+
+void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
+    m.check();
+    const auto& input = m.input();
+    // Written to path + ".tmp", renamed onto `path` by close(); removed if anything throws.
+    io::CheckpointWriter w(path, kModelFormat, kModelVersion);
+    std::string order;
+    for (const auto& l : m.layers()) {
+        if (!order.empty()) order += ',';
+        order += l.name;
+    }
+    w.attr("", "layers", order);
+    w.attr("", "classes", std::int64_t{m.classes()});
+    w.attr("", "input_channels", i64(input[0]));
+    w.attr("", "input_height", i64(input[1]));
+    w.attr("", "input_width", i64(input[2]));
+    w.attr("", "multiplication_free", std::int64_t{m.multiplicationFree()});
+    w.attr("", "float32_bits", m.float32Bits());
+    w.attr("", "code_encoding",
+           "2 bits per code, 4 per byte, first code in the low bits; "
+           "00 = 0, 01 = +1, 10 = -1");
+    for (const auto& [k, v] : m.info()) w.attr("source", k, v);
+    if (!m.mean().empty()) {
+        const auto c = static_cast<Index>(m.mean().size());
+        w.write("normalization/mean", Eigen::Map<const Vector>(m.mean().data(), c), Shape{c});
+        w.write("normalization/std", Eigen::Map<const Vector>(m.stddev().data(), c), Shape{c});
+    }
+    for (size_t i = 0; i < m.layers().size(); ++i) {
+        const DeployedLayer& l = m.layers()[i];
+        const std::string g = "layers/" + l.name;
+        if (l.weighted()) {
+            w.write(g + "/scale", l.scale, Shape{l.out});
+            w.write(g + "/bias", l.bias, Shape{l.out});
+            w.writeInts(g + "/weight_shape", l.weightShape.dims);
+            if (l.ternary) {
+                w.write(g + "/group_scale", l.groupScale, Shape{l.groups});
+                w.write(g + "/neg_ratio", l.negRatio, Shape{l.groups});
+                const std::vector<std::uint8_t> packed = packCodes(l.codes);
+                w.writeBytes(g + "/codes_packed", packed, Shape{static_cast<Index>(packed.size())});
+                if (int8Codes) w.writeBytes(g + "/codes", l.codes, l.weightShape);
+            } else {
+                w.write(g + "/weights", l.weights, l.weightShape);
+            }
+            w.attr(g, "in", i64(l.in));
+            w.attr(g, "out", i64(l.out));
+            w.attr(g, "ternary", std::int64_t{l.ternary});
+            w.attr(g, "groups", i64(l.groups));
+            w.attr(g, "folded_batch_norm", std::int64_t{l.foldedBatchNorm});
+            w.attr(g, "multiplication_free", std::int64_t{l.multiplicationFree});
+            w.attr(g, "source_block", l.sourceBlock);
+        }
+        w.attr(g, "type", kindName(l.kind));
+        w.attr(g, "index", static_cast<std::int64_t>(i));
+        if (l.kind == DeployedKind::Conv || l.kind == DeployedKind::Pool) {
+            w.attr(g, "kernel", i64(l.kernel));
+            w.attr(g, "stride", i64(l.stride));
+        }
+        if (l.kind == DeployedKind::Conv) w.attr(g, "padding", i64(l.padding));
+    }
+    w.close();
+}
+
+TernaryModel loadModel(const std::string& path) {
+    const std::string where = "TernaryModel::load(): '" + path + "'";
+    std::unique_ptr<io::CheckpointReader> r;
+    try {
+        r = std::make_unique<io::CheckpointReader>(path, kModelFormat, kModelVersion);
+    } catch (const std::runtime_error& e) {
+        if (std::string(e.what()).find("format 'tern-checkpoint'") != std::string::npos)
+            throw std::runtime_error(where +
+                                     " is a tern checkpoint, not a model file; export it "
+                                     "first (tern-export --checkpoint " +
+                                     path + " --out model.h5)");
+        throw;
+    }
+    std::vector<DeployedLayer> layers;
+    std::vector<Index> input;
+    int classes = 0;
+    double float32Bits = 0;
+    std::vector<std::pair<std::string, std::string>> info;
+    std::vector<float> mean, stddev;
+    try {
+        classes = static_cast<int>(r->attrInt("", "classes"));
+        input = {r->attrInt("", "input_channels"), r->attrInt("", "input_height"),
+                 r->attrInt("", "input_width")};
+        if (r->hasAttr("", "float32_bits")) float32Bits = r->attrDouble("", "float32_bits");
+        if (r->hasGroup("source"))
+            for (const auto& k : infoKeys())
+                if (r->hasAttr("source", k)) info.emplace_back(k, r->attrString("source", k));
+        if (r->has("normalization/mean")) {
+            const Index c = input[0];
+            const Vector mu = r->read("normalization/mean", Shape{c});
+            const Vector sd = r->read("normalization/std", Shape{c});
+            mean.assign(mu.data(), mu.data() + c);
+            stddev.assign(sd.data(), sd.data() + c);
+        }
+        std::stringstream order(r->attrString("", "layers"));
+        for (std::string name; std::getline(order, name, ',');) {
+            const std::string g = "layers/" + name;
+            DeployedLayer l;
+            l.name = name;
+            l.kind = parseKind(r->attrString(g, "type"), where);
+            if (l.kind == DeployedKind::Conv || l.kind == DeployedKind::Pool) {
+                l.kernel = r->attrInt(g, "kernel");
+                l.stride = r->attrInt(g, "stride");
+                if (l.kernel < 1 || l.stride < 1)
+                    throw std::runtime_error(where + ": layer '" + name +
+                                             "' has kernel/stride < 1");
+            }
+            if (l.kind == DeployedKind::Conv) l.padding = r->attrInt(g, "padding");
+            if (l.weighted()) {
+                l.in = r->attrInt(g, "in");
+                l.out = r->attrInt(g, "out");
+                if (l.in < 1 || l.out < 1)
+                    throw std::runtime_error(where + ": layer '" + name + "' has in/out < 1");
+                l.ternary = r->attrInt(g, "ternary") != 0;
+                l.groups = r->attrInt(g, "groups");
+                l.foldedBatchNorm = r->attrInt(g, "folded_batch_norm") != 0;
+                l.multiplicationFree = r->attrInt(g, "multiplication_free") != 0;
+                l.sourceBlock = r->attrString(g, "source_block");
+                l.weightShape = Shape(r->readInts(g + "/weight_shape"));
+                for (Index d : l.weightShape.dims)
+                    if (d < 1)
+                        throw std::runtime_error(where + ": layer '" + name +
+                                                 "' has a bad weight shape");
+                l.scale = r->read(g + "/scale", Shape{l.out});
+                l.bias = r->read(g + "/bias", Shape{l.out});
+                if (l.ternary) {
+                    if (l.groups < 1)
+                        throw std::runtime_error(where + ": layer '" + name + "' has groups < 1");
+                    l.groupScale = r->read(g + "/group_scale", Shape{l.groups});
+                    l.negRatio = r->read(g + "/neg_ratio", Shape{l.groups});
+                    const Index n = l.weightShape.size();
+                    const auto packed = r->readBytes(g + "/codes_packed", Shape{(n + 3) / 4});
+                    try {
+                        l.codes = unpackCodes(packed, n);
+                    } catch (const std::invalid_argument& e) {
+                        throw std::runtime_error(where + ": layer '" + name + "': " + e.what());
+                    }
+                    if (r->has(g + "/codes") &&
+                        r->readSignedBytes(g + "/codes", l.weightShape) != l.codes)
+                        throw std::runtime_error(where + ": layer '" + name +
+                                                 "': int8 codes and packed codes differ");
+                } else {
+                    l.weights = r->read(g + "/weights", l.weightShape);
+                }
+            }
+            layers.push_back(std::move(l));
+        }
+    } catch (const std::logic_error& e) {  // out_of_range, invalid_argument: missing / wrong shape
+        throw std::runtime_error(where + ": not a valid model file: " + e.what());
+    }
+    TernaryModel m(std::move(layers), std::move(input), classes, float32Bits);
+    m.setNormalization(std::move(mean), std::move(stddev));
+    for (const auto& [k, v] : info) m.addInfo(k, v);
+    return m;
+}
+
+void TernaryModel::save(const std::string& path, bool int8Codes) const {
+    saveModel(*this, path, int8Codes);
+}
+
+TernaryModel TernaryModel::load(const std::string& path) { return loadModel(path); }
+
+}  // namespace tern::deploy

@@ -1,0 +1,143 @@
+// The trained network of a tern-train checkpoint, rebuilt from its config, and the export of a
+// checkpoint into a TernaryModel (include/tern/deploy/rebuild.hpp).
+#include "tern/deploy/rebuild.hpp"
+
+#include "tern/core/error.hpp"
+#include "tern/deploy/model.hpp"
+#include "tern/io/checkpoint.hpp"
+#include "tern/nn/layers.hpp"
+#include "tern/nn/loss.hpp"
+#include "tern/nn/models.hpp"
+
+#include <filesystem>
+#include <stdexcept>
+
+namespace tern::deploy {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Default image size of a dataset when the data cannot be read.
+std::vector<Index> standardInput(const std::string& dataset) {
+    if (dataset == "cifar10") return {3, 32, 32};
+    return {1, 28, 28};
+}
+
+bool parseBool(const std::string& v, const std::string& key, const std::string& where) {
+    if (v == "true" || v == "1") return true;
+    if (v == "false" || v == "0") return false;
+    throw std::runtime_error(where + ": config '" + key + "' is '" + v + "', expected true/false");
+}
+
+}  // namespace
+
+std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
+                                                   const ExportOptions& opt, io::DataSplit* data) {
+    const std::string where = "networkFromCheckpoint(): '" + path + "'";
+    std::unique_ptr<io::CheckpointReader> r;
+    try {
+        r = std::make_unique<io::CheckpointReader>(path);
+    } catch (const std::runtime_error& e) {
+        if (std::string(e.what()).find("format 'tern-model'") != std::string::npos)
+            throw std::runtime_error(where + " is a tern model file, not a checkpoint");
+        throw;
+    }
+    auto cfg = [&](const std::string& key) {
+        if (!r->hasAttr("config", key))
+            throw std::runtime_error(where + " has no config entry '" + key +
+                                     "' (not written by tern-train?)");
+        return r->attrString("config", key);
+    };
+    nn::ModelOptions mo;
+    const std::string model = cfg("model");
+    mo.batchNorm = parseBool(cfg("bn"), "bn", where);
+    mo.width = std::stod(cfg("width"));
+    mo.dropout = std::stof(cfg("dropout"));
+    mo.quantizeFirst = parseBool(cfg("quantize-first"), "quantize-first", where);
+    mo.quantizeLast = parseBool(cfg("quantize-last"), "quantize-last", where);
+    mo.loss = nn::parseLoss(cfg("loss"));
+    const std::string dataset = cfg("dataset");
+    std::vector<Index> input = opt.input;
+    if (input.empty() && r->has("input/shape")) {  // written by tern-train since session 3
+        const Vector s = r->read("input/shape", Shape{3});
+        for (Index i = 0; i < 3; ++i) input.push_back(static_cast<Index>(s[i]));
+    }
+    int classes = 10;
+    // The training data gives the image size and the normalization (the checkpoint has neither).
+    std::string dir = opt.dataDir;
+    if (dir.empty()) dir = r->hasAttr("config", "data-dir") ? cfg("data-dir") : "";
+    if (dir.empty()) dir = dataset == "cifar10" ? "data/cifar-10-batches-bin" : "data/" + dataset;
+    const Index trainLimit =
+        r->hasAttr("config", "train-limit") ? std::stol(cfg("train-limit")) : 0;
+    if (data) {
+        std::error_code ec;
+        if (fs::is_directory(dir, ec)) {
+            try {
+                *data = io::loadDataset(dataset, dir, trainLimit, 0);
+            } catch (const std::exception&) {
+                *data = io::DataSplit{};
+            }
+        }
+        if (data->train.count > 0) {
+            if (input.empty())
+                input = {data->train.channels, data->train.height, data->train.width};
+            classes = data->train.numClasses;
+        }
+    }
+    if (input.empty()) input = standardInput(dataset);
+    if (input.size() != 3) fail("networkFromCheckpoint()", "input must be C, H, W");
+    auto net = nn::makeModel(model, input, classes, mo);
+    for (ParameterBlock* b : net->parameters().all()) {
+        try {
+            b->value = r->read("params/" + b->name, b->shape);
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error(where + ": the model '" + model + "' rebuilt for input " +
+                                     dimsString(input) + " does not match it (" + e.what() +
+                                     "); give the image size (--input C,H,W) or the data dir");
+        } catch (const std::out_of_range& e) {
+            throw std::runtime_error(where + ": " + e.what());
+        }
+    }
+    for (const auto& l : net->layers())
+        if (dynamic_cast<const nn::BatchNorm*>(l.get())) l->loadState(*r, "net/");
+    return net;
+}
+
+TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportOptions& opt) {
+    io::DataSplit data;
+    // The normalization comes from the checkpoint; older checkpoints need the training data.
+    bool recorded = false;
+    try {
+        recorded = io::CheckpointReader(path).has("input/mean");
+    } catch (const std::exception&) {
+        // not a readable checkpoint: networkFromCheckpoint() says what is wrong
+    }
+    auto net = networkFromCheckpoint(path, opt, recorded ? nullptr : &data);
+    io::CheckpointReader r(path);
+    TernaryModel m;
+    try {
+        m = fromNetwork(*net, opt.tolerance);
+    } catch (const std::runtime_error& e) {
+        const std::string method =
+            r.hasAttr("config", "method") ? r.attrString("config", "method") : "?";
+        throw std::runtime_error(
+            "TernaryModel::fromCheckpoint(): '" + path + "': " + e.what() + " (method '" + method +
+            "'" + (method == "fp" ? ": a float baseline has no ternary weights" : "") + ")");
+    }
+    for (const auto& k : infoKeys())
+        if (r.hasAttr("config", k)) m.addInfo(k, r.attrString("config", k));
+    m.addInfo("checkpoint", path);
+    if (recorded) {
+        const auto channels = static_cast<Index>(m.input().at(0));
+        const Vector mu = r.read("input/mean", Shape{channels}),
+                     sd = r.read("input/std", Shape{channels});
+        m.setNormalization(std::vector<float>(mu.data(), mu.data() + channels),
+                           std::vector<float>(sd.data(), sd.data() + channels));
+    } else if (data.train.count > 0) {
+        m.setNormalization(data.mean, data.stddev);
+    }
+    return m;
+}
+
+}  // namespace tern::deploy

@@ -1,0 +1,226 @@
+// Private helpers of src/io shared by the checkpoint files and the plain HDF5 files: quiet
+// HDF5 errors with their text kept for our messages, type names, keys and paths, fsync.
+#include "hdf5_util.hpp"
+
+#include "tern/core/error.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace tern::io::h5 {
+
+namespace {
+
+herr_t collectError(unsigned /*n*/, const H5E_error2_t* err, void* data) {
+    auto* msgs = static_cast<std::vector<std::string>*>(data);
+    if (err && err->desc && *err->desc) {
+        std::string m = err->desc;
+        if (std::find(msgs->begin(), msgs->end(), m) == msgs->end()) msgs->push_back(m);
+    }
+    return 0;
+}
+
+/// What the last failing HDF5 call on this thread reported (its innermost messages).
+thread_local std::string tLastError;
+
+/// HDF5's automatic error handler, called when an API function fails, while its error stack
+/// is still intact (by the time a C++ catch block runs, destructors of HDF5 objects have made
+/// other API calls and cleared it). Records instead of printing.
+herr_t recordError(hid_t /*estack*/, void* /*clientData*/) {
+    std::vector<std::string> msgs;
+    try {
+        H5::Exception::walkErrorStack(H5E_WALK_UPWARD, collectError, &msgs);  // innermost first
+        std::string out;
+        for (std::size_t i = 0; i < msgs.size() && i < 3; ++i) out += (i ? "; " : "") + msgs[i];
+        tLastError = out;
+    } catch (...) {  // nothing may propagate through HDF5's C frames
+    }
+    return 0;
+}
+
+}  // namespace
+
+/// The HDF5 library prints its error stack to stderr by default; tern prints nothing. Printing
+/// is switched off (dontPrint) and replaced by recordError, which keeps the text for our
+/// exception messages. Set on every construction, since other code may change the handler.
+void quietHdf5() {
+    H5::Exception::dontPrint();
+    H5E_auto2_t handler = recordError;
+    H5::Exception::setAutoPrint(handler, nullptr);
+    tLastError.clear();
+}
+
+/// The HDF5 error: what the library reported (e.g. "truncated file: eof = 1024, ..."), then
+/// the C++ wrapper's message.
+std::string detail(const H5::Exception& e) {
+    std::string lib;
+    lib.swap(tLastError);
+    const std::string where = e.getFuncName() + ": " + e.getDetailMsg();
+    std::string out = lib.empty() ? where : lib + " [" + where + "]";
+    // One line: some HDF5 messages carry a newline (a ctime() timestamp in "unable to open file").
+    std::replace(out.begin(), out.end(), '\n', ' ');
+    return out;
+}
+
+/// True if the integer type `t` is signed.
+bool isSigned(const H5::DataType& t) {
+    H5::IntType it;
+    it.copy(t);
+    return it.getSign() != H5T_SGN_NONE;
+}
+
+/// "float32", "int64", "uint8", "string", ... for messages.
+std::string typeName(const H5::DataType& t) {
+    switch (t.getClass()) {
+        case H5T_FLOAT:
+            return "float" + std::to_string(8 * t.getSize());
+        case H5T_INTEGER: {
+            return (isSigned(t) ? "int" : "uint") + std::to_string(8 * t.getSize());
+        }
+        case H5T_STRING:
+            return "string";
+        case H5T_COMPOUND:
+            return "compound";
+        case H5T_ENUM:
+            return "enum";
+        case H5T_ARRAY:
+            return "array";
+        default:
+            return "HDF5 type class " + std::to_string(static_cast<int>(t.getClass()));
+    }
+}
+
+/// Integer types whose every value fits in int64 (all but uint64 and wider).
+bool fitsInt64(const H5::DataType& t) {
+    if (t.getClass() != H5T_INTEGER) return false;
+    return t.getSize() < 8 || (t.getSize() == 8 && isSigned(t));
+}
+
+/// Dims of a dataspace: rank 0 for a scalar. Throws std::invalid_argument for a null space.
+std::optional<Shape> spaceShape(const H5::DataSpace& space) {
+    switch (space.getSimpleExtentType()) {
+        case H5S_SCALAR:
+            return Shape{};
+        case H5S_SIMPLE: {
+            const int rank = space.getSimpleExtentNdims();
+            std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+            space.getSimpleExtentDims(dims.data());
+            Shape s;
+            for (hsize_t d : dims) s.dims.push_back(static_cast<Index>(d));
+            return s;
+        }
+        default:
+            return std::nullopt;  // H5S_NULL: no elements, not even a shape
+    }
+}
+
+/// Splits a '/'-separated key into its components. A leading '/' is allowed; empty components
+/// ("a//b", trailing '/'), "." and ".." are not. An empty key (or "/") gives no components,
+/// which is the root, allowed only where `allowRoot`.
+std::vector<std::string> splitKey(const std::string& key, const char* where, bool allowRoot) {
+    std::vector<std::string> parts;
+    const std::string body = (!key.empty() && key.front() == '/') ? key.substr(1) : key;
+    if (body.empty()) {
+        if (!allowRoot) fail(where, "empty key (the root is not a dataset)");
+        return parts;
+    }
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t end = body.find('/', start);
+        std::string part = body.substr(start, end == std::string::npos ? end : end - start);
+        if (part.empty() || part == "." || part == "..")
+            fail(where, "malformed key '" + key + "' (empty, '.' or '..' component)");
+        parts.push_back(std::move(part));
+        if (end == std::string::npos) break;
+        start = end + 1;
+    }
+    return parts;
+}
+
+/// "/a/b/c" from components; "/" for the root.
+std::string joinKey(const std::vector<std::string>& parts, std::size_t n) {
+    if (n == 0) return "/";
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += "/" + parts[i];
+    return out;
+}
+
+/// Type of the object at `parts` below the root of `file`, or nullopt if it does not exist.
+/// Walks the path one link at a time, so a missing or non-group intermediate gives nullopt
+/// (HDF5 would report an error instead). A non-group intermediate sets `blockedBy`.
+std::optional<H5O_type_t> objectType(const H5::H5File& file, const std::vector<std::string>& parts,
+                                     std::string* blockedBy) {
+    if (parts.empty()) return H5O_TYPE_GROUP;
+    for (std::size_t n = 1; n <= parts.size(); ++n) {
+        const std::string prefix = joinKey(parts, n);
+        if (!file.nameExists(prefix)) return std::nullopt;
+        const H5O_type_t type = file.childObjType(prefix);
+        if (n == parts.size()) return type;
+        if (type != H5O_TYPE_GROUP) {
+            if (blockedBy) *blockedBy = prefix;
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;  // unreachable
+}
+
+/// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
+/// for other object kinds (named datatypes).
+std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
+                                 H5O_type_t type) {
+    if (type == H5O_TYPE_GROUP) return Object(file.openGroup(path));
+    if (type == H5O_TYPE_DATASET) return Object(file.openDataSet(path));
+    return std::nullopt;
+}
+
+// ------------------------------------------------------------------ POSIX durability
+
+/// fsync of a file or directory; throws std::runtime_error with errno's text.
+void fsyncPath(const std::filesystem::path& p, bool directory, const std::string& where) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
+    if (fd < 0)
+        throw std::runtime_error(where + ": cannot open '" + p.string() + "' to fsync it: " +
+                                 std::strerror(errno));
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0)
+        throw std::runtime_error(where + ": fsync of '" + p.string() + "' failed: " +
+                                 std::strerror(err));
+}
+
+/// Creates the groups above the dataset `parts` and checks that the dataset does not exist.
+/// Returns the dataset's absolute path.
+std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& parts,
+                           const std::string& key, const std::string& tmp, const char* where) {
+    for (std::size_t n = 1; n < parts.size(); ++n) {
+        const std::string prefix = joinKey(parts, n);
+        if (!file.nameExists(prefix))
+            file.createGroup(prefix);
+        else if (file.childObjType(prefix) != H5O_TYPE_GROUP)
+            fail(where, "cannot write '" + key + "' to '" + tmp + "': '" + prefix +
+                            "' is a dataset, not a group");
+    }
+    const std::string full = joinKey(parts, parts.size());
+    if (file.nameExists(full))
+        fail(where, "'" + key + "' is already written to '" + tmp + "'");
+    return full;
+}
+
+/// Opens the dataset `key` or throws std::out_of_range naming key and file.
+H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
+                        const char* where) {
+    const std::vector<std::string> parts = splitKey(key, where, false);
+    const auto type = objectType(file, parts);
+    if (!type || *type != H5O_TYPE_DATASET)
+        throw std::out_of_range(std::string(where) + ": no dataset '" + key + "' in '" + path +
+                                "'" + (type ? " (it is a group)" : ""));
+    return file.openDataSet(joinKey(parts, parts.size()));
+}
+
+}  // namespace tern::io::h5

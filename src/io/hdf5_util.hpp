@@ -1,0 +1,84 @@
+#pragma once
+// Private to src/io: the HDF5 helpers the checkpoint files (checkpoint.cpp) and the plain HDF5
+// files (hdf5_file.cpp) share. The only place besides those two that includes H5Cpp.h.
+#include "tern/core/types.hpp"
+
+#include <H5Cpp.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace tern::io::h5 {
+
+/// The HDF5 library prints its error stack to stderr by default; tern prints nothing. Printing
+/// is switched off (dontPrint) and replaced by a handler that keeps the text for our exception
+/// messages. Call it on every construction, since other code may change the handler.
+void quietHdf5();
+
+/// The HDF5 error on one line: what the library reported (e.g. "truncated file: eof = 1024,
+/// ..."), then the C++ wrapper's message.
+std::string detail(const H5::Exception& e);
+
+/// True if the integer type `t` is signed.
+bool isSigned(const H5::DataType& t);
+
+/// "float32", "int64", "uint8", "string", ... for messages.
+std::string typeName(const H5::DataType& t);
+
+/// Integer types whose every value fits in int64 (all but uint64 and wider).
+bool fitsInt64(const H5::DataType& t);
+
+/// Dims of a dataspace: rank 0 for a scalar; nullopt for a null dataspace (no elements, not
+/// even a shape).
+std::optional<Shape> spaceShape(const H5::DataSpace& space);
+
+/// Splits a '/'-separated key into its components. A leading '/' is allowed; empty components
+/// ("a//b", trailing '/'), "." and ".." are not (std::invalid_argument from `where`). An empty
+/// key (or "/") gives no components, which is the root, allowed only where `allowRoot`.
+std::vector<std::string> splitKey(const std::string& key, const char* where, bool allowRoot);
+
+/// "/a/b/c" from the first `n` components; "/" for the root.
+std::string joinKey(const std::vector<std::string>& parts, std::size_t n);
+
+/// Type of the object at `parts` below the root of `file`, or nullopt if it does not exist.
+/// Walks the path one link at a time, so a missing or non-group intermediate gives nullopt
+/// (HDF5 would report an error instead). A non-group intermediate sets `blockedBy`.
+std::optional<H5O_type_t> objectType(const H5::H5File& file, const std::vector<std::string>& parts,
+                                     std::string* blockedBy = nullptr);
+
+/// An open group or dataset, the two kinds of object that carry tern's attributes.
+/// (H5::H5Object's destructor is protected, so it cannot be owned through a base pointer.)
+class Object {
+public:
+    explicit Object(const H5::Group& g) : obj_(std::in_place_type<H5::Group>, g) {}
+    explicit Object(const H5::DataSet& d) : obj_(std::in_place_type<H5::DataSet>, d) {}
+    H5::H5Object* operator->() {
+        return std::visit([](auto& o) -> H5::H5Object* { return &o; }, obj_);
+    }
+
+private:
+    std::variant<H5::Group, H5::DataSet> obj_;
+};
+
+/// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
+/// for other object kinds (named datatypes).
+std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
+                                 H5O_type_t type);
+
+/// Creates the groups above the dataset `parts` and checks that the dataset does not exist
+/// (std::invalid_argument from `where` naming `key` and `file` otherwise). Returns the
+/// dataset's absolute path.
+std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& parts,
+                           const std::string& key, const std::string& tmp, const char* where);
+
+/// Opens the dataset `key` or throws std::out_of_range naming key and file (`path`).
+H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
+                        const char* where);
+
+/// fsync of a file or directory; throws std::runtime_error from `where` with errno's text.
+void fsyncPath(const std::filesystem::path& p, bool directory, const std::string& where);
+
+}  // namespace tern::io::h5
