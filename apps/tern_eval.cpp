@@ -3,7 +3,7 @@
 #include "tern/io/dataset.hpp"
 #include "tern/nn/layer.hpp"
 
-#include <boost/program_options.hpp>
+#include "common/app.hpp"
 
 #include <chrono>
 #include <filesystem>
@@ -11,11 +11,14 @@
 #include <iostream>
 
 namespace po = boost::program_options;
+namespace app = tern::app;
 using tern::Index;
 using namespace tern::deploy;
 using tern::nn::setNumThreads;
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
     std::string model, checkpoint, dataset, dataDir;
     Index batch = 100, testLimit = 0;
     int threads = 0;
@@ -29,77 +32,72 @@ int main(int argc, char** argv) {
         ("checkpoint", po::value(&checkpoint), "tern-train checkpoint instead of a model file")
         ("dataset", po::value(&dataset), "mnist | fashion-mnist | cifar10 (default: the model's)")
         ("data-dir", po::value(&dataDir), "dataset directory (default data/<dataset>)")
-        ("test-limit", po::value(&testLimit)->default_value(0), "first N test images (0 = all)")
-        ("batch", po::value(&batch)->default_value(batch), "inference batch size")
-        ("threads", po::value(&threads)->default_value(0), "threads (0 = all cores)");
-    try {
+        ("test-limit", app::withDefault(&testLimit), "first N test images (0 = all)")
+        ("batch", app::withDefault(&batch), "inference batch size")
+        ("threads", app::withDefault(&threads), "threads (0 = all cores)");
+    const bool help = app::asUsage([&] {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);
         po::notify(vm);
-        if (vm.count("help")) {
-            std::cout << desc << '\n';
-            return 0;
-        }
+        if (vm.count("help")) return true;
         if (model.empty() == checkpoint.empty())
             throw std::invalid_argument("give exactly one of --model and --checkpoint");
         if (batch < 1) throw std::invalid_argument("--batch must be > 0");
-    } catch (const std::exception& e) {
-        std::cerr << "tern-eval: " << e.what() << "\n(see tern-eval --help)\n";
-        return 1;
+        return false;
+    });
+    if (help) {
+        std::cout << desc << '\n';
+        return app::kExitOk;
     }
-    try {
-        setNumThreads(threads);
-        ExportOptions opt;
-        opt.dataDir = dataDir;
-        TernaryModel m = model.empty() ? TernaryModel::fromCheckpoint(checkpoint, opt)
-                                       : TernaryModel::load(model);
-        if (dataset.empty()) dataset = m.infoValue("dataset");
-        if (dataset.empty()) throw std::invalid_argument("the model names no dataset; give --dataset");
-        if (dataDir.empty())
-            dataDir = dataset == "cifar10" ? "data/cifar-10-batches-bin" : "data/" + dataset;
-        // The test images, normalized as in training: with the model's stored statistics, or
-        // recomputed from the training images (first train-limit of them) when it has none.
-        tern::io::Dataset test;
-        if (!m.mean().empty()) {
-            test = dataset == "cifar10" ? tern::io::readCifar10(dataDir, "test")
-                                        : tern::io::readIdx(dataDir, "test", dataset + "/test");
-            tern::io::normalize(test, m.mean(), m.stddev());
-        } else {
-            const std::string tl = m.infoValue("train-limit");
-            test = tern::io::loadDataset(dataset, dataDir, tl.empty() ? 0 : std::stol(tl)).test;
-        }
-        if (testLimit > 0 && testLimit < test.count) {
-            test.count = testLimit;
-            test.images.resize(static_cast<size_t>(testLimit * test.imageSize()));
-            test.labels.resize(static_cast<size_t>(testLimit));
-        }
-        const auto t0 = std::chrono::steady_clock::now();
-        const double acc = m.accuracy(test, batch);
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const DeployedCost c = m.cost();
-        std::cout << std::fixed << std::setprecision(2) << "accuracy " << 100 * acc << "% on "
-                  << test.count << " " << dataset << " test images (" << std::setprecision(0)
-                  << static_cast<double>(test.count) / std::max(sec, 1e-9) << " images/s, batch "
-                  << batch << ")\n";
-        if (!model.empty())
-            std::cout << "size on disk " << std::filesystem::file_size(model) << " bytes; ";
-        std::cout << "storage " << std::setprecision(0) << c.storageBits << " bits ("
-                  << c.storageBits / 8 << " bytes payload) vs float32 " << c.float32Bits
-                  << " bits: " << std::setprecision(2) << c.float32Bits / c.storageBits << "x\n";
-        std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
-                  << " additions\n";
-        if (m.fullyMultiplicationFree())
-            std::cout << "multiplication-free ternary layers: every conv/FC layer\n";
-        else if (m.multiplicationFree())
-            std::cout << "multiplication-free ternary layers (float first/last layers still multiply)\n";
-        else
-            std::cout << "ternary layers need one multiplication per output value (s_c != 1)\n";
-        return 0;
-    } catch (const std::invalid_argument& e) {
-        std::cerr << "tern-eval: " << e.what() << '\n';
-        return 1;
-    } catch (const std::exception& e) {
-        std::cerr << "tern-eval: " << e.what() << '\n';
-        return 2;
+    setNumThreads(threads);
+    ExportOptions opt;
+    opt.dataDir = dataDir;
+    TernaryModel m = model.empty() ? TernaryModel::fromCheckpoint(checkpoint, opt)
+                                   : TernaryModel::load(model);
+    if (dataset.empty()) dataset = m.infoValue("dataset");
+    if (dataset.empty()) throw std::invalid_argument("the model names no dataset; give --dataset");
+    if (dataDir.empty())
+        dataDir = dataset == "cifar10" ? "data/cifar-10-batches-bin" : "data/" + dataset;
+    // The test images, normalized as in training: with the model's stored statistics, or
+    // recomputed from the training images (first train-limit of them) when it has none.
+    tern::io::Dataset test;
+    if (!m.mean().empty()) {
+        test = dataset == "cifar10" ? tern::io::readCifar10(dataDir, "test")
+                                    : tern::io::readIdx(dataDir, "test", dataset + "/test");
+        tern::io::normalize(test, m.mean(), m.stddev());
+    } else {
+        const std::string tl = m.infoValue("train-limit");
+        test = tern::io::loadDataset(dataset, dataDir, tl.empty() ? 0 : std::stol(tl)).test;
     }
+    if (testLimit > 0 && testLimit < test.count) {
+        test.count = testLimit;
+        test.images.resize(static_cast<size_t>(testLimit * test.imageSize()));
+        test.labels.resize(static_cast<size_t>(testLimit));
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const double acc = m.accuracy(test, batch);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const DeployedCost c = m.cost();
+    std::cout << std::fixed << std::setprecision(2) << "accuracy " << 100 * acc << "% on "
+              << test.count << " " << dataset << " test images (" << std::setprecision(0)
+              << static_cast<double>(test.count) / std::max(sec, 1e-9) << " images/s, batch "
+              << batch << ")\n";
+    if (!model.empty())
+        std::cout << "size on disk " << std::filesystem::file_size(model) << " bytes; ";
+    std::cout << "storage " << std::setprecision(0) << c.storageBits << " bits ("
+              << c.storageBits / 8 << " bytes payload) vs float32 " << c.float32Bits
+              << " bits: " << std::setprecision(2) << c.float32Bits / c.storageBits << "x\n";
+    std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
+              << " additions\n";
+    if (m.fullyMultiplicationFree())
+        std::cout << "multiplication-free ternary layers: every conv/FC layer\n";
+    else if (m.multiplicationFree())
+        std::cout << "multiplication-free ternary layers (float first/last layers still multiply)\n";
+    else
+        std::cout << "ternary layers need one multiplication per output value (s_c != 1)\n";
+    return app::kExitOk;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return app::runApp("tern-eval", argc, argv, run); }

@@ -1,8 +1,7 @@
 // tern-export: turn a tern-train checkpoint into a deployable ternary model file (BN folded,
 // 2-bit codes, per-channel scale and shift; docs/export.md).
+#include "common/app.hpp"
 #include "tern/deploy/model.hpp"
-
-#include <boost/program_options.hpp>
 
 #include <filesystem>
 #include <iomanip>
@@ -10,6 +9,7 @@
 #include <sstream>
 
 namespace po = boost::program_options;
+namespace app = tern::app;
 using tern::Index;
 using namespace tern::deploy;
 
@@ -43,9 +43,7 @@ std::string bytes(double b) {
     return o.str();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     std::string checkpoint, out, input;
     ExportOptions opt;
     po::options_description desc(
@@ -58,76 +56,71 @@ int main(int argc, char** argv) {
         ("data-dir", po::value(&opt.dataDir), "training data (image size, normalization); default: the checkpoint's")
         ("input", po::value(&input), "image size C,H,W when the data is not at hand (default: the dataset's)")
         ("int8-codes", po::bool_switch(&opt.int8Codes), "also store the codes as int8 (8 bits per weight)")
-        ("tolerance", po::value(&opt.tolerance)->default_value(opt.tolerance), "relative tolerance of the ternary check");
-    try {
+        ("tolerance", app::withDefault(&opt.tolerance), "relative tolerance of the ternary check");
+    const bool help = app::asUsage([&] {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);
         po::notify(vm);
-        if (vm.count("help")) {
-            std::cout << desc << '\n';
-            return 0;
-        }
+        if (vm.count("help")) return true;
         if (checkpoint.empty()) throw std::invalid_argument("--checkpoint is required");
         if (out.empty()) throw std::invalid_argument("--out is required");
         if (!input.empty()) opt.input = parseInput(input);
-    } catch (const std::exception& e) {
-        std::cerr << "tern-export: " << e.what() << "\n(see tern-export --help)\n";
-        return 1;
+        return false;
+    });
+    if (help) {
+        std::cout << desc << '\n';
+        return app::kExitOk;
     }
-    try {
-        const TernaryModel m = TernaryModel::fromCheckpoint(checkpoint, opt);
-        m.save(out, opt.int8Codes);
-        std::cout << "tern-export: " << checkpoint << " -> " << out << " (model "
-                  << m.infoValue("model") << ", method " << m.infoValue("method") << ", alpha "
-                  << m.infoValue("alpha") << ", bn " << m.infoValue("bn") << ", input "
-                  << m.input()[0] << "x" << m.input()[1] << "x" << m.input()[2] << ")\n";
-        if (m.mean().empty())
-            std::cout << "  note: training data not found; no input normalization stored\n";
-        std::cout << std::left << std::setw(10) << "layer" << std::setw(6) << "type"
-                  << std::setw(16) << "weights" << std::setw(9) << "storage" << std::setw(10)
-                  << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
-                  << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
-        for (const DeployedLayer& l : m.layers()) {
-            if (l.kind != DeployedKind::Conv && l.kind != DeployedKind::Fc) {
-                std::cout << std::setw(10) << l.name << kindName(l.kind) << '\n';
-                continue;
-            }
-            const Index n = l.weightShape.size();
-            std::ostringstream s;
-            s << std::setprecision(4) << l.scale.minCoeff() << " / " << l.scale.mean() << " / "
-              << l.scale.maxCoeff();
-            std::cout << std::setw(10) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
-                      << l.weightShape.str() << std::setw(9) << (l.ternary ? "2-bit" : "float32")
-                      << std::setw(10) << l.nonzeros() << std::setw(10) << std::fixed
-                      << std::setprecision(3) << 1.0 - double(l.nonzeros()) / double(n)
-                      << std::defaultfloat << std::setw(8) << (l.ternary ? std::to_string(l.groups) : "-")
-                      << std::setw(30) << s.str()
-                      << (l.ternary ? (l.multiplicationFree ? "yes" : "no (s_c != 1)") : "no (float layer)")
-                      << (l.foldedBatchNorm ? ", BN folded" : "") << '\n';
+    const TernaryModel m = TernaryModel::fromCheckpoint(checkpoint, opt);
+    m.save(out, opt.int8Codes);
+    std::cout << "tern-export: " << checkpoint << " -> " << out << " (model "
+              << m.infoValue("model") << ", method " << m.infoValue("method") << ", alpha "
+              << m.infoValue("alpha") << ", bn " << m.infoValue("bn") << ", input "
+              << m.input()[0] << "x" << m.input()[1] << "x" << m.input()[2] << ")\n";
+    if (m.mean().empty())
+        std::cout << "  note: training data not found; no input normalization stored\n";
+    std::cout << std::left << std::setw(10) << "layer" << std::setw(6) << "type"
+              << std::setw(16) << "weights" << std::setw(9) << "storage" << std::setw(10)
+              << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
+              << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
+    for (const DeployedLayer& l : m.layers()) {
+        if (l.kind != DeployedKind::Conv && l.kind != DeployedKind::Fc) {
+            std::cout << std::setw(10) << l.name << kindName(l.kind) << '\n';
+            continue;
         }
-        const DeployedCost c = m.cost();
-        const double fileBytes = static_cast<double>(std::filesystem::file_size(out));
-        std::cout << std::setprecision(4) << "model file " << bytes(fileBytes) << " vs float32 "
-                  << bytes(c.float32Bits / 8) << " (parameters + BN statistics): "
-                  << c.float32Bits / 8 / fileBytes << "x smaller; payload " << bytes(c.storageBits / 8)
-                  << ", " << c.float32Bits / c.storageBits << "x\n";
-        if (c.ternaryBits > 0)
-            std::cout << "ternary layers: " << bytes(c.ternaryBits / 8) << " vs " << bytes(c.ternaryFloat32Bits / 8)
-                      << " as float32: " << c.ternaryFloat32Bits / c.ternaryBits << "x less storage"
-                      << (c.ternaryFloat32Bits / c.ternaryBits >= 15 ? " (>= 15x)" : " (< 15x: small layers, per-channel scales dominate)")
-                      << '\n';
-        std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
-                  << " additions\n";
-        if (m.fullyMultiplicationFree())
-            std::cout << "every conv/FC layer is ternary and multiplication-free\n";
-        else if (m.multiplicationFree())
-            std::cout << "multiplication-free ternary layers (a = 1, no BN); the float layers still multiply\n";
-        return 0;
-    } catch (const std::invalid_argument& e) {
-        std::cerr << "tern-export: " << e.what() << '\n';
-        return 1;
-    } catch (const std::exception& e) {
-        std::cerr << "tern-export: " << e.what() << '\n';
-        return 2;
+        const Index n = l.weightShape.size();
+        std::ostringstream s;
+        s << std::setprecision(4) << l.scale.minCoeff() << " / " << l.scale.mean() << " / "
+          << l.scale.maxCoeff();
+        std::cout << std::setw(10) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
+                  << l.weightShape.str() << std::setw(9) << (l.ternary ? "2-bit" : "float32")
+                  << std::setw(10) << l.nonzeros() << std::setw(10) << std::fixed
+                  << std::setprecision(3) << 1.0 - double(l.nonzeros()) / double(n)
+                  << std::defaultfloat << std::setw(8) << (l.ternary ? std::to_string(l.groups) : "-")
+                  << std::setw(30) << s.str()
+                  << (l.ternary ? (l.multiplicationFree ? "yes" : "no (s_c != 1)") : "no (float layer)")
+                  << (l.foldedBatchNorm ? ", BN folded" : "") << '\n';
     }
+    const DeployedCost c = m.cost();
+    const double fileBytes = static_cast<double>(std::filesystem::file_size(out));
+    std::cout << std::setprecision(4) << "model file " << bytes(fileBytes) << " vs float32 "
+              << bytes(c.float32Bits / 8) << " (parameters + BN statistics): "
+              << c.float32Bits / 8 / fileBytes << "x smaller; payload " << bytes(c.storageBits / 8)
+              << ", " << c.float32Bits / c.storageBits << "x\n";
+    if (c.ternaryBits > 0)
+        std::cout << "ternary layers: " << bytes(c.ternaryBits / 8) << " vs " << bytes(c.ternaryFloat32Bits / 8)
+                  << " as float32: " << c.ternaryFloat32Bits / c.ternaryBits << "x less storage"
+                  << (c.ternaryFloat32Bits / c.ternaryBits >= 15 ? " (>= 15x)" : " (< 15x: small layers, per-channel scales dominate)")
+                  << '\n';
+    std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
+              << " additions\n";
+    if (m.fullyMultiplicationFree())
+        std::cout << "every conv/FC layer is ternary and multiplication-free\n";
+    else if (m.multiplicationFree())
+        std::cout << "multiplication-free ternary layers (a = 1, no BN); the float layers still multiply\n";
+    return app::kExitOk;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return app::runApp("tern-export", argc, argv, run); }

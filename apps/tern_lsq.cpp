@@ -5,14 +5,12 @@
 // Reads datasets A (m x n) and b (m) (float32 or float64) from --in, solves with ADMM, projected
 // SGD or by rounding the least-squares solution, and writes x, scale and objective to --out
 // (written to --out.tmp, then renamed). Exit codes: 0 ok, 1 usage or input error, 2 anything else.
+#include "common/app.hpp"
 #include "tern/core/error.hpp"
 #include "tern/io/hdf5_file.hpp"
-#include "tern/optim/admm.hpp"
+#include "tern/optim/methods.hpp"
 #include "tern/optim/problems/least_squares.hpp"
-#include "tern/optim/projected_sgd.hpp"
 #include "tern/proj/projection.hpp"
-
-#include <boost/program_options.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -22,12 +20,13 @@
 
 using namespace tern;
 namespace po = boost::program_options;
+namespace app = tern::app;
 
 namespace {
 
-/// A usage or input problem: exit code 1.
-struct InputError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+/// A usage or input problem: exit code 1 (runApp maps std::invalid_argument to 1).
+struct InputError : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
 };
 
 struct Problem {
@@ -138,14 +137,14 @@ int run(int argc, char** argv) {
          "pow2 levels {0, +-1, ..., +-2^(bits-1)}");
     po::options_description method("Method");
     method.add_options()("method", po::value(&o.method)->default_value(o.method),
-                         "admm | pgd | round (project the least-squares solution)")  //
+                         "admm | pgd (tern-train's names and aliases) | round (project the "
+                         "least-squares solution)")  //
         ("epochs", po::value(&o.epochs)->default_value(o.epochs), "W-steps (full batch)")  //
         ("lr", po::value(&o.lr), "step size (default: 0.35/L for admm, 1/L for pgd; "
                                  "L = largest eigenvalue of A^T A / m)")  //
-        ("momentum", po::value(&o.momentum)->default_value(o.momentum), "admm W-step momentum")  //
+        ("momentum", app::withDefault(&o.momentum), "admm W-step momentum")  //
         ("rho", po::value(&o.rho), "admm initial rho (default 0.003 L; rhoMax = L)")  //
-        ("rho-growth", po::value(&o.rhoGrowth)->default_value(o.rhoGrowth),
-         "admm rho factor per outer iteration")  //
+        ("rho-growth", app::withDefault(&o.rhoGrowth), "admm rho factor per outer iteration")  //
         ("outer-every", po::value(&o.outerEvery)->default_value(o.outerEvery),
          "admm W-steps per outer iteration")  //
         ("seed", po::value(&o.seed)->default_value(o.seed), "random seed");
@@ -167,7 +166,16 @@ int run(int argc, char** argv) {
         throw InputError("--set must be ternary, binary or pow2 (got '" + o.set + "')");
     if (o.scale != "free" && o.scale != "one")
         throw InputError("--scale must be free or one (got '" + o.scale + "')");
-    if (o.method != "admm" && o.method != "pgd" && o.method != "round")
+    // admm and pgd (and their aliases) resolve in the method registry; round is no optimizer
+    std::string name = o.method;
+    if (name != "round") {
+        try {
+            name = optim::findMethod(o.method).name;
+        } catch (const std::invalid_argument&) {
+            name.clear();
+        }
+    }
+    if (name != "admm" && name != "pgd" && name != "round")
         throw InputError("--method must be admm, pgd or round (got '" + o.method + "')");
     if (o.set == "pow2" && (o.bits < 1 || o.bits > 16))
         throw InputError("--bits must be in [1, 16] (got " + std::to_string(o.bits) + ")");
@@ -184,37 +192,35 @@ int run(int argc, char** argv) {
     const std::shared_ptr<const proj::Projection> projection = proj::makeProjection(spec);
     const double L = lipschitz(data.A, o.seed);
 
-    // Every method starts from the least-squares solution.
+    // Every name starts from the least-squares solution.
     const Vector xls = p.solve();
     p.x().value = xls;
     optim::TrainSettings train;
     train.maxEpochs = o.epochs;
     train.seed = o.seed;
+    optim::MethodConfig m;  // the registry's admm or pgd, with this problem's defaults
+    m.method = name;
+    m.projection = spec;
     optim::SgdSettings sgd;
     sgd.weightDecay = 0;
-    std::vector<std::shared_ptr<optim::Callback>> callbacks;
     std::string status = "done";
-    if (o.method == "admm") {
+    if (name == "admm") {
         train.lr = optim::LrSchedule::constant(vm.count("lr") ? o.lr : 0.35 / L);
         sgd.momentum = o.momentum;
-        optim::AdmmSettings a;
-        a.rho = vm.count("rho") ? o.rho : 0.003 * L;
-        a.rhoMax = std::max(a.rho, L);
-        a.rhoGrowth = o.rhoGrowth;
-        a.outerEvery = o.outerEvery;
-        optim::Admm opt(projection, Granularity::PerTensor, a, sgd, train);
-        status = optim::statusName(opt.optimize(p, callbacks).status);
-    } else if (o.method == "pgd") {
+        m.admm.rho = vm.count("rho") ? o.rho : 0.003 * L;
+        m.admm.rhoMax = std::max(m.admm.rho, L);
+        m.admm.rhoGrowth = o.rhoGrowth;
+        m.admm.outerEvery = o.outerEvery;
+    } else if (name == "pgd") {
         train.lr = optim::LrSchedule::constant(vm.count("lr") ? o.lr : 1.0 / L);
         sgd.momentum = 0;
-        optim::ProjectedSgd opt(projection, Granularity::PerTensor, sgd, train);
-        status = optim::statusName(opt.optimize(p, callbacks).status);
-    } else {
-        projection->project(xls, p.x().value);
     }
+    m.inner = sgd;
+    if (name == "round") projection->project(xls, p.x().value);
+    else status = optim::statusName(optim::makeOptimizer(m, train)->optimize(p).status);
     if (status == "diverged") {
-        std::cerr << "tern-lsq: " << o.method << " diverged; try a smaller --lr\n";
-        return 2;
+        std::cerr << "tern-lsq: " << name << " diverged; try a smaller --lr\n";
+        return app::kExitFailed;
     }
     // x = a q on C; with a free scale, refit a for f given the code q (can only lower f).
     Vector x = p.x().value;
@@ -230,26 +236,13 @@ int run(int argc, char** argv) {
     }
     const double objective = p.objective(x);
     if (o.verbose)
-        std::cerr << "tern-lsq: " << o.method << " (" << status << ") on " << spec << ": objective "
+        std::cerr << "tern-lsq: " << name << " (" << status << ") on " << spec << ": objective "
                   << objective << ", scale " << scale << ", least-squares objective "
                   << p.objective(xls) << '\n';
-    writeResult(o.out, x, scale, objective, o.method, spec);
-    return 0;
+    writeResult(o.out, x, scale, objective, name, spec);
+    return app::kExitOk;
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const InputError& e) {
-        std::cerr << "tern-lsq: " << e.what() << '\n';
-        return 1;
-    } catch (const std::invalid_argument& e) {
-        std::cerr << "tern-lsq: " << e.what() << '\n';
-        return 1;
-    } catch (const std::exception& e) {
-        std::cerr << "tern-lsq: " << e.what() << '\n';
-        return 2;
-    }
-}
+int main(int argc, char** argv) { return app::runApp("tern-lsq", argc, argv, run); }

@@ -125,6 +125,41 @@ BOOST_AUTO_TEST_CASE(rpr_and_inc_report_the_fraction_and_checkpoint_the_partitio
     }
 }
 
+BOOST_AUTO_TEST_CASE(aliases_resolve_to_the_registry_name) {
+    TrainConfig c = tinyConfig("binaryconnect");
+    c.epochs = 1;
+    c.outDir = testing::tempDir("alias");
+    const TrainResult r = train(c, nullptr);
+    BOOST_TEST(r.status == "completed");
+    io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+    BOOST_TEST(ck.attrString("config", "method") == "bc");  // stored under the canonical name
+    BOOST_TEST(ck.attrString("config", "projection") == "binary");
+    BOOST_TEST(ck.attrDouble("optim", "latentClip") == 1.0);  // BinaryConnect's preset
+    TrainConfig more = c;  // the canonical name resumes the alias's run
+    more.method = "bc";
+    more.epochs = 2;
+    more.resume = true;
+    BOOST_TEST(train(more, nullptr).epochsCompleted == 2);
+}
+
+BOOST_AUTO_TEST_CASE(resume_with_no_epochs_left_reports_the_deployed_point) {
+    TrainConfig c = tinyConfig("twn");
+    c.epochs = 2;
+    c.outDir = testing::tempDir("no-epochs-left");
+    const TrainResult first = train(c, nullptr);
+    for (const Index epochs : {Index(2), Index(1)}) {
+        TrainConfig again = c;
+        again.epochs = epochs;
+        again.resume = true;
+        const TrainResult r = train(again, nullptr);
+        BOOST_TEST(r.status == "completed");
+        BOOST_TEST(r.epochsCompleted == 2);
+        BOOST_TEST(r.finalTestAcc == first.finalTestAcc);
+        BOOST_TEST(r.bestTestAcc == first.bestTestAcc);
+        BOOST_TEST(r.cost.nonzeroWeights == first.cost.nonzeroWeights);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(init_starts_from_a_float_checkpoint) {
     TrainConfig fp = tinyConfig("fp");
     fp.outDir = testing::tempDir("init-fp");

@@ -164,7 +164,7 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"lr-schedule", lrSchedule},   {"optimizer", in.name()},
             {"momentum", n(in.sgd.momentum)}, {"weight-decay", n(wd)},
             {"seed", std::to_string(seed)}, {"threads", std::to_string(threads)},
-            {"method", method},            {"levels", levels},
+            {"method", methodName()},      {"levels", levels},
             {"bits", std::to_string(bits)}, {"alpha", alpha},
             {"exact", b(exact)},           {"projection", projectionSpec()},
             {"granularity", granularity},  {"ttq-threshold", n(opt.ttqThreshold)},

@@ -85,7 +85,8 @@ struct TrainConfig {
     optim::MethodConfig methodConfig() const;
     /// The loop settings: epochs, seed, lr schedule.
     optim::TrainSettings trainSettings() const;
-    /// key=value lines (also the INI form tern-train reads back, and the checkpoint's config).
+    /// key=value lines (also the INI form tern-train reads back, and the checkpoint's config);
+    /// the method under its registry name. Throws std::invalid_argument for an unknown method.
     std::vector<std::pair<std::string, std::string>> items() const;
 };
 
