@@ -69,7 +69,10 @@ bad = 0
 
 def norm(v):
     """Strings that are numbers become floats (formatting differences are not differences)."""
-    if isinstance(v, dict): return {k: norm(x) for k, x in v.items() if k != 'seconds'}
+    if isinstance(v, dict):
+        # data-dir names the checkout the runs were made in (a worktree is another path)
+        return {k: (x.split('/data/')[-1] if k == 'data-dir' else norm(x))
+                for k, x in v.items() if k != 'seconds'}
     if isinstance(v, list): return [norm(x) for x in v]
     if isinstance(v, str):
         try: return float(v)

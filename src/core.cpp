@@ -16,6 +16,15 @@
 
 namespace tern {
 
+std::string joined(const std::vector<std::string>& items, const std::string& separator) {
+    std::string s;
+    for (size_t i = 0; i < items.size(); ++i) {
+        if (i) s += separator;
+        s += items[i];
+    }
+    return s;
+}
+
 std::string formatDuration(double s) {
     if (!std::isfinite(s) || s < 0) return "?";
     const long t = std::lround(s);

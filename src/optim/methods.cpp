@@ -2,6 +2,7 @@
 #include "tern/optim/methods.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/proj/quantizer.hpp"
 
 #include <algorithm>
@@ -68,11 +69,6 @@ std::unique_ptr<Optimizer> makeInc(const MethodConfig& c, const std::string&,
                                          c.inc, c.inner, train);
 }
 
-std::string joined(const std::vector<std::string>& names) {
-    std::string s;
-    for (const std::string& n : names) s += (s.empty() ? "" : ", ") + n;
-    return s;
-}
 
 }  // namespace
 

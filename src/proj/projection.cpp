@@ -2,6 +2,7 @@
 #include "tern/proj/factory.hpp"
 
 #include "detail.hpp"
+#include "tern/core/format.hpp"
 
 #include <algorithm>
 #include <array>
@@ -113,10 +114,8 @@ ScaleMode SpecOptions::takeScale() {
 void SpecOptions::finish(const std::vector<std::string>& known) const {
     for (const auto& [k, value] : options_) {
         if (taken_.count(k)) continue;
-        std::string list;
-        for (const auto& name : known) list += (list.empty() ? "" : ", ") + name;
         fail(where_, "unknown option '" + k + "' for '" + base_ +
-                         "'; known: " + (list.empty() ? std::string("none") : list));
+                         "'; known: " + (known.empty() ? std::string("none") : joined(known)));
     }
 }
 
@@ -345,9 +344,7 @@ std::unique_ptr<Projection> makeProjection(const std::string& spec) {
         p = std::make_unique<PowerOfTwo>(static_cast<int>(bits), static_cast<int>(rounds), s,
                                          solver);
     } else {
-        std::string list;
-        for (const auto& n : projectionNames()) list += (list.empty() ? "" : ", ") + n;
-        fail("makeProjection()", "unknown projection '" + base + "'; known: " + list);
+        fail("makeProjection()", "unknown projection '" + base + "'; known: " + joined(projectionNames()));
     }
     return p;
 }

@@ -2,13 +2,12 @@
 #include "tern/run/config.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/io/dataset.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
 
 #include <algorithm>
-#include <iomanip>
-#include <sstream>
 
 namespace tern::run {
 
@@ -18,17 +17,14 @@ bool oneOf(const std::string& v, const std::vector<std::string>& set) {
     return std::find(set.begin(), set.end(), v) != set.end();
 }
 
-std::string joined(const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-    return s;
-}
 
 std::string joinedNumbers(const std::vector<double>& v) {
-    std::ostringstream o;
-    o << std::setprecision(17);
-    for (size_t i = 0; i < v.size(); ++i) o << (i ? "," : "") << v[i];
-    return o.str();
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) {
+        if (i) s += ',';
+        s += formatShortest(v[i]);
+    }
+    return s;
 }
 
 }  // namespace
@@ -143,13 +139,7 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
         if (!steps.empty()) steps += ',';
         steps += std::to_string(s);
     }
-    std::ostringstream d;
-    d << std::setprecision(17);
-    auto n = [&d](double v) {
-        d.str("");
-        d << v;
-        return d.str();
-    };
+    auto n = [](auto v) { return formatShortest(v); };  // the shortest text that reads back
     const optim::InnerSettings& in = opt.inner;
     const double wd = in.rule == optim::InnerSettings::Rule::Adam ? in.adam.weightDecay
                                                                   : in.sgd.weightDecay;

@@ -57,6 +57,35 @@ const std::vector<std::string> kIdentity{"dataset", "train-limit", "model", "wid
                                          "batch-size", "method", "projection", "granularity",
                                          "optimizer", "seed"};
 
+/// A checkpoint's config value and this run's are the same setting: the same text, or the same
+/// number (integers exactly; others as float32, since older versions printed 17 digits and
+/// float fields such as dropout went through double: "0.30000001192092896" is dropout 0.3).
+bool sameSetting(const std::string& stored, const std::string& mine) {
+    if (stored == mine) return true;
+    auto integer = [](const std::string& t, long long& v) {
+        std::size_t used = 0;
+        try {
+            v = std::stoll(t, &used);
+        } catch (const std::exception&) {
+            return false;
+        }
+        return used == t.size();
+    };
+    auto real = [](const std::string& t, double& v) {
+        std::size_t used = 0;
+        try {
+            v = std::stod(t, &used);
+        } catch (const std::exception&) {
+            return false;
+        }
+        return used == t.size();
+    };
+    long long a = 0, b = 0;
+    if (integer(stored, a) && integer(mine, b)) return a == b;
+    double x = 0, y = 0;
+    return real(stored, x) && real(mine, y) && static_cast<float>(x) == static_cast<float>(y);
+}
+
 /// A number for summary.json: null when not finite (JSON has no NaN).
 json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
@@ -153,7 +182,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
             if (!in.hasAttr("config", k))
                 throw std::runtime_error("train(): " + ckptPath + " has no config entry '" + k + "'");
             const std::string stored = in.attrString("config", k);
-            if (stored != v)
+            if (!sameSetting(stored, v))
                 throw std::runtime_error("train(): " + ckptPath + " was written for " + k + " = '" +
                                          stored + "', this run has '" + v + "'");
         }

@@ -1,6 +1,7 @@
 #pragma once
 /// \file Small text formatting helpers shared by the trainer and the apps.
 #include <string>
+#include <vector>
 
 namespace tern {
 
@@ -19,5 +20,8 @@ std::string formatShortest(double x);
 /// As formatShortest(double), shortest for a float: 0.3f -> "0.3" (std::strtof reads it back to
 /// the same float; as a double it would print "0.30000001192092896").
 std::string formatShortest(float x);
+
+/// The items with `separator` between them: {"a", "b"} -> "a, b" (lists of names in messages).
+std::string joined(const std::vector<std::string>& items, const std::string& separator = ", ");
 
 }  // namespace tern
