@@ -166,9 +166,7 @@ double Admm::doStep(Objective& f, Index batch) {
         finite = innerStep(s.slot, b.value, s.g, b.decay) && finite;
     }
     // Unconstrained blocks: plain inner step with the committing pass's gradient
-    for (size_t i = 0; i < bs.size(); ++i)
-        if (!bs[i]->constrained)
-            finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
+    finite = stepUnconstrained() && finite;
     if (!finite) return std::numeric_limits<double>::quiet_NaN();
 
     if (settings_.outerEverySteps > 0 && (steps() + 1) % settings_.outerEverySteps == 0) {

@@ -122,17 +122,14 @@ void StagedQuantization::doBegin(Objective& /*f*/) {
 }
 
 double StagedQuantization::doStep(Objective& f, Index batch) {
-    const auto& bs = blocks();
     writeTrainingPoint();
     const double loss = f.evaluateWithGradient(batch, Pass::Commit);
     if (!std::isfinite(loss)) return loss;
     bool finite = true;
     for (Index k = 0; k < latent_->size(); ++k) finite = update(k) && finite;
     finite = latent_->stepTrainables(learningRate() * trainableLr_) && finite;
-    for (size_t i = 0; i < bs.size(); ++i) {
-        if (bs[i]->constrained) continue;
-        finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
-    }
+    // Unconstrained blocks: W = W - lr * inner(g)
+    finite = stepUnconstrained() && finite;
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 

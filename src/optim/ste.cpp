@@ -50,7 +50,6 @@ void Ste::doBegin(Objective& /*f*/) {
 }
 
 double Ste::doStep(Objective& f, Index batch) {
-    const auto& bs = blocks();
     // Forward: value = Q(W)
     quantizeAll();
     const double loss = f.evaluateWithGradient(batch, Pass::Commit);
@@ -68,10 +67,7 @@ double Ste::doStep(Objective& f, Index batch) {
     // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
     finite = latent_->stepTrainables(learningRate() * settings_.trainableLr) && finite;
     // Unconstrained blocks: W = W - lr * inner(g)
-    for (size_t i = 0; i < bs.size(); ++i) {
-        if (bs[i]->constrained) continue;
-        finite = innerStep(static_cast<Index>(i), bs[i]->value, bs[i]->grad, bs[i]->decay) && finite;
-    }
+    finite = stepUnconstrained() && finite;
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }
 

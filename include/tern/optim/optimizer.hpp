@@ -179,6 +179,17 @@ protected:
     bool innerStep(Index slot, VecRef w, CVecRef g, bool decay) {
         return inner_.apply(slot, w, g, lr_, decay);
     }
+    /// w -= lr * inner(g) for every unconstrained block (biases, BN); returns whether all stay
+    /// finite.
+    bool stepUnconstrained() {
+        bool finite = true;
+        for (size_t i = 0; i < blocks_.size(); ++i)
+            if (!blocks_[i]->constrained)
+                finite = innerStep(static_cast<Index>(i), blocks_[i]->value, blocks_[i]->grad,
+                                   blocks_[i]->decay) &&
+                         finite;
+        return finite;
+    }
     /// Marks the run as diverged.
     void setDiverged() { diverged_ = true; }
     void setConverged(bool c) { converged_ = c; }
