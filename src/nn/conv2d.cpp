@@ -8,10 +8,6 @@
 
 namespace tern::nn {
 
-using dnnl::memory;
-using tag = memory::format_tag;
-using dt = memory::data_type;
-using optim::Pass;
 using namespace detail;
 
 namespace {

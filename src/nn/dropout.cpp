@@ -10,8 +10,6 @@
 
 namespace tern::nn {
 
-using dnnl::memory;
-using optim::Pass;
 using namespace detail;
 
 namespace {

@@ -12,6 +12,12 @@
 
 namespace tern::nn::detail {
 
+// The short names the layer implementations use (they bring in this namespace).
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using optim::Pass;
+
 /// An f32 descriptor of `d` in the format the primitive picks (format_tag::any).
 inline dnnl::memory::desc anyMd(const dnnl::memory::dims& d) {
     return {d, dnnl::memory::data_type::f32, dnnl::memory::format_tag::any};

@@ -7,10 +7,6 @@
 
 namespace tern::nn {
 
-using dnnl::memory;
-using tag = memory::format_tag;
-using dt = memory::data_type;
-using optim::Pass;
 using namespace detail;
 
 Linear::Linear(std::string name, Index inFeatures, Index outFeatures, bool bias, bool quantize)

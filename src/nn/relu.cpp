@@ -5,8 +5,6 @@
 
 namespace tern::nn {
 
-using dnnl::memory;
-using optim::Pass;
 using namespace detail;
 
 namespace {

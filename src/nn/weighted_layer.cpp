@@ -9,11 +9,6 @@
 
 namespace tern::nn {
 
-using dnnl::memory;
-using tag = memory::format_tag;
-using dt = memory::data_type;
-using optim::Pass;
-
 void WeightedLayer::declare(ParameterSet& params) {
     const Shape shape = weightShape();
     weights_ = &params.add(name_ + ".weights", shape, quantize_, true);
