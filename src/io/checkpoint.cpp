@@ -149,35 +149,37 @@ Object attrTarget(H5::H5File& file, const std::string& path,
     return *obj;
 }
 
+/// Sets the attribute `name` on the group or dataset `path` of `out` (see attrTarget):
+/// `create(obj)` creates and writes it. HDF5 failures: std::runtime_error naming the attribute,
+/// the object and the tmp file.
+template <typename Create>
+void setAttr(OutputFile& out, const std::string& path, const std::string& name,
+             const char* where, Create create) {
+    out.checkOpen(where);
+    try {
+        Object obj = attrTarget(out.file, path, name, out.tmp, where);
+        create(obj);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
+                                 "' in '" + out.tmp + "': " + detail(e));
+    }
+}
+
 }  // namespace
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name, double value) {
-    const char* where = "CheckpointWriter::attr()";
-    out_->checkOpen(where);
-    try {
-        Object obj = attrTarget(out_->file, path, name, tmpPath(), where);
-        H5::Attribute a =
-            obj->createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
-        a.write(H5::PredType::NATIVE_DOUBLE, &value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+    setAttr(*out_, path, name, "CheckpointWriter::attr()", [&](Object& obj) {
+        obj->createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR))
+            .write(H5::PredType::NATIVE_DOUBLE, &value);
+    });
 }
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name,
                             std::int64_t value) {
-    const char* where = "CheckpointWriter::attr()";
-    out_->checkOpen(where);
-    try {
-        Object obj = attrTarget(out_->file, path, name, tmpPath(), where);
-        H5::Attribute a =
-            obj->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
-        a.write(H5::PredType::NATIVE_INT64, &value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+    setAttr(*out_, path, name, "CheckpointWriter::attr()", [&](Object& obj) {
+        obj->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR))
+            .write(H5::PredType::NATIVE_INT64, &value);
+    });
 }
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name,
@@ -186,17 +188,12 @@ void CheckpointWriter::attr(const std::string& path, const std::string& name,
     out_->checkOpen(where);
     if (value.find('\0') != std::string::npos)
         fail(where, "string attribute '" + name + "' on '" + path + "' contains a NUL byte");
-    try {
-        Object obj = attrTarget(out_->file, path, name, tmpPath(), where);
+    setAttr(*out_, path, name, where, [&](Object& obj) {
         // Variable-length UTF-8: h5py reads it as str, h5dump prints it as text.
         H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
         type.setCset(H5T_CSET_UTF8);
-        H5::Attribute a = obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
-        a.write(type, value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+        obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+    });
 }
 
 void CheckpointWriter::close() {
