@@ -27,16 +27,9 @@ using namespace h5;
 
 // ================================================================== CheckpointWriter
 
-struct CheckpointWriter::Impl {
-    H5::H5File file;
-    bool closed = false;
-    Impl(const std::string& tmp, const H5::FileAccPropList& fapl)
-        : file(tmp, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl) {}
-};
-
 CheckpointWriter::CheckpointWriter(const std::string& path, const std::string& format,
                                    int version)
-    : path_(path) {
+    : AtomicWriter(path) {
     const char* where = "CheckpointWriter::CheckpointWriter()";
     if (path.empty()) fail(where, "empty path");
     if (format.empty()) fail(where, "empty format");
@@ -49,36 +42,15 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const std::string& f
     try {
         H5::FileAccPropList fapl;
         fapl.setFcloseDegree(H5F_CLOSE_STRONG);  // close() really closes the file
-        impl_ = std::make_unique<Impl>(tmp, fapl);
+        out_ = std::make_unique<OutputFile>(path, fapl);
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot create '" + tmp + "': " +
                                  detail(e));
     }
-    try {
-        attr("", "format", format);
-        attr("", "version", static_cast<std::int64_t>(version));
-    } catch (...) {
-        try {
-            impl_->file.close();
-        } catch (const H5::Exception&) {
-        }
-        fs::remove(tmp, ec);
-        throw;
-    }
+    // if these throw, out_'s destructor closes and removes the tmp file
+    attr("", "format", format);
+    attr("", "version", static_cast<std::int64_t>(version));
 }
-
-CheckpointWriter::~CheckpointWriter() {
-    if (!impl_ || impl_->closed) return;
-    // Abandoned (exception or early exit): drop the tmp file, keep `path` as it was.
-    try {
-        impl_->file.close();
-    } catch (...) {
-    }
-    std::error_code ec;
-    fs::remove(tmpPath(), ec);
-}
-
-bool CheckpointWriter::closed() const { return impl_->closed; }
 
 namespace {
 
@@ -88,21 +60,10 @@ void writeDataset(H5::H5File& file, const std::string& key, const std::string& t
                   const char* where, const void* data, Index count, const Shape& shape,
                   const H5::PredType& fileType, const H5::PredType& memType) {
     const std::vector<std::string> parts = splitKey(key, where, false);
-    std::vector<hsize_t> dims;
-    for (Index d : shape.dims) {
-        if (d < 0) fail(where, "'" + key + "' has a negative dim in shape " + shape.str());
-        dims.push_back(static_cast<hsize_t>(d));
-    }
-    if (count != shape.size())
-        fail(where, TERN_MSG("'" << key << "': data has " << count << " elements, shape "
-                                 << shape.str() << " has " << shape.size()));
+    const std::vector<hsize_t> dims = datasetDims(shape, key, where);
+    checkCount(count, shape, key, where);
     try {
-        const std::string full = prepareDataset(file, parts, key, tmp, where);
-        const H5::DataSpace space = dims.empty()
-                                        ? H5::DataSpace(H5S_SCALAR)
-                                        : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
-        H5::DataSet ds = file.createDataSet(full, fileType, space);
-        if (count > 0) ds.write(data, memType);
+        createDataset(file, parts, key, tmp, where, dims, fileType, memType, data, count);
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" + tmp +
                                  "': " + detail(e));
@@ -113,33 +74,32 @@ void writeDataset(H5::H5File& file, const std::string& key, const std::string& t
 
 void CheckpointWriter::write(const std::string& key, CVecRef data, const Shape& shape) {
     const char* where = "CheckpointWriter::write()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    writeDataset(impl_->file, key, tmpPath(), where, data.data(), data.size(), shape,
+    out_->checkOpen(where);
+    writeDataset(out_->file, key, tmpPath(), where, data.data(), data.size(), shape,
                  H5::PredType::IEEE_F32LE, H5::PredType::NATIVE_FLOAT);
 }
 
 void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std::uint8_t>& data,
                                   const Shape& shape) {
     const char* where = "CheckpointWriter::writeBytes()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    writeDataset(impl_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+    out_->checkOpen(where);
+    writeDataset(out_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
                  shape, H5::PredType::STD_U8LE, H5::PredType::NATIVE_UINT8);
 }
 
 void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std::int8_t>& data,
                                   const Shape& shape) {
     const char* where = "CheckpointWriter::writeBytes()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    writeDataset(impl_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+    out_->checkOpen(where);
+    writeDataset(out_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
                  shape, H5::PredType::STD_I8LE, H5::PredType::NATIVE_INT8);
 }
 
 void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::int64_t>& data) {
     const char* where = "CheckpointWriter::writeInts()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    out_->checkOpen(where);
     const std::vector<std::string> parts = splitKey(key, where, false);
     try {
-        const std::string full = prepareDataset(impl_->file, parts, key, tmpPath(), where);
         const hsize_t n = data.size();
         // stored in the narrowest signed type that holds every value (sign codes and masks
         // take 1 byte, not 8); HDF5 converts back to int64 on read
@@ -154,8 +114,8 @@ void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::
                                        : fits(std::int16_t{}) ? H5::PredType::STD_I16LE
                                        : fits(std::int32_t{}) ? H5::PredType::STD_I32LE
                                                               : H5::PredType::STD_I64LE;
-        H5::DataSet ds = impl_->file.createDataSet(full, fileType, H5::DataSpace(1, &n));
-        if (n > 0) ds.write(data.data(), H5::PredType::NATIVE_INT64);
+        createDataset(out_->file, parts, key, tmpPath(), where, {n}, fileType,
+                      H5::PredType::NATIVE_INT64, data.data(), static_cast<Index>(n));
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
                                  tmpPath() + "': " + detail(e));
@@ -189,82 +149,59 @@ Object attrTarget(H5::H5File& file, const std::string& path,
     return *obj;
 }
 
+/// Sets the attribute `name` on the group or dataset `path` of `out` (see attrTarget):
+/// `create(obj)` creates and writes it. HDF5 failures: std::runtime_error naming the attribute,
+/// the object and the tmp file.
+template <typename Create>
+void setAttr(OutputFile& out, const std::string& path, const std::string& name,
+             const char* where, Create create) {
+    out.checkOpen(where);
+    try {
+        Object obj = attrTarget(out.file, path, name, out.tmp, where);
+        create(obj);
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
+                                 "' in '" + out.tmp + "': " + detail(e));
+    }
+}
+
 }  // namespace
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name, double value) {
-    const char* where = "CheckpointWriter::attr()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    try {
-        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
-        H5::Attribute a =
-            obj->createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
-        a.write(H5::PredType::NATIVE_DOUBLE, &value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+    setAttr(*out_, path, name, "CheckpointWriter::attr()", [&](Object& obj) {
+        obj->createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR))
+            .write(H5::PredType::NATIVE_DOUBLE, &value);
+    });
 }
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name,
                             std::int64_t value) {
-    const char* where = "CheckpointWriter::attr()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
-    try {
-        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
-        H5::Attribute a =
-            obj->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
-        a.write(H5::PredType::NATIVE_INT64, &value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+    setAttr(*out_, path, name, "CheckpointWriter::attr()", [&](Object& obj) {
+        obj->createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR))
+            .write(H5::PredType::NATIVE_INT64, &value);
+    });
 }
 
 void CheckpointWriter::attr(const std::string& path, const std::string& name,
                             const std::string& value) {
     const char* where = "CheckpointWriter::attr()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    out_->checkOpen(where);
     if (value.find('\0') != std::string::npos)
         fail(where, "string attribute '" + name + "' on '" + path + "' contains a NUL byte");
-    try {
-        Object obj = attrTarget(impl_->file, path, name, tmpPath(), where);
+    setAttr(*out_, path, name, where, [&](Object& obj) {
         // Variable-length UTF-8: h5py reads it as str, h5dump prints it as text.
         H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
         type.setCset(H5T_CSET_UTF8);
-        H5::Attribute a = obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
-        a.write(type, value);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
-                                 "' in '" + tmpPath() + "': " + detail(e));
-    }
+        obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+    });
 }
 
 void CheckpointWriter::close() {
     const std::string where = "CheckpointWriter::close()";
-    if (impl_->closed) return;
-    impl_->closed = true;
-    const std::string tmp = tmpPath();
-    std::error_code ec;
-    try {
-        try {
-            impl_->file.flush(H5F_SCOPE_GLOBAL);
-            impl_->file.close();
-        } catch (const H5::Exception& e) {
-            throw std::runtime_error(where + ": cannot flush '" + tmp + "': " + detail(e));
-        }
-        fsyncPath(tmp, false, where);
-        fs::rename(tmp, path_, ec);
-        if (ec)
-            throw std::runtime_error(where + ": cannot rename '" + tmp + "' to '" + path_ +
-                                     "': " + ec.message());
-    } catch (...) {
-        try {
-            impl_->file.close();
-        } catch (...) {
-        }
-        fs::remove(tmp, ec);
-        throw;
-    }
+    const bool committed = out_->commit(where, where, true, [&](const std::string& why) {
+        return where + ": cannot flush '" + tmpPath() + "': " + why;
+    });
+    if (!committed) return;
     // The rename is durable once the directory entry is on disk.
     fs::path dir = fs::path(path_).parent_path();
     if (dir.empty()) dir = ".";
@@ -371,27 +308,12 @@ H5::Attribute openAttr(const H5::H5File& file, const std::string& objPath,
 }  // namespace
 
 bool CheckpointReader::has(const std::string& key) const {
-    const char* where = "CheckpointReader::has()";
-    const std::vector<std::string> parts = splitKey(key, where, false);
-    try {
-        const auto type = objectType(impl_->file, parts);
-        return type && *type == H5O_TYPE_DATASET;
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": '" + key + "' in '" + path_ +
-                                 "': " + detail(e));
-    }
+    return hasObject(impl_->file, key, H5O_TYPE_DATASET, false, path_, "CheckpointReader::has()");
 }
 
 bool CheckpointReader::hasGroup(const std::string& path) const {
-    const char* where = "CheckpointReader::hasGroup()";
-    const std::vector<std::string> parts = splitKey(path, where, true);
-    try {
-        const auto type = objectType(impl_->file, parts);
-        return type && *type == H5O_TYPE_GROUP;
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": '" + path + "' in '" + path_ +
-                                 "': " + detail(e));
-    }
+    return hasObject(impl_->file, path, H5O_TYPE_GROUP, true, path_,
+                     "CheckpointReader::hasGroup()");
 }
 
 Shape CheckpointReader::shape(const std::string& key) const {

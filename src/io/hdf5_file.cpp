@@ -6,13 +6,10 @@
 
 #include "tern/core/error.hpp"
 
-#include <filesystem>
 #include <stdexcept>
-#include <system_error>
 
 namespace tern::io {
 
-namespace fs = std::filesystem;
 using namespace h5;
 
 // ======================================================================= Hdf5Reader
@@ -40,15 +37,7 @@ Hdf5Reader::~Hdf5Reader() {
 }
 
 bool Hdf5Reader::has(const std::string& name) const {
-    const char* where = "Hdf5Reader::has()";
-    const std::vector<std::string> parts = splitKey(name, where, false);
-    try {
-        const auto type = objectType(impl_->file, parts);
-        return type && *type == H5O_TYPE_DATASET;
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": '" + name + "' in '" + path_ +
-                                 "': " + detail(e));
-    }
+    return hasObject(impl_->file, name, H5O_TYPE_DATASET, false, path_, "Hdf5Reader::has()");
 }
 
 DatasetInfo Hdf5Reader::info(const std::string& name) const {
@@ -92,52 +81,26 @@ std::vector<double> Hdf5Reader::readDoubles(const std::string& name) const {
 
 // ======================================================================= Hdf5Writer
 
-struct Hdf5Writer::Impl {
-    H5::H5File file;
-    bool closed = false;
-    explicit Impl(const std::string& tmp) : file(tmp, H5F_ACC_TRUNC) {}
-};
-
-Hdf5Writer::Hdf5Writer(const std::string& path) : path_(path) {
+Hdf5Writer::Hdf5Writer(const std::string& path) : AtomicWriter(path) {
     if (path.empty()) fail("Hdf5Writer::Hdf5Writer()", "empty path");
     quietHdf5();
     try {
-        impl_ = std::make_unique<Impl>(tmpPath());
+        out_ = std::make_unique<OutputFile>(path);
     } catch (const H5::Exception& e) {
         throw std::runtime_error("Hdf5Writer: cannot write '" + tmpPath() + "' (" + detail(e) +
                                  ")");
     }
 }
 
-Hdf5Writer::~Hdf5Writer() {
-    if (!impl_ || impl_->closed) return;
-    try {
-        impl_->file.close();
-    } catch (...) {
-    }
-    std::error_code ec;
-    fs::remove(tmpPath(), ec);
-}
-
 void Hdf5Writer::writeFloats(const std::string& name, CVecRef data, const Shape& shape) {
     const char* where = "Hdf5Writer::writeFloats()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    out_->checkOpen(where);
     const std::vector<std::string> parts = splitKey(name, where, false);
-    if (data.size() != shape.size())
-        fail(where, TERN_MSG("'" << name << "': data has " << data.size() << " elements, shape "
-                                 << shape.str() << " has " << shape.size()));
-    std::vector<hsize_t> dims;
-    for (Index d : shape.dims) {
-        if (d < 0) fail(where, "'" + name + "' has a negative dim in shape " + shape.str());
-        dims.push_back(static_cast<hsize_t>(d));
-    }
+    checkCount(data.size(), shape, name, where);
+    const std::vector<hsize_t> dims = datasetDims(shape, name, where);
     try {
-        const std::string full = prepareDataset(impl_->file, parts, name, tmpPath(), where);
-        const H5::DataSpace space = dims.empty()
-                                        ? H5::DataSpace(H5S_SCALAR)
-                                        : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
-        H5::DataSet ds = impl_->file.createDataSet(full, H5::PredType::IEEE_F32LE, space);
-        if (data.size() > 0) ds.write(data.data(), H5::PredType::NATIVE_FLOAT);
+        createDataset(out_->file, parts, name, tmpPath(), where, dims, H5::PredType::IEEE_F32LE,
+                      H5::PredType::NATIVE_FLOAT, data.data(), data.size());
     } catch (const H5::Exception& e) {
         throw std::runtime_error("Hdf5Writer: cannot write '" + tmpPath() + "' (" + detail(e) +
                                  ")");
@@ -146,12 +109,11 @@ void Hdf5Writer::writeFloats(const std::string& name, CVecRef data, const Shape&
 
 void Hdf5Writer::writeDouble(const std::string& name, double value) {
     const char* where = "Hdf5Writer::writeDouble()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    out_->checkOpen(where);
     const std::vector<std::string> parts = splitKey(name, where, false);
     try {
-        const std::string full = prepareDataset(impl_->file, parts, name, tmpPath(), where);
-        impl_->file.createDataSet(full, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR))
-            .write(&value, H5::PredType::NATIVE_DOUBLE);
+        createDataset(out_->file, parts, name, tmpPath(), where, {}, H5::PredType::IEEE_F64LE,
+                      H5::PredType::NATIVE_DOUBLE, &value, 1);
     } catch (const H5::Exception& e) {
         throw std::runtime_error("Hdf5Writer: cannot write '" + tmpPath() + "' (" + detail(e) +
                                  ")");
@@ -160,14 +122,14 @@ void Hdf5Writer::writeDouble(const std::string& name, double value) {
 
 void Hdf5Writer::attr(const std::string& name, const std::string& value) {
     const char* where = "Hdf5Writer::attr()";
-    if (impl_->closed) throw std::logic_error(std::string(where) + ": '" + path_ + "' is closed");
+    out_->checkOpen(where);
     if (name.empty()) fail(where, "empty attribute name");
     if (value.find('\0') != std::string::npos)
         fail(where, "string attribute '" + name + "' contains a NUL byte");
     try {
         const H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
-        if (impl_->file.attrExists(name)) impl_->file.removeAttr(name);
-        impl_->file.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+        if (out_->file.attrExists(name)) out_->file.removeAttr(name);
+        out_->file.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
     } catch (const H5::Exception& e) {
         throw std::runtime_error("Hdf5Writer: cannot write '" + tmpPath() + "' (" + detail(e) +
                                  ")");
@@ -175,26 +137,9 @@ void Hdf5Writer::attr(const std::string& name, const std::string& value) {
 }
 
 void Hdf5Writer::close() {
-    const std::string where = "Hdf5Writer::close()";
-    if (impl_->closed) return;
-    impl_->closed = true;
-    const std::string tmp = tmpPath();
-    std::error_code ec;
-    try {
-        try {
-            impl_->file.close();
-        } catch (const H5::Exception& e) {
-            throw std::runtime_error("Hdf5Writer: cannot write '" + tmp + "' (" + detail(e) + ")");
-        }
-        fsyncPath(tmp, false, where);
-        fs::rename(tmp, path_, ec);
-        if (ec)
-            throw std::runtime_error("Hdf5Writer: cannot rename '" + tmp + "' to '" + path_ +
-                                     "': " + ec.message());
-    } catch (...) {
-        fs::remove(tmp, ec);
-        throw;
-    }
+    out_->commit("Hdf5Writer::close()", "Hdf5Writer", false, [&](const std::string& why) {
+        return "Hdf5Writer: cannot write '" + tmpPath() + "' (" + why + ")";
+    });
 }
 
 }  // namespace tern::io

@@ -1,8 +1,10 @@
 // Private helpers of src/io shared by the checkpoint files and the plain HDF5 files: quiet
-// HDF5 errors with their text kept for our messages, type names, keys and paths, fsync.
+// HDF5 errors with their text kept for our messages, type names, keys and paths, datasets, fsync,
+// and the tmp file the writers write and rename (with AtomicWriter, their public base).
 #include "hdf5_util.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/io/atomic_writer.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
 
 namespace tern::io::h5 {
 
@@ -169,6 +172,18 @@ std::optional<H5O_type_t> objectType(const H5::H5File& file, const std::vector<s
     return std::nullopt;  // unreachable
 }
 
+bool hasObject(const H5::H5File& file, const std::string& key, H5O_type_t type, bool allowRoot,
+               const std::string& path, const char* where) {
+    const std::vector<std::string> parts = splitKey(key, where, allowRoot);
+    try {
+        const auto t = objectType(file, parts);
+        return t && *t == type;
+    } catch (const H5::Exception& e) {
+        throw std::runtime_error(std::string(where) + ": '" + key + "' in '" + path +
+                                 "': " + detail(e));
+    }
+}
+
 /// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
 /// for other object kinds (named datatypes).
 std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
@@ -212,6 +227,33 @@ std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& par
     return full;
 }
 
+std::vector<hsize_t> datasetDims(const Shape& shape, const std::string& key, const char* where) {
+    std::vector<hsize_t> dims;
+    for (Index d : shape.dims) {
+        if (d < 0) fail(where, "'" + key + "' has a negative dim in shape " + shape.str());
+        dims.push_back(static_cast<hsize_t>(d));
+    }
+    return dims;
+}
+
+void checkCount(Index count, const Shape& shape, const std::string& key, const char* where) {
+    if (count != shape.size())
+        fail(where, TERN_MSG("'" << key << "': data has " << count << " elements, shape "
+                                 << shape.str() << " has " << shape.size()));
+}
+
+void createDataset(H5::H5File& file, const std::vector<std::string>& parts,
+                   const std::string& key, const std::string& tmp, const char* where,
+                   const std::vector<hsize_t>& dims, const H5::PredType& fileType,
+                   const H5::PredType& memType, const void* data, Index count) {
+    const std::string full = prepareDataset(file, parts, key, tmp, where);
+    const H5::DataSpace space = dims.empty()
+                                    ? H5::DataSpace(H5S_SCALAR)
+                                    : H5::DataSpace(static_cast<int>(dims.size()), dims.data());
+    H5::DataSet ds = file.createDataSet(full, fileType, space);
+    if (count > 0) ds.write(data, memType);
+}
+
 /// Opens the dataset `key` or throws std::out_of_range naming key and file.
 H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
                         const char* where) {
@@ -223,4 +265,65 @@ H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const st
     return file.openDataSet(joinKey(parts, parts.size()));
 }
 
+// ------------------------------------------------------------------ the writers' tmp file
+
+OutputFile::OutputFile(const std::string& finalPath, const H5::FileAccPropList& fapl)
+    : file(finalPath + ".tmp", H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl),
+      path(finalPath), tmp(finalPath + ".tmp") {}
+
+OutputFile::~OutputFile() {
+    if (closed) return;
+    // Abandoned (exception or early exit): drop the tmp file, keep `path` as it was.
+    try {
+        file.close();
+    } catch (...) {
+    }
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+}
+
+void OutputFile::checkOpen(const char* where) const {
+    if (closed) throw std::logic_error(std::string(where) + ": '" + path + "' is closed");
+}
+
+bool OutputFile::commit(const std::string& where, const std::string& who, bool flush,
+                        const std::function<std::string(const std::string&)>& closeFailed) {
+    if (closed) return false;
+    closed = true;
+    std::error_code ec;
+    try {
+        try {
+            if (flush) file.flush(H5F_SCOPE_GLOBAL);
+            file.close();
+        } catch (const H5::Exception& e) {
+            throw std::runtime_error(closeFailed(detail(e)));
+        }
+        fsyncPath(tmp, false, where);
+        std::filesystem::rename(tmp, path, ec);
+        if (ec)
+            throw std::runtime_error(who + ": cannot rename '" + tmp + "' to '" + path +
+                                     "': " + ec.message());
+    } catch (...) {
+        try {
+            file.close();
+        } catch (...) {
+        }
+        std::filesystem::remove(tmp, ec);
+        throw;
+    }
+    return true;
+}
+
 }  // namespace tern::io::h5
+
+namespace tern::io {
+
+// ------------------------------------------------------------------ AtomicWriter
+
+AtomicWriter::AtomicWriter(std::string path) : path_(std::move(path)) {}
+
+AtomicWriter::~AtomicWriter() = default;
+
+bool AtomicWriter::closed() const { return out_->closed; }
+
+}  // namespace tern::io

@@ -6,6 +6,7 @@
 #include <H5Cpp.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <variant>
@@ -63,6 +64,11 @@ private:
     std::variant<H5::Group, H5::DataSet> obj_;
 };
 
+/// True if `key` names an object of type `type` in `file`. splitKey's rules (root allowed where
+/// `allowRoot`); std::runtime_error "<where>: '<key>' in '<path>': <HDF5 detail>" if HDF5 fails.
+bool hasObject(const H5::H5File& file, const std::string& key, H5O_type_t type, bool allowRoot,
+               const std::string& path, const char* where);
+
 /// Opens the group or dataset at `path` (already known to exist with type `type`); nullopt
 /// for other object kinds (named datatypes).
 std::optional<Object> openObject(const H5::H5File& file, const std::string& path,
@@ -74,11 +80,51 @@ std::optional<Object> openObject(const H5::H5File& file, const std::string& path
 std::string prepareDataset(H5::H5File& file, const std::vector<std::string>& parts,
                            const std::string& key, const std::string& tmp, const char* where);
 
+/// The dims of `shape` as HDF5 takes them; std::invalid_argument from `where` naming `key` if
+/// one is negative.
+std::vector<hsize_t> datasetDims(const Shape& shape, const std::string& key, const char* where);
+
+/// std::invalid_argument from `where` unless the `count` values given for `key` fill `shape`.
+void checkCount(Index count, const Shape& shape, const std::string& key, const char* where);
+
+/// Creates the dataset `parts` (named `key`; see prepareDataset) of type `fileType` whose dims
+/// are `dims` (none: a scalar dataspace) and writes the `count` values at `data`, in `memType`,
+/// into it. HDF5 failures propagate as H5::Exception.
+void createDataset(H5::H5File& file, const std::vector<std::string>& parts,
+                   const std::string& key, const std::string& tmp, const char* where,
+                   const std::vector<hsize_t>& dims, const H5::PredType& fileType,
+                   const H5::PredType& memType, const void* data, Index count);
+
 /// Opens the dataset `key` or throws std::out_of_range naming key and file (`path`).
 H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const std::string& path,
                         const char* where);
 
 /// fsync of a file or directory; throws std::runtime_error from `where` with errno's text.
 void fsyncPath(const std::filesystem::path& p, bool directory, const std::string& where);
+
+/// The HDF5 file of an AtomicWriter (include/tern/io/atomic_writer.hpp), open on `path + ".tmp"`.
+struct OutputFile {
+    H5::H5File file;
+    std::string path, tmp;
+    bool closed = false;
+
+    /// Creates (truncates) `path + ".tmp"`; HDF5 failures propagate as H5::Exception.
+    OutputFile(const std::string& path,
+               const H5::FileAccPropList& fapl = H5::FileAccPropList::DEFAULT);
+    /// Without commit(): closes the file and removes it. Never throws.
+    ~OutputFile();
+    OutputFile(const OutputFile&) = delete;
+    OutputFile& operator=(const OutputFile&) = delete;
+
+    /// std::logic_error "<where>: '<path>' is closed" once commit() has been called.
+    void checkOpen(const char* where) const;
+
+    /// Closes the file (flushed first where `flush`), fsyncs it and renames it onto `path`;
+    /// false (and nothing done) if called before. std::runtime_error worded by `closeFailed`
+    /// from the HDF5 detail if the close fails, "<who>: cannot rename ..." if the rename does,
+    /// fsyncPath's from `where`; then the tmp file is removed and `path` left as it was.
+    bool commit(const std::string& where, const std::string& who, bool flush,
+                const std::function<std::string(const std::string& why)>& closeFailed);
+};
 
 }  // namespace tern::io::h5

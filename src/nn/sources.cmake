@@ -1,10 +1,9 @@
 # Sources of src/nn (oneDNN layers, network, models).
-target_sources(tern PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/layers.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/loss.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/network.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/models.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/winograd.cpp)
+set(tern_nn_sources
+  layer.cpp weighted_layer.cpp conv2d.cpp linear.cpp batch_norm.cpp relu.cpp pooling.cpp
+  dropout.cpp loss.cpp network.cpp models.cpp winograd.cpp)
+list(TRANSFORM tern_nn_sources PREPEND ${CMAKE_CURRENT_LIST_DIR}/)
+target_sources(tern PRIVATE ${tern_nn_sources})
 # The Winograd transforms are multiply-adds on vectors: let GCC fuse them (FMA).
 set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/winograd.cpp PROPERTIES
                             COMPILE_OPTIONS "-ffp-contract=fast")

@@ -15,6 +15,7 @@
 /// Threads: the HDF5 library Debian ships is not thread-safe; use writers and readers from one
 /// thread at a time (any thread, but not concurrently).
 #include "tern/core/state.hpp"
+#include "tern/io/atomic_writer.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -31,7 +32,7 @@ namespace tern::io {
 /// Errors: std::invalid_argument for a bad key, a size/shape mismatch or a key written twice;
 /// std::runtime_error naming the file for I/O and HDF5 failures; std::logic_error for use
 /// after close().
-class CheckpointWriter final : public StateWriter {
+class CheckpointWriter final : public StateWriter, public AtomicWriter {
 public:
     using StateWriter::attr;
 
@@ -40,10 +41,6 @@ public:
     /// std::runtime_error if the tmp file cannot be created.
     explicit CheckpointWriter(const std::string& path,
                               const std::string& format = "tern-checkpoint", int version = 1);
-    /// Without close(): removes the tmp file; `path` is not touched. Never throws.
-    ~CheckpointWriter() override;
-    CheckpointWriter(const CheckpointWriter&) = delete;
-    CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
     /// Writes `data` as a float32 dataset at `key` ("params/conv1.weights") whose dims are
     /// `shape.dims` (rank 0: a scalar dataspace; zero-sized dims are allowed). Creates
@@ -73,18 +70,6 @@ public:
     /// If only the final directory fsync fails, the new file is already at `path` (not yet
     /// known to be durable) and std::runtime_error says so.
     void close();
-
-    /// True once close() has been called (successfully or not).
-    bool closed() const;
-    /// The final checkpoint path.
-    const std::string& path() const { return path_; }
-    /// The file written until close(): path() + ".tmp".
-    std::string tmpPath() const { return path_ + ".tmp"; }
-
-private:
-    struct Impl;
-    std::string path_;
-    std::unique_ptr<Impl> impl_;
 };
 
 /// Reads a checkpoint written by CheckpointWriter (or any HDF5 file with the same layout).

@@ -6,6 +6,7 @@
 ///
 /// Threads: the HDF5 library Debian ships is not thread-safe; use them from one thread at a time.
 #include "tern/core/types.hpp"
+#include "tern/io/atomic_writer.hpp"
 
 #include <memory>
 #include <string>
@@ -58,13 +59,10 @@ private:
 /// Errors: std::invalid_argument for a bad or repeated name or a size mismatch;
 /// std::runtime_error "Hdf5Writer...: cannot ... '<path>.tmp' (...)" for I/O and HDF5 failures;
 /// std::logic_error for use after close().
-class Hdf5Writer {
+class Hdf5Writer final : public AtomicWriter {
 public:
     /// Creates (truncates) `path + ".tmp"`.
     explicit Hdf5Writer(const std::string& path);
-    ~Hdf5Writer();
-    Hdf5Writer(const Hdf5Writer&) = delete;
-    Hdf5Writer& operator=(const Hdf5Writer&) = delete;
 
     /// A float32 dataset whose dims are `shape.dims` (rank 0: a scalar).
     void writeFloats(const std::string& name, CVecRef data, const Shape& shape);
@@ -74,14 +72,6 @@ public:
     void attr(const std::string& name, const std::string& value);
     /// Closes the file, fsyncs it and renames it onto `path`. A second call does nothing.
     void close();
-
-    const std::string& path() const { return path_; }
-    std::string tmpPath() const { return path_ + ".tmp"; }
-
-private:
-    struct Impl;
-    std::string path_;
-    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace tern::io

@@ -1,0 +1,33 @@
+// The thread count of oneDNN and tern (include/tern/nn/layer.hpp) and the non-inline helpers
+// the layers share (layer_util.hpp).
+#include "tern/nn/layer.hpp"
+
+#include "layer_util.hpp"
+
+#include <omp.h>
+
+namespace tern::nn {
+
+void setNumThreads(int n) {
+    if (n > 0) omp_set_num_threads(n);
+}
+
+int numThreads() { return omp_get_max_threads(); }
+
+namespace detail {
+
+bool hasAvx512() {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) == avx512;
+}
+
+std::string dimsStr(const dnnl::memory::dims& d) {
+    std::string s = "[";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + "]";
+}
+
+}  // namespace detail
+
+}  // namespace tern::nn

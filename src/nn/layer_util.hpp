@@ -1,0 +1,97 @@
+#pragma once
+// Private to src/nn: the helpers the layer implementations share (conv2d.cpp, linear.cpp,
+// weighted_layer.cpp, batch_norm.cpp, relu.cpp, pooling.cpp, dropout.cpp): memory descriptors,
+// the CPU's ISA, error messages with the layer's input dims, and reorders between a
+// primitive's formats and its neighbours'.
+#include "tern/nn/layer.hpp"
+
+#include <dnnl.hpp>
+
+#include <stdexcept>
+#include <string>
+
+namespace tern::nn::detail {
+
+// The short names the layer implementations use (they bring in this namespace).
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using optim::Pass;
+
+/// An f32 descriptor of `d` in the format the primitive picks (format_tag::any).
+inline dnnl::memory::desc anyMd(const dnnl::memory::dims& d) {
+    return {d, dnnl::memory::data_type::f32, dnnl::memory::format_tag::any};
+}
+
+/// forward_training in Mode::Train, forward_inference in Mode::Infer.
+inline dnnl::prop_kind forwardKind(Mode mode) {
+    return mode == Mode::Train ? dnnl::prop_kind::forward_training
+                               : dnnl::prop_kind::forward_inference;
+}
+
+/// Whether oneDNN runs AVX-512 (avx512_core) kernels on this CPU: some layout choices of
+/// Conv2d and Linear were measured faster there and slower on AVX2 (docs/bench-train.md).
+bool hasAvx512();
+
+/// "[N, C, H, W]" for messages.
+std::string dimsStr(const dnnl::memory::dims& d);
+
+/// Re-throws a oneDNN error with the layer's name and input dims.
+template <typename F>
+auto guarded(const std::string& layer, const dnnl::memory::dims& src, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const dnnl::error& e) {
+        throw std::runtime_error(layer + ": oneDNN error for input " + dimsStr(src) + ": " +
+                                 e.what());
+    }
+}
+
+/// A reorder between a neighbour's memory and a memory in the primitive's format (`mem`), built
+/// only when the two descriptors differ. Bridge runs it into the primitive, OutBridge out of it.
+struct Reorder {
+    bool active = false;
+    dnnl::memory mem;  // in the primitive's format
+    dnnl::reorder prim;
+
+protected:
+    /// A reorder `from` -> `to`, with `mem` in `own` (one of the two), when they differ.
+    void build(const dnnl::engine& eng, const dnnl::memory::desc& from,
+               const dnnl::memory::desc& to, const dnnl::memory::desc& own) {
+        active = (from != to);
+        if (active) {
+            mem = dnnl::memory(own, eng);
+            prim = dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to));
+        }
+    }
+};
+
+/// A memory the primitive wants in `want`, bridged from a neighbour's memory in `have`.
+struct Bridge : Reorder {
+    void build(const dnnl::engine& eng, const dnnl::memory::desc& have,
+               const dnnl::memory::desc& want) {
+        Reorder::build(eng, have, want, want);
+    }
+    /// Forward direction: returns the memory in `want`, converting `from` if needed.
+    const dnnl::memory& into(dnnl::stream& s, const dnnl::memory& from) {
+        if (!active) return from;
+        prim.execute(s, {{DNNL_ARG_FROM, const_cast<dnnl::memory&>(from)}, {DNNL_ARG_TO, mem}});
+        return mem;
+    }
+};
+
+/// Reorder from an internal memory back out to a user memory (gradients).
+struct OutBridge : Reorder {
+    void build(const dnnl::engine& eng, const dnnl::memory::desc& internal,
+               const dnnl::memory::desc& user) {
+        Reorder::build(eng, internal, user, internal);
+    }
+    /// Where the primitive writes: the internal memory, or `user` itself when no reorder runs.
+    dnnl::memory& target(dnnl::memory& user) { return active ? mem : user; }
+    /// Copies the internal memory out to `user` (nothing when no reorder runs).
+    void flush(dnnl::stream& s, dnnl::memory& user) {
+        if (active) prim.execute(s, {{DNNL_ARG_FROM, mem}, {DNNL_ARG_TO, user}});
+    }
+};
+
+}  // namespace tern::nn::detail
