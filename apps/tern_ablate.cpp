@@ -101,6 +101,8 @@ int run(int argc, char** argv) {
         s.trainArgs = parseFlags(splitWords(trainArgs), "--train-args");
         rejectFlags(s.trainArgs, kPerRun, "--train-args");
         rejectFlags(s.trainArgs, kShared, "--train-args");
+        if (resolveMethod(s.trainArgs, "--train-args"))  // the legend shows the canonical name
+            trainArgs = joined(flagWords(s.trainArgs), " ");
         commonFlags = "--dataset " + s.dataset + " --model " + s.model + " --epochs " +
                       std::to_string(s.epochs) +
                       (s.dataDir.empty() ? "" : " --data-dir " + shellQuote(s.dataDir)) +

@@ -1,7 +1,8 @@
 // tern-ablate end to end on the synthetic bands data (tiny model, 2 epochs, about 0.2 s a run):
 // a 2 x 2 grid with two jobs, skipping complete runs, resuming unfinished ones, forwarding
-// SIGINT, a failing run, --dry-run's thread split, and bench/plot_report.py on the output when
-// gnuplot is installed.
+// SIGINT, a failing run, --dry-run's thread split, method names resolved through the registry
+// (an unknown one fails before any run, an alias runs under its canonical name), and
+// bench/plot_report.py on the output when gnuplot is installed.
 #define BOOST_TEST_MODULE ablate
 #include <boost/test/unit_test.hpp>
 
@@ -261,6 +262,45 @@ BOOST_AUTO_TEST_CASE(unknown_variant_fails_with_one_line) {
                std::string::npos);
     BOOST_TEST(count(r.output, "\n") == 1u);
     BOOST_TEST(!fs::exists(dir / "out"));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_method_fails_naming_the_grid_line_before_any_run) {
+    Dir dir;
+    const std::string grid = writeGrid(dir, "fp: --method fp\n\nbad: --method nope --lr 0.1\n");
+    const Result r = ablate(dir, "--grid '" + grid + "' --seeds 1");
+    BOOST_TEST(r.code == 1);
+    BOOST_TEST(r.output.rfind("tern-ablate: " + grid + ":3: variant 'bad': ", 0) == 0);
+    BOOST_TEST(r.output.find("unknown method 'nope'; known: fp, bc, bwn, twn, ttq, admm, pgd, rpr, "
+                             "inc") != std::string::npos);
+    BOOST_TEST(count(r.output, "\n") == 1u);
+    BOOST_TEST(!fs::exists(dir / "out"));  // not even the first variant ran
+}
+
+BOOST_AUTO_TEST_CASE(a_method_alias_runs_and_is_reported_under_its_canonical_name) {
+    Dir dir;
+    const std::string grid =
+        writeGrid(dir, "a: --method binaryconnect\nb: --method=sgd --lr 0.01\n");
+    const Result dry = ablate(dir, "--grid '" + grid + "' --seeds 1 --dry-run");
+    BOOST_TEST(dry.code == 0);
+    BOOST_TEST(count(dry.output, "\n") == 2u);
+    BOOST_TEST(dry.output.find(" --method bc --seed 1 ") != std::string::npos);
+    BOOST_TEST(dry.output.find(" --method fp --lr 0.01 --seed 1 ") != std::string::npos);
+    BOOST_TEST(dry.output.find("binaryconnect") == std::string::npos);
+    BOOST_TEST(dry.output.find("sgd") == std::string::npos);
+
+    // A summary from a run given the alias itself: results.csv and the legend say "bc".
+    fs::create_directories(dir / "out/a-s1");
+    std::ofstream(dir / "out/a-s1/summary.json")
+        << R"({"status": "completed", "epochs_completed": 2,)"
+        << R"( "config": {"method": "binaryconnect"}})";
+    const Result sum = ablate(dir, "--grid '" + grid + "' --seeds 1 --summarize-only");
+    BOOST_REQUIRE_EQUAL(sum.code, 0);
+    const auto rows = resultRows(dir);
+    BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+    BOOST_TEST(rows[0].at("method") == "bc");
+    BOOST_TEST(rows[1].at("status") == "missing");
+    BOOST_TEST(sum.output.find("- `a`: `--method bc`") != std::string::npos);
+    BOOST_TEST(sum.output.find("- `b`: `--method fp --lr 0.01`") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(a_corrupt_summary_is_an_error_naming_the_file) {

@@ -2,6 +2,7 @@
 #include "ablate/grid.hpp"
 
 #include "ablate/text.hpp"
+#include "tern/optim/methods.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -26,6 +27,15 @@ std::vector<Flag> parseFlags(const std::vector<std::string>& words, const std::s
     return out;
 }
 
+std::vector<std::string> flagWords(const std::vector<Flag>& flags) {
+    std::vector<std::string> words;
+    for (const Flag& f : flags) {
+        words.push_back(f.name);
+        words.insert(words.end(), f.values.begin(), f.values.end());
+    }
+    return words;
+}
+
 void overlay(std::vector<Flag>& base, const std::vector<Flag>& over) {
     for (const Flag& f : over) {
         auto it = std::find_if(base.begin(), base.end(), [&](const Flag& b) { return b.name == f.name; });
@@ -40,6 +50,24 @@ void rejectFlags(const std::vector<Flag>& flags, const std::map<std::string, std
         if (const auto it = reserved.find(f.name); it != reserved.end())
             throw std::invalid_argument(where + ": " + f.name + " is set by tern-ablate (" +
                                         it->second + ")");
+}
+
+bool resolveMethod(std::vector<Flag>& flags, const std::string& where) {
+    bool replaced = false;
+    for (Flag& f : flags) {
+        if (f.name != "--method") continue;
+        if (f.values.size() != 1)
+            throw std::invalid_argument(where + ": --method takes one method name");
+        std::string name;
+        try {
+            name = optim::findMethod(f.values[0]).name;
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(where + ": " + e.what());
+        }
+        replaced = replaced || name != f.values[0];
+        f.values[0] = name;
+    }
+    return replaced;
 }
 
 const std::map<std::string, std::string> kPerRun{
@@ -60,8 +88,10 @@ Variant makeVariant(const std::string& name, const std::string& text, const std:
             std::string::npos)
         throw std::invalid_argument(where + ": variant name '" + name +
                                     "' must be letters, digits and -_.+ (it names a directory)");
-    Variant v{name, trim(text), parseFlags(splitWords(text), where + ": variant '" + name + "'")};
-    rejectFlags(v.flags, kPerRun, where + ": variant '" + name + "'");
+    const std::string what = where + ": variant '" + name + "'";
+    Variant v{name, trim(text), parseFlags(splitWords(text), what)};
+    rejectFlags(v.flags, kPerRun, what);
+    if (resolveMethod(v.flags, what)) v.text = joined(flagWords(v.flags), " ");  // canonical names
     return v;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 /// \file tern-ablate's grid: tern-train flags as words grouped into flags, layered (shared
 /// options, --train-args, the variant's own), and the variants: the default grid (the handout
-/// study), a grid file, the --k-sweep variants and the --variants subset.
+/// study), a grid file, the --k-sweep variants and the --variants subset. A `--method` is
+/// resolved through the method registry (optim::findMethod) when the grid is read.
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ struct Flag {
 /// values; "--lr=0.05" is split at '='.
 std::vector<Flag> parseFlags(const std::vector<std::string>& words, const std::string& where);
 
+/// The flags as words again: {"--lr", {"0.05"}}, {"--no-bn", {}} -> "--lr", "0.05", "--no-bn".
+std::vector<std::string> flagWords(const std::vector<Flag>& flags);
+
 /// Flags of `over` replace those of the same name in `base`, others are appended. tern-train
 /// rejects a flag given twice, so the layers (tern-ablate's options, --train-args, the
 /// variant) are merged rather than concatenated.
@@ -27,6 +31,12 @@ void overlay(std::vector<Flag>& base, const std::vector<Flag>& over);
 void rejectFlags(const std::vector<Flag>& flags, const std::map<std::string, std::string>& reserved,
                  const std::string& where);
 
+/// Resolves the value of a `--method` in `flags` through optim::findMethod() and replaces it by
+/// the method's canonical name (an alias such as "binaryconnect" becomes "bc"); returns whether
+/// it replaced one. Throws std::invalid_argument "WHERE: <findMethod()'s message>" for an
+/// unknown method, and "WHERE: --method takes one method name" without exactly one value.
+bool resolveMethod(std::vector<Flag>& flags, const std::string& where);
+
 /// Flags tern-ablate sets per run.
 extern const std::map<std::string, std::string> kPerRun;
 /// tern-ablate's own options, not to be repeated in --train-args.
@@ -34,7 +44,9 @@ extern const std::map<std::string, std::string> kShared;
 
 struct Variant {
     std::string name;
-    std::string text;  ///< the tern-train flags as given (for the legend of results.md)
+    /// The tern-train flags as given (for the legend of results.md and --help), with a method
+    /// alias replaced by its canonical name.
+    std::string text;
     std::vector<Flag> flags;
 };
 

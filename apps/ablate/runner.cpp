@@ -66,10 +66,7 @@ std::vector<Run> planRuns(const Settings& s, const std::vector<Variant>& grid) {
                             {"--threads", {std::to_string(threadsPerJob)}},
                             {"--out", {r.dir.string()}}});
             r.epochs = epochsOf(flags, r.variant);
-            for (const Flag& f : flags) {
-                r.args.push_back(f.name);
-                r.args.insert(r.args.end(), f.values.begin(), f.values.end());
-            }
+            r.args = flagWords(flags);
             runs.push_back(std::move(r));
         }
     return runs;

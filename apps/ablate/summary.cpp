@@ -3,6 +3,7 @@
 
 #include "ablate/text.hpp"
 #include "common/json.hpp"
+#include "tern/optim/methods.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -68,6 +69,16 @@ std::string meanStd(const std::vector<double>& v, int decimals) {
     return fixed(m, decimals) + " ± " + fixed(std::sqrt(ss / static_cast<double>(v.size() - 1)), decimals);
 }
 
+/// The registry's canonical name of a method as a summary stores it (an alias where tern-train
+/// was given one); the text as it is when the registry does not know it.
+std::string canonicalMethod(const std::string& method) {
+    try {
+        return optim::findMethod(method).name;
+    } catch (const std::invalid_argument&) {
+        return method;
+    }
+}
+
 void writeFile(const fs::path& path, const std::string& text) {
     std::ofstream f(path);
     f << text;
@@ -105,7 +116,9 @@ std::string writeResults(const Settings& s, const std::vector<Run>& runs,
             !sum.empty() ? field(sum, "status") : r->state == State::Failed ? "failed" : "missing";
         csv << r->variant << ',' << r->seed;
         for (const auto& [column, key] : kCsvColumns)
-            csv << ',' << csvField(column == "status" ? status : field(sum, key));
+            csv << ',' << csvField(column == "status"   ? status
+                                   : column == "method" ? canonicalMethod(field(sum, key))
+                                                        : field(sum, key));
         csv << '\n';
         if (status == "completed") completed[r->variantIndex].push_back(sum);
         else incomplete.push_back(r->name + " (" + status + ")");
