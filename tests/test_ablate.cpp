@@ -1,11 +1,13 @@
 // tern-ablate end to end on the synthetic bands data (tiny model, 2 epochs, about 0.2 s a run):
 // a 2 x 2 grid with two jobs, skipping complete runs, resuming unfinished ones, forwarding
-// SIGINT, a failing run, --dry-run's thread split, and bench/plot_report.py on the output when
-// gnuplot is installed.
+// SIGINT, a failing run, --dry-run's thread split, method names resolved through the registry
+// (an unknown one fails before any run, an alias runs under its canonical name), and
+// bench/plot_report.py on the output when gnuplot is installed.
 #define BOOST_TEST_MODULE ablate
 #include <boost/test/unit_test.hpp>
 
 #include "testing/helpers.hpp"
+#include "tern/optim/methods.hpp"
 
 #include <chrono>
 #include <csignal>
@@ -89,6 +91,11 @@ std::string writeGrid(const Dir& dir, const std::string& text) {
     const std::string path = dir / "grid.txt";
     std::ofstream(path) << text;
     return path;
+}
+
+/// tern-ablate as ablate() with the grid file dir/grid.txt holding `grid`.
+Result ablateGrid(const Dir& dir, const std::string& grid, const std::string& args) {
+    return ablate(dir, "--grid '" + writeGrid(dir, grid) + "' " + args);
 }
 
 /// results.csv rows (without the header) as column maps.
@@ -240,9 +247,8 @@ BOOST_AUTO_TEST_CASE(sigint_is_forwarded_and_the_run_resumes_later) {
 
 BOOST_AUTO_TEST_CASE(a_failed_run_is_reported_and_the_others_complete) {
     Dir dir;
-    const std::string grid =
-        writeGrid(dir, "bad: --method admm --projection ternery:exact\ngood: --method twn\n");
-    const Result r = ablate(dir, "--grid '" + grid + "' --seeds 1 --jobs 2");
+    const Result r = ablateGrid(dir, "bad: --method admm --projection ternery:exact\ngood: --method twn\n",
+                                "--seeds 1 --jobs 2");
     BOOST_TEST(r.code == 2);
     BOOST_TEST(r.output.find("FAILED bad-s1: exit 1: tern-train: ") != std::string::npos);
     BOOST_TEST(r.output.find("unknown projection 'ternery:exact'") != std::string::npos);
@@ -261,6 +267,48 @@ BOOST_AUTO_TEST_CASE(unknown_variant_fails_with_one_line) {
                std::string::npos);
     BOOST_TEST(count(r.output, "\n") == 1u);
     BOOST_TEST(!fs::exists(dir / "out"));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_method_fails_naming_the_grid_line_before_any_run) {
+    Dir dir;
+    std::string registry;  // "...unknown method 'nope'; known: fp, bc, ..."
+    try {
+        optim::findMethod("nope");
+    } catch (const std::invalid_argument& e) {
+        registry = e.what();
+    }
+    BOOST_TEST(registry.find("unknown method 'nope'; known: fp, bc, ") != std::string::npos);
+    const Result r = ablateGrid(dir, "fp: --method fp\n\nbad: --method nope\n", "--seeds 1");
+    BOOST_TEST(r.code == 1);
+    BOOST_TEST(r.output == "tern-ablate: " + (dir / "grid.txt") + ":3: variant 'bad': " + registry +
+                               " (see tern-ablate --help)\n");
+    BOOST_TEST(!fs::exists(dir / "out"));  // not even the first variant ran
+}
+
+BOOST_AUTO_TEST_CASE(a_method_alias_runs_and_is_reported_under_its_canonical_name) {
+    Dir dir;
+    const std::string grid = "a: --method binaryconnect\nb: --method=sgd --lr 0.01\n";
+    const Result dry = ablateGrid(dir, grid, "--seeds 1 --dry-run");
+    BOOST_TEST(dry.code == 0);
+    BOOST_TEST(count(dry.output, "\n") == 2u);
+    for (const std::string canonical : {" --method bc --seed 1 ", " --method fp --lr 0.01 --seed "})
+        BOOST_TEST(count(dry.output, canonical) == 1u, canonical);
+    for (const std::string alias : {"binaryconnect", "sgd"})
+        BOOST_TEST(count(dry.output, alias) == 0u, alias);
+
+    // A summary from a run given the alias itself: results.csv and the legend say "bc".
+    fs::create_directories(dir / "out/a-s1");
+    std::ofstream(dir / "out/a-s1/summary.json")
+        << R"({"status": "completed", "epochs_completed": 2,)"
+        << R"( "config": {"method": "binaryconnect"}})";
+    const Result sum = ablateGrid(dir, grid, "--seeds 1 --summarize-only");
+    BOOST_REQUIRE_EQUAL(sum.code, 0);
+    const auto rows = resultRows(dir);
+    BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+    BOOST_TEST(rows[0].at("method") == "bc");
+    BOOST_TEST(rows[1].at("status") == "missing");
+    BOOST_TEST(sum.output.find("- `a`: `--method bc`") != std::string::npos);
+    BOOST_TEST(sum.output.find("- `b`: `--method fp --lr 0.01`") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(a_corrupt_summary_is_an_error_naming_the_file) {
