@@ -3,6 +3,7 @@
 
 #include "tern/core/error.hpp"
 #include "tern/deploy/inference.hpp"
+#include "tern/nn/loss.hpp"
 
 #include <algorithm>
 #include <stdexcept>
@@ -172,13 +173,7 @@ void TernaryModel::logits(const float* images, Index count, float* out) {
 }
 
 std::vector<int> TernaryModel::predict(const io::Dataset& data, Index batchSize) {
-    const std::vector<float> s = logits(data, batchSize);
-    std::vector<int> out(static_cast<size_t>(data.count));
-    for (Index i = 0; i < data.count; ++i) {
-        const float* r = s.data() + i * classes_;
-        out[i] = static_cast<int>(std::max_element(r, r + classes_) - r);
-    }
-    return out;
+    return nn::argmaxRows(logits(data, batchSize), data.count, classes_);
 }
 
 double TernaryModel::accuracy(const io::Dataset& data, Index batchSize) {

@@ -23,6 +23,15 @@ std::string lossName(Loss loss) {
     return "?";
 }
 
+std::vector<int> argmaxRows(const std::vector<float>& logits, Index rows, Index classes) {
+    std::vector<int> out(static_cast<size_t>(rows));
+    for (Index i = 0; i < rows; ++i) {
+        const float* r = logits.data() + i * classes;
+        out[size_t(i)] = static_cast<int>(std::max_element(r, r + classes) - r);
+    }
+    return out;
+}
+
 double lossAndGradient(Loss loss, const float* logits, const std::int32_t* labels, Index n,
                        Index k, float* diff, Index* correct) {
     double total = 0;

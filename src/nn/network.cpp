@@ -241,13 +241,7 @@ Evaluation Network::evaluateDataset(const io::Dataset& data, Index batchSize) {
 }
 
 std::vector<int> Network::predict(const io::Dataset& data, Index batchSize) {
-    const std::vector<float> s = logits(data, batchSize);
-    std::vector<int> out(static_cast<size_t>(data.count));
-    for (Index i = 0; i < data.count; ++i) {
-        const float* r = s.data() + i * classes_;
-        out[i] = static_cast<int>(std::max_element(r, r + classes_) - r);
-    }
-    return out;
+    return argmaxRows(logits(data, batchSize), data.count, classes_);
 }
 
 memory::dims Network::inputDimsOf(size_t i) const {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -62,28 +63,14 @@ const std::vector<std::string> kIdentity{"dataset", "train-limit", "model", "wid
 /// float fields such as dropout went through double: "0.30000001192092896" is dropout 0.3).
 bool sameSetting(const std::string& stored, const std::string& mine) {
     if (stored == mine) return true;
-    auto integer = [](const std::string& t, long long& v) {
-        std::size_t used = 0;
-        try {
-            v = std::stoll(t, &used);
-        } catch (const std::exception&) {
-            return false;
-        }
-        return used == t.size();
-    };
-    auto real = [](const std::string& t, double& v) {
-        std::size_t used = 0;
-        try {
-            v = std::stod(t, &used);
-        } catch (const std::exception&) {
-            return false;
-        }
-        return used == t.size();
+    auto parses = [](const std::string& t, auto& v) {  // the whole text is one number
+        const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        return ec == std::errc() && end == t.data() + t.size();
     };
     long long a = 0, b = 0;
-    if (integer(stored, a) && integer(mine, b)) return a == b;
+    if (parses(stored, a) && parses(mine, b)) return a == b;
     double x = 0, y = 0;
-    return real(stored, x) && real(mine, y) && static_cast<float>(x) == static_cast<float>(y);
+    return parses(stored, x) && parses(mine, y) && static_cast<float>(x) == static_cast<float>(y);
 }
 
 /// A number for summary.json: null when not finite (JSON has no NaN).

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace tern::nn {
 
@@ -20,6 +21,9 @@ std::string lossName(Loss loss);
 /// Loss averaged over the n rows of `logits` (row-major n x k); writes d loss / d logits into
 /// `diff` (may be nullptr) and the number of rows whose arg-max equals the label into
 /// `correct`. Accumulates in double.
+/// The predicted class of each of `rows` rows of `classes` logits (the first maximum).
+std::vector<int> argmaxRows(const std::vector<float>& logits, Index rows, Index classes);
+
 double lossAndGradient(Loss loss, const float* logits, const std::int32_t* labels, Index n,
                        Index k, float* diff, Index* correct);
 
