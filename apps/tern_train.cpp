@@ -16,7 +16,7 @@ void onSignal(int) { tern::run::stopRequested.store(true); }
 
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
-    std::string lrSteps, fractions, config, optimizer = "sgd";
+    std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false;
 
@@ -76,6 +76,13 @@ int run(int argc, char** argv) {
         ("rho-growth", app::withDefault(&c.opt.admm.rhoGrowth), "rho *= this per outer iteration")
         ("rho-max", app::withDefault(&c.opt.admm.rhoMax), "cap on rho (>= rho)")
         ("outer-every", app::withDefault(&c.opt.admm.outerEvery), "epochs per G/U step")
+        ("outer-steps", app::withDefault(&c.opt.admm.outerEverySteps), "steps per G/U step instead (0 = per --outer-every epochs)")
+        ("rho-schedule", app::withDefault(&rhoSchedule), "growth (rho *= rho-growth per G/U step) | coupling (rho follows lr: the penalty closes a fraction --coupling of W - (G - U) per G/U step) | constant")
+        ("coupling", app::withDefault(&c.opt.admm.coupling), "coupling schedule: first fraction, (0, 1)")
+        ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step")
+        ("coupling-max", app::withDefault(&c.opt.admm.couplingMax), "coupling schedule: cap, < 1")
+        ("decay-constrained", po::bool_switch(&c.opt.admm.decayConstrained), "weight decay on the constrained W too (off: it fights the penalty)")
+        ("final-epochs", app::withDefault(&c.opt.admm.finalEpochs), "last N epochs at G: codes frozen; scales, biases, BN and float layers train")
         ("no-extragradient", po::bool_switch(&noExtragradient), "plain SGD W-step (one pass per batch)");
     po::options_description output("Output");
     output.add_options()
@@ -103,6 +110,7 @@ int run(int argc, char** argv) {
             c.granularity = "filter";
         }
         c.opt.admm.extragradient = !noExtragradient;
+        c.opt.admm.rhoSchedule = tern::optim::AdmmSettings::parseSchedule(rhoSchedule);
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;

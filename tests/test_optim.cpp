@@ -24,6 +24,7 @@
 #include <map>
 #include <tuple>
 #include <limits>
+#include <set>
 #include <sstream>
 
 namespace bdata = boost::unit_test::data;
@@ -330,6 +331,14 @@ std::vector<Rule> validationRules() {
         {"epsAbs must be >= 0 (got -1)", admm([](AdmmSettings& s) { s.epsAbs = -1; })},
         {"epsRel must be >= 0 (got -1)", admm([](AdmmSettings& s) { s.epsRel = -1; })},
         {"maxOuter must be >= 0 (got -3)", admm([](AdmmSettings& s) { s.maxOuter = -3; })},
+        {"AdmmSettings::validate(): coupling must be in (0, 1) (got 1)",
+         admm([](AdmmSettings& s) { s.coupling = 1; })},
+        {"AdmmSettings::validate(): couplingGrowth must be >= 1 (got 0.5)",
+         admm([](AdmmSettings& s) { s.couplingGrowth = 0.5; })},
+        {"AdmmSettings::validate(): couplingMax must be in [coupling, 1) (got 0.01)",
+         admm([](AdmmSettings& s) { s.couplingMax = 0.01; })},
+        {"AdmmSettings::validate(): finalEpochs must be >= 0 (got -1)",
+         admm([](AdmmSettings& s) { s.finalEpochs = -1; })},
         {"SteSettings::validate(): latentClip must be >= 0 (got -1)",
          [] {
              SteSettings s;
@@ -919,6 +928,90 @@ BOOST_AUTO_TEST_CASE(deploy_restore_swap) {
     BOOST_TEST(bitEqual(p.x().value, opt.G(0)));
 }
 
+BOOST_AUTO_TEST_CASE(weight_decay_spares_the_constrained_W_unless_asked) {
+    auto run = [](double wd, bool decayConstrained) {
+        auto p = plantedProblem(30, 6, 13);
+        p.x().decay = true;  // a weight that decay would act on
+        AdmmSettings a;
+        a.rho = 0.05;
+        a.decayConstrained = decayConstrained;
+        SgdSettings s = plainSgd();
+        s.weightDecay = wd;
+        Admm opt(ternary(), Granularity::PerTensor, a, s, train(4, 0.05));
+        opt.optimize(p);
+        return Vector(opt.W(0));
+    };
+    BOOST_TEST(bitEqual(run(0.0, false), run(0.5, false)));  // decay has no effect on W
+    BOOST_TEST(!bitEqual(run(0.0, true), run(0.5, true)));   // unless asked
+}
+
+BOOST_AUTO_TEST_CASE(coupling_schedule_follows_the_learning_rate) {
+    auto p = plantedProblem(40, 5, 14, 10);  // 4 batches per epoch
+    AdmmSettings a;
+    a.rhoSchedule = RhoSchedule::Coupling;
+    a.coupling = 0.2;
+    a.couplingGrowth = 1.5;
+    a.couplingMax = 0.5;
+    SgdSettings s = plainSgd();
+    s.momentum = 0.5;
+    TrainSettings t = train(6, 0.05);
+    t.lr = LrSchedule::multiStep(0.05, {3}, 0.1);
+    Admm opt(ternary(), Granularity::PerTensor, a, s, t);
+    // rho = (1 - mu) / lr (1 - (1 - coupling)^(1/S)), S = 4 steps per outer iteration
+    auto expected = [](double coupling, double lr) {
+        return 0.5 / lr * (1 - std::pow(1 - coupling, 0.25));
+    };
+    std::vector<double> rho, coupling;
+    const TrainReport r = opt.optimize(p, {std::make_shared<OnEpoch>(
+                                              [&](const Optimizer&, Objective&, const EpochStats& e) {
+                                                  rho.push_back(e.rho);
+                                                  coupling.push_back(opt.coupling());
+                                                  return false;
+                                              })});
+    BOOST_TEST(r.epochs == 6);
+    // after outer iteration k the coupling is min(0.2 * 1.5^k, 0.5); rho is set for the lr of
+    // that moment (the drop at epoch 3 raises rho tenfold at the first step of epoch 3)
+    const std::vector<double> c{0.3, 0.45, 0.5, 0.5, 0.5, 0.5};
+    for (size_t e = 0; e < 6; ++e) {
+        BOOST_TEST(coupling[e] == c[e], boost::test_tools::tolerance(1e-12));
+        const double lr = e < 3 ? 0.05 : 0.005;
+        BOOST_TEST(rho[e] == expected(c[e], lr), boost::test_tools::tolerance(1e-9));
+    }
+    // the pull per outer iteration is the same before and after the drop
+    BOOST_TEST(rho[3] == 10 * rho[2], boost::test_tools::tolerance(1e-9));
+}
+
+BOOST_AUTO_TEST_CASE(final_phase_freezes_the_codes_and_trains_the_scale) {
+    auto p = plantedProblem(40, 8, 15, 10);
+    AdmmSettings a;
+    a.rho = 0.05;
+    a.finalEpochs = 3;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(8, 0.02));
+    std::vector<Vector> G;
+    std::vector<double> flips;
+    opt.optimize(p, {std::make_shared<OnEpoch>([&](const Optimizer&, Objective&, const EpochStats& e) {
+        G.push_back(opt.G(0));
+        flips.push_back(e.flipRatio);
+        return false;
+    })});
+    BOOST_TEST(opt.finalPhase());
+    BOOST_REQUIRE(G.size() == 8u);
+    auto code = [](const Vector& x) {
+        return Vector(x.unaryExpr([](Scalar v) { return Scalar((v > 0) - (v < 0)); }));
+    };
+    for (size_t e = 5; e < 8; ++e) {  // the final epochs: the same code, a new scale
+        BOOST_TEST(bitEqual(code(G[e]), code(G[4])));
+        BOOST_TEST(flips[e] == 0.0);
+    }
+    BOOST_TEST(!bitEqual(G[7], G[4]));  // the scale trained
+    // the final phase trains the scale of the frozen code: the objective at G falls
+    BOOST_TEST(p.objective(G[7]) < p.objective(G[4]));
+    BOOST_TEST(bitEqual(p.x().value, G[7]));  // deployed at G
+    // the values of G are {-a, 0, a}: three at most
+    std::set<float> values(G[7].data(), G[7].data() + G[7].size());
+    BOOST_TEST(values.size() <= 3u);
+}
+
 BOOST_AUTO_TEST_CASE(outer_every_steps) {
     auto p = plantedProblem(40, 5, 12, 10);
     AdmmSettings a;
@@ -1039,7 +1132,8 @@ bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)
 BOOST_AUTO_TEST_SUITE(resume)
 
 BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
-                     bdata::make({"admm", "admm-no-eg", "pgd", "ste", "ttq", "sgd-adam"}) *
+                     bdata::make({"admm", "admm-no-eg", "admm-coupling-final", "admm-in-final",
+                                  "pgd", "ste", "ttq", "sgd-adam"}) *
                          bdata::make({8, 6}),
                      method, split) {
     const std::string m = method;
@@ -1047,10 +1141,15 @@ BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
         TrainSettings t = train(epochs, 0.05, 77);
         t.lr = LrSchedule::multiStep(0.05, {3}, 0.5);
         SgdSettings s;  // momentum 0.9, weight decay on (x has decay off, but the rule runs)
-        if (m == "admm" || m == "admm-no-eg") {
+        if (m.rfind("admm", 0) == 0) {
             AdmmSettings a;
             a.rho = 0.01;
             a.extragradient = m == "admm";
+            if (m == "admm-coupling-final") {  // split 8 and 6 are before the final epochs
+                a.rhoSchedule = RhoSchedule::Coupling;
+                a.finalEpochs = 3;
+            }
+            if (m == "admm-in-final") a.finalEpochs = 5;  // split 8 and 6 are inside it
             return std::make_unique<Admm>(ternary(), Granularity::PerTensor, a, s, t);
         }
         if (m == "pgd") return std::make_unique<ProjectedSgd>(ternary(), Granularity::PerTensor, s, t);

@@ -43,41 +43,80 @@ void AdmmSettings::validate() const {
     requireNonNegative(epsAbs, where, "epsAbs");
     requireNonNegative(epsRel, where, "epsRel");
     if (maxOuter < 0) fail(where, TERN_MSG("maxOuter must be >= 0 (got " << maxOuter << ")"));
+    if (!(coupling > 0 && coupling < 1))
+        fail(where, TERN_MSG("coupling must be in (0, 1) (got " << coupling << ")"));
+    if (!(couplingGrowth >= 1) || !std::isfinite(couplingGrowth))
+        fail(where, TERN_MSG("couplingGrowth must be >= 1 (got " << couplingGrowth << ")"));
+    if (!(couplingMax >= coupling && couplingMax < 1))
+        fail(where, TERN_MSG("couplingMax must be in [coupling, 1) (got " << couplingMax << ")"));
+    if (finalEpochs < 0)
+        fail(where, TERN_MSG("finalEpochs must be >= 0 (got " << finalEpochs << ")"));
 }
 
 RhoSchedule AdmmSettings::parseSchedule(const std::string& name) {
     if (name == "constant") return RhoSchedule::Constant;
     if (name == "growth") return RhoSchedule::Growth;
     if (name == "explicit") return RhoSchedule::Explicit;
+    if (name == "coupling") return RhoSchedule::Coupling;
     fail("AdmmSettings::parseSchedule()",
-         "unknown rho schedule '" + name + "'; known: constant, growth, explicit");
+         "unknown rho schedule '" + name + "'; known: constant, growth, explicit, coupling");
 }
 
-namespace {
-std::string scheduleName(RhoSchedule s) {
+std::string rhoScheduleName(RhoSchedule s) {
     switch (s) {
         case RhoSchedule::Constant: return "constant";
         case RhoSchedule::Growth: return "growth";
         case RhoSchedule::Explicit: return "explicit";
+        case RhoSchedule::Coupling: return "coupling";
     }
     return "?";
 }
-}  // namespace
 
 Admm::Admm(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
            AdmmSettings settings, InnerSettings inner, TrainSettings train)
     : Optimizer(std::move(train), std::move(inner)),
       projection_(std::move(projection)),
       granularity_(granularity),
-      settings_(std::move(settings)) {
+      settings_(std::move(settings)),
+      scaleInner_(inner_.settings()) {
     settings_.validate();
     if (!projection_) fail("Admm::Admm()", "projection must not be null");
     rho_ = settings_.rho;
+    coupling_ = settings_.coupling;
+}
+
+Index Admm::stepsPerOuter() const {
+    return settings_.outerEverySteps > 0 ? settings_.outerEverySteps
+                                         : settings_.outerEvery * batches_;
+}
+
+double Admm::couplingRho(double lr) const {
+    // The penalty's pull on W - (G - U) per SGD step is lr rho / (1 - mu) at steady momentum;
+    // S such steps close 1 - (1 - lr rho / (1 - mu))^S of the gap: solve that for `coupling`.
+    const InnerSettings& in = inner_.settings();
+    const double mu = in.rule == InnerSettings::Rule::Sgd ? in.sgd.momentum : 0.0;
+    const double perStep =
+        1.0 - std::pow(1.0 - coupling_, 1.0 / static_cast<double>(std::max<Index>(stepsPerOuter(), 1)));
+    return std::min((1.0 - mu) / lr * perStep, settings_.rhoMax);
+}
+
+double Admm::coupling() const {
+    return settings_.rhoSchedule == RhoSchedule::Coupling ? coupling_
+                                                          : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Admm::setRho(double r) {
+    if (r == rho_) return;
+    // U *= rhoOld / rhoNew so that rho U (the unscaled multiplier) is unchanged
+    const auto ratio = static_cast<Scalar>(rho_ / r);
+    for (BlockState& s : state_) s.U *= ratio;
+    rho_ = r;
 }
 
 double Admm::scheduledRho(Index k, double current) const {
     switch (settings_.rhoSchedule) {
         case RhoSchedule::Constant:
+        case RhoSchedule::Coupling:  // follows the learning rate: couplingRho()
             return current;
         case RhoSchedule::Growth:
             return std::min(current * settings_.rhoGrowth, settings_.rhoMax);
@@ -93,6 +132,8 @@ Index Admm::projectInto(BlockState& s, const Vector& v) {
     const ParameterBlock& b = *blocks()[static_cast<size_t>(s.slot)];
     const std::vector<proj::GroupResult> groups = projection_->project(v, s.G, b.shape,
                                                                        granularity_);
+    s.a.resize(static_cast<Index>(groups.size()));
+    for (size_t j = 0; j < groups.size(); ++j) s.a[static_cast<Index>(j)] = groups[j].scale;
     std::vector<std::int64_t> codes;
     codesOf(s.G, groups, codes);
     Index changed = 0;
@@ -102,8 +143,11 @@ Index Admm::projectInto(BlockState& s, const Vector& v) {
     return changed;
 }
 
-void Admm::doBegin(Objective& /*f*/) {
+void Admm::doBegin(Objective& f) {
     state_.clear();
+    batches_ = f.numBatches();
+    final_ = false;
+    coupling_ = settings_.coupling;
     const auto& bs = blocks();
     for (size_t i = 0; i < bs.size(); ++i) {
         if (!bs[i]->constrained) continue;
@@ -122,12 +166,19 @@ void Admm::doBegin(Objective& /*f*/) {
     rho_ = settings_.rhoSchedule == RhoSchedule::Explicit
                ? std::min(settings_.rhoList.front(), settings_.rhoMax)
                : settings_.rho;
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(learningRate());
     primalRes_ = dualRes_ = flipRatio_ = std::numeric_limits<double>::quiet_NaN();
     outer_ = 0;
 }
 
 double Admm::doStep(Objective& f, Index batch) {
     const auto& bs = blocks();
+    if (!final_ && settings_.finalEpochs > 0 &&
+        epoch() >= trainSettings().maxEpochs - settings_.finalEpochs)
+        enterFinalPhase();
+    if (final_) return finalStep(f, batch);
+    // Coupling: rho follows the learning rate (an lr drop raises rho, the pull stays)
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) setRho(couplingRho(learningRate()));
     const auto rho = static_cast<Scalar>(rho_);
     const auto lr = static_cast<Scalar>(learningRate());
     const bool eg = settings_.extragradient;
@@ -147,7 +198,7 @@ double Admm::doStep(Objective& f, Index batch) {
             const InnerSettings& in = inner_.settings();
             const double decay = in.rule == InnerSettings::Rule::Sgd ? in.sgd.weightDecay
                                                                      : in.adam.weightDecay;
-            const auto wd = static_cast<Scalar>(b.decay ? decay : 0.0);
+            const auto wd = static_cast<Scalar>(b.decay && settings_.decayConstrained ? decay : 0.0);
             b.value -= lr * (s.g + wd * s.Wsave);
         }
         // Pass 2 at W': g' = grad f(W') + rho (W' - G + U)
@@ -163,7 +214,7 @@ double Admm::doStep(Objective& f, Index batch) {
     bool finite = true;
     for (BlockState& s : state_) {
         ParameterBlock& b = *bs[size_t(s.slot)];
-        finite = innerStep(s.slot, b.value, s.g, b.decay) && finite;
+        finite = innerStep(s.slot, b.value, s.g, b.decay && settings_.decayConstrained) && finite;
     }
     // Unconstrained blocks: plain inner step with the committing pass's gradient
     finite = stepUnconstrained() && finite;
@@ -220,17 +271,64 @@ void Admm::outerIteration() {
         const double epsDual = sn * settings_.epsAbs + settings_.epsRel * rho_ * std::sqrt(normU2);
         setConverged(primalRes_ <= epsPrimal && dualRes_ <= epsDual);
     }
-    // rho update, then U *= rhoOld / rhoNew so that rho*U (the unscaled multiplier) is unchanged
-    const double rhoNew = scheduledRho(outer_, rho_);
-    if (rhoNew != rho_) {
-        const auto ratio = static_cast<Scalar>(rho_ / rhoNew);
-        for (BlockState& s : state_) s.U *= ratio;
-        rho_ = rhoNew;
+    // rho update (U rescaled with it)
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) {
+        coupling_ = std::min(coupling_ * settings_.couplingGrowth, settings_.couplingMax);
+        setRho(couplingRho(learningRate()));
+    } else {
+        setRho(scheduledRho(outer_, rho_));
     }
 }
 
+void Admm::enterFinalPhase() {
+    // codes frozen: G = a q per group; W = G from here on
+    const auto& bs = blocks();
+    std::vector<Index> sizes;
+    for (BlockState& s : state_) {
+        ParameterBlock& b = *bs[size_t(s.slot)];
+        const Index groups = s.a.size();
+        const Index per = s.G.size() / groups;
+        s.q.resize(s.G.size());
+        for (Index j = 0; j < groups; ++j)
+            s.q.segment(j * per, per) =
+                s.a[j] > 0 ? Vector(s.G.segment(j * per, per) / s.a[j]) : Vector::Zero(per);
+        b.value = s.G;
+        sizes.push_back(groups);
+    }
+    scaleInner_.reset(sizes);
+    flipRatio_ = 0;
+    final_ = true;
+}
+
+double Admm::finalStep(Objective& f, Index batch) {
+    const auto& bs = blocks();
+    const double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    if (!std::isfinite(loss)) return loss;
+    bool finite = true;
+    for (size_t k = 0; k < state_.size(); ++k) {
+        BlockState& s = state_[k];
+        ParameterBlock& b = *bs[size_t(s.slot)];
+        const Index groups = s.a.size();
+        const Index per = s.G.size() / groups;
+        if (projection_->freeScale()) {
+            // dL/da_j = sum_{i in group j} q_i dL/dw_i;  a -= lr inner(dL/da), a >= 0
+            Vector da(groups);
+            for (Index j = 0; j < groups; ++j)
+                da[j] = s.q.segment(j * per, per).dot(b.grad.segment(j * per, per));
+            finite = scaleInner_.apply(static_cast<Index>(k), s.a, da, learningRate(), false) &&
+                     finite;
+            s.a = s.a.cwiseMax(Scalar(0));
+        }
+        // value = G = a q
+        for (Index j = 0; j < groups; ++j) s.G.segment(j * per, per) = s.a[j] * s.q.segment(j * per, per);
+        b.value = s.G;
+    }
+    finite = stepUnconstrained() && finite;
+    return finite ? loss : std::numeric_limits<double>::quiet_NaN();
+}
+
 void Admm::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
-    if (settings_.outerEverySteps == 0 && (epoch + 1) % settings_.outerEvery == 0)
+    if (!final_ && settings_.outerEverySteps == 0 && (epoch + 1) % settings_.outerEvery == 0)
         outerIteration();
     stats.primalRes = primalRes_;
     stats.dualRes = dualRes_;
@@ -300,7 +398,7 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "granularity", granularityName(granularity_));
     out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
-    out.attr(prefix, "rhoSchedule", scheduleName(settings_.rhoSchedule));
+    out.attr(prefix, "rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     out.attr(prefix, "rhoGrowth", settings_.rhoGrowth);
     out.attr(prefix, "rhoMax", settings_.rhoMax);
     out.attr(prefix, "rho", rho_);
@@ -308,12 +406,19 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "primalRes", primalRes_);
     out.attr(prefix, "dualRes", dualRes_);
     out.attr(prefix, "flipRatio", flipRatio_);
+    out.attr(prefix, "coupling", coupling_);
+    out.attr(prefix, "final", static_cast<std::int64_t>(final_));
+    std::vector<std::string> names;
     for (const BlockState& s : state_) {
         const ParameterBlock& b = *blocks()[size_t(s.slot)];
         out.write(prefix + "/G/" + b.name, s.G, b.shape);
         out.write(prefix + "/U/" + b.name, s.U, b.shape);
         out.writeInts(prefix + "/codes/" + b.name, s.codes);
+        out.write(prefix + "/scale/" + b.name, s.a, Shape{s.a.size()});
+        if (final_) out.write(prefix + "/q/" + b.name, s.q, b.shape);
+        names.push_back(b.name);
     }
+    if (final_) scaleInner_.save(out, prefix + "/scaleInner", names);
 }
 
 void Admm::doLoad(const StateReader& in, const std::string& prefix) {
@@ -326,7 +431,7 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
     };
     check("projection", projection_->name());
     check("granularity", granularityName(granularity_));
-    check("rhoSchedule", scheduleName(settings_.rhoSchedule));
+    check("rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     if ((in.attrInt(prefix, "extragradient") != 0) != settings_.extragradient)
         fail(where, "state '" + prefix + "' differs in extragradient");
     rho_ = in.attrDouble(prefix, "rho");
@@ -334,6 +439,11 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
     primalRes_ = in.attrDouble(prefix, "primalRes");
     dualRes_ = in.attrDouble(prefix, "dualRes");
     flipRatio_ = in.attrDouble(prefix, "flipRatio");
+    // written since the coupling schedule and the final phase (older states have neither)
+    coupling_ = in.hasAttr(prefix, "coupling") ? in.attrDouble(prefix, "coupling") : settings_.coupling;
+    final_ = in.hasAttr(prefix, "final") && in.attrInt(prefix, "final") != 0;
+    std::vector<std::string> names;
+    std::vector<Index> sizes;
     for (BlockState& s : state_) {
         const ParameterBlock& b = *blocks()[size_t(s.slot)];
         s.G = in.read(prefix + "/G/" + b.name, b.shape);
@@ -341,6 +451,15 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
         s.codes = in.readInts(prefix + "/codes/" + b.name);
         if (static_cast<Index>(s.codes.size()) != b.value.size())
             fail(where, "state '" + prefix + "/codes/" + b.name + "' has the wrong size");
+        if (in.has(prefix + "/scale/" + b.name))
+            s.a = in.read(prefix + "/scale/" + b.name, Shape{s.a.size()});
+        if (final_) s.q = in.read(prefix + "/q/" + b.name, b.shape);
+        names.push_back(b.name);
+        sizes.push_back(s.a.size());
+    }
+    if (final_) {
+        scaleInner_.reset(sizes);
+        scaleInner_.load(in, prefix + "/scaleInner", names);
     }
 }
 

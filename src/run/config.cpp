@@ -161,7 +161,14 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"ttq-scale-lr", n(opt.ste.trainableLr)},
             {"rho", n(opt.admm.rho)},      {"rho-growth", n(opt.admm.rhoGrowth)},
             {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
-            {"extragradient", b(opt.admm.extragradient)}, {"fractions", joinedNumbers(fractions)},
+            {"extragradient", b(opt.admm.extragradient)},
+            {"outer-steps", std::to_string(opt.admm.outerEverySteps)},
+            {"rho-schedule", rhoScheduleName(opt.admm.rhoSchedule)},
+            {"coupling", n(opt.admm.coupling)}, {"coupling-growth", n(opt.admm.couplingGrowth)},
+            {"coupling-max", n(opt.admm.couplingMax)},
+            {"decay-constrained", b(opt.admm.decayConstrained)},
+            {"final-epochs", std::to_string(opt.admm.finalEpochs)},
+            {"fractions", joinedNumbers(fractions)},
             {"stage-epochs", std::to_string(stageEpochs)}, {"init", init},
             {"bn-recalibrate", std::to_string(bnRecalibrate)}};
 }

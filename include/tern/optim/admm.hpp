@@ -13,6 +13,7 @@
 #include "tern/proj/projection.hpp"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace tern::optim {
@@ -22,14 +23,22 @@ enum class RhoSchedule {
     Constant,  ///< rho never changes
     Growth,    ///< rho = min(rho * rhoGrowth, rhoMax) after every outer iteration
     Explicit,  ///< rho = rhoList[k] for outer iteration k (the last entry repeats), <= rhoMax
+    /// rho follows the learning rate so that the penalty alone closes a fraction `coupling` of
+    /// the gap W - (G - U) per outer iteration of S steps (SGD with momentum mu):
+    ///   rho = (1 - mu) / lr * (1 - (1 - coupling)^(1/S))
+    /// coupling = min(coupling * couplingGrowth, couplingMax) after every outer iteration.
+    Coupling,
 };
+
+/// "constant", "growth", "explicit", "coupling" (AdmmSettings::parseSchedule reads them).
+std::string rhoScheduleName(RhoSchedule s);
 
 /// ADMM hyper-parameters (scaled form). Names follow docs/algorithms.md section 5.
 struct AdmmSettings {
     double rho = 1e-4;                         ///< initial penalty (> 0)
     double rhoGrowth = 1.1;                    ///< factor per outer iteration (>= 1), Growth only
     double rhoMax = 1e3;                       ///< clamp on rho (>= rho), like OSQP_RHO_MAX
-    RhoSchedule rhoSchedule = RhoSchedule::Growth;  ///< constant | growth | explicit
+    RhoSchedule rhoSchedule = RhoSchedule::Growth;  ///< constant | growth | explicit | coupling
     std::vector<double> rhoList;               ///< Explicit: rho per outer iteration (each > 0)
     Index outerEvery = 1;                      ///< epochs per outer iteration (G-step, U-step), >= 1
     Index outerEverySteps = 0;                 ///< > 0: an outer iteration every this many steps
@@ -42,10 +51,20 @@ struct AdmmSettings {
     double epsAbs = 0;                         ///< absolute residual tolerance (>= 0); 0 and
     double epsRel = 0;                         ///< epsRel 0 = no convergence test
     Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit
+    double coupling = 0.05;                    ///< Coupling: first fraction, in (0, 1)
+    double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1)
+    double couplingMax = 0.9;                  ///< Coupling: cap, in [coupling, 1)
+    /// Weight decay on the constrained W too. Off by default: it pulls W toward 0 against the
+    /// penalty (with a fixed scale, W settles at rho/(rho+wd) (G - U), which drives codes to 0).
+    bool decayConstrained = false;
+    /// The last finalEpochs epochs of optimize() (TrainSettings::maxEpochs) run at G with the
+    /// codes frozen: value = a q per group, the scales a (free-scale sets only), biases, BN and
+    /// float layers train with the forward pass at the deployed point; no G/U steps.
+    Index finalEpochs = 0;
     /// Throws std::invalid_argument naming the offending field:
     /// "AdmmSettings::validate(): rho must be > 0 (got -0.001)".
     void validate() const;
-    /// "constant", "growth", "explicit".
+    /// "constant", "growth", "explicit", "coupling".
     static RhoSchedule parseSchedule(const std::string& name);
 };
 
@@ -96,6 +115,10 @@ public:
     double flipRatio() const { return flipRatio_; }
     /// Fraction of zeros in G.
     double sparsity() const;
+    /// In the final phase (codes frozen, training at G).
+    bool finalPhase() const { return final_; }
+    /// The Coupling schedule's current fraction (NaN for the other schedules).
+    double coupling() const;
 
     /// G and U of the k-th constrained block (order of ParameterSet::constrained()).
     const Vector& G(Index k) const;
@@ -128,7 +151,19 @@ private:
         Vector Wsave;            // W during the extragradient predictor
         Vector g;                // scratch: augmented gradient
         std::vector<std::int64_t> codes;  // G / scale, for the flip ratio
+        Vector q;                // final phase: G = a q per group, q frozen
+        Vector a;                // final phase: the scale of each group
     };
+    /// Steps per outer iteration (Coupling schedule).
+    Index stepsPerOuter() const;
+    /// rho of the Coupling schedule at learning rate lr.
+    double couplingRho(double lr) const;
+    /// rho := r, U *= rhoOld / r (the unscaled multiplier rho U is unchanged).
+    void setRho(double r);
+    /// Freezes the codes of G (q, a per group); training continues at G.
+    void enterFinalPhase();
+    /// A step of the final phase: scales, biases, BN and float layers at value = a q.
+    double finalStep(Objective& f, Index batch);
     /// rho for outer iteration k under the schedule.
     double scheduledRho(Index k, double current) const;
     /// G = P_C(v) for one block; refreshes its codes, returns the number that changed.
@@ -141,6 +176,10 @@ private:
     double rho_ = 0;
     double primalRes_ = 0, dualRes_ = 0, flipRatio_ = 0;
     Index outer_ = 0;
+    Index batches_ = 1;      // the objective's batches per epoch (Coupling: steps per outer)
+    double coupling_ = 0;    // Coupling: the current fraction
+    bool final_ = false;     // final phase
+    InnerUpdate scaleInner_; // final phase: the scales' inner update (no decay)
 };
 
 }  // namespace tern::optim
