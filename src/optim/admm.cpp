@@ -2,6 +2,7 @@
 #include "tern/optim/admm.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -335,6 +336,30 @@ void Admm::doEndEpoch(Objective& /*f*/, Index epoch, EpochStats& stats) {
     stats.rho = rho_;
     stats.flipRatio = flipRatio_;
     stats.sparsity = sparsity();
+}
+
+std::string Admm::describeMethod() const {
+    const AdmmSettings& a = settings_;
+    std::string rho;
+    switch (a.rhoSchedule) {
+        case RhoSchedule::Constant: rho = "rho " + formatShortest(a.rho) + " constant"; break;
+        case RhoSchedule::Growth:
+            rho = "rho " + formatShortest(a.rho) + " x" + formatShortest(a.rhoGrowth) + " per G/U step <= " +
+                  formatShortest(a.rhoMax);
+            break;
+        case RhoSchedule::Explicit: rho = "rho from a list of " + std::to_string(a.rhoList.size()); break;
+        case RhoSchedule::Coupling:
+            rho = "rho from lr: coupling " + formatShortest(a.coupling) + " x" +
+                  formatShortest(a.couplingGrowth) + " <= " + formatShortest(a.couplingMax);
+            break;
+    }
+    const std::string every = a.outerEverySteps > 0 ? std::to_string(a.outerEverySteps) + " steps"
+                                                    : std::to_string(a.outerEvery) + " epoch(s)";
+    return "projection " + projection_->name() + " per " + granularityName(granularity_) + ", " + rho +
+           ", G/U every " + every + (a.extragradient ? ", extragradient" : "") +
+           (a.rescale ? ", rescaled start" : "") +
+           (a.decayConstrained ? ", weight decay on W" : ", no weight decay on W") +
+           (a.finalEpochs > 0 ? ", final " + std::to_string(a.finalEpochs) + " epochs at G" : "");
 }
 
 bool Admm::budgetExhausted() const {

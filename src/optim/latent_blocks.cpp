@@ -29,6 +29,8 @@ LatentBlocks::LatentBlocks(QuantizerFactory factory, const InnerSettings& inner,
     if (!probe) fail(where, "quantizer factory returned nullptr");
     levels_ = probe->levels();
     freeScale_ = probe->freeScale();
+    quantizerName_ = probe->name();
+    hasTrainables_ = probe->trainable() != nullptr;
 }
 
 void LatentBlocks::begin(const std::vector<ParameterBlock*>& blocks) {

@@ -43,6 +43,9 @@ public:
     /// The quantizer's levels() and freeScale().
     int levels() const { return levels_; }
     bool freeScale() const { return freeScale_; }
+    /// The quantizer's name() and whether it has trainables (from the probe).
+    const std::string& quantizerName() const { return quantizerName_; }
+    bool hasTrainables() const { return hasTrainables_; }
 
     /// One Block per constrained block (W = value, which must be finite; a new quantizer).
     void begin(const std::vector<ParameterBlock*>& blocks);
@@ -79,6 +82,8 @@ private:
     std::string owner_;
     int levels_ = 0;
     bool freeScale_ = false;
+    std::string quantizerName_;
+    bool hasTrainables_ = false;
     std::vector<Block> blocks_;
     InnerUpdate inner_;  // the quantizers' trainables
 };

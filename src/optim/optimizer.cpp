@@ -2,6 +2,7 @@
 #include "tern/optim/optimizer.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/optim/callbacks.hpp"
 
 #include <cassert>
@@ -38,6 +39,20 @@ Optimizer::Optimizer(TrainSettings train, InnerSettings inner)
 }
 
 Optimizer::~Optimizer() = default;
+
+std::string Optimizer::describe() const {
+    const std::string method = describeMethod();
+    std::string s = name() + (method.empty() ? "" : " (" + method + ")") + "; " + inner_.settings().name();
+    const InnerSettings& in = inner_.settings();
+    if (in.rule == InnerSettings::Rule::Sgd)
+        s += " (momentum " + formatShortest(in.sgd.momentum) + ", weight decay " +
+             formatShortest(in.sgd.weightDecay) + (in.sgd.nesterov ? ", nesterov" : "") + ")";
+    else
+        s += " (beta1 " + formatShortest(in.adam.beta1) + ", beta2 " + formatShortest(in.adam.beta2) +
+             ", weight decay " + formatShortest(in.adam.weightDecay) + ")";
+    return s + "; lr " + train_.lr.str() + "; " + std::to_string(train_.maxEpochs) + " epochs, seed " +
+           std::to_string(train_.seed);
+}
 
 void Optimizer::setLearningRate(double lr) {
     requirePositive(lr, "Optimizer::setLearningRate()", "lr");

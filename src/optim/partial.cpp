@@ -4,6 +4,7 @@
 
 #include "latent_blocks.hpp"
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/proj/quantizer.hpp"
 
 #include <algorithm>
@@ -62,6 +63,15 @@ StagedQuantization::StagedQuantization(QuantizerFactory factory, Granularity gra
       owner_(owner) {}
 
 StagedQuantization::~StagedQuantization() = default;
+
+std::string StagedQuantization::describeMethod() const {
+    std::vector<std::string> f;
+    for (double x : fractions_) f.push_back(formatShortest(x));
+    return "quantizer " + latent_->quantizerName() + ", fractions " + joined(f, ",") +
+           ", " + std::to_string(stageEpochs_) + " epoch(s) per stage" +
+           (rescales() ? ", rescaled start" : "") +
+           (latent_->hasTrainables() ? ", trained scales at lr x" + formatShortest(trainableLr_) : "");
+}
 
 int StagedQuantization::levels() const { return latent_->levels(); }
 bool StagedQuantization::freeScale() const { return latent_->freeScale(); }

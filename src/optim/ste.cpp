@@ -3,6 +3,7 @@
 
 #include "latent_blocks.hpp"
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 
 #include <cmath>
 #include <utility>
@@ -28,6 +29,13 @@ bool Ste::freeScale() const { return latent_->freeScale(); }
 Index Ste::constrainedBlocks() const { return latent_->size(); }
 const Vector& Ste::latent(Index k) const { return latent_->at(k, "latent").latent; }
 proj::Quantizer& Ste::quantizer(Index k) { return *latent_->at(k, "quantizer").q; }
+
+std::string Ste::describeMethod() const {
+    std::string s = "quantizer " + latent_->quantizerName();
+    if (settings_.latentClip > 0) s += ", latent clipped to " + formatShortest(settings_.latentClip);
+    if (latent_->hasTrainables()) s += ", trained scales at lr x" + formatShortest(settings_.trainableLr);
+    return s;
+}
 
 void Ste::clip(Vector& w) const {
     if (settings_.latentClip <= 0) return;

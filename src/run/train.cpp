@@ -207,6 +207,13 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
             std::make_shared<ProgressLine>(*progress, *net, c.epochs, c.batchSize, result));
     callbacks.push_back(std::make_shared<StopOnFlag>(stopRequested));
 
+    if (progress)
+        *progress << "tern: " << c.model << " on " << c.dataset << " (" << data.train.count
+                  << " training, " << data.test.count << " test images, batch " << c.batchSize
+                  << "); method " << m << ": " << opt->describe() << (c.resume ? "; resumed at epoch " +
+                                                               std::to_string(startEpoch)
+                                                         : std::string())
+                  << '\n';
     const optim::TrainReport report = opt->optimize(*net, callbacks);  // ends deployed
     if (report.status == optim::Status::Diverged) result.status = "diverged";
     else if (report.status == optim::Status::Stopped) result.status = "interrupted";

@@ -139,6 +139,7 @@ protected:
     void doRestore(Objective& f) override;
     void doSave(StateWriter& out, const std::string& prefix) const override;
     void doLoad(const StateReader& in, const std::string& prefix) override;
+    std::string describeMethod() const override;
     bool budgetExhausted() const override;
     const Vector& trainingPoint(Index i) const override;
     void setTrainingPoint(Index i, const Vector& w) override;

@@ -95,6 +95,10 @@ public:
     /// Values per group of the set the deployed constrained blocks lie on (the projection's or
     /// quantizer's levels(): 2 binary, 3 ternary, 2N+1 pow2); 0 = not quantized (float).
     virtual int levels() const { return 0; }
+    /// The effective settings in one line, for the start of a run: "admm (projection
+    /// ternary:exact per tensor, rho growth 0.0001 x1.1 <= 1000, ...); sgd (momentum 0.9, weight
+    /// decay 0.0005); lr step:0.05:4:0.1; 30 epochs, seed 1".
+    std::string describe() const;
     /// The deployed values carry a free per-group scale (solved or trained); false for a fixed
     /// scale (binary sign, ",scale=one") and for float.
     virtual bool freeScale() const { return false; }
@@ -170,6 +174,8 @@ protected:
     virtual void doSave(StateWriter& /*out*/, const std::string& /*prefix*/) const {}
     /// Reads doSave()'s output; checks the method settings that must match.
     virtual void doLoad(const StateReader& /*in*/, const std::string& /*prefix*/) {}
+    /// The method's settings for describe() ("" when it has none).
+    virtual std::string describeMethod() const { return ""; }
     /// The method's own iteration budget ran out (ADMM maxOuter); ends optimize() with MaxEpochs.
     virtual bool budgetExhausted() const { return false; }
 

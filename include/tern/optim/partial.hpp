@@ -122,6 +122,7 @@ protected:
     void doLoad(const StateReader& in, const std::string& prefix) override;
     const Vector& trainingPoint(Index i) const override;
     void setTrainingPoint(Index i, const Vector& w) override;
+    std::string describeMethod() const override;
 
     detail::LatentBlocks& latentBlocks() { return *latent_; }
     const detail::LatentBlocks& latentBlocks() const { return *latent_; }

@@ -27,6 +27,10 @@ public:
                  InnerSettings inner = {}, TrainSettings train = {}, PgdSettings pgd = {});
     std::string name() const override { return "pgd"; }
     const proj::Projection& projection() const { return *projection_; }
+    std::string describeMethod() const override {
+        return "projection " + projection_->name() + " per " + granularityName(granularity_) +
+               (settings_.rescale ? ", rescaled start" : "");
+    }
     int levels() const override { return projection_->levels(); }
     bool freeScale() const override { return projection_->freeScale(); }
     Granularity granularity() const { return granularity_; }

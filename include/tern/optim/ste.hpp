@@ -64,6 +64,7 @@ protected:
     void doLoad(const StateReader& in, const std::string& prefix) override;
     const Vector& trainingPoint(Index i) const override;
     void setTrainingPoint(Index i, const Vector& w) override;
+    std::string describeMethod() const override;
 
 private:
     /// value = Q(W) for every constrained block (skipped for a non-finite latent).
