@@ -8,8 +8,9 @@
 //
 // A mixed-integer heuristic after Takapoui, Moehle, Boyd and Bemporad (2017): the method runs
 // from --starts points (start 0: the least-squares solution; start k: x_ls plus Gaussian noise
-// of --spread times its rms), each result is polished by single-coordinate moves
-// (problems::polish; --no-polish turns it off), and the best objective wins.
+// of --spread times its rms), each result (and each projected starting point) is polished by
+// single-coordinate moves (problems::polish; --no-polish turns it off), and the best objective
+// wins.
 #include "common/app.hpp"
 #include "tern/core/error.hpp"
 #include "tern/io/hdf5_file.hpp"
@@ -268,14 +269,25 @@ int run(int argc, char** argv) {
         c.objective = p.objective(c.x);
         const double before = c.objective;
         if (!o.noPolish) {
-            // polish: single-coordinate moves of the code, the scale refitted (free) or kept
-            const Vector q0 = optim::problems::nearestCode(c.x, static_cast<Scalar>(c.scale), levels);
-            const optim::problems::PolishResult r = optim::problems::polish(
-                p, levels, freeScale, q0, freeScale ? Scalar(1) : static_cast<Scalar>(c.scale));
-            if (r.objective < c.objective) {
-                c.x = r.scale * r.code;
-                c.scale = r.scale;
-                c.objective = r.objective;
+            // polish: single-coordinate moves of the code, the scale refitted (free) or kept;
+            // the projected starting point is polished too (nearly free, and a different basin)
+            std::vector<Candidate> seeds = {c};
+            if (name != "round") {
+                Candidate s;
+                s.x = x0;
+                s.scale = projection->project(x0, s.x)[0].scale;
+                seeds.push_back(s);
+            }
+            for (const Candidate& from : seeds) {
+                const Vector q0 = optim::problems::nearestCode(
+                    from.x, static_cast<Scalar>(from.scale), levels);
+                const optim::problems::PolishResult r = optim::problems::polish(
+                    p, levels, freeScale, q0, freeScale ? Scalar(1) : static_cast<Scalar>(c.scale));
+                if (r.objective < c.objective) {
+                    c.x = r.scale * r.code;
+                    c.scale = r.scale;
+                    c.objective = r.objective;
+                }
             }
         }
         if (o.verbose)
