@@ -5,16 +5,24 @@
 // Reads datasets A (m x n) and b (m) (float32 or float64) from --in, solves with ADMM, projected
 // SGD or by rounding the least-squares solution, and writes x, scale and objective to --out
 // (written to --out.tmp, then renamed). Exit codes: 0 ok, 1 usage or input error, 2 anything else.
+//
+// A mixed-integer heuristic after Takapoui, Moehle, Boyd and Bemporad (2017): the method runs
+// from --starts points (start 0: the least-squares solution; start k: x_ls plus Gaussian noise
+// of --spread times its rms), each result (and each projected starting point) is polished by
+// single-coordinate moves (problems::polish; --no-polish turns it off), and the best objective
+// wins.
 #include "common/app.hpp"
 #include "tern/core/error.hpp"
 #include "tern/io/hdf5_file.hpp"
 #include "tern/optim/methods.hpp"
 #include "tern/optim/problems/least_squares.hpp"
+#include "tern/optim/problems/polish.hpp"
 #include "tern/proj/projection.hpp"
 
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -84,32 +92,24 @@ Problem readProblem(const std::string& path) {
     return p;
 }
 
-/// Largest eigenvalue of A^T A / m (the Lipschitz constant of grad f), by power iteration.
-double lipschitz(const Eigen::MatrixXf& A, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> normal(0, 1);
-    Eigen::VectorXd v(A.cols());
-    for (Index i = 0; i < v.size(); ++i) v[i] = normal(rng);
-    const Eigen::MatrixXd Ad = A.cast<double>();
-    double lambda = 0;
-    for (int it = 0; it < 200; ++it) {
-        v.normalize();
-        const Eigen::VectorXd w = Ad.transpose() * (Ad * v) / static_cast<double>(A.rows());
-        lambda = v.dot(w);
-        v = w;
-        if (v.norm() == 0) break;
-    }
-    return std::max(lambda, 1e-12);
-}
+/// One start's result: x = scale * code on C and f(x).
+struct Candidate {
+    Vector x;
+    double scale = 0, objective = 0;
+};
 
-void writeResult(const std::string& out, const Vector& x, double scale, double objective,
-                 const std::string& method, const std::string& set) {
+void writeResult(const std::string& out, const Candidate& best, const std::string& method,
+                 const std::string& set, long start, long starts, bool polish) {
+    const Vector& x = best.x;
     io::Hdf5Writer file(out);  // written to out.tmp, renamed onto out by close()
     file.writeFloats("x", x, Shape{x.size()});
-    file.writeDouble("scale", scale);
-    file.writeDouble("objective", objective);
+    file.writeDouble("scale", best.scale);
+    file.writeDouble("objective", best.objective);
     file.attr("method", method);
     file.attr("set", set);
+    file.attr("start", std::to_string(start));  // the winning start (0: least squares)
+    file.attr("starts", std::to_string(starts));
+    file.attr("polish", polish ? "on" : "off");
     file.close();
 }
 
@@ -118,8 +118,10 @@ struct Options {
     int bits = 3;
     double rho = -1, rhoGrowth = 1.05, lr = -1, momentum = 0.5;
     long epochs = 3000, outerEvery = 10;
+    long starts = 8;    ///< admm's default; round and pgd default to 1 (see --starts)
+    double spread = 4;  ///< random starts: x_ls + spread * rms(x_ls) * N(0, I)
     std::uint64_t seed = 1;
-    bool verbose = false;
+    bool verbose = false, noPolish = false;
 };
 
 int run(int argc, char** argv) {
@@ -147,6 +149,13 @@ int run(int argc, char** argv) {
         ("rho-growth", app::withDefault(&o.rhoGrowth), "admm rho factor per outer iteration")  //
         ("outer-every", po::value(&o.outerEvery)->default_value(o.outerEvery),
          "admm W-steps per outer iteration")  //
+        ("starts", po::value(&o.starts),
+         "starting points, best result kept (default: 8 for admm, 1 for pgd and round); "
+         "start 0 is the least-squares solution")  //
+        ("spread", app::withDefault(&o.spread),
+         "starts k >= 1: x_ls + spread * rms(x_ls) * N(0, I), drawn from --seed")  //
+        ("no-polish", po::bool_switch(&o.noPolish),
+         "skip the polishing pass (single-coordinate moves) after each start")  //
         ("seed", po::value(&o.seed)->default_value(o.seed), "random seed");
     po::options_description all("tern-lsq: min 0.5/m ||Ax - b||^2 subject to x in a level set");
     all.add(io).add(set).add(method);
@@ -182,6 +191,10 @@ int run(int argc, char** argv) {
     if (o.epochs < 1) throw InputError("--epochs must be >= 1 (got " + std::to_string(o.epochs) + ")");
     if (vm.count("lr") && !(o.lr > 0)) throw InputError("--lr must be > 0");
     if (vm.count("rho") && !(o.rho > 0)) throw InputError("--rho must be > 0");
+    if (vm.count("starts") && (o.starts < 1 || o.starts > 10000))
+        throw InputError("--starts must be in [1, 10000] (got " + std::to_string(o.starts) + ")");
+    if (!(std::isfinite(o.spread) && o.spread >= 0))
+        throw InputError("--spread must be finite and >= 0");
 
     const Problem data = readProblem(o.in);
     optim::problems::LeastSquares p(data.A, data.b);
@@ -190,11 +203,21 @@ int run(int argc, char** argv) {
                                                  : "pow2,bits=" + std::to_string(o.bits) +
                                                        ",scale=" + o.scale;
     const std::shared_ptr<const proj::Projection> projection = proj::makeProjection(spec);
-    const double L = lipschitz(data.A, o.seed);
+    const double L = p.lipschitz(o.seed);
+    const bool freeScale = o.scale == "free";
+    std::vector<Scalar> levels;  // the codes of C
+    if (o.set == "ternary") levels = {-1, 0, 1};
+    else if (o.set == "binary") levels = {-1, 1};
+    else {
+        levels = {0};
+        for (int k = 0; k < o.bits; ++k) {
+            levels.push_back(std::ldexp(Scalar(1), k));
+            levels.push_back(-std::ldexp(Scalar(1), k));
+        }
+    }
+    const long starts = vm.count("starts") ? o.starts : name == "admm" ? 8 : 1;
 
-    // Every name starts from the least-squares solution.
     const Vector xls = p.solve();
-    p.x().value = xls;
     optim::TrainSettings train;
     train.maxEpochs = o.epochs;
     train.seed = o.seed;
@@ -216,30 +239,71 @@ int run(int argc, char** argv) {
         sgd.momentum = 0;
     }
     m.inner = sgd;
-    if (name == "round") projection->project(xls, p.x().value);
-    else status = optim::statusName(optim::makeOptimizer(m, train)->optimize(p).status);
-    if (status == "diverged") {
-        std::cerr << "tern-lsq: " << name << " diverged; try a smaller --lr\n";
-        return app::kExitFailed;
-    }
-    // x = a q on C; with a free scale, refit a for f given the code q (can only lower f).
-    Vector x = p.x().value;
-    const std::vector<proj::GroupResult> g = projection->project(x, x);
-    double scale = g[0].scale;
-    if (o.scale == "free" && scale > 0) {
-        const Vector q = x / static_cast<Scalar>(scale);
-        const Scalar a = p.optimalScale(q);
-        if (p.objective(a * q) < p.objective(x)) {
-            x = a * q;
-            scale = a;
+
+    // Every start runs the method and is polished; the lowest objective wins (ties: the first).
+    Candidate best;
+    best.objective = std::numeric_limits<double>::infinity();
+    long winner = 0;
+    for (long k = 0; k < starts; ++k) {
+        const Vector x0 = optim::problems::startingPoint(xls, k, o.seed, o.spread);
+        p.x().value = x0;
+        if (name == "round") projection->project(x0, p.x().value);
+        else status = optim::statusName(optim::makeOptimizer(m, train)->optimize(p).status);
+        if (status == "diverged") {
+            std::cerr << "tern-lsq: " << name << " diverged; try a smaller --lr\n";
+            return app::kExitFailed;
+        }
+        // x = a q on C; with a free scale, refit a for f given the code q (can only lower f).
+        Candidate c;
+        c.x = p.x().value;
+        const std::vector<proj::GroupResult> g = projection->project(c.x, c.x);
+        c.scale = g[0].scale;
+        if (freeScale && c.scale > 0) {
+            const Vector q = c.x / static_cast<Scalar>(c.scale);
+            const Scalar a = p.optimalScale(q);
+            if (p.objective(a * q) < p.objective(c.x)) {
+                c.x = a * q;
+                c.scale = a;
+            }
+        }
+        c.objective = p.objective(c.x);
+        const double before = c.objective;
+        if (!o.noPolish) {
+            // polish: single-coordinate moves of the code, the scale refitted (free) or kept;
+            // the projected starting point is polished too (nearly free, and a different basin)
+            std::vector<Candidate> seeds = {c};
+            if (name != "round") {
+                Candidate s;
+                s.x = x0;
+                s.scale = projection->project(x0, s.x)[0].scale;
+                seeds.push_back(s);
+            }
+            for (const Candidate& from : seeds) {
+                const Vector q0 = optim::problems::nearestCode(
+                    from.x, static_cast<Scalar>(from.scale), levels);
+                const optim::problems::PolishResult r = optim::problems::polish(
+                    p, levels, freeScale, q0, freeScale ? Scalar(1) : static_cast<Scalar>(c.scale));
+                if (r.objective < c.objective) {
+                    c.x = r.scale * r.code;
+                    c.scale = r.scale;
+                    c.objective = r.objective;
+                }
+            }
+        }
+        if (o.verbose)
+            std::cerr << "tern-lsq: start " << k << ": " << name << " (" << status
+                      << ") objective " << before << (o.noPolish ? "" : ", polished ")
+                      << (o.noPolish ? "" : std::to_string(c.objective)) << '\n';
+        if (c.objective < best.objective) {
+            best = c;
+            winner = k;
         }
     }
-    const double objective = p.objective(x);
     if (o.verbose)
         std::cerr << "tern-lsq: " << name << " (" << status << ") on " << spec << ": objective "
-                  << objective << ", scale " << scale << ", least-squares objective "
-                  << p.objective(xls) << '\n';
-    writeResult(o.out, x, scale, objective, name, spec);
+                  << best.objective << ", scale " << best.scale << " (start " << winner << " of "
+                  << starts << "), least-squares objective " << p.objective(xls) << '\n';
+    writeResult(o.out, best, name, spec, winner, starts, !o.noPolish);
     return app::kExitOk;
 }
 

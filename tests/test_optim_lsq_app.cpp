@@ -87,7 +87,16 @@ void writeProblem(const std::string& path, const Eigen::MatrixXf& A, const Vecto
 struct Output {
     Vector x;
     double scale = 0, objective = 0;
+    std::string start, starts, polish;  ///< attributes: the winning start, how many, on/off
 };
+
+std::string readAttr(const H5::H5File& file, const std::string& name) {
+    if (!file.attrExists(name)) return "";
+    const H5::Attribute a = file.openAttribute(name);
+    std::string v;
+    a.read(a.getStrType(), v);
+    return v;
+}
 
 Output readOutput(const std::string& path) {
     H5::H5File file(path, H5F_ACC_RDONLY);
@@ -99,6 +108,9 @@ Output readOutput(const std::string& path) {
     xs.read(o.x.data(), H5::PredType::NATIVE_FLOAT);
     file.openDataSet("scale").read(&o.scale, H5::PredType::NATIVE_DOUBLE);
     file.openDataSet("objective").read(&o.objective, H5::PredType::NATIVE_DOUBLE);
+    o.start = readAttr(file, "start");
+    o.starts = readAttr(file, "starts");
+    o.polish = readAttr(file, "polish");
     return o;
 }
 
@@ -126,7 +138,8 @@ BOOST_AUTO_TEST_CASE(ternary_admm_lies_in_the_set_and_beats_rounding) {
 
     Result r = runLsq("--in " + dir / "p.h5" + " --out " + dir / "admm.h5", dir.path);
     BOOST_TEST_REQUIRE(r.code == 0, r.err);
-    r = runLsq("--in " + dir / "p.h5" + " --out " + dir / "round.h5" + " --method round",
+    r = runLsq("--in " + dir / "p.h5" + " --out " + dir / "round.h5" +
+                   " --method round --no-polish",
                dir.path);
     BOOST_TEST_REQUIRE(r.code == 0, r.err);
     const Output admm = readOutput(dir / "admm.h5"), round = readOutput(dir / "round.h5");
@@ -194,6 +207,12 @@ BOOST_AUTO_TEST_CASE(input_errors_exit_1_with_one_line) {
         {"--in " + dir / "ok.h5" + out + " --epochs abc", "epochs"},
         {"--in " + dir / "ok.h5", "out"},
         {"--in " + dir / "ok.h5" + out + " --frobnicate", "frobnicate"},
+        {"--in " + dir / "ok.h5" + out + " --starts 0", "--starts must be in [1, 10000]"},
+        {"--in " + dir / "ok.h5" + out + " --starts -2", "--starts must be in [1, 10000]"},
+        {"--in " + dir / "ok.h5" + out + " --starts two", "starts"},
+        {"--in " + dir / "ok.h5" + out + " --spread -1", "--spread must be finite and >= 0"},
+        {"--in " + dir / "ok.h5" + out + " --spread nan", "--spread must be finite and >= 0"},
+        {"--in " + dir / "ok.h5" + out + " --no-polish=yes", "no-polish"},
     };
     for (const Case& c : cases) {
         BOOST_TEST_CONTEXT("args: " << c.args) {
@@ -206,4 +225,95 @@ BOOST_AUTO_TEST_CASE(input_errors_exit_1_with_one_line) {
     }
     BOOST_TEST(!fs::exists(dir / "x.h5"));
     BOOST_TEST(runLsq("--help", dir.path).code == 0);
+}
+
+BOOST_AUTO_TEST_CASE(multi_start_and_polish_reach_the_brute_force_optimum) {
+    // Fewer measurements than unknowns (m = 8, n = 10), noisy: one ADMM run from the
+    // least-squares solution misses the optimum; 8 starts + polishing find it.
+    H5::Exception::dontPrint();
+    Dir dir;
+    Eigen::MatrixXf A;
+    Vector b;
+    makeProblem(8, 10, 12, 0.3f, A, b);
+    writeProblem(dir / "p.h5", A, b, false);
+    optim::problems::LeastSquares p(A, b);
+    const double best = optim::problems::bruteForce(p, {-1, 0, 1}, true).objective;
+    auto solve = [&](const std::string& name, const std::string& flags) {
+        const Result r = runLsq("--in " + dir / "p.h5" + " --out " + dir / name + " " + flags,
+                                dir.path);
+        BOOST_TEST_REQUIRE(r.code == 0, r.err);
+        return readOutput(dir / name);
+    };
+    const Output multi = solve("multi.h5", "");
+    const Output again = solve("again.h5", "");
+    const Output single = solve("single.h5", "--starts 1 --no-polish");
+    const Output polished = solve("polished.h5", "--starts 1");
+    const Output round = solve("round.h5", "--method round --no-polish");
+    const Output roundPolished = solve("round-polished.h5", "--method round");
+    const Output pgd = solve("pgd.h5", "--method pgd --starts 3 --spread 2 --seed 5");
+    BOOST_TEST_MESSAGE("objective: brute force " << best << ", admm x8 + polish "
+                       << multi.objective << " (start " << multi.start << "), admm x1 "
+                       << single.objective << ", + polish " << polished.objective << ", round "
+                       << round.objective << ", + polish " << roundPolished.objective
+                       << ", pgd x3 + polish " << pgd.objective);
+    // attributes: the defaults are 8 starts for admm, 1 for round and pgd, polishing on
+    BOOST_TEST(multi.starts == "8");
+    BOOST_TEST(multi.polish == "on");
+    BOOST_TEST(std::stoi(multi.start) >= 0);
+    BOOST_TEST(std::stoi(multi.start) < 8);
+    BOOST_TEST(single.starts == "1");
+    BOOST_TEST(single.start == "0");
+    BOOST_TEST(single.polish == "off");
+    BOOST_TEST(roundPolished.starts == "1");
+    BOOST_TEST(pgd.starts == "3");
+    // every result lies in the set and reports its own objective
+    for (const Output* o : {&multi, &single, &polished, &round, &roundPolished, &pgd}) {
+        BOOST_TEST(inSet(o->x, o->scale, {-1, 0, 1}));
+        BOOST_TEST(o->objective == p.objective(o->x), boost::test_tools::tolerance(1e-9));
+        BOOST_TEST(o->objective >= best * (1 - 1e-5));
+    }
+    // polishing and more starts never hurt; the seed makes runs reproducible
+    BOOST_TEST(polished.objective <= single.objective * (1 + 1e-6));
+    BOOST_TEST(roundPolished.objective <= round.objective * (1 + 1e-6));
+    BOOST_TEST(multi.objective <= polished.objective * (1 + 1e-6));
+    BOOST_TEST(multi.objective == best, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(single.objective > best * (1 + 1e-6));
+    BOOST_TEST(again.x == multi.x);
+    BOOST_TEST(again.start == multi.start);
+}
+
+BOOST_AUTO_TEST_CASE(polish_keeps_fixed_scale_and_other_sets) {
+    H5::Exception::dontPrint();
+    Dir dir;
+    Eigen::MatrixXf A;
+    Vector b;
+    makeProblem(12, 6, 11, 0.3f, A, b);
+    writeProblem(dir / "p.h5", A, b, false);
+    optim::problems::LeastSquares p(A, b);
+    struct Case {
+        std::string flags;
+        std::vector<double> levels;
+        bool freeScale;
+    };
+    const std::vector<Case> cases = {
+        {"--scale one", {-1, 0, 1}, false},
+        {"--set binary --starts 2", {-1, 1}, true},
+        {"--set binary --scale one --method round", {-1, 1}, false},
+        {"--set pow2 --bits 2 --method pgd", {-2, -1, 0, 1, 2}, true},
+    };
+    for (const Case& c : cases) {
+        BOOST_TEST_CONTEXT("flags: " << c.flags) {
+            Result r = runLsq("--in " + dir / "p.h5" + " --out " + dir / "a.h5 " + c.flags,
+                              dir.path);
+            BOOST_TEST_REQUIRE(r.code == 0, r.err);
+            r = runLsq("--in " + dir / "p.h5" + " --out " + dir / "b.h5 --no-polish " + c.flags,
+                       dir.path);
+            BOOST_TEST_REQUIRE(r.code == 0, r.err);
+            const Output on = readOutput(dir / "a.h5"), off = readOutput(dir / "b.h5");
+            BOOST_TEST(inSet(on.x, on.scale, c.levels));
+            if (!c.freeScale) BOOST_TEST(on.scale == 1.0);
+            BOOST_TEST(on.objective <= off.objective * (1 + 1e-6));
+            BOOST_TEST(on.objective == p.objective(on.x), boost::test_tools::tolerance(1e-9));
+        }
+    }
 }

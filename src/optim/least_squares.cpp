@@ -7,6 +7,7 @@
 #include <cassert>
 #include <cmath>
 #include <numeric>
+#include <random>
 
 namespace tern::optim::problems {
 
@@ -90,6 +91,24 @@ Scalar LeastSquares::optimalScale(CVecRef q) const {
     const double qq = Aq.squaredNorm();
     if (qq == 0) return 0;
     return static_cast<Scalar>(std::max(0.0, Aq.dot(b_.cast<double>()) / qq));
+}
+
+double LeastSquares::lipschitz(std::uint64_t seed) const {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(0, 1);
+    Eigen::VectorXd v(A_.cols());
+    for (Index i = 0; i < v.size(); ++i) v[i] = normal(rng);
+    const Eigen::MatrixXd Ad = A_.cast<double>();
+    double lambda = 0;
+    for (int it = 0; it < 200; ++it) {
+        // v <- A^T A v / m, normalized; lambda = Rayleigh quotient
+        v.normalize();
+        const Eigen::VectorXd w = Ad.transpose() * (Ad * v) / static_cast<double>(A_.rows());
+        lambda = v.dot(w);
+        v = w;
+        if (v.norm() == 0) break;
+    }
+    return std::max(lambda, 1e-12);
 }
 
 BruteForceResult bruteForce(const LeastSquares& problem, const std::vector<Scalar>& levels,

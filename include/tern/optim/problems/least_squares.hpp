@@ -6,6 +6,7 @@
 
 #include <Eigen/Dense>
 
+#include <cstdint>
 #include <vector>
 
 namespace tern::optim::problems {
@@ -47,6 +48,9 @@ public:
     Vector solve() const;
     /// argmin_{a >= 0} f(a q) for a code q: max(0, <Aq, b> / ||Aq||^2) (0 if Aq = 0).
     Scalar optimalScale(CVecRef q) const;
+    /// L = lambda_max(A^T A / m), the Lipschitz constant of grad f, by 200 power iterations
+    /// from a Gaussian vector drawn from `seed` (at least 1e-12).
+    double lipschitz(std::uint64_t seed = 1) const;
 
 private:
     Eigen::MatrixXf A_;
