@@ -13,8 +13,10 @@
 #
 #   bench/behaviour_check.sh record  BUILD_DIR OUT_DIR     # e.g. a build of the commit before
 #   bench/behaviour_check.sh compare BUILD_DIR REF_DIR     # exit 1 on any difference
-#   bench/behaviour_check.sh auto    BUILD_DIR [BASE_REF]  # builds BASE_REF (default a668ab0)
-#                                                          # in a worktree if no record exists
+#   bench/behaviour_check.sh auto    BUILD_DIR [BASE_REF]  # builds BASE_REF (default HEAD: the
+#                                                          # last commit, before an uncommitted
+#                                                          # refactor) in a worktree, records it
+#                                                          # once per commit, compares BUILD_DIR
 # Needs MNIST in data/mnist (bash data/fetch.sh) and h5dump (hdf5-tools).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -147,7 +149,7 @@ case "$mode" in
     compare_dirs "$refdir" "$newdir"
     ;;
   auto)
-    base="${3:-a668ab0}"
+    base="$(git -C "$root" rev-parse --short "${3:-HEAD}")"
     refdir="$root/runs/behaviour-$base"
     if [ ! -f "$refdir/.complete" ]; then
       wt="$(mktemp -d)/tern-$base"
