@@ -5,6 +5,9 @@
 
 #include <csignal>
 #include <iostream>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace po = boost::program_options;
 namespace app = tern::app;
@@ -13,6 +16,27 @@ using tern::Index;
 namespace {
 
 void onSignal(int) { tern::run::stopRequested.store(true); }
+
+/// The flag of a settings field a validate() message names ("AdmmSettings::validate(): rhoMax
+/// must be >= rho" is about --rho-max), appended to the message so the user sees which flag.
+std::string withFlag(const std::string& message) {
+    static const std::vector<std::pair<std::string, std::string>> kFlags{
+        {"rho", "--rho"}, {"rhoGrowth", "--rho-growth"}, {"rhoMax", "--rho-max"},
+        {"outerEvery", "--outer-every"}, {"outerEverySteps", "--outer-steps"},
+        {"coupling", "--coupling"}, {"couplingGrowth", "--coupling-growth"},
+        {"couplingMax", "--coupling-max"}, {"finalEpochs", "--final-epochs"},
+        {"momentum", "--momentum"}, {"weightDecay", "--weight-decay"},
+        {"trainableLr", "--ttq-scale-lr"}, {"thresholdFraction", "--ttq-threshold"},
+        {"fractions", "--fractions"}, {"stageEpochs", "--stage-epochs"},
+        {"beta1", "--optimizer adam"}, {"beta2", "--optimizer adam"}};
+    const std::size_t at = message.find("): ");
+    if (at == std::string::npos) return message;
+    const std::size_t start = at + 3, end = message.find(' ', start);
+    const std::string field = message.substr(start, end - start);
+    for (const auto& [name, flag] : kFlags)
+        if (name == field) return message + " (" + flag + ")";
+    return message;
+}
 
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
@@ -116,7 +140,11 @@ int run(int argc, char** argv) {
         c.checkpoint = !noCheckpoint;
         c.lrSteps = app::parseList<Index>(lrSteps, "--lr-steps", "an epoch number");
         c.fractions = app::parseList<double>(fractions, "--fractions", "a number");
-        c.validate();
+        try {
+            c.validate();
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(withFlag(e.what()));
+        }
         return false;
     });
     if (help) {
