@@ -137,6 +137,7 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
     } else if (data.train.count > 0) {
         m.setNormalization(data.mean, data.stddev);
     }
+    if (opt.propagateScales) m.propagateScales();
     return m;
 }
 
