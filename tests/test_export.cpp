@@ -321,12 +321,15 @@ namespace {
 
 /// A whole-network-ternary model without BN at random per-tensor levels and biases, as a
 /// trained one would be: every weight block in {-a, 0, +a} (a per block), biases nonzero.
+/// "<model>+gains": with the fixed power-of-two gains (ModelOptions::gains).
 std::unique_ptr<Network> randomTernaryNoBn(const std::string& model, std::vector<Index> input,
                                            std::uint64_t seed) {
     ModelOptions o;
     o.batchNorm = false;
     o.quantizeFirst = o.quantizeLast = true;
-    auto net = makeModel(model, std::move(input), 10, o);
+    const auto plus = model.find("+gains");
+    o.gains = plus != std::string::npos;
+    auto net = makeModel(model.substr(0, plus), std::move(input), 10, o);
     net->initialize(seed);
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<float> u(0.05f, 0.6f);
@@ -363,10 +366,11 @@ std::pair<io::Dataset, io::Dataset> rawAndNormalized(std::vector<Index> input, I
 
 }  // namespace
 
-BOOST_DATA_TEST_CASE(propagation_is_exact_up_to_the_logit_factor, bdata::make({"lenet5", "tiny"}),
-                     model) {
+BOOST_DATA_TEST_CASE(propagation_is_exact_up_to_the_logit_factor,
+                     bdata::make({"lenet5", "tiny", "lenet5+gains", "tiny+gains"}), model) {
     // lenet5: no padding, so the mean folds into conv1's bias; tiny: conv1 pads, so the mean
-    // stays an input offset. Both: every scale exactly 1, 0 multiplications.
+    // stays an input offset. All: every scale exactly 1, 0 multiplications; the fixed gains
+    // fold into the layers and propagate like the levels.
     const std::vector<Index> input{1, 28, 28};
     auto net = randomTernaryNoBn(model, input, 11);
     const float mean = 0.1307f, std = 0.3081f;
@@ -383,10 +387,18 @@ BOOST_DATA_TEST_CASE(propagation_is_exact_up_to_the_logit_factor, bdata::make({"
     const ScaleFolding& f = m.folding();
     BOOST_TEST(f.propagated);
     BOOST_TEST(f.rawInput);
-    BOOST_TEST(f.inputOffset.empty() == (model == std::string("lenet5")));
-    // the product of the levels over 1/std... times 1/std: P = (1/std) * a_1 * ... * a_L
+    BOOST_TEST(f.inputOffset.empty() == (std::string(model).rfind("lenet5", 0) == 0));
+    // the factor at the logits: P = (1/std) * a_1 * g_1 * ... * a_L * g_L
     double P = 1.0 / double(std);
     for (ParameterBlock* b : net->parameters().constrained()) P *= double(b->value.cwiseAbs().maxCoeff());
+    Index gains = 0;
+    for (const auto& l : net->layers())
+        if (auto* g = dynamic_cast<const Gain*>(l.get())) {
+            P *= g->gain();
+            ++gains;
+        }
+    BOOST_TEST(gains == (std::string(model).find("+gains") != std::string::npos ? (model[0] == 'l' ? 4 : 3) : 0));
+    for (const auto& d : m.layers()) BOOST_TEST(d.name.rfind("gain", 0) != 0);  // folded away
     BOOST_TEST(f.logitScale == P, boost::test_tools::tolerance(1e-6));
     BOOST_TEST(m.fullyMultiplicationFree());
     BOOST_TEST(m.multiplicationFree());

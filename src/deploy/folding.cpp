@@ -66,6 +66,10 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
         nn::Layer* layer = ls[i].get();
         const auto* bn =
             i + 1 < ls.size() ? dynamic_cast<const nn::BatchNorm*>(ls[i + 1].get()) : nullptr;
+        // A fixed gain g after the layer (models without BN): y = g (s (Q x) + b), folded as
+        // s <- g s, b <- g b; exact for a power of two (nn::gainForFanIn).
+        const auto* gain =
+            i + 1 < ls.size() ? dynamic_cast<const nn::Gain*>(ls[i + 1].get()) : nullptr;
         DeployedLayer d;
         d.name = layer->name();
         if (auto* conv = dynamic_cast<const nn::Conv2d*>(layer)) {
@@ -89,9 +93,22 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
             d.kind = DeployedKind::Relu;
         } else if (dynamic_cast<const nn::Dropout*>(layer)) {
             continue;  // identity at inference
+        } else if (dynamic_cast<const nn::Gain*>(layer)) {
+            fail(where, "layer '" + d.name + "' (" + layer->describe() +
+                            ") cannot be exported (a gain must follow a conv or FC layer)");
         } else {
             fail(where, "layer '" + d.name + "' (" + layer->describe() +
                             ") cannot be exported (BN must follow a conv or FC layer)");
+        }
+        if (gain) {
+            const double g = gain->gain();
+            for (Index c = 0; c < d.out; ++c) {
+                d.scale[c] = static_cast<Scalar>(g * double(d.scale[c]));
+                d.bias[c] = static_cast<Scalar>(g * double(d.bias[c]));
+            }
+            d.multiplicationFree =
+                d.ternary && (d.negRatio.array() == 1.0f).all() && !d.scaled();
+            ++i;  // folded
         }
         layers.push_back(std::move(d));
         if (bn) {
