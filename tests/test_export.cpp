@@ -433,6 +433,37 @@ BOOST_DATA_TEST_CASE(propagation_is_exact_up_to_the_logit_factor,
     BOOST_TEST((u.predict(rawForU, 50) == wantClass));
 }
 
+BOOST_AUTO_TEST_CASE(checkpoint_with_gains_rebuilds_and_exports_multiplication_free) {
+    // What tern-train writes for a model with gains (the config keys networkFromCheckpoint
+    // reads, params/, net/ state with the gains, the input shape and normalization): the
+    // rebuilt network has the gains (found under net/*.gain) and the export matches it.
+    auto net = randomTernaryNoBn("tiny+gains", {1, 28, 28}, 21);
+    const std::string ckpt = testing::tempDir("export-gains") + "/checkpoint.h5";
+    {
+        io::CheckpointWriter w(ckpt);
+        const std::vector<std::pair<std::string, std::string>> config{
+            {"model", "tiny"}, {"bn", "false"}, {"width", "1"}, {"dropout", "0"},
+            {"quantize-first", "true"}, {"quantize-last", "true"}, {"loss", "softmax"},
+            {"dataset", "mnist"}, {"method", "admm"}, {"alpha", "one"}};
+        for (const auto& [k, v] : config) w.attr("config", k, v);
+        for (const ParameterBlock* b : net->parameters().all()) w.write("params/" + b->name, b->value, b->shape);
+        net->saveState(w, "net/");
+        w.write("input/shape", Vector::Map(std::vector<float>{1, 28, 28}.data(), 3), Shape{3});
+        w.write("input/mean", Vector::Constant(1, 0.1307f), Shape{1});
+        w.write("input/std", Vector::Constant(1, 0.3081f), Shape{1});
+        w.close();
+    }
+    auto rebuilt = networkFromCheckpoint(ckpt);
+    Index gains = 0;
+    for (const auto& l : rebuilt->layers()) gains += dynamic_cast<const Gain*>(l.get()) != nullptr;
+    BOOST_TEST(gains == 3);
+    TernaryModel m = TernaryModel::fromCheckpoint(ckpt);
+    BOOST_TEST(m.fullyMultiplicationFree());
+    BOOST_TEST(m.cost().multiplications == 0);
+    const auto [raw, norm] = rawAndNormalized({1, 28, 28}, 40, 0.1307f, 0.3081f);
+    BOOST_TEST((m.predict(raw, 40) == net->predict(norm, 40)));
+}
+
 BOOST_AUTO_TEST_CASE(per_channel_std_and_bn_keep_their_scales) {
     // Three channels with different std: 1/std_c would multiply conv1's codes per input
     // channel, so the input stays normalized; the per-tensor layers still propagate.
