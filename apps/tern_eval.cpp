@@ -64,7 +64,7 @@ int run(int argc, char** argv) {
     if (!m.mean().empty()) {
         test = dataset == "cifar10" ? tern::io::readCifar10(dataDir, "test")
                                     : tern::io::readIdx(dataDir, "test", dataset + "/test");
-        tern::io::normalize(test, m.mean(), m.stddev());
+        m.prepareInput(test);  // normalized, or raw for a model with 1/std folded in
     } else {
         const std::string tl = m.infoValue("train-limit");
         test = tern::io::loadDataset(dataset, dataDir, tl.empty() ? 0 : std::stol(tl)).test;
@@ -95,6 +95,14 @@ int run(int argc, char** argv) {
         std::cout << "multiplication-free ternary layers (float first/last layers still multiply)\n";
     else
         std::cout << "ternary layers need one multiplication per output value (s_c != 1)\n";
+    const ScaleFolding& f = m.folding();
+    if (f.propagated)
+        std::cout << "scales propagated to the logits (logits = " << std::setprecision(6)
+                  << std::defaultfloat << f.logitScale << " x outputs; argmax ignores it); input "
+                  << (f.rawInput ? (f.inputOffset.empty() ? "raw, mean folded into the first layer"
+                                                          : "raw minus the mean (additions)")
+                                 : "normalized (per-channel std does not fold)")
+                  << "\n";
     return app::kExitOk;
 }
 

@@ -46,6 +46,7 @@ std::string bytes(double b) {
 int run(int argc, char** argv) {
     std::string checkpoint, out, input;
     ExportOptions opt;
+    bool noPropagate = false;
     po::options_description desc(
         "tern-export: fold BN into a trained ternary network and write a model file\n"
         "Usage: tern-export --checkpoint DIR/checkpoint.h5 --out model.h5\nOptions");
@@ -56,6 +57,7 @@ int run(int argc, char** argv) {
         ("data-dir", po::value(&opt.dataDir), "training data (image size, normalization); default: the checkpoint's")
         ("input", po::value(&input), "image size C,H,W when the data is not at hand (default: the dataset's)")
         ("int8-codes", po::bool_switch(&opt.int8Codes), "also store the codes as int8 (8 bits per weight)")
+        ("no-propagate", po::bool_switch(&noPropagate), "keep every layer's scale (no propagation of per-tensor scales and 1/std to the logits)")
         ("tolerance", app::withDefault(&opt.tolerance), "relative tolerance of the ternary check");
     const bool help = app::asUsage([&] {
         po::variables_map vm;
@@ -65,6 +67,7 @@ int run(int argc, char** argv) {
         if (checkpoint.empty()) throw std::invalid_argument("--checkpoint is required");
         if (out.empty()) throw std::invalid_argument("--out is required");
         if (!input.empty()) opt.input = parseInput(input);
+        opt.propagateScales = !noPropagate;
         return false;
     });
     if (help) {
@@ -117,7 +120,17 @@ int run(int argc, char** argv) {
     if (m.fullyMultiplicationFree())
         std::cout << "every conv/FC layer is ternary and multiplication-free\n";
     else if (m.multiplicationFree())
-        std::cout << "multiplication-free ternary layers (a = 1, no BN); the float layers still multiply\n";
+        std::cout << "multiplication-free ternary layers; the float layers still multiply\n";
+    const ScaleFolding& f = m.folding();
+    if (f.propagated)
+        std::cout << "per-tensor scales propagated to the logits: logits = " << std::setprecision(6)
+                  << f.logitScale << " x outputs (argmax ignores it); input "
+                  << (f.rawInput ? (f.inputOffset.empty()
+                                        ? "raw (1/std folded, mean folded into the first layer's bias)"
+                                        : "raw minus the mean (1/std folded; the first layer pads, so the mean stays an addition)")
+                                 : (m.mean().empty() ? "as given (no normalization stored)"
+                                                     : "normalized (a per-channel std does not fold into ternary codes)"))
+                  << '\n';
     return app::kExitOk;
 }
 

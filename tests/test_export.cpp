@@ -11,6 +11,7 @@
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,10 @@ std::vector<Case> cases() {
                     if (m != "ttq" || a == "free") out.push_back({m, bn, a, g});
     out.push_back({"admm", false, "one", "filter", true, true});
     out.push_back({"admm", true, "one", "tensor", true, true});
+    // whole-network ternary without BN, alpha free per tensor: propagation makes it
+    // multiplication-free (docs/export.md section 1)
+    out.push_back({"admm", false, "free", "tensor", true, true});
+    out.push_back({"twn", false, "free", "tensor", true, true});
     return out;
 }
 
@@ -133,10 +138,16 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
     const std::vector<int> want = net->predict(data.test, 64);
     const std::vector<float> wantLogits = net->logits(data.test, 64);
 
-    const TernaryModel exported = TernaryModel::fromCheckpoint(ckpt);
+    // The per-layer folding (no propagation, as model version 1) is checked against the
+    // formulas; the propagated model (the default) against the trained network's predictions.
+    ExportOptions perLayer;
+    perLayer.propagateScales = false;
+    const TernaryModel exported = TernaryModel::fromCheckpoint(ckpt, perLayer);
     const std::string file = dir + "/model.h5";
     exported.save(file, true);
     TernaryModel m = TernaryModel::load(file);  // also checks packed == int8 codes
+    BOOST_TEST(!m.folding().propagated);
+    BOOST_TEST(!m.folding().rawInput);
     BOOST_TEST(m.infoValue("method") == k.method);
     BOOST_TEST(!m.mean().empty());
     // the input shape and normalization are recorded in the checkpoint: no data needed
@@ -231,6 +242,58 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
     BOOST_TEST(m.accuracy(data.test, 64) == result.finalTestAcc);
     BOOST_TEST_MESSAGE("test accuracy " << result.finalTestAcc);  // learning is test_train's job
 
+    // Propagated (the default): the model takes raw images (MNIST: one channel, so 1/std
+    // folds); the tiny model's first conv pads, so the mean stays an input offset.
+    const std::string propFile = dir + "/model-propagated.h5";
+    TernaryModel::fromCheckpoint(ckpt).save(propFile);
+    TernaryModel p = TernaryModel::load(propFile);
+    BOOST_TEST(p.folding().propagated);
+    BOOST_TEST(p.folding().rawInput);
+    BOOST_TEST((p.folding().inputOffset == data.mean));
+    BOOST_TEST(p.folding().logitScale > 0);
+    io::Dataset raw = io::readIdx(dataDir(), "test", "mnist/test");
+    BOOST_TEST_REQUIRE(raw.count == data.test.count);
+    p.prepareInput(raw);  // raw stays raw
+    const std::vector<float> outs = p.logits(raw, 7), rescaled = p.logits(raw, 64, true);
+    const std::vector<int> gotP = p.predict(raw, 64);
+    Index ties = 0;
+    for (Index j = 0; j < raw.count; ++j) {
+        // A different float rounding can only flip the argmax where the trained network's top
+        // two logits are within the logits' rounding error; count such images (expected: none).
+        std::vector<float> row(wantLogits.begin() + j * 10, wantLogits.begin() + (j + 1) * 10);
+        std::sort(row.rbegin(), row.rend());
+        const bool tie = row[0] - row[1] <= 1e-4f * (1 + std::abs(row[0]));
+        ties += tie;
+        if (!tie) BOOST_TEST(gotP[j] == want[j], "image " << j);
+        for (Index c = 0; c < 10; ++c) {
+            const float w = wantLogits[j * 10 + c];
+            const double fromOut = double(outs[j * 10 + c]) * p.folding().logitScale;
+            BOOST_TEST(std::abs(fromOut - w) <= 1e-4 * (1 + std::abs(w)), "image " << j << " class " << c);
+            BOOST_TEST(std::abs(rescaled[j * 10 + c] - w) <= 1e-4f * (1 + std::abs(w)));
+        }
+    }
+    BOOST_TEST(ties == 0);
+    BOOST_TEST(p.accuracy(raw, 64) == result.finalTestAcc);
+    // Per-tensor scales without BN all move to the logits: s_c == 1 exactly, multiplication-free.
+    for (const auto& d : p.layers()) {
+        if (!d.weighted()) continue;
+        const bool perTensor = !d.foldedBatchNorm && (!d.ternary || d.groups == 1 || one);
+        if (perTensor && k.method != "ttq") BOOST_TEST((d.scale.array() == 1.0f).all(), d.name);
+        if (d.ternary && perTensor && k.method != "ttq") BOOST_TEST(d.multiplicationFree, d.name);
+    }
+    const bool wholeTernaryNoBn = !k.bn && k.quantizeFirst && k.quantizeLast && k.method != "ttq" &&
+                                  (one || k.granularity == "tensor");
+    BOOST_TEST(p.fullyMultiplicationFree() == wholeTernaryNoBn);
+    if (wholeTernaryNoBn) {
+        BOOST_TEST(p.multiplicationFree());
+        BOOST_TEST(p.cost().multiplications == 0);
+        for (const auto& d : p.layers())
+            if (d.weighted()) {
+                BOOST_TEST((d.scale.array() == 1.0f).all(), d.name);
+                for (const auto q : d.codes) BOOST_TEST_REQUIRE((q == -1 || q == 0 || q == 1));
+            }
+    }
+
     // Storage: the ternary payload is 2 bits per weight plus 64 bits per channel.
     const DeployedCost cost = m.cost();
     BOOST_TEST(cost.ternaryBits < cost.ternaryFloat32Bits / 4);
@@ -252,6 +315,253 @@ BOOST_AUTO_TEST_CASE(lenet5_ternary_layers_take_15x_less_storage) {
     const std::string file = testing::tempDir("export-lenet") + "/m.h5";
     m.save(file);
     BOOST_TEST(TernaryModel::load(file).layers().size() == m.layers().size());
+}
+
+namespace {
+
+/// A whole-network-ternary model without BN at random per-tensor levels and biases, as a
+/// trained one would be: every weight block in {-a, 0, +a} (a per block), biases nonzero.
+/// "<model>+gains": with the fixed power-of-two gains (ModelOptions::gains).
+std::unique_ptr<Network> randomTernaryNoBn(const std::string& model, std::vector<Index> input,
+                                           std::uint64_t seed) {
+    ModelOptions o;
+    o.batchNorm = false;
+    o.quantizeFirst = o.quantizeLast = true;
+    const auto plus = model.find("+gains");
+    o.gains = plus != std::string::npos;
+    auto net = makeModel(model.substr(0, plus), std::move(input), 10, o);
+    net->initialize(seed);
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> u(0.05f, 0.6f);
+    for (ParameterBlock* b : net->parameters().all()) {
+        if (b->constrained) {
+            const float a = u(rng), delta = 0.7f * b->value.cwiseAbs().mean();
+            for (auto& v : b->value) v = std::abs(v) > delta ? (v > 0 ? a : -a) : 0.0f;
+        } else {
+            for (auto& v : b->value) v = u(rng) - 0.3f;  // biases
+        }
+    }
+    return net;
+}
+
+/// `count` random raw images in [0, 1] and the same normalized with (mean, std).
+std::pair<io::Dataset, io::Dataset> rawAndNormalized(std::vector<Index> input, Index count,
+                                                     float mean, float std) {
+    io::Dataset raw;
+    raw.name = "random";
+    raw.count = count;
+    raw.channels = input[0];
+    raw.height = input[1];
+    raw.width = input[2];
+    raw.images.resize(static_cast<size_t>(count * raw.imageSize()));
+    raw.labels.assign(static_cast<size_t>(count), 0);
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    for (auto& v : raw.images) v = u(rng) < 0.6f ? 0.0f : u(rng);  // MNIST-like: many zeros
+    io::Dataset norm = raw;
+    io::normalize(norm, std::vector<float>(static_cast<size_t>(input[0]), mean),
+                  std::vector<float>(static_cast<size_t>(input[0]), std));
+    return {raw, norm};
+}
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(propagation_is_exact_up_to_the_logit_factor,
+                     bdata::make({"lenet5", "tiny", "lenet5+gains", "tiny+gains"}), model) {
+    // lenet5: no padding, so the mean folds into conv1's bias; tiny: conv1 pads, so the mean
+    // stays an input offset. All: every scale exactly 1, 0 multiplications; the fixed gains
+    // fold into the layers and propagate like the levels.
+    const std::vector<Index> input{1, 28, 28};
+    auto net = randomTernaryNoBn(model, input, 11);
+    const float mean = 0.1307f, std = 0.3081f;
+    const auto [raw, norm] = rawAndNormalized(input, 50, mean, std);
+    const std::vector<float> want = net->logits(norm, 50);
+    const std::vector<int> wantClass = net->predict(norm, 50);
+
+    TernaryModel m = TernaryModel::fromNetwork(*net);
+    m.setNormalization({mean}, {std});
+    BOOST_TEST(!m.fullyMultiplicationFree());  // per-layer folding: s = a != 1
+    BOOST_TEST(m.cost().multiplications > 0);
+    m.propagateScales();
+    m.propagateScales();  // idempotent
+    const ScaleFolding& f = m.folding();
+    BOOST_TEST(f.propagated);
+    BOOST_TEST(f.rawInput);
+    BOOST_TEST(f.inputOffset.empty() == (std::string(model).rfind("lenet5", 0) == 0));
+    // the factor at the logits: P = (1/std) * a_1 * g_1 * ... * a_L * g_L
+    double P = 1.0 / double(std);
+    for (ParameterBlock* b : net->parameters().constrained()) P *= double(b->value.cwiseAbs().maxCoeff());
+    Index gains = 0;
+    for (const auto& l : net->layers())
+        if (auto* g = dynamic_cast<const Gain*>(l.get())) {
+            P *= g->gain();
+            ++gains;
+        }
+    BOOST_TEST(gains == (std::string(model).find("+gains") != std::string::npos ? (model[0] == 'l' ? 4 : 3) : 0));
+    for (const auto& d : m.layers()) BOOST_TEST(d.name.rfind("gain", 0) != 0);  // folded away
+    BOOST_TEST(f.logitScale == P, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(m.fullyMultiplicationFree());
+    BOOST_TEST(m.multiplicationFree());
+    BOOST_TEST(m.cost().multiplications == 0);
+    for (const auto& d : m.layers())
+        if (d.weighted()) BOOST_TEST((d.scale.array() == 1.0f).all(), d.name);
+
+    const std::string file = testing::tempDir("export-propagated") + "/" + model + ".h5";
+    m.save(file);
+    TernaryModel r = TernaryModel::load(file);
+    BOOST_TEST(r.folding().logitScale == f.logitScale);
+    BOOST_TEST((r.folding().inputOffset == f.inputOffset));
+    BOOST_TEST(r.folding().rawInput);
+    BOOST_TEST(r.fullyMultiplicationFree());
+    BOOST_TEST(r.cost().additions == m.cost().additions);
+    io::Dataset rawCopy = raw;
+    r.prepareInput(rawCopy);  // raw input: unchanged
+    BOOST_TEST(rawCopy.images == raw.images);
+    const std::vector<float> out = r.logits(raw, 16), back = r.logits(raw, 50, true);
+    BOOST_TEST((r.predict(raw, 50) == wantClass));
+    float maxAbs = 0;
+    for (float v : want) maxAbs = std::max(maxAbs, std::abs(v));
+    for (size_t j = 0; j < want.size(); ++j) {
+        BOOST_TEST(std::abs(double(out[j]) * f.logitScale - want[j]) <= 1e-5 * (1 + maxAbs));
+        BOOST_TEST(std::abs(back[j] - want[j]) <= 1e-5f * (1 + maxAbs));
+    }
+    // Without propagation the model takes normalized images and multiplies.
+    TernaryModel u = TernaryModel::fromNetwork(*net);
+    u.setNormalization({mean}, {std});
+    io::Dataset rawForU = raw;
+    u.prepareInput(rawForU);
+    BOOST_TEST((u.predict(rawForU, 50) == wantClass));
+}
+
+BOOST_AUTO_TEST_CASE(checkpoint_with_gains_rebuilds_and_exports_multiplication_free) {
+    // What tern-train writes for a model with gains (the config keys networkFromCheckpoint
+    // reads, params/, net/ state with the gains, the input shape and normalization): the
+    // rebuilt network has the gains (found under net/*.gain) and the export matches it.
+    auto net = randomTernaryNoBn("tiny+gains", {1, 28, 28}, 21);
+    const std::string ckpt = testing::tempDir("export-gains") + "/checkpoint.h5";
+    {
+        io::CheckpointWriter w(ckpt);
+        const std::vector<std::pair<std::string, std::string>> config{
+            {"model", "tiny"}, {"bn", "false"}, {"width", "1"}, {"dropout", "0"},
+            {"quantize-first", "true"}, {"quantize-last", "true"}, {"loss", "softmax"},
+            {"dataset", "mnist"}, {"method", "admm"}, {"alpha", "one"}};
+        for (const auto& [k, v] : config) w.attr("config", k, v);
+        for (const ParameterBlock* b : net->parameters().all()) w.write("params/" + b->name, b->value, b->shape);
+        net->saveState(w, "net/");
+        w.write("input/shape", Vector::Map(std::vector<float>{1, 28, 28}.data(), 3), Shape{3});
+        w.write("input/mean", Vector::Constant(1, 0.1307f), Shape{1});
+        w.write("input/std", Vector::Constant(1, 0.3081f), Shape{1});
+        w.close();
+    }
+    auto rebuilt = networkFromCheckpoint(ckpt);
+    Index gains = 0;
+    for (const auto& l : rebuilt->layers()) gains += dynamic_cast<const Gain*>(l.get()) != nullptr;
+    BOOST_TEST(gains == 3);
+    TernaryModel m = TernaryModel::fromCheckpoint(ckpt);
+    BOOST_TEST(m.fullyMultiplicationFree());
+    BOOST_TEST(m.cost().multiplications == 0);
+    const auto [raw, norm] = rawAndNormalized({1, 28, 28}, 40, 0.1307f, 0.3081f);
+    BOOST_TEST((m.predict(raw, 40) == net->predict(norm, 40)));
+}
+
+BOOST_AUTO_TEST_CASE(per_channel_std_and_bn_keep_their_scales) {
+    // Three channels with different std: 1/std_c would multiply conv1's codes per input
+    // channel, so the input stays normalized; the per-tensor layers still propagate.
+    const std::vector<Index> input{3, 12, 12};
+    auto net = randomTernaryNoBn("tiny", input, 5);
+    const std::vector<float> mean{0.5f, 0.4f, 0.3f}, std{0.25f, 0.2f, 0.3f};
+    TernaryModel m = TernaryModel::fromNetwork(*net);
+    m.setNormalization(mean, std);
+    m.propagateScales();
+    BOOST_TEST(!m.folding().rawInput);
+    BOOST_TEST(m.folding().inputOffset.empty());
+    BOOST_TEST(m.fullyMultiplicationFree());
+    io::Dataset raw = rawAndNormalized(input, 20, 0.0f, 1.0f).first;
+    io::Dataset norm = raw;
+    io::normalize(norm, mean, std);
+    io::Dataset prepared = raw;
+    m.prepareInput(prepared);
+    BOOST_TEST(prepared.images == norm.images);
+    BOOST_TEST((m.predict(prepared, 20) == net->predict(norm, 20)));
+
+    // A model with BN: conv1 and fc1 keep per-channel s_c (absorbing the factor); the float
+    // last layer (s = 1) carries the factor 1: nothing changes at the logits.
+    ModelOptions o;
+    auto bnNet = makeModel("tiny", {1, 8, 8}, 10, o);
+    bnNet->initialize(3);
+    for (ParameterBlock* b : bnNet->parameters().constrained())
+        for (auto& v : b->value) v = v > 0.01f ? 0.2f : (v < -0.01f ? -0.2f : 0.0f);
+    for (const auto& l : bnNet->layers())  // distinct gammas: per-channel s_c
+        if (auto* bn = dynamic_cast<BatchNorm*>(l.get()))
+            bn->gamma()->value = Vector::LinSpaced(bn->channels(), 0.5f, 1.5f);
+    TernaryModel bm = TernaryModel::fromNetwork(*bnNet);
+    bm.setNormalization({0.2f}, {0.5f});
+    const Vector s0 = bm.layers()[0].scale;
+    bm.propagateScales();
+    BOOST_TEST(bm.folding().rawInput);
+    BOOST_TEST(bm.folding().logitScale == 1.0);
+    for (Index c = 0; c < s0.size(); ++c)  // 1/std absorbed by conv1's per-channel scales
+        BOOST_TEST(bm.layers()[0].scale[c] == s0[c] / 0.5f, boost::test_tools::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(version_1_model_files_still_load) {
+    // A version-1 file as tern-export wrote it before scale propagation (no input_form,
+    // logit_scale, scales_propagated): it loads as an unpropagated model on normalized input.
+    const std::string file = testing::tempDir("export-v1") + "/v1.h5";
+    {
+        io::CheckpointWriter w(file, "tern-model", 1);
+        w.attr("", "layers", std::string("fc1"));
+        w.attr("", "classes", std::int64_t{2});
+        w.attr("", "input_channels", std::int64_t{1});
+        w.attr("", "input_height", std::int64_t{1});
+        w.attr("", "input_width", std::int64_t{3});
+        w.attr("", "multiplication_free", std::int64_t{0});
+        w.attr("", "float32_bits", 256.0);
+        w.write("normalization/mean", Vector::Constant(1, 0.5f), Shape{1});
+        w.write("normalization/std", Vector::Constant(1, 2.0f), Shape{1});
+        w.write("layers/fc1/scale", Vector::Constant(2, 0.5f), Shape{2});
+        w.write("layers/fc1/bias", Vector::LinSpaced(2, -1.0f, 1.0f), Shape{2});
+        w.writeInts("layers/fc1/weight_shape", {2, 3});
+        w.write("layers/fc1/group_scale", Vector::Constant(1, 0.5f), Shape{1});
+        w.write("layers/fc1/neg_ratio", Vector::Ones(1), Shape{1});
+        w.writeBytes("layers/fc1/codes_packed", packCodes({1, 0, -1, -1, 1, 1}), Shape{2});
+        w.attr("layers/fc1", "in", std::int64_t{3});
+        w.attr("layers/fc1", "out", std::int64_t{2});
+        w.attr("layers/fc1", "ternary", std::int64_t{1});
+        w.attr("layers/fc1", "groups", std::int64_t{1});
+        w.attr("layers/fc1", "folded_batch_norm", std::int64_t{0});
+        w.attr("layers/fc1", "multiplication_free", std::int64_t{0});
+        w.attr("layers/fc1", "source_block", std::string("fc1.weights"));
+        w.attr("layers/fc1", "type", std::string("fc"));
+        w.attr("layers/fc1", "index", std::int64_t{0});
+        w.close();
+    }
+    TernaryModel m = TernaryModel::load(file);
+    BOOST_TEST(io::CheckpointReader(file, "tern-model", 2).version() == 1);
+    BOOST_TEST(!m.folding().propagated);
+    BOOST_TEST(!m.folding().rawInput);
+    BOOST_TEST(m.folding().logitScale == 1.0);
+    BOOST_TEST(m.layers()[0].scale[0] == 0.5f);
+    const std::vector<float> x{0.2f, -0.4f, 1.0f};
+    std::vector<float> y(2);
+    m.logits(x.data(), 1, y.data());
+    BOOST_TEST(y[0] == 0.5f * (0.2f - 1.0f) - 1.0f, boost::test_tools::tolerance(1e-6f));
+    BOOST_TEST(y[1] == 0.5f * (-0.2f - 0.4f + 1.0f) + 1.0f, boost::test_tools::tolerance(1e-6f));
+    // Propagating it now and saving writes version 2 with the same predictions.
+    m.propagateScales();
+    const std::string v2 = file + ".v2.h5";
+    m.save(v2);
+    BOOST_TEST(io::CheckpointReader(v2, "tern-model", 2).version() == 2);
+    TernaryModel r = TernaryModel::load(v2);
+    BOOST_TEST(r.folding().rawInput);
+    BOOST_TEST(r.folding().logitScale == 0.5 / 2.0, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(r.multiplicationFree());
+    // raw x = normalized * std + mean; outputs * logitScale = the version-1 logits
+    const std::vector<float> rawX{0.2f * 2 + 0.5f, -0.4f * 2 + 0.5f, 1.0f * 2 + 0.5f};
+    std::vector<float> z(2);
+    r.logits(rawX.data(), 1, z.data());
+    for (int c = 0; c < 2; ++c)
+        BOOST_TEST(double(z[c]) * r.folding().logitScale == double(y[c]), boost::test_tools::tolerance(1e-5));
 }
 
 BOOST_AUTO_TEST_CASE(model_from_parts_round_trips_through_the_file) {

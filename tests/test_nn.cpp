@@ -8,6 +8,7 @@
 #include "testing/helpers.hpp"
 
 #include <cmath>
+#include <random>
 
 using namespace tern;
 using namespace tern::nn;
@@ -492,6 +493,103 @@ BOOST_AUTO_TEST_CASE(vgg7_tiny_width) {
     net->setTrainData(d, 6, 3);
     // Seven ReLU/pool stages cross more kinks per perturbation: the cosine carries this check.
     gradCheck(*net, 6, 5e-2, 0.8);
+}
+
+BOOST_AUTO_TEST_CASE(gain_layer_forward_backward_and_state) {
+    // y = g x; dx = g dy: checked on a blocked-free NCHW input and by central differences of
+    // L = sum(w .* y) (linear, so the differences are exact up to rounding).
+    Gain gain("gain1", 0.125f);
+    BOOST_TEST(gain.describe() == "gain1: x0.125 (fixed)");
+    const memory::dims dims{2, 3, 4, 4};
+    std::mt19937_64 rng(3);
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    std::vector<float> x(96), w(96);
+    for (auto& v : x) v = n(rng);
+    for (auto& v : w) v = n(rng);
+    const std::vector<float> y = runLayer(gain, dims, x, Mode::Infer);
+    for (size_t i = 0; i < x.size(); ++i) BOOST_TEST(y[i] == 0.125f * x[i]);
+    Context ctx;
+    memory::desc md(dims, memory::data_type::f32, tag::nchw);
+    memory src(md, ctx.engine, x.data());
+    auto exec = gain.compile(ctx, md, Mode::Train);
+    exec->forward(src, optim::Pass::Commit);
+    memory dy(exec->dstDesc(), ctx.engine, w.data());  // dL/dy = w
+    const memory& dx = exec->backward(dy, true);
+    ctx.stream.wait();
+    const float* g = static_cast<const float*>(dx.get_data_handle());
+    auto loss = [&](const std::vector<float>& in) {
+        const std::vector<float> out = runLayer(gain, dims, in, Mode::Infer);
+        double l = 0;
+        for (size_t i = 0; i < in.size(); ++i) l += double(w[i]) * out[i];
+        return l;
+    };
+    for (size_t i : {size_t{0}, size_t{17}, size_t{95}}) {
+        std::vector<float> xp = x, xm = x;
+        xp[i] += 1e-2f;
+        xm[i] -= 1e-2f;
+        const double fd = (loss(xp) - loss(xm)) / 2e-2;
+        BOOST_TEST(g[i] == fd, boost::test_tools::tolerance(1e-3));
+        BOOST_TEST(g[i] == 0.125f * w[i]);
+    }
+    // state: saved, loaded back, absent keys leave the gain unchanged, bad values rejected
+    MemoryState st;
+    gain.saveState(st, "net/");
+    Gain other("gain1", 1.0f);
+    other.loadState(st, "net/");
+    BOOST_TEST(other.gain() == 0.125f);
+    Gain absent("gain9", 0.5f);
+    absent.loadState(st, "net/");
+    BOOST_TEST(absent.gain() == 0.5f);
+    BOOST_CHECK_EXCEPTION(Gain("g", 0.0f), std::invalid_argument, messageContains("positive"));
+}
+
+BOOST_AUTO_TEST_CASE(gains_are_powers_of_two_from_fan_in) {
+    // 2^-round(log2(sqrt(n / 2))): the power of two nearest sqrt(2 / n)
+    BOOST_TEST(gainForFanIn(1) == 1.0f);    // sqrt(0.5): log2 = -0.5, rounds to -0 -> 1
+    BOOST_TEST(gainForFanIn(2) == 1.0f);
+    BOOST_TEST(gainForFanIn(25) == 0.25f);  // LeNet conv1: sqrt(12.5) = 3.5
+    BOOST_TEST(gainForFanIn(800) == 0.0625f);  // conv2: sqrt(400) = 20
+    BOOST_TEST(gainForFanIn(512) == 0.0625f);  // fc2: 16
+    BOOST_TEST(gainForFanIn(1024) == 0.03125f);  // fc1: 22.6 = 2^4.5, rounds up
+    for (Index fan : {3, 72, 1000, 4608}) {
+        const float g = gainForFanIn(fan);
+        int e = 0;
+        BOOST_TEST(std::frexp(g, &e) == 0.5f);  // exactly a power of two
+        BOOST_TEST(std::abs(std::log2(g) + std::log2(std::sqrt(fan / 2.0))) <= 0.5 + 1e-9);
+    }
+    // where the model puts them: after the quantized conv/FC layers, only without BN
+    ModelOptions o;
+    o.batchNorm = false;
+    o.gains = true;
+    auto names = [](const Network& net) {
+        std::string s;
+        for (const auto& l : net.layers())
+            if (dynamic_cast<const Gain*>(l.get())) s += l->describe() + ";";
+        return s;
+    };
+    BOOST_TEST(names(*lenet5({1, 28, 28}, 10, o)) == "gain2: x0.0625 (fixed);gain_fc1: x0.03125 (fixed);");
+    o.quantizeFirst = o.quantizeLast = true;
+    BOOST_TEST(names(*lenet5({1, 28, 28}, 10, o)) ==
+               "gain1: x0.25 (fixed);gain2: x0.0625 (fixed);gain_fc1: x0.03125 (fixed);gain_fc2: x0.0625 (fixed);");
+    o.batchNorm = true;
+    BOOST_TEST(names(*lenet5({1, 28, 28}, 10, o)).empty());
+    o.batchNorm = false;
+    o.gains = false;
+    BOOST_TEST(names(*lenet5({1, 28, 28}, 10, o)).empty());
+}
+
+BOOST_AUTO_TEST_CASE(tiny_without_bn_with_gains) {
+    // The gains sit between the layers and the ReLUs (and after the last FC): the parameter
+    // gradients through them match finite differences.
+    io::Dataset d = bands(8, 12, 5, 1.0f);
+    ModelOptions opt;
+    opt.batchNorm = false;
+    opt.gains = true;
+    opt.quantizeFirst = opt.quantizeLast = true;
+    auto net = tinyCnn({1, 12, 12}, 3, opt);
+    net->initialize(4);
+    net->setTrainData(d, 8, 1);
+    gradCheck(*net, 6, 3e-2, 0.9);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

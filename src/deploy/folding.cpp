@@ -4,11 +4,13 @@
 
 #include "tern/core/error.hpp"
 #include "tern/deploy/codes.hpp"
+#include "tern/deploy/inference.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/network.hpp"
 
 #include <cmath>
+#include <utility>
 
 namespace tern::deploy {
 
@@ -64,6 +66,10 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
         nn::Layer* layer = ls[i].get();
         const auto* bn =
             i + 1 < ls.size() ? dynamic_cast<const nn::BatchNorm*>(ls[i + 1].get()) : nullptr;
+        // A fixed gain g after the layer (models without BN): y = g (s (Q x) + b), folded as
+        // s <- g s, b <- g b; exact for a power of two (nn::gainForFanIn).
+        const auto* gain =
+            i + 1 < ls.size() ? dynamic_cast<const nn::Gain*>(ls[i + 1].get()) : nullptr;
         DeployedLayer d;
         d.name = layer->name();
         if (auto* conv = dynamic_cast<const nn::Conv2d*>(layer)) {
@@ -87,9 +93,22 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
             d.kind = DeployedKind::Relu;
         } else if (dynamic_cast<const nn::Dropout*>(layer)) {
             continue;  // identity at inference
+        } else if (dynamic_cast<const nn::Gain*>(layer)) {
+            fail(where, "layer '" + d.name + "' (" + layer->describe() +
+                            ") cannot be exported (a gain must follow a conv or FC layer)");
         } else {
             fail(where, "layer '" + d.name + "' (" + layer->describe() +
                             ") cannot be exported (BN must follow a conv or FC layer)");
+        }
+        if (gain) {
+            const double g = gain->gain();
+            for (Index c = 0; c < d.out; ++c) {
+                d.scale[c] = static_cast<Scalar>(g * double(d.scale[c]));
+                d.bias[c] = static_cast<Scalar>(g * double(d.bias[c]));
+            }
+            d.multiplicationFree =
+                d.ternary && (d.negRatio.array() == 1.0f).all() && !d.scaled();
+            ++i;  // folded
         }
         layers.push_back(std::move(d));
         if (bn) {
@@ -110,6 +129,86 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
         if (auto* bn = dynamic_cast<const nn::BatchNorm*>(l.get()))
             float32Bits += 32.0 * 2 * static_cast<double>(bn->channels());
     return TernaryModel(std::move(layers), net.inputShape(), net.numClasses(), float32Bits);
+}
+
+void TernaryModel::propagateScales() {
+    if (folding_.propagated) return;
+    check();
+    ScaleFolding f;
+    f.propagated = true;
+    // P: the true activations are P times the deployed ones (P > 0).
+    double P = 1.0;
+    const Index C = input_.at(0);
+    bool foldInput = !mean_.empty();
+    for (size_t c = 0; foldInput && c < stddev_.size(); ++c)
+        foldInput = stddev_[c] == stddev_[0] && std::isfinite(stddev_[c]) && stddev_[c] > 0;
+    // x_n = (x - mean) / std = (1/std) (x - mean): 1/std starts the chain, the mean either
+    // folds into the first layer's bias or stays an input offset (additions only).
+    if (foldInput) {
+        P = 1.0 / double(stddev_[0]);
+        f.rawInput = true;
+    }
+    bool meanPending = foldInput;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        DeployedLayer& l = layers_[i];
+        if (!l.weighted()) continue;  // ReLU and max pooling commute with P > 0
+        if (meanPending) {
+            meanPending = false;
+            // Exact only if every input the layer sees is an image pixel: no zero padding (a
+            // padded 0 is 0 in normalized space, -mean/std in raw space) and nothing before it.
+            if (i == 0 && (l.kind == DeployedKind::Fc || l.padding == 0)) {
+                // s_c (W x_n)_c = s_c P (W x)_c - s_c P (W mean)_c: the second term joins b_c.
+                const Vector w = l.effectiveWeights();
+                const Index per = w.size() / l.out;
+                const Index perChannel = per / C;  // k*k (conv) or H*W (fc, C,H,W flattened)
+                for (Index c = 0; c < l.out; ++c) {
+                    double acc = 0;
+                    for (Index j = 0; j < per; ++j)
+                        acc += double(w[c * per + j]) * double(mean_[j / perChannel]);
+                    l.bias[c] = static_cast<Scalar>(double(l.bias[c]) -
+                                                    double(l.scale[c]) * P * acc);
+                }
+            } else {
+                f.inputOffset = mean_;
+            }
+        }
+        const float s0 = l.scale.size() > 0 ? l.scale[0] : 0.0f;
+        const bool uniform =
+            s0 > 0 && std::isfinite(s0) && (l.scale.array() == s0).all();
+        if (uniform) {
+            // y = s P (W x') + b = (s P) (W x' + b / (s P)): scale 1, the factor moves on.
+            const double S = double(s0) * P;
+            for (Index c = 0; c < l.out; ++c)
+                l.bias[c] = static_cast<Scalar>(double(l.bias[c]) / S);
+            l.scale.setOnes();
+            P = S;
+        } else {
+            // Per-channel scales cannot move through the next layer's ternary codes: absorb P.
+            for (Index c = 0; c < l.out; ++c)
+                l.scale[c] = static_cast<Scalar>(double(l.scale[c]) * P);
+            P = 1.0;
+        }
+        l.multiplicationFree =
+            l.ternary && (l.negRatio.array() == 1.0f).all() && !l.scaled();
+    }
+    f.logitScale = P;
+    folding_ = std::move(f);
+    engine_.reset();
+}
+
+void TernaryModel::setFolding(ScaleFolding f) {
+    const auto channels = static_cast<size_t>(input_.empty() ? 0 : input_[0]);
+    if (!f.inputOffset.empty() && (!f.rawInput || f.inputOffset.size() != channels))
+        fail("TernaryModel::setFolding()",
+             TERN_MSG("an input offset needs raw input and " << channels << " values, got "
+                                                              << f.inputOffset.size()));
+    if (!(f.logitScale > 0) || !std::isfinite(f.logitScale))
+        fail("TernaryModel::setFolding()", TERN_MSG("logit scale " << f.logitScale
+                                                                   << " is not positive"));
+    if (f.rawInput && mean_.empty())
+        fail("TernaryModel::setFolding()", "a raw-input model needs its normalization");
+    folding_ = std::move(f);
+    engine_.reset();
 }
 
 }  // namespace tern::deploy

@@ -166,6 +166,18 @@ struct InferenceEngine::Impl {
     const float* run(const TernaryModel& m, const float* images, Index n) {
         if (batch != n) build(m, n);
         std::copy(images, images + static_cast<Index>(input.size()), input.begin());
+        // A raw-input model whose mean could not fold into the first layer (zero padding):
+        // the input offset, one subtraction per pixel.
+        const std::vector<float>& off = m.folding().inputOffset;
+        if (!off.empty()) {
+            const auto& d = m.input();
+            const Index plane = d[1] * d[2];
+            for (Index img = 0; img < n; ++img)
+                for (Index c = 0; c < d[0]; ++c) {
+                    float* p = input.data() + (img * d[0] + c) * plane;
+                    for (Index j = 0; j < plane; ++j) p[j] -= off[static_cast<size_t>(c)];
+                }
+        }
         for (auto& s : steps) s.prim.execute(ctx.stream, s.args);
         ctx.stream.wait();
         return static_cast<const float*>(out.get_data_handle());

@@ -112,6 +112,7 @@ void TernaryModel::check() const {
 DeployedCost TernaryModel::cost() const {
     DeployedCost c;
     c.float32Bits = float32Bits_;
+    if (!folding_.inputOffset.empty()) c.additions += input_.at(0) * input_.at(1) * input_.at(2);
     std::vector<Index> dims = input_;
     for (size_t i = 0; i < layers_.size(); ++i) {
         const DeployedLayer& l = layers_[i];
@@ -142,7 +143,16 @@ DeployedCost TernaryModel::cost() const {
     return c;
 }
 
-std::vector<float> TernaryModel::logits(const io::Dataset& data, Index batchSize) {
+void TernaryModel::prepareInput(io::Dataset& raw) const {
+    if (folding_.rawInput) return;
+    if (mean_.empty())
+        throw std::runtime_error(
+            "TernaryModel::prepareInput(): the model takes normalized images but has no stored "
+            "normalization");
+    io::normalize(raw, mean_, stddev_);
+}
+
+std::vector<float> TernaryModel::logits(const io::Dataset& data, Index batchSize, bool rescaled) {
     if (data.channels != input_.at(0) || data.height != input_.at(1) || data.width != input_.at(2))
         fail("TernaryModel::logits()",
              TERN_MSG("dataset '" << data.name << "' has images " << data.channels << "x"
@@ -161,6 +171,8 @@ std::vector<float> TernaryModel::logits(const io::Dataset& data, Index batchSize
         logits(buf.data(), b, res.data());
         std::copy(res.begin(), res.begin() + n * classes_, out.begin() + start * classes_);
     }
+    if (rescaled && folding_.logitScale != 1.0)
+        for (float& v : out) v = static_cast<float>(double(v) * folding_.logitScale);
     return out;
 }
 

@@ -46,11 +46,19 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
     w.attr("", "code_encoding",
            "2 bits per code, 4 per byte, first code in the low bits; "
            "00 = 0, 01 = +1, 10 = -1");
+    // Version 2: scale propagation (TernaryModel::propagateScales()).
+    const ScaleFolding& f = m.folding();
+    w.attr("", "scales_propagated", std::int64_t{f.propagated});
+    w.attr("", "input_form", f.rawInput ? "raw" : "normalized");
+    w.attr("", "logit_scale", f.logitScale);
     for (const auto& [k, v] : m.info()) w.attr("source", k, v);
     if (!m.mean().empty()) {
         const auto c = static_cast<Index>(m.mean().size());
         w.write("normalization/mean", Eigen::Map<const Vector>(m.mean().data(), c), Shape{c});
         w.write("normalization/std", Eigen::Map<const Vector>(m.stddev().data(), c), Shape{c});
+        if (!f.inputOffset.empty())
+            w.write("normalization/offset", Eigen::Map<const Vector>(f.inputOffset.data(), c),
+                    Shape{c});
     }
     for (size_t i = 0; i < m.layers().size(); ++i) {
         const DeployedLayer& l = m.layers()[i];
@@ -106,6 +114,7 @@ TernaryModel loadModel(const std::string& path) {
     double float32Bits = 0;
     std::vector<std::pair<std::string, std::string>> info;
     std::vector<float> mean, stddev;
+    ScaleFolding folding;  // version 1: nothing propagated, normalized input
     try {
         classes = static_cast<int>(r->attrInt("", "classes"));
         input = {r->attrInt("", "input_channels"), r->attrInt("", "input_height"),
@@ -120,6 +129,19 @@ TernaryModel loadModel(const std::string& path) {
             const Vector sd = r->read("normalization/std", Shape{c});
             mean.assign(mu.data(), mu.data() + c);
             stddev.assign(sd.data(), sd.data() + c);
+        }
+        if (r->version() >= 2) {
+            folding.propagated = r->attrInt("", "scales_propagated") != 0;
+            const std::string form = r->attrString("", "input_form");
+            if (form != "raw" && form != "normalized")
+                throw std::runtime_error(where + ": input_form is '" + form +
+                                         "', expected raw or normalized");
+            folding.rawInput = form == "raw";
+            folding.logitScale = r->attrDouble("", "logit_scale");
+            if (r->has("normalization/offset")) {
+                const Vector off = r->read("normalization/offset", Shape{input[0]});
+                folding.inputOffset.assign(off.data(), off.data() + input[0]);
+            }
         }
         std::stringstream order(r->attrString("", "layers"));
         for (std::string name; std::getline(order, name, ',');) {
@@ -179,6 +201,11 @@ TernaryModel loadModel(const std::string& path) {
     }
     TernaryModel m(std::move(layers), std::move(input), classes, float32Bits);
     m.setNormalization(std::move(mean), std::move(stddev));
+    try {
+        m.setFolding(std::move(folding));
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(where + ": " + e.what());
+    }
     for (const auto& [k, v] : info) m.addInfo(k, v);
     return m;
 }

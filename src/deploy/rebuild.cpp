@@ -57,6 +57,11 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
     mo.quantizeFirst = parseBool(cfg("quantize-first"), "quantize-first", where);
     mo.quantizeLast = parseBool(cfg("quantize-last"), "quantize-last", where);
     mo.loss = nn::parseLoss(cfg("loss"));
+    // Fixed gains (nn::Gain) leave their values under net/<name>.gain; checkpoints written
+    // before gains existed have none.
+    if (r->hasGroup("net"))
+        for (const std::string& k : r->keys("net"))
+            if (k.size() > 5 && k.compare(k.size() - 5, 5, ".gain") == 0) mo.gains = true;
     const std::string dataset = cfg("dataset");
     std::vector<Index> input = opt.input;
     if (input.empty() && r->has("input/shape")) {  // written by tern-train since session 3
@@ -100,7 +105,8 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
         }
     }
     for (const auto& l : net->layers())
-        if (dynamic_cast<const nn::BatchNorm*>(l.get())) l->loadState(*r, "net/");
+        if (dynamic_cast<const nn::BatchNorm*>(l.get()) || dynamic_cast<const nn::Gain*>(l.get()))
+            l->loadState(*r, "net/");
     return net;
 }
 
@@ -137,6 +143,7 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
     } else if (data.train.count > 0) {
         m.setNormalization(data.mean, data.stddev);
     }
+    if (opt.propagateScales) m.propagateScales();
     return m;
 }
 

@@ -31,9 +31,13 @@ struct Builder {
     /// conv -> bn+relu (fused) or conv -> relu; conv bias only without BN (BN's beta replaces it).
     void conv(Index out, Index k, Index pad, bool quantize) {
         const std::string n = std::to_string(++convs);
+        const Index fanIn = dims[1] * k * k;
         add(std::make_unique<Conv2d>("conv" + n, dims[1], out, k, 1, pad, !opt.batchNorm, quantize));
         if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn" + n, out, 1e-5f, 0.1f, true));
-        else add(std::make_unique<Relu>("relu" + n));
+        else {
+            if (quantize && opt.gains) add(std::make_unique<Gain>("gain" + n, gainForFanIn(fanIn)));
+            add(std::make_unique<Relu>("relu" + n));
+        }
     }
     void pool() { add(std::make_unique<MaxPool>("pool" + std::to_string(convs), 2, 2)); }
     Index features() const {
@@ -43,14 +47,21 @@ struct Builder {
     }
     void fc(Index out, bool quantize) {
         const std::string n = "fc" + std::to_string(++fcs);
-        add(std::make_unique<Linear>(n, features(), out, !opt.batchNorm, quantize));
+        const Index fanIn = features();
+        add(std::make_unique<Linear>(n, fanIn, out, !opt.batchNorm, quantize));
         if (opt.batchNorm) add(std::make_unique<BatchNorm>("bn_" + n, out, 1e-5f, 0.1f, true));
-        else add(std::make_unique<Relu>("relu_" + n));
+        else {
+            if (quantize && opt.gains) add(std::make_unique<Gain>("gain_" + n, gainForFanIn(fanIn)));
+            add(std::make_unique<Relu>("relu_" + n));
+        }
     }
     void classifier(int classes) {
         if (opt.dropout > 0) add(std::make_unique<Dropout>("dropout", opt.dropout));
-        add(std::make_unique<Linear>("fc" + std::to_string(++fcs), features(), classes, true,
-                                     opt.quantizeLast));
+        const std::string n = "fc" + std::to_string(++fcs);
+        const Index fanIn = features();
+        add(std::make_unique<Linear>(n, fanIn, classes, true, opt.quantizeLast));
+        if (opt.quantizeLast && opt.gains && !opt.batchNorm)
+            add(std::make_unique<Gain>("gain_" + n, gainForFanIn(fanIn)));
     }
 };
 

@@ -35,11 +35,13 @@ namespace tern::deploy {
 
 class InferenceEngine;
 
-/// Storage and arithmetic of a deployed model, per image.
+/// Storage and arithmetic of a deployed model, per image (input normalization and the logit
+/// rescale excluded, except the input offset of a raw-input model, which counts as additions).
 struct DeployedCost {
     /// per image: float MACs, plus one per output value with s_c != 1
     Index multiplications = 0;
-    Index additions = 0;        ///< per image: one per nonzero weight use, plus one per bias
+    /// per image: one per nonzero weight use, plus one per bias (plus C*H*W for an input offset)
+    Index additions = 0;
     double storageBits = 0;     ///< payload: 2/weight ternary, 32/float value (weights, s, b, ratios)
     double float32Bits = 0;     ///< the trained network's parameters + BN statistics as float32
     double ternaryBits = 0;     ///< payload of the ternary layers alone
@@ -50,6 +52,21 @@ struct DeployedCost {
 /// "dataset", "train-limit", "width", "bn", "method", "alpha", "projection", "granularity",
 /// "quantize-first", "quantize-last", "epochs", "seed".
 const std::vector<std::string>& infoKeys();
+
+/// Scale propagation (TernaryModel::propagateScales(), docs/export.md section 1): what the
+/// deployed network's input and output mean once the per-tensor scales have moved forward.
+struct ScaleFolding {
+    bool propagated = false;  ///< propagateScales() ran (model-file version >= 2)
+    /// The model takes raw images (dataset units, before normalization): 1/std is folded into
+    /// the layers. Otherwise it takes images normalized with mean()/stddev().
+    bool rawInput = false;
+    /// Raw input only: per-channel value subtracted from the raw image before the first layer
+    /// (C*H*W additions per image); empty when the mean is folded into the first layer's bias.
+    std::vector<float> inputOffset;
+    /// The trained network's logits are logitScale times the deployed outputs (> 0: argmax,
+    /// and so predict() and accuracy(), ignore it; softmax probabilities and the loss need it).
+    double logitScale = 1.0;
+};
 
 /// A deployable ternary network: codes, folded per-channel scales and shifts, and a oneDNN
 /// inference path that needs nothing but the model.
@@ -78,16 +95,40 @@ public:
     static TernaryModel fromNetwork(const nn::Network& net, double tolerance = 1e-6);
     /// Reads a model file written by save(); see deploy::loadModel().
     static TernaryModel load(const std::string& path);
-    /// Writes the model file (HDF5, format "tern-model" version 1; docs/export.md)
+    /// Writes the model file (HDF5, format "tern-model" version 2; docs/export.md)
     /// atomically; see deploy::saveModel(). With `int8Codes`, also writes the int8 codes beside
     /// the packed ones.
     void save(const std::string& path, bool int8Codes = false) const;
 
-    /// Logits (count x classes, row-major), in batches of `batchSize` (the last one padded).
-    std::vector<float> logits(const io::Dataset& data, Index batchSize = 100);
+    /// Moves every positive per-tensor scale forward (docs/export.md section 1): a conv/FC
+    /// layer whose s_c are all equal (s > 0) computes y = s P (Q*x + b / (s P)), where P is
+    /// the factor its input carries; ReLU and max pooling commute with a positive factor, so
+    /// the layer keeps scale 1 and bias b / (s P), and the next layer's input carries s P. A
+    /// layer with per-channel scales (BN, per-filter alpha) absorbs P into its s_c (P = 1
+    /// after it). The factor left at the logits is folding().logitScale. With the input
+    /// normalization known and one std for all channels, 1/std starts the chain (the model
+    /// then takes raw images) and the mean folds into the first layer's bias if that layer
+    /// has no zero padding; with padding it stays an input offset (additions). A per-channel
+    /// std does not fold into ternary codes: the input stays normalized. Idempotent.
+    /// Multiplication-free flags are recomputed. fromCheckpoint() calls it by default.
+    void propagateScales();
+    const ScaleFolding& folding() const { return folding_; }
+    /// Sets the propagation state as read from a model file (deploy::loadModel).
+    void setFolding(ScaleFolding folding);
+    /// Brings raw images (dataset units, as io::readIdx / io::readCifar10 give them) into the
+    /// form logits() takes: normalized with mean()/stddev() unless folding().rawInput. Throws
+    /// std::runtime_error if the model needs normalized images but has no normalization.
+    void prepareInput(io::Dataset& raw) const;
+
+    /// Deployed outputs (count x classes, row-major), in batches of `batchSize` (the last one
+    /// padded), for images in the model's input form (prepareInput()). These are the trained
+    /// network's logits divided by folding().logitScale (equal to them if nothing was
+    /// propagated); with `rescaled`, multiplied back by it.
+    std::vector<float> logits(const io::Dataset& data, Index batchSize = 100,
+                              bool rescaled = false);
     /// Arg-max class per image.
     std::vector<int> predict(const io::Dataset& data, Index batchSize = 100);
-    /// Logits of `count` images at `images` (NCHW, already normalized); `out` gets
+    /// Deployed outputs of `count` images at `images` (NCHW, in the model's input form); `out` gets
     /// count x classes values. The plan for `count` is built once and cached.
     void logits(const float* images, Index count, float* out);
     /// Fraction of correctly classified images.
@@ -128,6 +169,7 @@ private:
     std::vector<Index> input_;
     int classes_ = 0;
     std::vector<float> mean_, stddev_;
+    ScaleFolding folding_;
     std::vector<std::pair<std::string, std::string>> info_;
     double float32Bits_ = 0;  // the source network's parameters + BN statistics
     std::unique_ptr<InferenceEngine> engine_;

@@ -1,10 +1,12 @@
 #pragma once
-/// \file The model file: HDF5, root attributes format "tern-model" and version 1, written and
+/// \file The model file: HDF5, root attributes format "tern-model" and version 2, written and
 /// read through io::CheckpointWriter / io::CheckpointReader (docs/export.md lists every
 /// dataset and attribute). Per conv / FC layer: /layers/<name>/codes_packed (uint8, 2 bits per
 /// code; deploy/codes.hpp), scale, bias, weight_shape, group_scale and neg_ratio (ternary) or
 /// weights (float), optionally codes (int8); per layer the attributes type, index and its
 /// geometry; the provenance under /source; the input normalization under /normalization.
+/// Version 2 adds the scale propagation (root attributes scales_propagated, input_form,
+/// logit_scale; /normalization/offset); version 1 files load as unpropagated models.
 #include "tern/deploy/model.hpp"
 
 #include <string>
@@ -14,7 +16,7 @@ namespace tern::deploy {
 /// The `format` attribute of a model file.
 inline constexpr const char* kModelFormat = "tern-model";
 /// The newest model-file version this build writes and reads.
-inline constexpr int kModelVersion = 1;
+inline constexpr int kModelVersion = 2;
 
 /// Writes `model` to `path` atomically (via `path + ".tmp"`; an existing file is replaced
 /// only by a complete one). With `int8Codes`, also writes /layers/<name>/codes as int8 beside

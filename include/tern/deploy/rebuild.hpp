@@ -25,6 +25,9 @@ struct ExportOptions {
     double tolerance = 1e-6;
     /// Also write /layers/<name>/codes as an int8 dataset (for inspection; costs 8 bits/weight).
     bool int8Codes = false;
+    /// Move the per-tensor scales (and 1/std, the mean where exact) forward to the logits
+    /// (TernaryModel::propagateScales()); false: per-layer BN folding only, as model version 1.
+    bool propagateScales = true;
 };
 
 /// Rebuilds the trained network of a tern-train checkpoint from its `config` attributes and

@@ -1,9 +1,10 @@
 #pragma once
 /// \file The concrete layers: convolution, inner product, batch normalization, ReLU,
-/// max pooling and dropout (one header each; this one includes them all).
+/// max pooling, dropout and the fixed gain (one header each; this one includes them all).
 #include "tern/nn/batch_norm.hpp"
 #include "tern/nn/conv2d.hpp"
 #include "tern/nn/dropout.hpp"
+#include "tern/nn/gain.hpp"
 #include "tern/nn/layer.hpp"
 #include "tern/nn/linear.hpp"
 #include "tern/nn/pooling.hpp"

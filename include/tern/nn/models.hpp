@@ -15,6 +15,11 @@ struct ModelOptions {
     bool quantizeFirst = false;  ///< the first layer is a quantization target
     bool quantizeLast = false;   ///< the last layer is a quantization target
     Loss loss = Loss::SoftmaxCrossEntropy;
+    /// Without BN: a fixed power-of-two Gain (gainForFanIn(fan-in), nn/gain.hpp) after every
+    /// quantized conv / FC layer ("gain<n>" after conv<n>, "gain_fc<n>" after fc<n>), for
+    /// fixed-scale (alpha = 1) sets, whose codes {-1, 0, +1} have no scale of their own.
+    /// Ignored with BN. Export folds the gains exactly (powers of two).
+    bool gains = false;
     void validate() const;
 };
 
