@@ -6,6 +6,7 @@
 #include "tern/io/checkpoint.hpp"
 #include "tern/deploy/codes.hpp"
 #include "tern/deploy/model.hpp"
+#include "tern/nn/gain.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
 #include "tern/run/train.hpp"
@@ -180,6 +181,13 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
         BOOST_TEST(d.foldedBatchNorm == (bn != nullptr), d.name);
         const ParameterBlock* bias =
             net->parameters().has(d.name + ".bias") ? &net->parameters().at(d.name + ".bias") : nullptr;
+        // a fixed power-of-two gain after the layer (alpha one without BN) folds into it:
+        // models.cpp names it "gain<n>" after conv<n>, "gain_fc<n>" after fc<n>
+        const std::string gainName =
+            d.kind == DeployedKind::Conv ? "gain" + d.name.substr(4) : "gain_" + d.name;
+        const Gain* gain = byName.count(gainName) ? dynamic_cast<const Gain*>(byName[gainName]) : nullptr;
+        const double g = gain ? gain->gain() : 1.0;
+        BOOST_TEST((gain != nullptr) == (one && !k.bn && d.ternary), d.name);
         const Index per = w.value.size() / d.out;
         for (Index ch = 0; ch < d.out; ++ch) {
             double a = 1;
@@ -206,7 +214,7 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
                 if (k.method != "ttq") BOOST_TEST(d.negRatio[g] == 1.0f);
             }
             const double b0 = bias ? bias->value[ch] : 0.0;
-            double s = a, b = b0;
+            double s = a * g, b = b0 * g;
             if (bn) {
                 const double sd = std::sqrt(double(bn->runningVar()[ch]) + bn->epsilon());
                 s = bn->gamma()->value[ch] * a / sd;
@@ -219,15 +227,19 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
         if (d.ternary) {
             ++ternaryLayers;
             BOOST_TEST(d.groups == (k.granularity == "tensor" ? 1 : d.groups));
-            // Multiplication-free exactly for a = 1 without BN (the last layer has no BN).
-            BOOST_TEST(d.multiplicationFree == (one && !d.foldedBatchNorm), d.name);
+            // Multiplication-free exactly for a = 1 without BN and without a gain; a layer with
+            // a gain (a power of two) is multiplication-free once propagated (below).
+            BOOST_TEST(d.multiplicationFree == (one && !d.foldedBatchNorm && !gain), d.name);
         } else {
             BOOST_TEST(!d.multiplicationFree);
         }
     }
     BOOST_TEST(ternaryLayers == 1 + k.quantizeFirst + k.quantizeLast);
-    BOOST_TEST(m.multiplicationFree() == (one && !k.bn));
-    BOOST_TEST(m.fullyMultiplicationFree() == (one && !k.bn && k.quantizeFirst && k.quantizeLast));
+    // alpha one without BN trains with gains (tern-train), which sit in the unpropagated scales
+    const bool gains = one && !k.bn;
+    BOOST_TEST(m.multiplicationFree() == (one && !k.bn && !gains));
+    BOOST_TEST(m.fullyMultiplicationFree() ==
+               (one && !k.bn && !gains && k.quantizeFirst && k.quantizeLast));
     if (m.multiplicationFree()) {
         for (const auto& d : m.layers())
             if (d.ternary) BOOST_TEST((d.scale.array() == 1.0f).all());
@@ -274,6 +286,7 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
     }
     BOOST_TEST(ties == 0);
     BOOST_TEST(p.accuracy(raw, 64) == result.finalTestAcc);
+    if (gains) BOOST_TEST(p.multiplicationFree());  // the gains folded into the logit factor
     // Per-tensor scales without BN all move to the logits: s_c == 1 exactly, multiplication-free.
     for (const auto& d : p.layers()) {
         if (!d.weighted()) continue;

@@ -6,6 +6,7 @@
 #include "tern/nn/layer.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
+#include "tern/proj/projection.hpp"
 #include "tern/run/callbacks.hpp"
 
 #include <nlohmann/json.hpp>
@@ -131,6 +132,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     const auto start = Clock::now();
     io::DataSplit data = io::loadDataset(c.dataset, defaultDataDir(c), c.trainLimit, c.testLimit);
 
+    const optim::MethodConfig method = c.methodConfig();
     nn::ModelOptions mo;
     mo.batchNorm = c.batchNorm;
     mo.width = c.width;
@@ -138,12 +140,15 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     mo.quantizeFirst = c.quantizeFirst;
     mo.quantizeLast = c.quantizeLast;
     mo.loss = nn::parseLoss(c.loss);
+    // a fixed-scale set without BN ({-1, 0, 1}: alpha one, bc) gets fixed power-of-two gains
+    // after its layers, which keep the activations in range and fold away at export
+    mo.gains = !c.batchNorm && !method.projection.empty() &&
+               !proj::makeProjection(method.projection)->freeScale();
     auto net = nn::makeModel(c.model, {data.train.channels, data.train.height, data.train.width},
                              data.train.numClasses, mo);
     net->initialize(c.seed);
     net->setTrainData(data.train, c.batchSize, c.seed);
     if (!c.init.empty() && !c.resume) loadInitialState(*net, c.init);
-    const optim::MethodConfig method = c.methodConfig();
     auto opt = optim::makeOptimizer(method, c.trainSettings());
     opt->begin(*net);
     const bool quantized = opt->levels() > 0;
