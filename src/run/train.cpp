@@ -193,8 +193,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     // The run: optimize() with its callbacks, in this order at the end of an epoch.
     EvaluateDeployed::Settings es;
     es.evalBatch = c.evalBatch;
-    es.recalibrateBatches = c.bnRecalibrate >= 0 ? c.bnRecalibrate
-                                                 : (m == "admm" || m == "rpr" || m == "inc" ? 20 : 0);
+    es.recalibrateBatches =
+        c.bnRecalibrate >= 0 ? c.bnRecalibrate : (opt->trainsAtDeployedPoint() ? 0 : 20);
     es.batchSize = c.batchSize;
     es.granularity = method.granularity;
     es.quantized = quantized;

@@ -101,6 +101,7 @@ public:
     const proj::Projection& projection() const { return *projection_; }
     int levels() const override { return projection_->levels(); }
     bool freeScale() const override { return projection_->freeScale(); }
+    bool trainsAtDeployedPoint() const override { return false; }  // W, not G
     Granularity granularity() const { return granularity_; }
     /// Current penalty.
     double rho() const { return rho_; }

@@ -95,6 +95,11 @@ public:
     /// Values per group of the set the deployed constrained blocks lie on (the projection's or
     /// quantizer's levels(): 2 binary, 3 ternary, 2N+1 pow2); 0 = not quantized (float).
     virtual int levels() const { return 0; }
+    /// The forward passes of training evaluate the deployed point (STE: Q(W); PGD: W on C;
+    /// float), so side state gathered there (BN statistics) describes it. False where training
+    /// runs elsewhere (ADMM at W, RPR/incremental at a mixed point): re-estimate such state at
+    /// the deployed point before evaluating it.
+    virtual bool trainsAtDeployedPoint() const { return true; }
     /// The effective settings in one line, for the start of a run: "admm (projection
     /// ternary:exact per tensor, rho growth 0.0001 x1.1 <= 1000, ...); sgd (momentum 0.9, weight
     /// decay 0.0005); lr step:0.05:4:0.1; 30 epochs, seed 1".

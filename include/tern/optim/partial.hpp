@@ -76,6 +76,7 @@ public:
     ~StagedQuantization() override;
     int levels() const override;
     bool freeScale() const override;
+    bool trainsAtDeployedPoint() const override { return false; }  // the mixed point
 
     /// The current stage (0-based) and its fraction.
     Index stage() const { return stage_; }

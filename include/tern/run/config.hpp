@@ -62,7 +62,8 @@ struct TrainConfig {
     bool resume = false;            ///< continue from outDir/checkpoint.h5
     Index evalBatch = 500;
     /// Batch-norm running statistics re-estimated at the deployed weights over this many
-    /// training minibatches before each evaluation (-1 = auto: 20 for admm, rpr and inc, whose
+    /// training minibatches before each evaluation (-1 = auto: 20 where the method does not
+    /// train at its deployed point, Optimizer::trainsAtDeployedPoint(): admm, rpr and inc, whose
     /// deployed weights differ from the ones they train; 0 for the others).
     Index bnRecalibrate = -1;
     bool checkpoint = true;         ///< write outDir/checkpoint.h5 after every epoch
