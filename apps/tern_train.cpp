@@ -1,8 +1,10 @@
 // tern-train: train a float or ternary network on MNIST, Fashion-MNIST or CIFAR-10.
+#include "tern/run/recipe.hpp"
 #include "tern/run/train.hpp"
 
 #include "common/app.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -42,7 +44,9 @@ int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth";
     double weightDecay = c.opt.inner.sgd.weightDecay;
-    bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false;
+    bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
+         noRecipe = false;
+    std::vector<std::string> recipe;  // the flags the method's recipe filled
 
     std::string methodHelp;  // the registry's names, with their aliases
     for (const tern::optim::MethodInfo& m : tern::optim::methods()) {
@@ -116,6 +120,7 @@ int run(int argc, char** argv) {
         ("eval-batch", app::withDefault(&c.evalBatch), "batch size of test evaluation")
         ("bn-recalibrate", app::withDefault(&c.bnRecalibrate), "re-estimate BN statistics at the deployed weights over N batches before each evaluation (-1 = auto: 20 for admm/rpr/inc)")
         ("quiet", po::bool_switch(&quiet), "no progress output")
+        ("no-recipe", po::bool_switch(&noRecipe), "plain defaults instead of the method's recipe for the flags not given (lr, lr-steps, weight-decay, dropout, ttq-threshold, admm's rho schedule and final epochs; docs/results.md)")
         ("config", po::value(&config), "INI file with any of these options (flags given on the command line win)")
         ("help,h", "this help");
     po::options_description all("tern-train: train float and ternary networks on oneDNN\n\nUsage: tern-train [options]");
@@ -140,6 +145,10 @@ int run(int argc, char** argv) {
         c.checkpoint = !noCheckpoint;
         c.lrSteps = app::parseList<Index>(lrSteps, "--lr-steps", "an epoch number");
         c.fractions = app::parseList<double>(fractions, "--fractions", "a number");
+        if (!noRecipe)  // the method's measured defaults for what was not given
+            recipe = tern::run::applyRecipe(c, [&](const std::string& flag) {
+                return vm.count(flag) && !vm[flag].defaulted();
+            });
         try {
             c.validate();
         } catch (const std::invalid_argument& e) {
@@ -153,6 +162,12 @@ int run(int argc, char** argv) {
         return app::kExitOk;
     }
 
+    if (!quiet && !recipe.empty()) {
+        std::cerr << "tern-train: the " << c.methodName() << " recipe for what was not given:";
+        for (const auto& [k, v] : c.items())
+            if (std::find(recipe.begin(), recipe.end(), k) != recipe.end()) std::cerr << " --" << k << " " << v;
+        std::cerr << " (--no-recipe: plain defaults)\n";
+    }
     std::signal(SIGINT, onSignal);
     std::signal(SIGTERM, onSignal);
     const auto r = tern::run::train(c, quiet ? nullptr : &std::cerr);

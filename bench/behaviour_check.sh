@@ -50,6 +50,8 @@ run_all() {  # BUILD OUT
     rm -rf "$out/$name"
     case " $flags " in *" --lr "*) ;; *) flags="--lr 0.02 $flags" ;; esac
     case " $flags " in *" --model "*) ;; *) flags="--model lenet5 $flags" ;; esac
+    # plain defaults, not the method recipes of newer tern-trains (a recipe is no refactor)
+    if "$b/apps/tern-train" --help | grep -q -- --no-recipe; then flags="--no-recipe $flags"; fi
     # shellcheck disable=SC2086
     "$b/apps/tern-train" --dataset mnist --data-dir "$root/data/mnist" \
       --train-limit 1500 --test-limit 500 --epochs 2 --batch-size 50 --seed 7 \

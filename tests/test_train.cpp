@@ -2,9 +2,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tern/io/checkpoint.hpp"
+#include "tern/run/recipe.hpp"
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -123,6 +125,60 @@ BOOST_AUTO_TEST_CASE(rpr_and_inc_report_the_fraction_and_checkpoint_the_partitio
         BOOST_TEST(ck.attrDouble("optim", "fraction") == 1.0);
         BOOST_TEST(ck.has("optim/mask/fc1.weights"));
     }
+}
+
+BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
+    auto none = [](const std::string&) { return false; };
+    TrainConfig c;  // lenet5, multistep
+    c.method = "ttq";
+    c.epochs = 20;
+    auto filled = applyRecipe(c, none);
+    BOOST_TEST(c.lr == 0.05);
+    BOOST_TEST((c.lrSteps == std::vector<Index>{10, 15}));
+    BOOST_TEST(c.opt.inner.sgd.weightDecay == 5e-4);
+    BOOST_TEST(c.dropout == 0.3f);
+    BOOST_TEST(c.opt.ttqThreshold == 0.2);
+    BOOST_TEST(filled.size() == 5u);
+    BOOST_CHECK_NO_THROW(c.validate());
+
+    TrainConfig a;  // admm from scratch: coupling and a final phase; fine-tuning: rho 1e-2 x1.6
+    a.method = "admm";
+    a.epochs = 30;
+    applyRecipe(a, none);
+    BOOST_TEST((a.opt.admm.rhoSchedule == optim::RhoSchedule::Coupling));
+    BOOST_TEST(a.opt.admm.finalEpochs == 3);
+    TrainConfig f = TrainConfig{};
+    f.method = "admm";
+    f.epochs = 10;
+    f.init = "runs/some-float-run";
+    applyRecipe(f, none);
+    BOOST_TEST(f.lr == 0.01);
+    BOOST_TEST((f.lrSteps == std::vector<Index>{5, 8}));
+    BOOST_TEST(f.opt.admm.rho == 1e-2);
+    BOOST_TEST(f.opt.admm.rhoGrowth == 1.6);
+    BOOST_TEST((f.opt.admm.rhoSchedule == optim::RhoSchedule::Growth));
+
+    TrainConfig g;  // what the user gave stays
+    g.method = "admm";
+    g.epochs = 20;
+    g.lr = 0.2;
+    g.opt.admm.rho = 3e-3;
+    const auto given = [](const std::string& flag) {
+        return flag == "lr" || flag == "rho-schedule" || flag == "dropout";
+    };
+    filled = applyRecipe(g, given);
+    BOOST_TEST(g.lr == 0.2);
+    BOOST_TEST((g.opt.admm.rhoSchedule == optim::RhoSchedule::Growth));
+    BOOST_TEST(g.dropout == 0.0f);
+    BOOST_TEST((std::find(filled.begin(), filled.end(), "lr") == filled.end()));
+    BOOST_TEST((std::find(filled.begin(), filled.end(), "final-epochs") != filled.end()));
+
+    TrainConfig v;  // no measured recipe for vgg7: only the lr steps
+    v.model = "vgg7";
+    v.epochs = 8;
+    filled = applyRecipe(v, none);
+    BOOST_TEST((filled == std::vector<std::string>{"lr-steps"}));
+    BOOST_TEST((v.lrSteps == std::vector<Index>{4, 6}));
 }
 
 BOOST_AUTO_TEST_CASE(aliases_resolve_to_the_registry_name) {

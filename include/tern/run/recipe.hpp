@@ -1,0 +1,24 @@
+#pragma once
+/// \file tern-train's defaults that work: for the settings a user did not give, the method's
+/// measured recipe (docs/results.md), so that `tern-train --dataset D --model M --method X
+/// --epochs N` is a good run of X.
+#include "tern/run/config.hpp"
+
+#include <functional>
+#include <string>
+
+namespace tern::run {
+
+/// Fills the settings whose flag `given(flag)` says the user did not give:
+///   - every model, multistep schedule: lr steps at 50% and 75% of the epochs (80% when
+///     fine-tuning with --init);
+///   - LeNet-5 (measured, docs/results.md): lr 0.05 (0.01 without BN or when fine-tuning),
+///     weight decay 5e-4, dropout 0.3 with BN;
+///   - ttq: threshold 0.2 from scratch (0.05 fine-tuning, as the TTQ paper);
+///   - admm: from scratch the coupling rho schedule and a final phase of max(1, epochs / 10)
+///     epochs; fine-tuning rho 1e-2 growing x1.6.
+/// Flags are tern-train's ("lr", "lr-steps", "weight-decay", ...). Returns the flags it set.
+std::vector<std::string> applyRecipe(TrainConfig& config,
+                                     const std::function<bool(const std::string& flag)>& given);
+
+}  // namespace tern::run

@@ -1,0 +1,41 @@
+// tern-train's per-method default recipes.
+#include "tern/run/recipe.hpp"
+
+#include <algorithm>
+
+namespace tern::run {
+
+std::vector<std::string> applyRecipe(TrainConfig& c,
+                                     const std::function<bool(const std::string&)>& given) {
+    std::vector<std::string> set;
+    auto fill = [&](const char* flag, auto&& assign) {
+        if (given(flag)) return;
+        assign();
+        set.emplace_back(flag);
+    };
+    const bool fineTune = !c.init.empty();
+    const std::string method = c.methodName();
+    if (c.lrSchedule == "multistep" && c.epochs >= 4)
+        fill("lr-steps", [&] {
+            c.lrSteps = {c.epochs / 2, c.epochs * (fineTune ? 4 : 3) / (fineTune ? 5 : 4)};
+        });
+    if (c.model == "lenet5") {  // measured on MNIST and Fashion-MNIST (docs/results.md)
+        fill("lr", [&] { c.lr = fineTune || !c.batchNorm ? 0.01 : 0.05; });
+        fill("weight-decay", [&] { c.setWeightDecay(5e-4); });
+        if (c.batchNorm) fill("dropout", [&] { c.dropout = 0.3f; });
+    }
+    if (method == "ttq") fill("ttq-threshold", [&] { c.opt.ttqThreshold = fineTune ? 0.05 : 0.2; });
+    if (method == "admm") {
+        if (fineTune) {
+            fill("rho", [&] { c.opt.admm.rho = 1e-2; });
+            fill("rho-growth", [&] { c.opt.admm.rhoGrowth = 1.6; });
+        } else {
+            fill("rho-schedule", [&] { c.opt.admm.rhoSchedule = optim::RhoSchedule::Coupling; });
+            fill("final-epochs",
+                 [&] { c.opt.admm.finalEpochs = std::max<Index>(1, c.epochs / 10); });
+        }
+    }
+    return set;
+}
+
+}  // namespace tern::run
