@@ -1,7 +1,7 @@
 // The fixed gain (include/tern/nn/gain.hpp) on oneDNN's eltwise_linear primitive.
 #include "tern/nn/gain.hpp"
 
-#include "layer_util.hpp"
+#include "eltwise_exec.hpp"
 #include "tern/core/error.hpp"
 
 #include <cmath>
@@ -17,44 +17,6 @@ float gainForFanIn(Index fanIn) {
     return static_cast<float>(std::ldexp(1.0, -static_cast<int>(k)));
 }
 
-namespace {
-
-class GainExec final : public LayerExec {
-public:
-    GainExec(Context& ctx, Mode mode, const memory::desc& src, float g) : ctx_(ctx) {
-        namespace d = dnnl;
-        d::eltwise_forward::desc fd(forwardKind(mode), d::algorithm::eltwise_linear, src, g, 0.0f);
-        d::eltwise_forward::primitive_desc fpd(fd, ctx.engine);
-        fwd_ = d::eltwise_forward(fpd);
-        dstMd_ = fpd.dst_desc();
-        dst_ = memory(dstMd_, ctx.engine);
-        if (mode == Mode::Infer) return;
-        d::eltwise_backward::desc bd(d::algorithm::eltwise_linear, src, src, g, 0.0f);
-        d::eltwise_backward::primitive_desc bpd(bd, ctx.engine, fpd);
-        bwd_ = d::eltwise_backward(bpd);
-        diffSrc_ = memory(src, ctx.engine);
-    }
-    const memory& forward(const memory& src, Pass) override {
-        src_ = src;
-        fwd_.execute(ctx_.stream, {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DST, dst_}});
-        return dst_;
-    }
-    const memory& backward(const memory& diffDst, bool) override {
-        bwd_.execute(ctx_.stream, {{DNNL_ARG_SRC, src_},
-                                   {DNNL_ARG_DIFF_DST, const_cast<memory&>(diffDst)},
-                                   {DNNL_ARG_DIFF_SRC, diffSrc_}});
-        return diffSrc_;
-    }
-
-private:
-    Context& ctx_;
-    dnnl::eltwise_forward fwd_;
-    dnnl::eltwise_backward bwd_;
-    memory src_, dst_, diffSrc_;
-};
-
-}  // namespace
-
 Gain::Gain(std::string name, float gain) : name_(std::move(name)), gain_(gain) {
     if (!(gain > 0) || !std::isfinite(gain))
         fail("Gain()", TERN_MSG(name_ << ": gain must be positive and finite (got " << gain << ")"));
@@ -68,7 +30,7 @@ std::string Gain::describe() const {
 
 std::unique_ptr<LayerExec> Gain::compile(Context& ctx, const memory::desc& src, Mode mode) {
     return guarded(name_, src.dims(), [&]() -> std::unique_ptr<LayerExec> {
-        return std::make_unique<GainExec>(ctx, mode, src, gain_);
+        return std::make_unique<EltwiseExec>(ctx, mode, src, dnnl::algorithm::eltwise_linear, gain_);
     });
 }
 
