@@ -53,6 +53,31 @@ void EvaluateDeployed::beginEpoch(optim::Optimizer&, optim::Objective&, Index, I
     if (firstBatch == 0) net_.resetTrainMetrics();
 }
 
+void EvaluateDeployed::measure(optim::Optimizer& opt, optim::Objective& f, EpochRecord& r) {
+    optim::ScopedDeploy d(opt, f);
+    net_.recalibrateBatchNorm(s_.recalibrateBatches);
+    const nn::Evaluation te = net_.evaluateDataset(test_, s_.evalBatch);
+    r.testLoss = te.loss;
+    r.testAcc = te.accuracy;
+    if (s_.quantized) {
+        result_.layers = quantStats(net_, s_.granularity);
+        Index nz = 0, total = 0;
+        const int levels = opt.levels();
+        for (const auto& q : result_.layers) {
+            nz += q.nonzeros;
+            total += q.total;
+            if (levels > 0 && q.maxDistinctPerGroup > levels)
+                throw std::runtime_error(TERN_MSG(
+                    "train(): deployed block '" << q.block << "' has " << q.maxDistinctPerGroup
+                    << " distinct values in one group; the set '" << s_.setName << "' allows "
+                    << levels));
+        }
+        r.nonzeros = nz;
+        r.sparsity = total ? 1.0 - static_cast<double>(nz) / static_cast<double>(total) : 0;
+    }
+    result_.cost = networkCost(net_, result_.layers, opt.freeScale());
+}
+
 bool EvaluateDeployed::endEpoch(optim::Optimizer& opt, optim::Objective& f,
                                 const optim::EpochStats& st) {
     EpochRecord r;
@@ -71,30 +96,7 @@ bool EvaluateDeployed::endEpoch(optim::Optimizer& opt, optim::Objective& f,
     r.seconds = st.seconds;
     r.imagesPerSecond = static_cast<double>((net_.numBatches() - firstBatch_) * s_.batchSize) /
                         std::max(r.seconds, 1e-9);
-    {
-        optim::ScopedDeploy d(opt, f);
-        net_.recalibrateBatchNorm(s_.recalibrateBatches);
-        const nn::Evaluation te = net_.evaluateDataset(test_, s_.evalBatch);
-        r.testLoss = te.loss;
-        r.testAcc = te.accuracy;
-        if (s_.quantized) {
-            result_.layers = quantStats(net_, s_.granularity);
-            Index nz = 0, total = 0;
-            const int levels = opt.levels();
-            for (const auto& q : result_.layers) {
-                nz += q.nonzeros;
-                total += q.total;
-                if (levels > 0 && q.maxDistinctPerGroup > levels)
-                    throw std::runtime_error(TERN_MSG(
-                        "train(): deployed block '" << q.block << "' has " << q.maxDistinctPerGroup
-                        << " distinct values in one group; the set '" << s_.setName << "' allows "
-                        << levels));
-            }
-            r.nonzeros = nz;
-            r.sparsity = total ? 1.0 - static_cast<double>(nz) / static_cast<double>(total) : 0;
-        }
-        result_.cost = networkCost(net_, result_.layers, opt.freeScale());
-    }
+    measure(opt, f, r);
     result_.history.push_back(r);
     result_.finalTestAcc = r.testAcc;
     if (r.testAcc > result_.bestTestAcc || st.epoch == 0) {

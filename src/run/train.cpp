@@ -199,8 +199,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     es.granularity = method.granularity;
     es.quantized = quantized;
     es.setName = method.projection.empty() ? m : method.projection;
-    std::vector<std::shared_ptr<optim::Callback>> callbacks{
-        std::make_shared<EvaluateDeployed>(*net, data.test, es, result)};
+    const auto evaluate = std::make_shared<EvaluateDeployed>(*net, data.test, es, result);
+    std::vector<std::shared_ptr<optim::Callback>> callbacks{evaluate};
     if (out)
         callbacks.push_back(std::make_shared<MetricsCsv>(
             (fs::path(c.outDir) / "metrics.csv").string(), result, c.resume, startEpoch));
@@ -225,14 +225,13 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     if (report.epochs == 0 && report.status != optim::Status::Stopped &&
         report.status != optim::Status::Diverged) {
         // nothing to run: still report the deployed point
-        net->recalibrateBatchNorm(es.recalibrateBatches);
-        result.finalTestAcc = net->evaluateDataset(data.test, c.evalBatch).accuracy;
+        EpochRecord r;
+        evaluate->measure(*opt, *net, r);
+        result.finalTestAcc = r.testAcc;
         if (startEpoch == 0) {  // no epoch at all: the starting point is the best one seen
             result.bestTestAcc = result.finalTestAcc;
             result.bestEpoch = -1;
         }
-        if (quantized) result.layers = quantStats(*net, method.granularity);
-        result.cost = networkCost(*net, result.layers, opt->freeScale());
     }
     result.seconds = elapsed();
     if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, *net);

@@ -46,6 +46,9 @@ public:
     void beginEpoch(optim::Optimizer& opt, optim::Objective& f, Index epoch,
                     Index firstBatch) override;
     bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+    /// At the deployed point: BN recalibration, test loss and accuracy, nonzeros and sparsity
+    /// into `r`; per-layer statistics and cost into the result (the set's levels checked).
+    void measure(optim::Optimizer& opt, optim::Objective& f, EpochRecord& r);
 
 private:
     nn::Network& net_;
