@@ -42,7 +42,8 @@ std::string withFlag(const std::string& message) {
 
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
-    std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth";
+    std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
+                extragradient = "true";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
          noRecipe = false;
@@ -107,11 +108,12 @@ int run(int argc, char** argv) {
         ("outer-steps", app::withDefault(&c.opt.admm.outerEverySteps), "steps per G/U step instead (0 = per --outer-every epochs)")
         ("rho-schedule", app::withDefault(&rhoSchedule), "growth (rho *= rho-growth per G/U step) | coupling (rho follows lr: the penalty closes a fraction --coupling of W - (G - U) per G/U step) | constant")
         ("coupling", app::withDefault(&c.opt.admm.coupling), "coupling schedule: first fraction, (0, 1)")
-        ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step")
+        ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step (0 = auto: --coupling-max by the final phase)")
         ("coupling-max", app::withDefault(&c.opt.admm.couplingMax), "coupling schedule: cap, < 1")
         ("decay-constrained", po::bool_switch(&c.opt.admm.decayConstrained), "weight decay on the constrained W too (off: it fights the penalty)")
         ("final-epochs", app::withDefault(&c.opt.admm.finalEpochs), "last N epochs at G: codes frozen; scales, biases, BN and float layers train")
-        ("no-extragradient", po::bool_switch(&noExtragradient), "plain SGD W-step (one pass per batch)");
+        ("extragradient", po::value(&extragradient)->default_value("true"), "W-step: true (extragradient: predictor and corrector, two passes per batch) | false (plain SGD on the augmented loss); the from-scratch recipe uses false")
+        ("no-extragradient", po::bool_switch(&noExtragradient), "same as --extragradient false");
     po::options_description output("Output");
     output.add_options()
         ("out", po::value(&c.outDir), "output directory: metrics.csv, summary.json, checkpoint.h5")
@@ -138,7 +140,11 @@ int run(int argc, char** argv) {
                 throw std::invalid_argument("--per-filter contradicts --granularity " + c.granularity);
             c.granularity = "filter";
         }
-        c.opt.admm.extragradient = !noExtragradient;
+        if (extragradient != "true" && extragradient != "false")
+            throw std::invalid_argument("--extragradient must be true or false (got '" + extragradient + "')");
+        if (noExtragradient && !vm["extragradient"].defaulted() && extragradient == "true")
+            throw std::invalid_argument("--no-extragradient contradicts --extragradient true");
+        c.opt.admm.extragradient = extragradient == "true" && !noExtragradient;
         c.opt.admm.rhoSchedule = tern::optim::AdmmSettings::parseSchedule(rhoSchedule);
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);
@@ -147,6 +153,7 @@ int run(int argc, char** argv) {
         c.fractions = app::parseList<double>(fractions, "--fractions", "a number");
         if (!noRecipe)  // the method's measured defaults for what was not given
             recipe = tern::run::applyRecipe(c, [&](const std::string& flag) {
+                if (flag == "extragradient" && noExtragradient) return true;
                 return vm.count(flag) && !vm[flag].defaulted();
             });
         try {

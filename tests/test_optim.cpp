@@ -333,7 +333,7 @@ std::vector<Rule> validationRules() {
         {"maxOuter must be >= 0 (got -3)", admm([](AdmmSettings& s) { s.maxOuter = -3; })},
         {"AdmmSettings::validate(): coupling must be in (0, 1) (got 1)",
          admm([](AdmmSettings& s) { s.coupling = 1; })},
-        {"AdmmSettings::validate(): couplingGrowth must be >= 1 (got 0.5)",
+        {"AdmmSettings::validate(): couplingGrowth must be >= 1, or 0 for auto (got 0.5)",
          admm([](AdmmSettings& s) { s.couplingGrowth = 0.5; })},
         {"AdmmSettings::validate(): couplingMax must be in [coupling, 1) (got 0.01)",
          admm([](AdmmSettings& s) { s.couplingMax = 0.01; })},
@@ -910,6 +910,69 @@ BOOST_AUTO_TEST_CASE(extragradient_step_by_hand) {
     BOOST_TEST((f.x_->value - W1).norm() < 1e-6f);
     // the unconstrained block takes one plain step (momentum 0)
     BOOST_TEST((f.u_->value - (u0 - lr * (u0 - f.cu_))).norm() < 1e-6f);
+}
+
+BOOST_AUTO_TEST_CASE(rescaled_start_is_preconditioned) {
+    // alpha = 1: begin() divides W by s = bestScale(W); the W-step then multiplies the loss
+    // gradient by 1/s^2: g = (W - c) / s^2 + rho (W - G + U)
+    std::shared_ptr<const proj::Projection> one = proj::makeProjection("ternary:exact,scale=one");
+    TwoBlock f;
+    f.x_->value << 0.03f, -0.02f, 0.09f, 0.01f;
+    const Vector W0 = f.x_->value;
+    const float s = proj::bestScale(*one, W0);
+    AdmmSettings a;
+    a.rho = 0.5;
+    a.rescale = true;
+    a.extragradient = false;
+    Admm opt(one, Granularity::PerTensor, a, plainSgd(), train(1, 0.1));
+    opt.begin(f);
+    BOOST_TEST((f.x_->value - W0 / s).norm() < 1e-6f);
+    BOOST_TEST(opt.describe().find("gradient x 1/s^2") != std::string::npos);
+    const Vector W = f.x_->value, G = opt.G(0);
+    opt.step(f, 0);
+    const Vector W1 = W - 0.1f * ((W - f.cx_) / (s * s) + 0.5f * (W - G));
+    BOOST_TEST((f.x_->value - W1).norm() < 1e-5f * W1.norm());
+
+    // without preconditioning: the plain gradient
+    TwoBlock h;
+    h.x_->value = W0;
+    a.precondition = false;
+    Admm plain(one, Granularity::PerTensor, a, plainSgd(), train(1, 0.1));
+    plain.begin(h);
+    plain.step(h, 0);
+    BOOST_TEST((h.x_->value - (W - 0.1f * ((W - h.cx_) + 0.5f * (W - G)))).norm() < 1e-5f);
+
+    // the metric travels with the state: a run begun elsewhere (another s) continues exactly
+    a.precondition = true;
+    TwoBlock r1, r2;
+    r1.x_->value = W0;
+    r2.x_->value = 3 * W0 + Vector::Constant(4, 0.05f);
+    Admm first(one, Granularity::PerTensor, a, plainSgd(), train(3, 0.1));
+    first.begin(r1);
+    first.step(r1, 0);
+    MemoryState state;
+    first.save(state, "optim");
+    Admm second(one, Granularity::PerTensor, a, plainSgd(), train(3, 0.1));
+    second.begin(r2);
+    second.load(state, "optim");
+    r2.x_->value = r1.x_->value;
+    r2.u_->value = r1.u_->value;
+    first.step(r1, 0);
+    second.step(r2, 0);
+    BOOST_TEST(bitEqual(r1.x_->value, r2.x_->value));
+
+    // projected SGD: V = W - lr (W - c) / s^2, W = P(V)
+    TwoBlock q;
+    q.x_->value = W0;
+    PgdSettings ps;
+    ps.rescale = true;
+    ProjectedSgd pgd(one, Granularity::PerTensor, plainSgd(), train(1, 0.1), ps);
+    pgd.begin(q);
+    const Vector P0 = q.x_->value;  // P(W0 / s)
+    pgd.step(q, 0);
+    Vector expect(4);
+    one->project(Vector(P0 - 0.1f * (P0 - q.cx_) / (s * s)), expect, Shape{4}, Granularity::PerTensor);
+    BOOST_TEST(bitEqual(q.x_->value, expect));
 }
 
 BOOST_AUTO_TEST_CASE(deploy_restore_swap) {

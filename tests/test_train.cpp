@@ -147,6 +147,8 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     applyRecipe(a, none);
     BOOST_TEST((a.opt.admm.rhoSchedule == optim::RhoSchedule::Coupling));
     BOOST_TEST(a.opt.admm.finalEpochs == 3);
+    BOOST_TEST(a.opt.admm.couplingGrowth == 0.0);  // auto: couplingMax by the final phase
+    BOOST_TEST(!a.opt.admm.extragradient);
     TrainConfig f = TrainConfig{};
     f.method = "admm";
     f.epochs = 10;

@@ -46,8 +46,8 @@ void AdmmSettings::validate() const {
     if (maxOuter < 0) fail(where, TERN_MSG("maxOuter must be >= 0 (got " << maxOuter << ")"));
     if (!(coupling > 0 && coupling < 1))
         fail(where, TERN_MSG("coupling must be in (0, 1) (got " << coupling << ")"));
-    if (!(couplingGrowth >= 1) || !std::isfinite(couplingGrowth))
-        fail(where, TERN_MSG("couplingGrowth must be >= 1 (got " << couplingGrowth << ")"));
+    if (!(couplingGrowth >= 1 || couplingGrowth == 0) || !std::isfinite(couplingGrowth))
+        fail(where, TERN_MSG("couplingGrowth must be >= 1, or 0 for auto (got " << couplingGrowth << ")"));
     if (!(couplingMax >= coupling && couplingMax < 1))
         fail(where, TERN_MSG("couplingMax must be in [coupling, 1) (got " << couplingMax << ")"));
     if (finalEpochs < 0)
@@ -158,8 +158,11 @@ void Admm::doBegin(Objective& f) {
         s.U = Vector::Zero(bs[i]->value.size());
         s.g = Vector::Zero(bs[i]->value.size());
         requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
-        if (settings_.rescale)
-            proj::rescaleToLevels(*projection_, bs[i]->value, bs[i]->shape, granularity_);
+        if (settings_.rescale) {
+            const Vector divisors =
+                proj::rescaleToLevels(*projection_, bs[i]->value, bs[i]->shape, granularity_);
+            if (settings_.precondition) s.metric = divisors.cwiseInverse().cwiseAbs2();
+        }
         state_.push_back(std::move(s));
         // G = P_C(W), U = 0
         projectInto(state_.back(), bs[i]->value);
@@ -167,6 +170,15 @@ void Admm::doBegin(Objective& f) {
     rho_ = settings_.rhoSchedule == RhoSchedule::Explicit
                ? std::min(settings_.rhoList.front(), settings_.rhoMax)
                : settings_.rho;
+    couplingGrowth_ = settings_.couplingGrowth;
+    if (couplingGrowth_ == 0) {
+        // auto: reach couplingMax at the last of the K outer iterations before the final phase
+        const Index epochs = std::max<Index>(trainSettings().maxEpochs - settings_.finalEpochs, 0);
+        const Index k = epochs * std::max<Index>(batches_, 1) / std::max<Index>(stepsPerOuter(), 1);
+        couplingGrowth_ = k >= 2 ? std::pow(settings_.couplingMax / settings_.coupling,
+                                            1.0 / static_cast<double>(k - 1))
+                                 : 1.0;
+    }
     if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(learningRate());
     primalRes_ = dualRes_ = flipRatio_ = std::numeric_limits<double>::quiet_NaN();
     outer_ = 0;
@@ -187,10 +199,7 @@ double Admm::doStep(Objective& f, Index batch) {
     // Pass 1 at W: g = grad f(W) + rho (W - G + U)
     const double loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
     if (!std::isfinite(loss)) return loss;
-    for (BlockState& s : state_) {
-        const ParameterBlock& b = *bs[size_t(s.slot)];
-        s.g = b.grad + rho * (b.value - s.G + s.U);
-    }
+    for (BlockState& s : state_) augmentedGradient(s, rho);
     if (eg) {
         // Predictor: W' = W - lr g (no momentum; weight decay as in the corrector)
         for (BlockState& s : state_) {
@@ -205,9 +214,8 @@ double Admm::doStep(Objective& f, Index batch) {
         // Pass 2 at W': g' = grad f(W') + rho (W' - G + U)
         const double lossPredicted = f.evaluateWithGradient(batch, Pass::Commit);
         for (BlockState& s : state_) {
-            ParameterBlock& b = *bs[size_t(s.slot)];
-            s.g = b.grad + rho * (b.value - s.G + s.U);
-            b.value = s.Wsave;  // back to W for the corrector
+            augmentedGradient(s, rho);
+            bs[size_t(s.slot)]->value = s.Wsave;  // back to W for the corrector
         }
         if (!std::isfinite(lossPredicted)) return lossPredicted;
     }
@@ -226,6 +234,17 @@ double Admm::doStep(Objective& f, Index batch) {
         if (diverged()) return std::numeric_limits<double>::quiet_NaN();
     }
     return loss;
+}
+
+void Admm::augmentedGradient(BlockState& s, Scalar rho) const {
+    // g = M grad f(W) + rho (W - G + U), M = the per-group metric (identity when empty)
+    const ParameterBlock& b = *blocks()[size_t(s.slot)];
+    s.g = b.grad;
+    if (s.metric.size() > 0) {
+        const Index per = s.g.size() / s.metric.size();
+        for (Index j = 0; j < s.metric.size(); ++j) s.g.segment(j * per, per) *= s.metric[j];
+    }
+    s.g += rho * (b.value - s.G + s.U);
 }
 
 void Admm::outerIteration() {
@@ -274,7 +293,7 @@ void Admm::outerIteration() {
     }
     // rho update (U rescaled with it)
     if (settings_.rhoSchedule == RhoSchedule::Coupling) {
-        coupling_ = std::min(coupling_ * settings_.couplingGrowth, settings_.couplingMax);
+        coupling_ = std::min(coupling_ * couplingGrowth_, settings_.couplingMax);
         setRho(couplingRho(learningRate()));
     } else {
         setRho(scheduledRho(outer_, rho_));
@@ -349,15 +368,19 @@ std::string Admm::describeMethod() const {
             break;
         case RhoSchedule::Explicit: rho = "rho from a list of " + std::to_string(a.rhoList.size()); break;
         case RhoSchedule::Coupling:
-            rho = "rho from lr: coupling " + formatShortest(a.coupling) + " x" +
-                  formatShortest(a.couplingGrowth) + " <= " + formatShortest(a.couplingMax);
+            rho = "rho from lr: coupling " + formatShortest(a.coupling) +
+                  (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the end (x" +
+                                               formatShortest(static_cast<float>(couplingGrowth_)) + ")"
+                                         : " x" + formatShortest(a.couplingGrowth) + " <= " +
+                                               formatShortest(a.couplingMax));
             break;
     }
     const std::string every = a.outerEverySteps > 0 ? std::to_string(a.outerEverySteps) + " steps"
                                                     : std::to_string(a.outerEvery) + " epoch(s)";
     return "projection " + projection_->name() + " per " + granularityName(granularity_) + ", " + rho +
            ", G/U every " + every + (a.extragradient ? ", extragradient" : "") +
-           (a.rescale ? ", rescaled start" : "") +
+           (a.rescale ? (a.precondition ? ", rescaled start (gradient x 1/s^2)" : ", rescaled start")
+                      : "") +
            (a.decayConstrained ? ", weight decay on W" : ", no weight decay on W") +
            (a.finalEpochs > 0 ? ", final " + std::to_string(a.finalEpochs) + " epochs at G" : "");
 }
@@ -441,6 +464,8 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
         out.writeInts(prefix + "/codes/" + b.name, s.codes);
         out.write(prefix + "/scale/" + b.name, s.a, Shape{s.a.size()});
         if (final_) out.write(prefix + "/q/" + b.name, s.q, b.shape);
+        if (s.metric.size() > 0)
+            out.write(prefix + "/metric/" + b.name, s.metric, Shape{s.metric.size()});
         names.push_back(b.name);
     }
     if (final_) scaleInner_.save(out, prefix + "/scaleInner", names);
@@ -479,6 +504,11 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
         if (in.has(prefix + "/scale/" + b.name))
             s.a = in.read(prefix + "/scale/" + b.name, Shape{s.a.size()});
         if (final_) s.q = in.read(prefix + "/q/" + b.name, b.shape);
+        // the metric of the run that wrote the state (begin() computed it from this run's start)
+        if (in.has(prefix + "/metric/" + b.name))
+            s.metric = in.read(prefix + "/metric/" + b.name, Shape{s.a.size()});
+        else
+            s.metric.resize(0);
         names.push_back(b.name);
         sizes.push_back(s.a.size());
     }

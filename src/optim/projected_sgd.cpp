@@ -36,10 +36,17 @@ ProjectedSgd::ProjectedSgd(std::shared_ptr<const proj::Projection> projection,
 
 void ProjectedSgd::doBegin(Objective& /*f*/) {
     epochCodes_.clear();
+    metrics_.clear();
     for (ParameterBlock* b : blocks()) {
         if (!b->constrained) continue;
         requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
-        if (settings_.rescale) proj::rescaleToLevels(*projection_, b->value, b->shape, granularity_);
+        Vector metric;
+        if (settings_.rescale) {
+            const Vector divisors =
+                proj::rescaleToLevels(*projection_, b->value, b->shape, granularity_);
+            if (settings_.precondition) metric = divisors.cwiseInverse().cwiseAbs2();
+        }
+        metrics_.push_back(std::move(metric));
         // Start on C: W = P_C(W)
         projection_->project(b->value, b->value, b->shape, granularity_);
         epochCodes_.push_back(detail::signCodes(b->value));
@@ -51,6 +58,7 @@ double ProjectedSgd::doStep(Objective& f, Index batch) {
     if (!std::isfinite(loss)) return loss;
     const auto& bs = blocks();
     bool finite = true;
+    size_t k = 0;  // index of the constrained block
     for (size_t i = 0; i < bs.size(); ++i) {
         ParameterBlock& b = *bs[i];
         if (!b.constrained) {
@@ -58,9 +66,17 @@ double ProjectedSgd::doStep(Objective& f, Index batch) {
             finite = innerStep(static_cast<Index>(i), b.value, b.grad, b.decay) && finite;
             continue;
         }
-        // Gradient step: V = W - lr * inner(g)
+        // Gradient step: V = W - lr * inner(M g), M the per-group metric (identity when empty)
         candidate_ = b.value;
-        if (!innerStep(static_cast<Index>(i), candidate_, b.grad, b.decay)) {
+        const Vector& metric = metrics_[static_cast<size_t>(k++)];
+        const Vector* g = &b.grad;
+        if (metric.size() > 0) {
+            scaled_ = b.grad;
+            const Index per = scaled_.size() / metric.size();
+            for (Index j = 0; j < metric.size(); ++j) scaled_.segment(j * per, per) *= metric[j];
+            g = &scaled_;
+        }
+        if (!innerStep(static_cast<Index>(i), candidate_, *g, b.decay)) {
             finite = false;  // keep the last point on C
             continue;
         }
@@ -82,8 +98,13 @@ void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "granularity", granularityName(granularity_));
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     size_t k = 0;
-    for (const ParameterBlock* b : blocks())
-        if (b->constrained) out.writeInts(prefix + "/codes/" + b->name, epochCodes_[k++]);
+    for (const ParameterBlock* b : blocks()) {
+        if (!b->constrained) continue;
+        out.writeInts(prefix + "/codes/" + b->name, epochCodes_[k]);
+        if (metrics_[k].size() > 0)
+            out.write(prefix + "/metric/" + b->name, metrics_[k], Shape{metrics_[k].size()});
+        ++k;
+    }
 }
 
 void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
@@ -97,8 +118,16 @@ void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
     }
     // codes at the start of the epoch (a mid-epoch save keeps the flip ratio exact)
     epochCodes_.clear();
-    for (const ParameterBlock* b : blocks())
-        if (b->constrained) epochCodes_.push_back(in.readInts(prefix + "/codes/" + b->name));
+    size_t k = 0;
+    for (const ParameterBlock* b : blocks()) {
+        if (!b->constrained) continue;
+        epochCodes_.push_back(in.readInts(prefix + "/codes/" + b->name));
+        // the metric of the run that wrote the state (begin() computed it from this run's start)
+        const std::string key = prefix + "/metric/" + b->name;
+        if (k < metrics_.size())
+            metrics_[k] = in.has(key) ? in.read(key, Shape{b->shape.groups(granularity_)}) : Vector();
+        ++k;
+    }
 }
 
 }  // namespace tern::optim

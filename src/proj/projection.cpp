@@ -223,12 +223,17 @@ GroupResult roundTernary(CVecRef v, VecRef z) {
 
 // ---------------------------------------------------------------- best scale
 
-void rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity) {
+Vector rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity) {
     const Index groups = shape.groups(granularity);
     requireSameSize(w.size(), shape.size(), "rescaleToLevels()", "w", "shape");
     const Index m = w.size() / groups;
     // w /= argmin_s ||w - s P(w/s)|| per group
-    for (Index g = 0; g < groups; ++g) w.segment(g * m, m) /= bestScale(p, w.segment(g * m, m));
+    Vector divisors(groups);
+    for (Index g = 0; g < groups; ++g) {
+        divisors[g] = bestScale(p, w.segment(g * m, m));
+        w.segment(g * m, m) /= divisors[g];
+    }
+    return divisors;
 }
 
 Scalar bestScale(const Projection& p, CVecRef w) {

@@ -31,6 +31,10 @@ std::vector<std::string> applyRecipe(TrainConfig& c,
             fill("rho-growth", [&] { c.opt.admm.rhoGrowth = 1.6; });
         } else {
             fill("rho-schedule", [&] { c.opt.admm.rhoSchedule = optim::RhoSchedule::Coupling; });
+            fill("coupling-growth", [&] { c.opt.admm.couplingGrowth = 0; });
+            // measured: the plain W-step is as good from scratch with BN at half the cost, and
+            // the extragradient diverges without BN (docs/results.md, issue 15)
+            fill("extragradient", [&] { c.opt.admm.extragradient = false; });
             fill("final-epochs",
                  [&] { c.opt.admm.finalEpochs = std::max<Index>(1, c.epochs / 10); });
         }

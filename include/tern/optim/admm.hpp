@@ -26,7 +26,9 @@ enum class RhoSchedule {
     /// rho follows the learning rate so that the penalty alone closes a fraction `coupling` of
     /// the gap W - (G - U) per outer iteration of S steps (SGD with momentum mu):
     ///   rho = (1 - mu) / lr * (1 - (1 - coupling)^(1/S))
-    /// coupling = min(coupling * couplingGrowth, couplingMax) after every outer iteration.
+    /// coupling = min(coupling * couplingGrowth, couplingMax) after every outer iteration;
+    /// couplingGrowth 0 (auto): the growth that reaches couplingMax at the last outer iteration
+    /// before the final phase, (couplingMax / coupling)^(1 / (K - 1)) for K outer iterations.
     Coupling,
 };
 
@@ -48,11 +50,19 @@ struct AdmmSettings {
     /// (alpha = 1: {-1, 0, 1}) sees weights at its own scale; without it small initial weights
     /// all round to 0. Harmless in front of batch norm, which undoes any per-channel scale.
     bool rescale = false;
+    /// With rescale: multiply the loss gradient of each rescaled group by s^2 (s its divisor)
+    /// in the W-step, i.e. a per-group penalty rho / s^2 and step lr s^2 (a diagonal metric).
+    /// The rescaled W then moves as much, relative to its size, as the original W would: a
+    /// network that is blind to the scale (BN, or the fixed gains without BN) sees a gradient
+    /// s times smaller on W / s, so plain SGD on it would learn s^2 times slower, and with
+    /// s ~ 1/16..1/32 the codes never cross a threshold.
+    bool precondition = true;
     double epsAbs = 0;                         ///< absolute residual tolerance (>= 0); 0 and
     double epsRel = 0;                         ///< epsRel 0 = no convergence test
     Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit
     double coupling = 0.05;                    ///< Coupling: first fraction, in (0, 1)
-    double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1)
+    double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1;
+                                               ///< 0 = auto: couplingMax by the final phase)
     double couplingMax = 0.9;                  ///< Coupling: cap, in [coupling, 1)
     /// Weight decay on the constrained W too. Off by default: it pulls W toward 0 against the
     /// penalty (with a fixed scale, W settles at rho/(rho+wd) (G - U), which drives codes to 0).
@@ -155,11 +165,14 @@ private:
         std::vector<std::int64_t> codes;  // G / scale, for the flip ratio
         Vector q;                // final phase: G = a q per group, q frozen
         Vector a;                // final phase: the scale of each group
+        Vector metric;           // per group: the loss gradient's factor (empty: 1)
     };
     /// Steps per outer iteration (Coupling schedule).
     Index stepsPerOuter() const;
     /// rho of the Coupling schedule at learning rate lr.
     double couplingRho(double lr) const;
+    /// s.g = metric * grad f + rho (W - G + U) from the block's current value and gradient.
+    void augmentedGradient(BlockState& s, Scalar rho) const;
     /// rho := r, U *= rhoOld / r (the unscaled multiplier rho U is unchanged).
     void setRho(double r);
     /// Freezes the codes of G (q, a per group); training continues at G.
@@ -180,6 +193,7 @@ private:
     Index outer_ = 0;
     Index batches_ = 1;      // the objective's batches per epoch (Coupling: steps per outer)
     double coupling_ = 0;    // Coupling: the current fraction
+    double couplingGrowth_ = 1;  // Coupling: the factor in use (auto resolved in begin())
     bool final_ = false;     // final phase
     InnerUpdate scaleInner_; // final phase: the scales' inner update (no decay)
 };

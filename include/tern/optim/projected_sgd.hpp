@@ -14,6 +14,10 @@ struct PgdSettings {
     /// small initial weights all project to 0 and the network starts (and stays) dead. Harmless
     /// in front of batch norm, which undoes any per-channel scale.
     bool rescale = false;
+    /// With rescale: the loss gradient of each rescaled group is multiplied by s^2 (s its
+    /// divisor), so that the step is the same relative to the weights as before the rescale
+    /// (see AdmmSettings::precondition).
+    bool precondition = true;
 };
 
 /// Projected (stochastic) gradient descent. Constrained blocks are projected after every inner
@@ -29,7 +33,9 @@ public:
     const proj::Projection& projection() const { return *projection_; }
     std::string describeMethod() const override {
         return "projection " + projection_->name() + " per " + granularityName(granularity_) +
-               (settings_.rescale ? ", rescaled start" : "");
+               (settings_.rescale ? (settings_.precondition ? ", rescaled start (gradient x 1/s^2)"
+                                                             : ", rescaled start")
+                                  : "");
     }
     int levels() const override { return projection_->levels(); }
     bool freeScale() const override { return projection_->freeScale(); }
@@ -48,6 +54,8 @@ private:
     Granularity granularity_;
     PgdSettings settings_;
     Vector candidate_;                            // W - lr * inner(g), before projection
+    Vector scaled_;                               // scratch: the preconditioned gradient
+    std::vector<Vector> metrics_;                 // per constrained block: per-group factor
     std::vector<std::vector<std::int64_t>> epochCodes_;  // codes at the start of the epoch
 };
 

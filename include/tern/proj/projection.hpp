@@ -59,8 +59,11 @@ Scalar bestScale(const Projection& p, CVecRef w);
 
 /// Divides each group of `w` (per tensor or per output filter of `shape`) by its bestScale(),
 /// so that a fixed-scale set sees the weights at its own scale (else small weights all project
-/// to 0). Harmless in front of batch norm, which undoes any per-channel scale.
-void rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity);
+/// to 0). Harmless in front of batch norm, which undoes any per-channel scale. Returns the
+/// divisor of each group (bestScale()), e.g. for an optimizer that keeps the step the same
+/// relative to the weights: the gradient of w/s is s times that of w, so a step on it needs a
+/// learning rate 1/s^2 times as large (ADMM's and PGD's preconditioning).
+Vector rescaleToLevels(const Projection& p, VecRef w, const Shape& shape, Granularity granularity);
 
 /// Builds a projection from a spec: "ternary:exact", "ternary:twn,ratio=0.7", "pow2,bits=3",
 /// "ternary:topk,fraction=0.3", ... ; ",scale=one" fixes the scale of a scaled set to 1.
