@@ -1042,6 +1042,29 @@ BOOST_AUTO_TEST_CASE(coupling_schedule_follows_the_learning_rate) {
     }
     // the pull per outer iteration is the same before and after the drop
     BOOST_TEST(rho[3] == 10 * rho[2], boost::test_tools::tolerance(1e-9));
+
+    // an lr drop leaves the scaled dual U alone (ADMM on f / 10 with the same rho): U after the
+    // outer iteration that ends epoch 2 equals U after the first step of epoch 3
+    struct Watch final : Callback {
+        explicit Watch(const Admm& a) : a_(a) {}
+        bool stepTaken(Optimizer& o, Objective&, Index, double) override {
+            if (o.epoch() == 3 && o.stepsInEpoch() == 1) afterFirstStep = a_.U(0);
+            return false;
+        }
+        bool endEpoch(Optimizer&, Objective&, const EpochStats& e) override {
+            if (e.epoch == 2) endOfEpoch2 = a_.U(0);
+            return false;
+        }
+        const Admm& a_;
+        Vector endOfEpoch2, afterFirstStep;
+    };
+    auto q = plantedProblem(40, 5, 14, 10);
+    Admm again(ternary(), Granularity::PerTensor, a, s, t);
+    auto watch = std::make_shared<Watch>(again);
+    again.optimize(q, {watch});
+    BOOST_TEST(watch->endOfEpoch2.size() == 5);
+    BOOST_TEST(watch->endOfEpoch2.norm() > 0);
+    BOOST_TEST(bitEqual(watch->endOfEpoch2, watch->afterFirstStep));
 }
 
 BOOST_AUTO_TEST_CASE(final_phase_freezes_the_codes_and_trains_the_scale) {

@@ -149,6 +149,7 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     BOOST_TEST(a.opt.admm.finalEpochs == 3);
     BOOST_TEST(a.opt.admm.couplingGrowth == 0.0);  // auto: couplingMax by the final phase
     BOOST_TEST(!a.opt.admm.extragradient);
+    BOOST_TEST(a.opt.admm.outerEverySteps == 100);
     TrainConfig f = TrainConfig{};
     f.method = "admm";
     f.epochs = 10;

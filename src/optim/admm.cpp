@@ -146,6 +146,7 @@ Index Admm::projectInto(BlockState& s, const Vector& v) {
 
 void Admm::doBegin(Objective& f) {
     state_.clear();
+    trace_.clear();
     batches_ = f.numBatches();
     final_ = false;
     coupling_ = settings_.coupling;
@@ -172,8 +173,15 @@ void Admm::doBegin(Objective& f) {
                : settings_.rho;
     couplingGrowth_ = settings_.couplingGrowth;
     if (couplingGrowth_ == 0) {
-        // auto: reach couplingMax at the last of the K outer iterations before the final phase
-        const Index epochs = std::max<Index>(trainSettings().maxEpochs - settings_.finalEpochs, 0);
+        // auto: reach couplingMax at the last of the K outer iterations before the first lr
+        // drop (the codes settle once the steps get small) or else before the final phase
+        Index epochs = std::max<Index>(trainSettings().maxEpochs - settings_.finalEpochs, 0);
+        const LrSchedule& lr = trainSettings().lr;
+        for (Index e = 1; e < epochs; ++e)
+            if (lr.lr(e) < lr.lr(0)) {
+                epochs = e;
+                break;
+            }
         const Index k = epochs * std::max<Index>(batches_, 1) / std::max<Index>(stepsPerOuter(), 1);
         couplingGrowth_ = k >= 2 ? std::pow(settings_.couplingMax / settings_.coupling,
                                             1.0 / static_cast<double>(k - 1))
@@ -190,8 +198,10 @@ double Admm::doStep(Objective& f, Index batch) {
         epoch() >= trainSettings().maxEpochs - settings_.finalEpochs)
         enterFinalPhase();
     if (final_) return finalStep(f, batch);
-    // Coupling: rho follows the learning rate (an lr drop raises rho, the pull stays)
-    if (settings_.rhoSchedule == RhoSchedule::Coupling) setRho(couplingRho(learningRate()));
+    // Coupling: rho follows the learning rate (an lr drop raises rho, the pull stays). U stays
+    // too: lr/k (grad f + k rho (W - G + U)) = lr (grad (f/k) + rho (W - G + U)) is ADMM on f/k
+    // with the same rho, whose scaled dual is U itself; rescaling U would move G = P(W + U).
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(learningRate());
     const auto rho = static_cast<Scalar>(rho_);
     const auto lr = static_cast<Scalar>(learningRate());
     const bool eg = settings_.extragradient;
@@ -278,6 +288,7 @@ void Admm::outerIteration() {
                      ? static_cast<double>(flips) / static_cast<double>(n)
                      : std::numeric_limits<double>::quiet_NaN();
     ++outer_;
+    trace_.push_back({outer_, epoch(), steps(), primalRes_, dualRes_, rho_, flipRatio_, coupling()});
     if (!std::isfinite(primalRes_) || !std::isfinite(dualRes_) || primalRes_ > kBlowUp) {
         setDiverged();
         return;
@@ -369,7 +380,7 @@ std::string Admm::describeMethod() const {
         case RhoSchedule::Explicit: rho = "rho from a list of " + std::to_string(a.rhoList.size()); break;
         case RhoSchedule::Coupling:
             rho = "rho from lr: coupling " + formatShortest(a.coupling) +
-                  (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the end (x" +
+                  (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the first lr drop (x" +
                                                formatShortest(static_cast<float>(couplingGrowth_)) + ")"
                                          : " x" + formatShortest(a.couplingGrowth) + " <= " +
                                                formatShortest(a.couplingMax));

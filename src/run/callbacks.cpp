@@ -2,6 +2,8 @@
 // checkpoints.
 #include "tern/run/callbacks.hpp"
 
+#include "tern/optim/admm.hpp"
+
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
@@ -206,6 +208,45 @@ MetricsCsv::MetricsCsv(std::string path, const TrainResult& result, bool resume,
 bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::EpochStats&) {
     std::ofstream m(path_, std::ios::app);
     m << metricsRow(result_.history.back()) << '\n';
+    m.flush();
+    if (!m) throw std::runtime_error("train(): cannot write " + path_);
+    return false;
+}
+
+// ---------------------------------------------------------------- AdmmTrace
+
+AdmmTrace::AdmmTrace(std::string path, bool resume, Index epochsDone) : path_(std::move(path)) {
+    std::vector<std::string> keep{"outer,epoch,step,primal_res,dual_res,rho,flip_ratio,coupling"};
+    if (resume) {  // keep the rows of the epochs already done
+        std::ifstream in(path_);
+        std::string line;
+        std::getline(in, line);
+        while (std::getline(in, line)) {
+            const size_t comma = line.find(',');
+            if (comma == std::string::npos) continue;
+            const Index e = std::stol(line.substr(comma + 1, line.find(',', comma + 1) - comma - 1));
+            if (e < epochsDone) keep.push_back(line);
+        }
+    }
+    std::ofstream out(path_, std::ios::trunc);
+    for (const auto& l : keep) out << l << '\n';
+    out.flush();
+    if (!out) throw std::runtime_error("train(): cannot write " + path_);
+}
+
+bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::EpochStats&) {
+    const auto* admm = dynamic_cast<const optim::Admm*>(&opt);
+    if (!admm) return false;
+    const auto& trace = admm->trace();
+    if (trace.size() < written_) written_ = 0;  // begun again
+    std::ofstream m(path_, std::ios::app);
+    auto num = [](double v) { return std::isfinite(v) ? formatShortest(v) : std::string(); };
+    for (; written_ < trace.size(); ++written_) {
+        const optim::OuterRecord& r = trace[written_];
+        m << r.outer << ',' << r.epoch << ',' << r.step << ',' << num(r.primalRes) << ','
+          << num(r.dualRes) << ',' << num(r.rho) << ',' << num(r.flipRatio) << ','
+          << num(r.coupling) << '\n';
+    }
     m.flush();
     if (!m) throw std::runtime_error("train(): cannot write " + path_);
     return false;

@@ -204,6 +204,9 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     if (out)
         callbacks.push_back(std::make_shared<MetricsCsv>(
             (fs::path(c.outDir) / "metrics.csv").string(), result, c.resume, startEpoch));
+    if (out && m == "admm")
+        callbacks.push_back(std::make_shared<AdmmTrace>(
+            (fs::path(c.outDir) / "admm.csv").string(), c.resume, startEpoch));
     if (out && c.checkpoint)
         callbacks.push_back(std::make_shared<Checkpointer>(ckptPath, c, data, *net, result,
                                                            stopRequested, elapsed));

@@ -28,12 +28,26 @@ enum class RhoSchedule {
     ///   rho = (1 - mu) / lr * (1 - (1 - coupling)^(1/S))
     /// coupling = min(coupling * couplingGrowth, couplingMax) after every outer iteration;
     /// couplingGrowth 0 (auto): the growth that reaches couplingMax at the last outer iteration
-    /// before the final phase, (couplingMax / coupling)^(1 / (K - 1)) for K outer iterations.
+    /// before the first learning-rate drop (or else the final phase), (couplingMax /
+    /// coupling)^(1 / (K - 1)) for K outer iterations: the codes move while the steps are large
+    /// and W is at G when they get small.
     Coupling,
 };
 
 /// "constant", "growth", "explicit", "coupling" (AdmmSettings::parseSchedule reads them).
 std::string rhoScheduleName(RhoSchedule s);
+
+/// One outer iteration (G-step and U-step) as it happened: Admm::trace().
+struct OuterRecord {
+    Index outer = 0;          ///< 1-based number of the outer iteration
+    Index epoch = 0;          ///< epoch it ran in (0-based)
+    Index step = 0;           ///< Optimizer::steps() when it ran
+    double primalRes = 0;     ///< ||W - G||
+    double dualRes = 0;       ///< rho ||G - G_prev||
+    double rho = 0;           ///< the penalty used in the steps before it
+    double flipRatio = 0;     ///< fraction of G's codes it changed (NaN for unquantized sets)
+    double coupling = 0;      ///< Coupling schedule: the fraction in use (NaN otherwise)
+};
 
 /// ADMM hyper-parameters (scaled form). Names follow docs/algorithms.md section 5.
 struct AdmmSettings {
@@ -62,7 +76,7 @@ struct AdmmSettings {
     Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit
     double coupling = 0.05;                    ///< Coupling: first fraction, in (0, 1)
     double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1;
-                                               ///< 0 = auto: couplingMax by the final phase)
+                                               ///< 0 = auto: couplingMax by the first lr drop)
     double couplingMax = 0.9;                  ///< Coupling: cap, in [coupling, 1)
     /// Weight decay on the constrained W too. Off by default: it pulls W toward 0 against the
     /// penalty (with a fixed scale, W settles at rho/(rho+wd) (G - U), which drives codes to 0).
@@ -124,6 +138,8 @@ public:
     /// Fraction of G's codes that changed at the last outer iteration (NaN before the first,
     /// or for a continuous set).
     double flipRatio() const { return flipRatio_; }
+    /// Every outer iteration since begin() (or since load(): the trace is not in the state).
+    const std::vector<OuterRecord>& trace() const { return trace_; }
     /// Fraction of zeros in G.
     double sparsity() const;
     /// In the final phase (codes frozen, training at G).
@@ -194,6 +210,7 @@ private:
     Index batches_ = 1;      // the objective's batches per epoch (Coupling: steps per outer)
     double coupling_ = 0;    // Coupling: the current fraction
     double couplingGrowth_ = 1;  // Coupling: the factor in use (auto resolved in begin())
+    std::vector<OuterRecord> trace_;
     bool final_ = false;     // final phase
     InnerUpdate scaleInner_; // final phase: the scales' inner update (no decay)
 };

@@ -97,6 +97,19 @@ private:
     const TrainResult& result_;
 };
 
+/// admm.csv: one row per outer iteration of an optim::Admm (G-step, U-step), appended at the
+/// end of every epoch: outer, epoch, step, primal_res, dual_res, rho, flip_ratio, coupling.
+/// A resumed run keeps the rows of the epochs already done. Nothing for other optimizers.
+class AdmmTrace final : public optim::Callback {
+public:
+    AdmmTrace(std::string path, bool resume, Index epochsDone);
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+
+private:
+    std::string path_;
+    size_t written_ = 0;  // records of Admm::trace() already in the file
+};
+
 /// checkpoint.h5 after every epoch, and mid-epoch when `stop` becomes true, written atomically
 /// (io::CheckpointWriter): the configuration, input shape and normalization, network state,
 /// optimizer state, the deployable parameters, and the run's progress.
