@@ -69,6 +69,7 @@ int run(int argc, char** argv) {
         ("no-bn", po::bool_switch(&noBn), "no batch normalization")
         ("dropout", app::withDefault(&c.dropout), "dropout before the last layer")
         ("loss", app::withDefault(&c.loss), "ce | hinge | sqhinge")
+        ("weight-init", app::withDefault(&c.weightInit), "he (He-normal, zero biases) | torch (PyTorch's default: uniform +-1/sqrt(fan-in), biases too; learns faster early in front of BN)")
         ("quantize-first", po::bool_switch(&c.quantizeFirst), "quantize the first layer too")
         ("quantize-last", po::bool_switch(&c.quantizeLast), "quantize the last layer too");
     po::options_description training("Training");

@@ -620,6 +620,42 @@ BOOST_AUTO_TEST_CASE(sgd_learns_bands_and_inference_agrees) {
     BOOST_TEST(double(agree) / test.count == eval.accuracy, boost::test_tools::tolerance(1e-9));
 }
 
+BOOST_AUTO_TEST_CASE(weight_initialisations) {
+    // LeNet-5 without BN (biased layers): fc1 has 1024 inputs, 524,288 weights
+    ModelOptions opt;
+    opt.batchNorm = false;
+    auto stats = [](const Vector& v) {
+        const double mean = v.cast<double>().mean();
+        const double sd = std::sqrt((v.cast<double>().array() - mean).square().mean());
+        return std::make_pair(sd, static_cast<double>(v.cwiseAbs().maxCoeff()));
+    };
+    auto fc1 = [](Network& n, const std::string& what) -> ParameterBlock& {
+        for (ParameterBlock* p : n.parameters().all())
+            if (p->name == "fc1." + what) return *p;
+        throw std::runtime_error("no fc1." + what);
+    };
+    auto he = lenet5({1, 28, 28}, 10, opt);
+    he->initialize(1);
+    const auto [heSd, heMax] = stats(fc1(*he, "weights").value);
+    BOOST_TEST(heSd == std::sqrt(2.0 / 1024), boost::test_tools::tolerance(0.01));
+    BOOST_TEST(heMax > 4 * std::sqrt(2.0 / 1024));  // normal tails
+    BOOST_TEST(fc1(*he, "bias").value.cwiseAbs().maxCoeff() == 0.0f);
+
+    opt.weightInit = parseWeightInit("torch");
+    auto torch = lenet5({1, 28, 28}, 10, opt);
+    torch->initialize(1);
+    const auto [tSd, tMax] = stats(fc1(*torch, "weights").value);
+    BOOST_TEST(tSd == 1.0 / std::sqrt(3.0 * 1024), boost::test_tools::tolerance(0.01));
+    BOOST_TEST(tMax <= 1.0 / 32);
+    BOOST_TEST(tMax > 0.99 / 32);
+    const Vector& bias = fc1(*torch, "bias").value;
+    BOOST_TEST(bias.cwiseAbs().maxCoeff() <= 1.0f / 32);
+    BOOST_TEST(bias.cwiseAbs().minCoeff() < bias.cwiseAbs().maxCoeff());
+    BOOST_TEST(weightInitName(opt.weightInit) == "torch");
+    BOOST_CHECK_EXCEPTION(parseWeightInit("xavier"), std::invalid_argument,
+                          messageContains("known: he, torch"));
+}
+
 BOOST_AUTO_TEST_CASE(same_seed_same_losses) {
     io::Dataset train = bands(60, 8, 2);
     std::vector<double> losses[2];

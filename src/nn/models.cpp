@@ -17,6 +17,10 @@ namespace {
 /// Appends layers while tracking the current dims, so FC input sizes follow from the input.
 struct Builder {
     std::vector<std::unique_ptr<Layer>> layers;
+    void setWeightInit(WeightInit w) {
+        for (const auto& l : layers)
+            if (auto* wl = dynamic_cast<WeightedLayer*>(l.get())) wl->setWeightInit(w);
+    }
     dnnl::memory::dims dims;
     const ModelOptions& opt;
     int convs = 0, fcs = 0;
@@ -80,6 +84,7 @@ std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const Mod
     b.pool();
     b.fc(scaled(512, opt.width), true);
     b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
     return std::make_unique<Network>("lenet5", std::move(b.layers), input, classes, opt.loss);
 }
 
@@ -97,6 +102,7 @@ std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const Model
     b.pool();
     b.fc(scaled(1024, opt.width), true);
     b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
     return std::make_unique<Network>("vgg7", std::move(b.layers), input, classes, opt.loss);
 }
 
@@ -107,6 +113,7 @@ std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const Mo
     b.pool();
     b.fc(scaled(16, opt.width), true);
     b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
     return std::make_unique<Network>("tiny", std::move(b.layers), input, classes, opt.loss);
 }
 

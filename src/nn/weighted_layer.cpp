@@ -2,6 +2,9 @@
 // initialisation, and the executor of their oneDNN primitives (weighted_exec.hpp).
 #include "tern/nn/weighted_layer.hpp"
 
+#include <cmath>
+#include <stdexcept>
+
 #include "weighted_exec.hpp"
 
 #include <cmath>
@@ -16,13 +19,29 @@ void WeightedLayer::declare(ParameterSet& params) {
 }
 
 void WeightedLayer::initialize(std::mt19937_64& rng) {
-    // He-normal: the fan-in is the number of weights per output
+    // the fan-in is the number of weights per output
     const Shape shape = weightShape();
     const Index fanIn = shape.size() / shape.dims[0];
+    if (init_ == WeightInit::TorchUniform) {
+        const float bound = 1.0f / std::sqrt(static_cast<float>(fanIn));
+        std::uniform_real_distribution<float> dist(-bound, bound);
+        for (Index i = 0; i < weights_->value.size(); ++i) weights_->value[i] = dist(rng);
+        if (bias_)
+            for (Index i = 0; i < bias_->value.size(); ++i) bias_->value[i] = dist(rng);
+        return;
+    }
     std::normal_distribution<float> dist(0.0f, std::sqrt(2.0f / static_cast<float>(fanIn)));
     for (Index i = 0; i < weights_->value.size(); ++i) weights_->value[i] = dist(rng);
     if (bias_) bias_->value.setZero();
 }
+
+WeightInit parseWeightInit(const std::string& name) {
+    if (name == "he") return WeightInit::HeNormal;
+    if (name == "torch") return WeightInit::TorchUniform;
+    throw std::invalid_argument("unknown weight initialisation '" + name + "'; known: he, torch");
+}
+
+std::string weightInitName(WeightInit w) { return w == WeightInit::TorchUniform ? "torch" : "he"; }
 
 namespace detail {
 

@@ -61,6 +61,7 @@ void TrainConfig::validate() const {
         fail(w, "unknown lr schedule '" + lrSchedule + "'; known: multistep, cosine, constant");
     parseGranularity(granularity);
     nn::parseLoss(loss);
+    nn::parseWeightInit(weightInit);
     requirePositive(width, w, "width");
     requireInRange(dropout, 0, 0.99, w, "dropout");
     requireNonNegative(static_cast<double>(epochs), w, "epochs");
@@ -147,7 +148,8 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"train-limit", std::to_string(trainLimit)}, {"test-limit", std::to_string(testLimit)},
             {"model", model},              {"width", n(width)},
             {"bn", b(batchNorm)},          {"dropout", n(dropout)},
-            {"loss", loss},                {"quantize-first", b(quantizeFirst)},
+            {"loss", loss},                {"weight-init", weightInit},
+            {"quantize-first", b(quantizeFirst)},
             {"quantize-last", b(quantizeLast)}, {"epochs", std::to_string(epochs)},
             {"batch-size", std::to_string(batchSize)}, {"lr", n(lr)},
             {"lr-steps", steps},           {"lr-gamma", n(lrGamma)},

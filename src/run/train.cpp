@@ -142,6 +142,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     mo.loss = nn::parseLoss(c.loss);
     // a fixed-scale set without BN ({-1, 0, 1}: alpha one, bc) gets fixed power-of-two gains
     // after its layers, which keep the activations in range and fold away at export
+    mo.weightInit = nn::parseWeightInit(c.weightInit);
     mo.gains = !c.batchNorm && !method.projection.empty() &&
                !proj::makeProjection(method.projection)->freeScale();
     auto net = nn::makeModel(c.model, {data.train.channels, data.train.height, data.train.width},

@@ -1,6 +1,7 @@
 #pragma once
 /// \file Model zoo: LeNet-5 and VGG-7 as in the TWN paper, and a small MLP/CNN for tests.
 #include "tern/nn/network.hpp"
+#include "tern/nn/weighted_layer.hpp"
 
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@ struct ModelOptions {
     /// fixed-scale (alpha = 1) sets, whose codes {-1, 0, +1} have no scale of their own.
     /// Ignored with BN. Export folds the gains exactly (powers of two).
     bool gains = false;
+    WeightInit weightInit = WeightInit::HeNormal;  ///< how conv / FC layers start
     void validate() const;
 };
 

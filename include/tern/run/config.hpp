@@ -27,6 +27,7 @@ struct TrainConfig {
     bool batchNorm = true;
     float dropout = 0.0f;
     std::string loss = "ce";        ///< ce | hinge | sqhinge
+    std::string weightInit = "he";  ///< he (He-normal) | torch (PyTorch's uniform default)
     bool quantizeFirst = false, quantizeLast = false;
     // Schedule
     Index epochs = 30;
