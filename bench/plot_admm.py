@@ -3,10 +3,12 @@
 
     bench/plot_admm.py OUT.png RUN_DIR[=LABEL] [RUN_DIR[=LABEL] ...]
 
-Reads each RUN_DIR/metrics.csv (one row per epoch; with G/U once per epoch, the default, that
-is one row per outer iteration) and draws, with gnuplot (Debian's gnuplot-nox), four panels:
-the flip ratio of G's codes, the primal residual ||W - G||, the dual residual rho ||G - G_prev||
-and rho, each against the epoch, one line per run. Standard library only.
+Reads each RUN_DIR/admm.csv (tern-train writes one row per outer iteration) or, for runs made
+before it existed, RUN_DIR/metrics.csv (one row per epoch, the last outer iteration's values),
+and draws, with gnuplot (Debian's gnuplot-nox), four panels: the flip ratio of G's codes, the
+primal residual ||W - G||, the dual residual rho ||G - G_prev|| and rho, against the epoch (an
+outer iteration at step k of epoch e is drawn at e + its share of the epoch), one line per run.
+Standard library only.
 """
 import csv
 import os
@@ -34,14 +36,26 @@ def main(argv):
     runs = []
     for spec in argv[2:]:
         path, _, label = spec.partition("=")
+        trace = os.path.join(path, "admm.csv")
         metrics = os.path.join(path, "metrics.csv")
-        if not os.path.isfile(metrics):
-            fail(f"{metrics} does not exist")
-        with open(metrics, newline="") as f:
+        source = trace if os.path.isfile(trace) else metrics
+        if not os.path.isfile(source):
+            fail(f"neither {trace} nor {metrics} exists")
+        with open(source, newline="") as f:
             rows = list(csv.DictReader(f))
         need = {"epoch", "flip_ratio", "primal_res", "dual_res", "rho"}
         if not rows or not need <= set(rows[0]):
-            fail(f"{metrics} has no ADMM columns ({', '.join(sorted(need))})")
+            fail(f"{source} has no ADMM columns ({', '.join(sorted(need))})")
+        if source == trace:
+            # x = epoch + share of the epoch; steps per epoch: the steps taken by the end of
+            # epoch 0 (its last G/U step is at its last step when G/U divides the epoch)
+            ends = [int(r["step"]) for r in rows if int(r["epoch"]) == 0]
+            span = max(ends) if ends else 0
+            for r in rows:
+                r["x"] = int(r["step"]) / span if span else float(r["epoch"]) + 1
+        else:
+            for r in rows:
+                r["x"] = float(r["epoch"]) + 1
         runs.append((label or os.path.basename(os.path.normpath(path)), rows))
     tmp = tempfile.mkdtemp(prefix="plot_admm")
     files = []
@@ -49,7 +63,7 @@ def main(argv):
         name = os.path.join(tmp, f"run{i}.dat")
         with open(name, "w") as f:
             for r in rows:
-                vals = [number(r[k]) for k in ("epoch", "flip_ratio", "primal_res", "dual_res", "rho")]
+                vals = [number(r[k]) for k in ("x", "flip_ratio", "primal_res", "dual_res", "rho")]
                 f.write(" ".join("NaN" if v is None else repr(v) for v in vals) + "\n")
         files.append((name, label))
     panels = [(2, "flip ratio of the codes of G per G/U step", False),
@@ -61,7 +75,7 @@ def main(argv):
     for col, title, log in panels:
         script.append(f"set title '{title}'")
         script.append("set logscale y" if log else "unset logscale y")
-        plots = [f"'{n}' using ($1+1):{col} with linespoints title '{l}'" for n, l in files]
+        plots = [f"'{n}' using 1:{col} with lines lw 1.5 title '{l}'" for n, l in files]
         script.append("plot " + ", ".join(plots))
     script.append("unset multiplot")
     run = subprocess.run(["gnuplot"], input="\n".join(script) + "\n", text=True,

@@ -160,6 +160,12 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     BOOST_TEST(f.opt.admm.rho == 1e-2);
     BOOST_TEST(f.opt.admm.rhoGrowth == 1.6);
     BOOST_TEST((f.opt.admm.rhoSchedule == optim::RhoSchedule::Growth));
+    BOOST_TEST(f.opt.admm.extragradient);  // with BN, as measured (docs/results.md)
+    TrainConfig n = f;
+    n.batchNorm = false;
+    n.opt.admm.extragradient = true;
+    applyRecipe(n, none);
+    BOOST_TEST(!n.opt.admm.extragradient);  // diverges without BN
 
     TrainConfig g;  // what the user gave stays
     g.method = "admm";

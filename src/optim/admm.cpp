@@ -240,6 +240,7 @@ double Admm::doStep(Objective& f, Index batch) {
     if (!finite) return std::numeric_limits<double>::quiet_NaN();
 
     if (settings_.outerEverySteps > 0 && (steps() + 1) % settings_.outerEverySteps == 0) {
+        stepsDone_ = steps() + 1;  // this step counts (the counter moves after doStep)
         outerIteration();
         if (diverged()) return std::numeric_limits<double>::quiet_NaN();
     }
@@ -288,7 +289,7 @@ void Admm::outerIteration() {
                      ? static_cast<double>(flips) / static_cast<double>(n)
                      : std::numeric_limits<double>::quiet_NaN();
     ++outer_;
-    trace_.push_back({outer_, epoch(), steps(), primalRes_, dualRes_, rho_, flipRatio_, coupling()});
+    trace_.push_back({outer_, epoch(), std::max(steps(), stepsDone_), primalRes_, dualRes_, rho_, flipRatio_, coupling()});
     if (!std::isfinite(primalRes_) || !std::isfinite(dualRes_) || primalRes_ > kBlowUp) {
         setDiverged();
         return;

@@ -29,6 +29,8 @@ std::vector<std::string> applyRecipe(TrainConfig& c,
         if (fineTune) {
             fill("rho", [&] { c.opt.admm.rho = 1e-2; });
             fill("rho-growth", [&] { c.opt.admm.rhoGrowth = 1.6; });
+            // without BN the extragradient diverges (lr L > 1 along sharp directions)
+            if (!c.batchNorm) fill("extragradient", [&] { c.opt.admm.extragradient = false; });
         } else {
             fill("rho-schedule", [&] { c.opt.admm.rhoSchedule = optim::RhoSchedule::Coupling; });
             fill("coupling-growth", [&] { c.opt.admm.couplingGrowth = 0; });

@@ -41,7 +41,7 @@ std::string rhoScheduleName(RhoSchedule s);
 struct OuterRecord {
     Index outer = 0;          ///< 1-based number of the outer iteration
     Index epoch = 0;          ///< epoch it ran in (0-based)
-    Index step = 0;           ///< Optimizer::steps() when it ran
+    Index step = 0;           ///< optimizer steps taken when it ran (the triggering one included)
     double primalRes = 0;     ///< ||W - G||
     double dualRes = 0;       ///< rho ||G - G_prev||
     double rho = 0;           ///< the penalty used in the steps before it
@@ -211,6 +211,7 @@ private:
     double coupling_ = 0;    // Coupling: the current fraction
     double couplingGrowth_ = 1;  // Coupling: the factor in use (auto resolved in begin())
     std::vector<OuterRecord> trace_;
+    Index stepsDone_ = 0;    // steps taken when a step-triggered outer iteration runs
     bool final_ = false;     // final phase
     InnerUpdate scaleInner_; // final phase: the scales' inner update (no decay)
 };
