@@ -362,4 +362,10 @@ BOOST_AUTO_TEST_CASE(cost_of_multiplication_free_network) {
     const TrainResult free = train(all, nullptr);
     BOOST_TEST(free.cost.multiplications == 0);
     BOOST_TEST(free.cost.additions > 0);
+    // alpha free per tensor, no BN: the scales propagate to the logits at export, 0 too; per
+    // filter they stay, one multiplication per output value
+    all.alpha = "free";
+    BOOST_TEST(train(all, nullptr).cost.multiplications == 0);
+    all.granularity = "filter";
+    BOOST_TEST(train(all, nullptr).cost.multiplications > 0);
 }

@@ -71,8 +71,10 @@ NetworkCost networkCost(nn::Network& net, const std::vector<LayerQuant>& layers,
             c.nonzeroWeights += q->nonzeros;
             c.storageBits += 2.0 * static_cast<double>(q->total) + 32.0 * static_cast<double>(q->groups);
             c.additions += q->nonzeros * positions;  // one add/sub per nonzero weight use
-            // One multiply per output value where a scale or a folded BN remains.
-            if (hasScale || bnAfter) c.multiplications += outChannels * positions;
+            // One multiply per output value where a scale or a folded BN remains. A per-tensor
+            // scale without BN does not remain: export propagates it to the logits
+            // (deploy::TernaryModel::propagateScales(), tern-export's default).
+            if ((hasScale && q->groups > 1) || bnAfter) c.multiplications += outChannels * positions;
         }
     }
     // Biases and BN (folded: one scale and one shift per channel) stay float.
