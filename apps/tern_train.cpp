@@ -43,7 +43,7 @@ std::string withFlag(const std::string& message) {
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
-                extragradient = "true";
+                extragradient = "true", couplingLr = "current";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
          noRecipe = false;
@@ -111,6 +111,7 @@ int run(int argc, char** argv) {
         ("coupling", app::withDefault(&c.opt.admm.coupling), "coupling schedule: first fraction, (0, 1)")
         ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step (0 = auto: --coupling-max by the first lr drop, else by the final phase)")
         ("coupling-max", app::withDefault(&c.opt.admm.couplingMax), "coupling schedule: cap, < 1")
+        ("coupling-lr", po::value(&couplingLr)->default_value("current"), "coupling schedule: rho from the current lr (an lr drop raises rho: the codes settle) | initial (rho ignores lr drops: the codes keep moving)")
         ("decay-constrained", po::bool_switch(&c.opt.admm.decayConstrained), "weight decay on the constrained W too (off: it fights the penalty)")
         ("final-epochs", app::withDefault(&c.opt.admm.finalEpochs), "last N epochs at G: codes frozen; scales, biases, BN and float layers train")
         ("extragradient", po::value(&extragradient)->default_value("true"), "W-step: true (extragradient: predictor and corrector, two passes per batch) | false (plain SGD on the augmented loss); the from-scratch recipe uses false")
@@ -146,6 +147,9 @@ int run(int argc, char** argv) {
         if (noExtragradient && !vm["extragradient"].defaulted() && extragradient == "true")
             throw std::invalid_argument("--no-extragradient contradicts --extragradient true");
         c.opt.admm.extragradient = extragradient == "true" && !noExtragradient;
+        if (couplingLr != "current" && couplingLr != "initial")
+            throw std::invalid_argument("--coupling-lr must be current or initial (got '" + couplingLr + "')");
+        c.opt.admm.couplingFollowsLr = couplingLr == "current";
         c.opt.admm.rhoSchedule = tern::optim::AdmmSettings::parseSchedule(rhoSchedule);
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);

@@ -1065,6 +1065,20 @@ BOOST_AUTO_TEST_CASE(coupling_schedule_follows_the_learning_rate) {
     BOOST_TEST(watch->endOfEpoch2.size() == 5);
     BOOST_TEST(watch->endOfEpoch2.norm() > 0);
     BOOST_TEST(bitEqual(watch->endOfEpoch2, watch->afterFirstStep));
+
+    // couplingFollowsLr = false: rho from the initial lr, blind to the drop
+    a.couplingFollowsLr = false;
+    auto q2 = plantedProblem(40, 5, 14, 10);
+    Admm initial(ternary(), Granularity::PerTensor, a, s, t);
+    std::vector<double> rho0;
+    initial.optimize(q2, {std::make_shared<OnEpoch>([&](const Optimizer&, Objective&, const EpochStats& e) {
+        rho0.push_back(e.rho);
+        return false;
+    })});
+    BOOST_TEST(rho0.size() == 6u);
+    for (size_t e = 0; e < rho0.size(); ++e)
+        BOOST_TEST(rho0[e] == expected(c[e], 0.05), boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(initial.describe().find("rho from the initial lr") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(final_phase_freezes_the_codes_and_trains_the_scale) {

@@ -101,6 +101,10 @@ double Admm::couplingRho(double lr) const {
     return std::min((1.0 - mu) / lr * perStep, settings_.rhoMax);
 }
 
+double Admm::couplingLr() const {
+    return settings_.couplingFollowsLr ? learningRate() : trainSettings().lr.lr(0);
+}
+
 double Admm::coupling() const {
     return settings_.rhoSchedule == RhoSchedule::Coupling ? coupling_
                                                           : std::numeric_limits<double>::quiet_NaN();
@@ -187,7 +191,7 @@ void Admm::doBegin(Objective& f) {
                                             1.0 / static_cast<double>(k - 1))
                                  : 1.0;
     }
-    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(learningRate());
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(couplingLr());
     primalRes_ = dualRes_ = flipRatio_ = std::numeric_limits<double>::quiet_NaN();
     outer_ = 0;
 }
@@ -201,7 +205,7 @@ double Admm::doStep(Objective& f, Index batch) {
     // Coupling: rho follows the learning rate (an lr drop raises rho, the pull stays). U stays
     // too: lr/k (grad f + k rho (W - G + U)) = lr (grad (f/k) + rho (W - G + U)) is ADMM on f/k
     // with the same rho, whose scaled dual is U itself; rescaling U would move G = P(W + U).
-    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(learningRate());
+    if (settings_.rhoSchedule == RhoSchedule::Coupling) rho_ = couplingRho(couplingLr());
     const auto rho = static_cast<Scalar>(rho_);
     const auto lr = static_cast<Scalar>(learningRate());
     const bool eg = settings_.extragradient;
@@ -306,7 +310,7 @@ void Admm::outerIteration() {
     // rho update (U rescaled with it)
     if (settings_.rhoSchedule == RhoSchedule::Coupling) {
         coupling_ = std::min(coupling_ * couplingGrowth_, settings_.couplingMax);
-        setRho(couplingRho(learningRate()));
+        setRho(couplingRho(couplingLr()));
     } else {
         setRho(scheduledRho(outer_, rho_));
     }
@@ -380,7 +384,8 @@ std::string Admm::describeMethod() const {
             break;
         case RhoSchedule::Explicit: rho = "rho from a list of " + std::to_string(a.rhoList.size()); break;
         case RhoSchedule::Coupling:
-            rho = "rho from lr: coupling " + formatShortest(a.coupling) +
+            rho = std::string(a.couplingFollowsLr ? "rho from lr" : "rho from the initial lr") +
+                  ": coupling " + formatShortest(a.coupling) +
                   (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the first lr drop (x" +
                                                formatShortest(static_cast<float>(couplingGrowth_)) + ")"
                                          : " x" + formatShortest(a.couplingGrowth) + " <= " +

@@ -168,6 +168,7 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"rho-schedule", rhoScheduleName(opt.admm.rhoSchedule)},
             {"coupling", n(opt.admm.coupling)}, {"coupling-growth", n(opt.admm.couplingGrowth)},
             {"coupling-max", n(opt.admm.couplingMax)},
+            {"coupling-lr", opt.admm.couplingFollowsLr ? "current" : "initial"},
             {"decay-constrained", b(opt.admm.decayConstrained)},
             {"final-epochs", std::to_string(opt.admm.finalEpochs)},
             {"fractions", joinedNumbers(fractions)},

@@ -78,6 +78,11 @@ struct AdmmSettings {
     double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1;
                                                ///< 0 = auto: couplingMax by the first lr drop)
     double couplingMax = 0.9;                  ///< Coupling: cap, in [coupling, 1)
+    /// Coupling: rho from the current lr (true: the pull per outer iteration survives an lr
+    /// drop, and the codes freeze once the loss's steps shrink) or from the schedule's initial
+    /// lr (false: an lr drop slows the penalty and the loss alike, so W - (G - U) keeps its
+    /// balance and the codes keep moving, more slowly).
+    bool couplingFollowsLr = true;
     /// Weight decay on the constrained W too. Off by default: it pulls W toward 0 against the
     /// penalty (with a fixed scale, W settles at rho/(rho+wd) (G - U), which drives codes to 0).
     bool decayConstrained = false;
@@ -189,6 +194,8 @@ private:
     double couplingRho(double lr) const;
     /// s.g = metric * grad f + rho (W - G + U) from the block's current value and gradient.
     void augmentedGradient(BlockState& s, Scalar rho) const;
+    /// The lr the Coupling schedule computes rho from (couplingFollowsLr).
+    double couplingLr() const;
     /// rho := r, U *= rhoOld / r (the unscaled multiplier rho U is unchanged).
     void setRho(double r);
     /// Freezes the codes of G (q, a per group); training continues at G.
