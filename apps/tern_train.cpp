@@ -109,7 +109,7 @@ int run(int argc, char** argv) {
         ("outer-steps", app::withDefault(&c.opt.admm.outerEverySteps), "steps per G/U step instead (0 = per --outer-every epochs)")
         ("rho-schedule", app::withDefault(&rhoSchedule), "growth (rho *= rho-growth per G/U step) | coupling (rho follows lr: the penalty closes a fraction --coupling of W - (G - U) per G/U step) | constant")
         ("coupling", app::withDefault(&c.opt.admm.coupling), "coupling schedule: first fraction, (0, 1)")
-        ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step (0 = auto: --coupling-max by the first lr drop, else by the final phase)")
+        ("coupling-growth", app::withDefault(&c.opt.admm.couplingGrowth), "coupling schedule: factor per G/U step (0 = auto: --coupling-max by the last lr drop, else by the final phase)")
         ("coupling-max", app::withDefault(&c.opt.admm.couplingMax), "coupling schedule: cap, < 1")
         ("coupling-lr", po::value(&couplingLr)->default_value("current"), "coupling schedule: rho from the current lr (an lr drop raises rho: the codes settle) | initial (rho ignores lr drops: the codes keep moving)")
         ("decay-constrained", po::bool_switch(&c.opt.admm.decayConstrained), "weight decay on the constrained W too (off: it fights the penalty)")

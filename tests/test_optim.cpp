@@ -1079,6 +1079,25 @@ BOOST_AUTO_TEST_CASE(coupling_schedule_follows_the_learning_rate) {
     for (size_t e = 0; e < rho0.size(); ++e)
         BOOST_TEST(rho0[e] == expected(c[e], 0.05), boost::test_tools::tolerance(1e-9));
     BOOST_TEST(initial.describe().find("rho from the initial lr") != std::string::npos);
+
+    // couplingGrowth 0 (auto): couplingMax at the last outer iteration before the last lr drop
+    // (epoch 4 of lr steps {2, 4}: K = 4 outer iterations, growth (0.5 / 0.2)^(1/3))
+    a.couplingFollowsLr = true;
+    a.couplingGrowth = 0;
+    TrainSettings t2 = train(6, 0.05);
+    t2.lr = LrSchedule::multiStep(0.05, {2, 4}, 0.1);
+    auto q3 = plantedProblem(40, 5, 14, 10);
+    Admm autoGrowth(ternary(), Granularity::PerTensor, a, s, t2);
+    std::vector<double> kappa;
+    autoGrowth.optimize(q3, {std::make_shared<OnEpoch>([&](const Optimizer&, Objective&, const EpochStats&) {
+        kappa.push_back(autoGrowth.coupling());
+        return false;
+    })});
+    const double g = std::pow(0.5 / 0.2, 1.0 / 3);
+    const std::vector<double> want{0.2 * g, 0.2 * g * g, 0.5, 0.5, 0.5, 0.5};
+    BOOST_TEST(kappa.size() == want.size());
+    for (size_t e = 0; e < want.size() && e < kappa.size(); ++e)
+        BOOST_TEST(kappa[e] == want[e], boost::test_tools::tolerance(1e-9));
 }
 
 BOOST_AUTO_TEST_CASE(final_phase_freezes_the_codes_and_trains_the_scale) {

@@ -177,15 +177,14 @@ void Admm::doBegin(Objective& f) {
                : settings_.rho;
     couplingGrowth_ = settings_.couplingGrowth;
     if (couplingGrowth_ == 0) {
-        // auto: reach couplingMax at the last of the K outer iterations before the first lr
-        // drop (the codes settle once the steps get small) or else before the final phase
-        Index epochs = std::max<Index>(trainSettings().maxEpochs - settings_.finalEpochs, 0);
+        // auto: reach couplingMax at the last of the K outer iterations before the last lr
+        // drop (the codes search while the steps are large and settle in the last lr stage),
+        // or before the final phase when the lr never drops
+        const Index end = std::max<Index>(trainSettings().maxEpochs - settings_.finalEpochs, 0);
+        Index epochs = end;
         const LrSchedule& lr = trainSettings().lr;
-        for (Index e = 1; e < epochs; ++e)
-            if (lr.lr(e) < lr.lr(0)) {
-                epochs = e;
-                break;
-            }
+        for (Index e = 1; e < end; ++e)
+            if (lr.lr(e) < lr.lr(e - 1)) epochs = e;
         const Index k = epochs * std::max<Index>(batches_, 1) / std::max<Index>(stepsPerOuter(), 1);
         couplingGrowth_ = k >= 2 ? std::pow(settings_.couplingMax / settings_.coupling,
                                             1.0 / static_cast<double>(k - 1))
@@ -386,7 +385,7 @@ std::string Admm::describeMethod() const {
         case RhoSchedule::Coupling:
             rho = std::string(a.couplingFollowsLr ? "rho from lr" : "rho from the initial lr") +
                   ": coupling " + formatShortest(a.coupling) +
-                  (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the first lr drop (x" +
+                  (a.couplingGrowth == 0 ? " to " + formatShortest(a.couplingMax) + " by the last lr drop (x" +
                                                formatShortest(static_cast<float>(couplingGrowth_)) + ")"
                                          : " x" + formatShortest(a.couplingGrowth) + " <= " +
                                                formatShortest(a.couplingMax));

@@ -28,9 +28,9 @@ enum class RhoSchedule {
     ///   rho = (1 - mu) / lr * (1 - (1 - coupling)^(1/S))
     /// coupling = min(coupling * couplingGrowth, couplingMax) after every outer iteration;
     /// couplingGrowth 0 (auto): the growth that reaches couplingMax at the last outer iteration
-    /// before the first learning-rate drop (or else the final phase), (couplingMax /
-    /// coupling)^(1 / (K - 1)) for K outer iterations: the codes move while the steps are large
-    /// and W is at G when they get small.
+    /// before the last learning-rate drop (or else the final phase), (couplingMax /
+    /// coupling)^(1 / (K - 1)) for K outer iterations: the codes search while the steps are
+    /// large and settle in the last lr stage.
     Coupling,
 };
 
@@ -76,7 +76,7 @@ struct AdmmSettings {
     Index maxOuter = 0;                        ///< stop after this many outer iterations; 0 = no limit
     double coupling = 0.05;                    ///< Coupling: first fraction, in (0, 1)
     double couplingGrowth = 1.2;               ///< Coupling: factor per outer iteration (>= 1;
-                                               ///< 0 = auto: couplingMax by the first lr drop)
+                                               ///< 0 = auto: couplingMax by the last lr drop)
     double couplingMax = 0.9;                  ///< Coupling: cap, in [coupling, 1)
     /// Coupling: rho from the current lr (true: the pull per outer iteration survives an lr
     /// drop, and the codes freeze once the loss's steps shrink) or from the schedule's initial
