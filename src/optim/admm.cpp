@@ -1,6 +1,8 @@
 // ADMM in scaled form with a projection G-step (docs/algorithms.md section 5).
 #include "tern/optim/admm.hpp"
 
+#include "metric.hpp"
+
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
 
@@ -163,11 +165,8 @@ void Admm::doBegin(Objective& f) {
         s.U = Vector::Zero(bs[i]->value.size());
         s.g = Vector::Zero(bs[i]->value.size());
         requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
-        if (settings_.rescale) {
-            const Vector divisors =
-                proj::rescaleToLevels(*projection_, bs[i]->value, bs[i]->shape, granularity_);
-            if (settings_.precondition) s.metric = divisors.cwiseInverse().cwiseAbs2();
-        }
+        s.metric = detail::rescaledStart(*projection_, bs[i]->value, bs[i]->shape, granularity_,
+                                         settings_.rescale, settings_.precondition);
         state_.push_back(std::move(s));
         // G = P_C(W), U = 0
         projectInto(state_.back(), bs[i]->value);
@@ -243,8 +242,7 @@ double Admm::doStep(Objective& f, Index batch) {
     if (!finite) return std::numeric_limits<double>::quiet_NaN();
 
     if (settings_.outerEverySteps > 0 && (steps() + 1) % settings_.outerEverySteps == 0) {
-        stepsDone_ = steps() + 1;  // this step counts (the counter moves after doStep)
-        outerIteration();
+        outerIterationAt(steps() + 1);  // this step counts (the counter moves after doStep)
         if (diverged()) return std::numeric_limits<double>::quiet_NaN();
     }
     return loss;
@@ -254,14 +252,13 @@ void Admm::augmentedGradient(BlockState& s, Scalar rho) const {
     // g = M grad f(W) + rho (W - G + U), M = the per-group metric (identity when empty)
     const ParameterBlock& b = *blocks()[size_t(s.slot)];
     s.g = b.grad;
-    if (s.metric.size() > 0) {
-        const Index per = s.g.size() / s.metric.size();
-        for (Index j = 0; j < s.metric.size(); ++j) s.g.segment(j * per, per) *= s.metric[j];
-    }
+    detail::scaleGroups(s.g, s.metric);
     s.g += rho * (b.value - s.G + s.U);
 }
 
-void Admm::outerIteration() {
+void Admm::outerIteration() { outerIterationAt(steps()); }
+
+void Admm::outerIterationAt(Index stepsTaken) {
     if (!begun()) fail("Admm::outerIteration()", "call begin(f) first");
     const auto& bs = blocks();
     double primal2 = 0, dual2 = 0, normW2 = 0, normG2 = 0, normU2 = 0;
@@ -292,7 +289,7 @@ void Admm::outerIteration() {
                      ? static_cast<double>(flips) / static_cast<double>(n)
                      : std::numeric_limits<double>::quiet_NaN();
     ++outer_;
-    trace_.push_back({outer_, epoch(), std::max(steps(), stepsDone_), primalRes_, dualRes_, rho_, flipRatio_, coupling()});
+    trace_.push_back({outer_, epoch(), stepsTaken, primalRes_, dualRes_, rho_, flipRatio_, coupling()});
     if (!std::isfinite(primalRes_) || !std::isfinite(dualRes_) || primalRes_ > kBlowUp) {
         setDiverged();
         return;

@@ -2,6 +2,7 @@
 #include "tern/optim/projected_sgd.hpp"
 
 #include "codes.hpp"
+#include "metric.hpp"
 #include "tern/core/error.hpp"
 
 #include <cmath>
@@ -40,13 +41,8 @@ void ProjectedSgd::doBegin(Objective& /*f*/) {
     for (ParameterBlock* b : blocks()) {
         if (!b->constrained) continue;
         requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
-        Vector metric;
-        if (settings_.rescale) {
-            const Vector divisors =
-                proj::rescaleToLevels(*projection_, b->value, b->shape, granularity_);
-            if (settings_.precondition) metric = divisors.cwiseInverse().cwiseAbs2();
-        }
-        metrics_.push_back(std::move(metric));
+        metrics_.push_back(detail::rescaledStart(*projection_, b->value, b->shape, granularity_,
+                                                 settings_.rescale, settings_.precondition));
         // Start on C: W = P_C(W)
         projection_->project(b->value, b->value, b->shape, granularity_);
         epochCodes_.push_back(detail::signCodes(b->value));
@@ -72,8 +68,7 @@ double ProjectedSgd::doStep(Objective& f, Index batch) {
         const Vector* g = &b.grad;
         if (metric.size() > 0) {
             scaled_ = b.grad;
-            const Index per = scaled_.size() / metric.size();
-            for (Index j = 0; j < metric.size(); ++j) scaled_.segment(j * per, per) *= metric[j];
+            detail::scaleGroups(scaled_, metric);
             g = &scaled_;
         }
         if (!innerStep(static_cast<Index>(i), candidate_, *g, b.decay)) {

@@ -22,6 +22,33 @@ namespace tern::run {
 
 namespace {
 
+/// Starts a per-epoch CSV file: the header, and on resume the rows whose epoch (the field
+/// `epochColumn`) is below `epochsDone` (a resumed run rewrites the rest); rows without that
+/// field are dropped.
+void restartCsv(const std::string& path, const std::string& header, bool resume, Index epochsDone,
+                size_t epochColumn) {
+    std::vector<std::string> keep{header};
+    if (resume) {
+        std::ifstream in(path);
+        std::string line;
+        std::getline(in, line);
+        while (std::getline(in, line)) {
+            size_t start = 0;
+            for (size_t k = 0; k < epochColumn && start != std::string::npos; ++k) {
+                start = line.find(',', start);
+                if (start != std::string::npos) ++start;
+            }
+            if (start == std::string::npos) continue;
+            const Index e = std::stol(line.substr(start, line.find(',', start) - start));
+            if (e < epochsDone) keep.push_back(line);
+        }
+    }
+    std::ofstream out(path, std::ios::trunc);
+    for (const auto& l : keep) out << l << '\n';
+    out.flush();
+    if (!out) throw std::runtime_error("train(): cannot write " + path);
+}
+
 using Clock = std::chrono::steady_clock;
 
 std::string csvNum(double v) {
@@ -189,20 +216,7 @@ const char* MetricsCsv::header() {
 
 MetricsCsv::MetricsCsv(std::string path, const TrainResult& result, bool resume, Index epochsDone)
     : path_(std::move(path)), result_(result) {
-    std::vector<std::string> keep{header()};
-    if (resume) {  // keep the rows of the epochs already done (a resumed run rewrites the rest)
-        std::ifstream in(path_);
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            const Index e = std::stol(line.substr(0, line.find(',')));
-            if (e < epochsDone) keep.push_back(line);
-        }
-    }
-    std::ofstream out(path_, std::ios::trunc);
-    for (const auto& l : keep) out << l << '\n';
-    out.flush();
-    if (!out) throw std::runtime_error("train(): cannot write " + path_);
+    restartCsv(path_, header(), resume, epochsDone, 0);
 }
 
 bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::EpochStats&) {
@@ -216,22 +230,8 @@ bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::Epo
 // ---------------------------------------------------------------- AdmmTrace
 
 AdmmTrace::AdmmTrace(std::string path, bool resume, Index epochsDone) : path_(std::move(path)) {
-    std::vector<std::string> keep{"outer,epoch,step,primal_res,dual_res,rho,flip_ratio,coupling"};
-    if (resume) {  // keep the rows of the epochs already done
-        std::ifstream in(path_);
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            const size_t comma = line.find(',');
-            if (comma == std::string::npos) continue;
-            const Index e = std::stol(line.substr(comma + 1, line.find(',', comma + 1) - comma - 1));
-            if (e < epochsDone) keep.push_back(line);
-        }
-    }
-    std::ofstream out(path_, std::ios::trunc);
-    for (const auto& l : keep) out << l << '\n';
-    out.flush();
-    if (!out) throw std::runtime_error("train(): cannot write " + path_);
+    restartCsv(path_, "outer,epoch,step,primal_res,dual_res,rho,flip_ratio,coupling", resume,
+               epochsDone, 1);
 }
 
 bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::EpochStats&) {

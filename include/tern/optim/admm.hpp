@@ -192,6 +192,8 @@ private:
     Index stepsPerOuter() const;
     /// rho of the Coupling schedule at learning rate lr.
     double couplingRho(double lr) const;
+    /// outerIteration(), recorded in the trace as run after `stepsTaken` steps.
+    void outerIterationAt(Index stepsTaken);
     /// s.g = metric * grad f + rho (W - G + U) from the block's current value and gradient.
     void augmentedGradient(BlockState& s, Scalar rho) const;
     /// The lr the Coupling schedule computes rho from (couplingFollowsLr).
@@ -218,7 +220,6 @@ private:
     double coupling_ = 0;    // Coupling: the current fraction
     double couplingGrowth_ = 1;  // Coupling: the factor in use (auto resolved in begin())
     std::vector<OuterRecord> trace_;
-    Index stepsDone_ = 0;    // steps taken when a step-triggered outer iteration runs
     bool final_ = false;     // final phase
     InnerUpdate scaleInner_; // final phase: the scales' inner update (no decay)
 };
