@@ -204,6 +204,10 @@ int run(int argc, char** argv) {
                                                        ",scale=" + o.scale;
     const std::shared_ptr<const proj::Projection> projection = proj::makeProjection(spec);
     const double L = p.lipschitz(o.seed);
+    // float32 holds the problem: A^T A / m must be finite and nonzero for a step size 1/L
+    if (!std::isfinite(L) || !(L > 0))
+        throw InputError("'" + o.in + "': A is badly scaled (L = largest eigenvalue of A^T A / m = " +
+                         formatShortest(L) + " in float32); rescale A and b");
     const bool freeScale = o.scale == "free";
     std::vector<Scalar> levels;  // the codes of C
     if (o.set == "ternary") levels = {-1, 0, 1};
@@ -250,7 +254,14 @@ int run(int argc, char** argv) {
         if (name == "round") projection->project(x0, p.x().value);
         else status = optim::statusName(optim::makeOptimizer(m, train)->optimize(p).status);
         if (status == "diverged") {
-            std::cerr << "tern-lsq: " << name << " diverged; try a smaller --lr\n";
+            if (vm.count("lr"))
+                std::cerr << "tern-lsq: " << name << " diverged with --lr " << o.lr
+                          << "; try a smaller --lr (L = " << L << ": stable below about "
+                          << 1.9 / L << ")\n";
+            else
+                std::cerr << "tern-lsq: " << name << " diverged with its default step (L = " << L
+                          << "); the data are likely badly scaled (entries of A or b far from 1, "
+                             "or float32 overflow): rescale A and b\n";
             return app::kExitFailed;
         }
         // x = a q on C; with a free scale, refit a for f given the code q (can only lower f).

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <csignal>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,11 +41,33 @@ std::string withFlag(const std::string& message) {
     return message;
 }
 
+/// What most likely made a run diverge, from its settings: the step that overshoots is lr
+/// times the curvature, and weight decay and ADMM's penalty add lr * wd and lr * rho to it
+/// (plain SGD with momentum mu is stable below 2 (1 + mu)).
+std::string divergenceHint(const tern::run::TrainConfig& c) {
+    const double mu = c.opt.inner.sgd.momentum, limit = 2 * (1 + mu);
+    const double wd = c.opt.inner.sgd.weightDecay;
+    std::ostringstream o;
+    if (c.lr * wd >= limit)
+        o << "--weight-decay " << wd << " with --lr " << c.lr << " overshoots on its own (lr * wd = "
+          << c.lr * wd << ", stable below " << limit << "): lower --weight-decay";
+    else if (c.methodName() == "admm" && c.opt.admm.rhoSchedule != tern::optim::RhoSchedule::Coupling &&
+             c.lr * c.opt.admm.rhoMax >= limit)
+        o << "ADMM's penalty can reach --rho-max " << c.opt.admm.rhoMax << ", and lr * rho = "
+          << c.lr * c.opt.admm.rhoMax << " overshoots (stable below " << limit
+          << "): lower --rho/--rho-max, or use --rho-schedule coupling";
+    else
+        o << "lower --lr (now " << c.lr << ")"
+          << (c.batchNorm ? "" : "; without BN, smaller rates are needed (the recipe uses 0.01)");
+    return o.str();
+}
+
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
                 extragradient = "true", couplingLr = "current";
     double weightDecay = c.opt.inner.sgd.weightDecay;
+    long long seed = static_cast<long long>(c.seed);  // signed: "-1" is an error, not 2^64 - 1
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
          noRecipe = false;
     std::vector<std::string> recipe;  // the flags the method's recipe filled
@@ -83,7 +106,7 @@ int run(int argc, char** argv) {
         ("optimizer", app::withDefault(&optimizer), "inner update: sgd | adam")
         ("momentum", app::withDefault(&c.opt.inner.sgd.momentum), "SGD momentum")
         ("weight-decay", app::withDefault(&weightDecay), "weight decay (not on biases and BN)")
-        ("seed", app::withDefault(&c.seed), "seed of initialisation, shuffling, augmentation, dropout")
+        ("seed", app::withDefault(&seed), "seed of initialisation, shuffling, augmentation, dropout")
         ("threads", app::withDefault(&c.threads), "threads (0 = all cores)");
     po::options_description method("Method");
     method.add_options()
@@ -136,6 +159,8 @@ int run(int argc, char** argv) {
         if (vm.count("help")) return true;
         app::loadConfig(vm, all);  // --config FILE; flags on the command line win
         po::notify(vm);
+        if (seed < 0) throw std::invalid_argument("--seed must be >= 0 (got " + std::to_string(seed) + ")");
+        c.seed = static_cast<std::uint64_t>(seed);
         c.batchNorm = !noBn;
         if (perFilter) {
             if (!vm["granularity"].defaulted() && c.granularity != "filter")
@@ -193,7 +218,7 @@ int run(int argc, char** argv) {
     }
     if (r.status == "diverged") {
         std::cerr << "tern-train: the loss diverged (non-finite) in epoch " << r.epochsCompleted + 1
-                  << "; lower --lr."
+                  << "; " << divergenceHint(c) << '.' 
                   << (r.checkpointPath.empty() ? std::string()
                                                : " The last good checkpoint is kept in " + r.checkpointPath)
                   << '\n';

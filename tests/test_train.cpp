@@ -2,13 +2,16 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tern/io/checkpoint.hpp"
+#include "tern/nn/models.hpp"
 #include "tern/run/recipe.hpp"
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -223,6 +226,13 @@ BOOST_AUTO_TEST_CASE(resume_with_no_epochs_left_reports_the_deployed_point) {
         BOOST_TEST(r.bestTestAcc == first.bestTestAcc);
         BOOST_TEST(r.cost.nonzeroWeights == first.cost.nonzeroWeights);
     }
+    // the finished run's summary.json is not rewritten by a resume that ran nothing
+    const auto before = readLines(c.outDir + "/summary.json");
+    TrainConfig again = c;
+    again.resume = true;
+    again.bnRecalibrate = 3;  // a re-measurement that may differ must not replace the record
+    train(again, nullptr);
+    BOOST_TEST((readLines(c.outDir + "/summary.json") == before));
 }
 
 BOOST_AUTO_TEST_CASE(init_starts_from_a_float_checkpoint) {
@@ -327,6 +337,130 @@ BOOST_AUTO_TEST_CASE(divergence_is_a_status_and_keeps_the_last_checkpoint) {
     const auto summary = readLines(c.outDir + "/summary.json");
     BOOST_TEST(summary.size() > 3u);
     BOOST_TEST(summary[1].find("\"status\": \"diverged\"") != std::string::npos);
+    // the accuracy recorded is the last good epoch's (the checkpoint's), not 0 or null
+    TrainConfig first = c;
+    first.resume = false;
+    first.epochs = 1;
+    first.lr = tinyConfig("fp").lr;
+    first.setWeightDecay(tinyConfig("fp").opt.inner.sgd.weightDecay);
+    first.outDir = testing::tempDir("diverge-ref");
+    const double good = train(first, nullptr).finalTestAcc;
+    BOOST_TEST(good > 0.5);
+    BOOST_TEST(r.finalTestAcc == good);
+    const std::string text = [&] {
+        std::string t;
+        for (const auto& l : summary) t += l + "\n";
+        return t;
+    }();
+    BOOST_TEST(text.find("\"final_test_acc\": null") == std::string::npos);
+    BOOST_TEST(text.find("\"final_test_acc\": 0,") == std::string::npos);
+}
+
+namespace {
+
+/// A StateWriter that passes everything on to `out`, with `edit` applied to each float tensor.
+class EditingWriter final : public StateWriter {
+public:
+    EditingWriter(StateWriter& out, std::function<void(const std::string&, Vector&)> edit)
+        : out_(out), edit_(std::move(edit)) {}
+    void write(const std::string& key, CVecRef data, const Shape& shape) override {
+        Vector v = data;
+        edit_(key, v);
+        out_.write(key, v, shape);
+    }
+    void writeInts(const std::string& key, const std::vector<std::int64_t>& d) override {
+        out_.writeInts(key, d);
+    }
+    void attr(const std::string& p, const std::string& n, double v) override { out_.attr(p, n, v); }
+    void attr(const std::string& p, const std::string& n, std::int64_t v) override { out_.attr(p, n, v); }
+    void attr(const std::string& p, const std::string& n, const std::string& v) override {
+        out_.attr(p, n, v);
+    }
+
+private:
+    StateWriter& out_;
+    std::function<void(const std::string&, Vector&)> edit_;
+};
+
+/// A checkpoint --init can read (params/ and net/ of the tiny model on the bands data), with
+/// `edit` applied to every tensor written.
+std::string editedCheckpoint(const std::string& tag,
+                             const std::function<void(const std::string&, Vector&)>& edit) {
+    const io::DataSplit d = io::loadDataset("mnist", dataDir(), 0, 0);
+    auto net = nn::makeModel("tiny", {d.train.channels, d.train.height, d.train.width},
+                             d.train.numClasses, nn::ModelOptions{});
+    net->initialize(1);
+    const std::string path = testing::tempDir(tag) + "/checkpoint.h5";
+    io::CheckpointWriter w(path);
+    EditingWriter e(w, edit);
+    for (const ParameterBlock* b : net->parameters().all()) e.write("params/" + b->name, b->value, b->shape);
+    net->saveState(e, "net/");
+    w.close();
+    return path;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(non_finite_checkpoints_and_bn_variances_are_refused) {
+    TrainConfig c = tinyConfig("fp");
+    c.epochs = 1;
+    c.init = editedCheckpoint("ok-init", [](const std::string&, Vector&) {});
+    BOOST_TEST(train(c, nullptr).finalTestAcc > 0.5);  // the unedited file trains
+    c.init = editedCheckpoint("nan-init", [](const std::string& k, Vector& v) {
+        if (k.find("weights") != std::string::npos) v[1] = std::nanf("");
+    });
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("holds nan at index 1"));
+    c.init = editedCheckpoint("var-init", [](const std::string& k, Vector& v) {
+        if (k.find("running_var") != std::string::npos) v[0] = -1;
+    });
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error,
+                          messageContains("running_var[0] is -1, not a variance"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_output_dirs_data_and_metrics_are_found_before_training) {
+    // --out under a regular file: an error at once, naming the directory
+    const std::string dir = testing::tempDir("bad-out");
+    std::ofstream(dir + "/file") << "x";
+    TrainConfig c = tinyConfig("twn");
+    c.epochs = 1;
+    c.outDir = dir + "/file/run";
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("--out: cannot create"));
+    BOOST_TEST(!fs::exists(dir + "/file/run"));
+
+    // a run to resume
+    c.outDir = testing::tempDir("resume-checks");
+    c.epochs = 2;
+    train(c, nullptr);
+    c.epochs = 3;
+    c.resume = true;
+    // other data: the fingerprint differs (--test-limit is not part of the config's identity)
+    TrainConfig other = c;
+    other.testLimit = 50;
+    BOOST_CHECK_EXCEPTION(train(other, nullptr), std::runtime_error, messageContains("data fingerprint"));
+    // a garbled metrics.csv: an error naming the line, and the file is left as it is
+    const std::string metrics = c.outDir + "/metrics.csv";
+    const auto rows = readLines(metrics);
+    BOOST_TEST_REQUIRE(rows.size() == 3u);
+    std::ofstream(metrics, std::ios::app) << "garbage,,\n";
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("metrics.csv line 4"));
+    BOOST_TEST(readLines(metrics).size() == 4u);
+    // a blank line and a cut last line (no newline) are dropped; the run resumes
+    {
+        std::ofstream f(metrics, std::ios::trunc);
+        f << rows[0] << "\n\n" << rows[1] << "\n" << rows[2] << "\n" << rows[2].substr(0, 5);
+    }
+    train(c, nullptr);
+    const auto resumed = readLines(metrics);
+    BOOST_TEST_REQUIRE(resumed.size() == 4u);
+    BOOST_TEST(resumed[1] == rows[1]);
+    BOOST_TEST(resumed[3].rfind("2,", 0) == 0);
+    // a deleted metrics.csv: the resumed run starts a new one (with a warning on stderr)
+    fs::remove(metrics);
+    c.epochs = 4;
+    train(c, nullptr);
+    const auto fresh = readLines(metrics);
+    BOOST_TEST_REQUIRE(fresh.size() == 2u);
+    BOOST_TEST(fresh[1].rfind("3,", 0) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(config_errors_name_the_field) {

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <new>
 
 namespace tern::app {
 
@@ -23,6 +24,10 @@ int runApp(const char* name, int argc, char** argv, const std::function<int(int,
     } catch (const std::invalid_argument& e) {
         std::cerr << prefix << e.what() << '\n';
         return kExitUsage;
+    } catch (const std::bad_alloc&) {  // the checks before allocating missed one: say what it is
+        std::cerr << prefix << "out of memory: a size in the input files or the flags is more than "
+                               "this machine can hold\n";
+        return kExitFailed;
     } catch (const std::exception& e) {
         std::cerr << prefix << e.what() << '\n';
         return kExitFailed;

@@ -5,6 +5,7 @@
 #include "tern/deploy/inference.hpp"
 #include "tern/nn/loss.hpp"
 
+#include <cmath>
 #include <algorithm>
 #include <stdexcept>
 
@@ -47,6 +48,11 @@ void TernaryModel::setNormalization(std::vector<float> mean, std::vector<float> 
         fail("TernaryModel::setNormalization()",
              TERN_MSG("expected " << channels << " means and standard deviations (or none), got "
                                   << mean.size() << " and " << stddev.size()));
+    for (size_t c = 0; c < mean.size(); ++c)
+        if (!std::isfinite(mean[c]) || !std::isfinite(stddev[c]) || !(stddev[c] > 0))
+            fail("TernaryModel::setNormalization()",
+                 TERN_MSG("channel " << c << " has mean " << mean[c] << " and standard deviation "
+                                     << stddev[c] << " (finite, and a deviation > 0, expected)"));
     mean_ = std::move(mean);
     stddev_ = std::move(stddev);
 }

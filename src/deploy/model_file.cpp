@@ -5,6 +5,7 @@
 #include "tern/deploy/codes.hpp"
 #include "tern/io/checkpoint.hpp"
 
+#include <cmath>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -199,8 +200,38 @@ TernaryModel loadModel(const std::string& path) {
     } catch (const std::logic_error& e) {  // out_of_range, invalid_argument: missing / wrong shape
         throw std::runtime_error(where + ": not a valid model file: " + e.what());
     }
+    // Values a corrupt or diverged file may hold: refused here, not found as NaN logits.
+    auto finite = [&](const Vector& v, const std::string& layer, const char* field) {
+        for (Index i = 0; i < v.size(); ++i)
+            if (!std::isfinite(v[i]))
+            {
+                std::ostringstream m;
+                m << where << ": layer '" << layer << "' " << field << "[" << i << "] is " << v[i]
+                  << " (a corrupt model file)";
+                throw std::runtime_error(m.str());
+            }
+    };
+    for (const DeployedLayer& l : layers) {
+        finite(l.scale, l.name, "scale");
+        finite(l.bias, l.name, "bias");
+        finite(l.groupScale, l.name, "group_scale");
+        finite(l.negRatio, l.name, "neg_ratio");
+        finite(l.weights, l.name, "weights");
+    }
+    if (!std::isfinite(folding.logitScale) || folding.logitScale == 0)
+        throw std::runtime_error(where + ": logit_scale is " + std::to_string(folding.logitScale) +
+                                 " (a corrupt model file)");
+    for (size_t c = 0; c < folding.inputOffset.size(); ++c)
+        if (!std::isfinite(folding.inputOffset[c]))
+            throw std::runtime_error(where + ": normalization/offset[" + std::to_string(c) +
+                                     "] is " + std::to_string(folding.inputOffset[c]) +
+                                     " (a corrupt model file)");
     TernaryModel m(std::move(layers), std::move(input), classes, float32Bits);
-    m.setNormalization(std::move(mean), std::move(stddev));
+    try {
+        m.setNormalization(std::move(mean), std::move(stddev));
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(where + ": " + e.what());
+    }
     try {
         m.setFolding(std::move(folding));
     } catch (const std::invalid_argument& e) {

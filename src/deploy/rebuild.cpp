@@ -9,6 +9,7 @@
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -28,6 +29,29 @@ bool parseBool(const std::string& v, const std::string& key, const std::string& 
     if (v == "true" || v == "1") return true;
     if (v == "false" || v == "0") return false;
     throw std::runtime_error(where + ": config '" + key + "' is '" + v + "', expected true/false");
+}
+
+/// The number a config entry holds; a garbled entry is an error naming the key and the file
+/// (not std::stod's bare "stod").
+double parseNumber(const std::string& v, const std::string& key, const std::string& where) {
+    std::size_t used = 0;
+    double x = 0;
+    try {
+        x = std::stod(v, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (v.empty() || used != v.size() || !std::isfinite(x))
+        throw std::runtime_error(where + ": config '" + key + "' is '" + v + "', not a number");
+    return x;
+}
+
+Index parseCount(const std::string& v, const std::string& key, const std::string& where) {
+    const double x = parseNumber(v, key, where);
+    if (x < 0 || x != std::floor(x) || x > 1e15)
+        throw std::runtime_error(where + ": config '" + key + "' is '" + v +
+                                 "', not a count (an integer >= 0)");
+    return static_cast<Index>(x);
 }
 
 }  // namespace
@@ -52,8 +76,8 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
     nn::ModelOptions mo;
     const std::string model = cfg("model");
     mo.batchNorm = parseBool(cfg("bn"), "bn", where);
-    mo.width = std::stod(cfg("width"));
-    mo.dropout = std::stof(cfg("dropout"));
+    mo.width = parseNumber(cfg("width"), "width", where);
+    mo.dropout = static_cast<float>(parseNumber(cfg("dropout"), "dropout", where));
     mo.quantizeFirst = parseBool(cfg("quantize-first"), "quantize-first", where);
     mo.quantizeLast = parseBool(cfg("quantize-last"), "quantize-last", where);
     mo.loss = nn::parseLoss(cfg("loss"));
@@ -74,7 +98,7 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
     if (dir.empty()) dir = r->hasAttr("config", "data-dir") ? cfg("data-dir") : "";
     if (dir.empty()) dir = dataset == "cifar10" ? "data/cifar-10-batches-bin" : "data/" + dataset;
     const Index trainLimit =
-        r->hasAttr("config", "train-limit") ? std::stol(cfg("train-limit")) : 0;
+        r->hasAttr("config", "train-limit") ? parseCount(cfg("train-limit"), "train-limit", where) : 0;
     if (data) {
         std::error_code ec;
         if (fs::is_directory(dir, ec)) {
@@ -103,10 +127,19 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
         } catch (const std::out_of_range& e) {
             throw std::runtime_error(where + ": " + e.what());
         }
+        for (Index i = 0; i < b->value.size(); ++i)
+            if (!std::isfinite(b->value[i]))
+                throw std::runtime_error(TERN_MSG("" << where << ": parameter '" << b->name << "' holds "
+                                                       << b->value[i] << " at index " << i
+                                                       << " (a corrupt or diverged checkpoint)"));
     }
     for (const auto& l : net->layers())
         if (dynamic_cast<const nn::BatchNorm*>(l.get()) || dynamic_cast<const nn::Gain*>(l.get()))
-            l->loadState(*r, "net/");
+            try {
+                l->loadState(*r, "net/");
+            } catch (const std::invalid_argument& e) {
+                throw std::runtime_error(where + ": " + e.what());
+            }
     return net;
 }
 
@@ -138,8 +171,13 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
         const auto channels = static_cast<Index>(m.input().at(0));
         const Vector mu = r.read("input/mean", Shape{channels}),
                      sd = r.read("input/std", Shape{channels});
-        m.setNormalization(std::vector<float>(mu.data(), mu.data() + channels),
-                           std::vector<float>(sd.data(), sd.data() + channels));
+        try {
+            m.setNormalization(std::vector<float>(mu.data(), mu.data() + channels),
+                               std::vector<float>(sd.data(), sd.data() + channels));
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error("TernaryModel::fromCheckpoint(): '" + path + "': input/: " +
+                                     e.what());
+        }
     } else if (data.train.count > 0) {
         m.setNormalization(data.mean, data.stddev);
     }

@@ -5,6 +5,7 @@
 #include "tern/core/error.hpp"
 #include "layer_util.hpp"
 
+#include <cmath>
 #include <unordered_map>
 
 namespace tern::nn {
@@ -165,8 +166,18 @@ void BatchNorm::saveState(StateWriter& out, const std::string& prefix) const {
 }
 
 void BatchNorm::loadState(const StateReader& in, const std::string& prefix) {
-    runningMean_ = in.read(prefix + name_ + ".running_mean", Shape{c_});
-    runningVar_ = in.read(prefix + name_ + ".running_var", Shape{c_});
+    const std::string m = prefix + name_ + ".running_mean", v = prefix + name_ + ".running_var";
+    Vector mean = in.read(m, Shape{c_}), var = in.read(v, Shape{c_});
+    for (Index i = 0; i < c_; ++i) {
+        if (!std::isfinite(mean[i]))
+            fail("BatchNorm::loadState()", TERN_MSG(m << "[" << i << "] is " << mean[i]
+                                                    << ", not a finite mean"));
+        if (!std::isfinite(var[i]) || var[i] < 0)
+            fail("BatchNorm::loadState()", TERN_MSG(v << "[" << i << "] is " << var[i]
+                                                    << ", not a variance (finite, >= 0)"));
+    }
+    runningMean_ = std::move(mean);
+    runningVar_ = std::move(var);
 }
 
 }  // namespace tern::nn

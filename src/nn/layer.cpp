@@ -5,11 +5,23 @@
 #include "layer_util.hpp"
 
 #include <omp.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
 
 namespace tern::nn {
 
-void setNumThreads(int n) {
-    if (n > 0) omp_set_num_threads(n);
+int availableCores() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+int setNumThreads(int n) {
+    if (n > 0) omp_set_num_threads(std::min(n, availableCores()));
+    return omp_get_max_threads();
 }
 
 int numThreads() { return omp_get_max_threads(); }

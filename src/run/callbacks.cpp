@@ -9,9 +9,15 @@
 #include "tern/io/checkpoint.hpp"
 #include "tern/proj/projection.hpp"
 
+#include "text_file.hpp"
+
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -23,30 +29,90 @@ namespace tern::run {
 namespace {
 
 /// Starts a per-epoch CSV file: the header, and on resume the rows whose epoch (the field
-/// `epochColumn`) is below `epochsDone` (a resumed run rewrites the rest); rows without that
-/// field are dropped.
+/// `epochColumn`, 0-based) is below `epochsDone` (a resumed run rewrites the rest). What the
+/// resumed run finds is checked, never silently accepted: a missing file, or (for a file with
+/// one row per epoch) missing epochs, is a warning on stderr naming the lost epochs; a header or
+/// a row that is not this file's format is an error naming the file and the line (the file is
+/// left as it is). Blank lines are skipped, and an unterminated last line (a write cut short by
+/// a crash or a full disk) is dropped.
 void restartCsv(const std::string& path, const std::string& header, bool resume, Index epochsDone,
-                size_t epochColumn) {
+                size_t epochColumn, bool onePerEpoch) {
     std::vector<std::string> keep{header};
-    if (resume) {
-        std::ifstream in(path);
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            size_t start = 0;
-            for (size_t k = 0; k < epochColumn && start != std::string::npos; ++k) {
-                start = line.find(',', start);
-                if (start != std::string::npos) ++start;
+    if (resume && epochsDone > 0) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) {
+            std::cerr << "tern: warning: " << path << " is missing: the rows of epochs 1-"
+                      << epochsDone << " are lost; the resumed run writes a new file from epoch "
+                      << epochsDone + 1 << '\n';
+        } else {
+            const std::string text((std::istreambuf_iterator<char>(in)),
+                                   std::istreambuf_iterator<char>());
+            const auto fields = static_cast<size_t>(std::count(header.begin(), header.end(), ',')) + 1;
+            auto garbled = [&](size_t lineNo, const std::string& line, const std::string& why) {
+                throw std::runtime_error(TERN_MSG(
+                    "train(): cannot resume: " << path << " line " << lineNo << " ('"
+                    << line.substr(0, 60) << (line.size() > 60 ? "..." : "") << "') " << why
+                    << "; repair the file or move it away (the resumed run then starts a new one)"));
+            };
+            std::vector<bool> seen(static_cast<size_t>(epochsDone), false);
+            size_t lineNo = 0, pos = 0;
+            bool first = true;
+            while (pos < text.size()) {
+                const size_t nl = text.find('\n', pos);
+                if (nl == std::string::npos) break;  // unterminated last line: a cut write
+                std::string line = text.substr(pos, nl - pos);
+                pos = nl + 1;
+                ++lineNo;
+                if (!line.empty() && line.back() == '\r') line.pop_back();
+                if (line.empty()) continue;
+                if (first) {
+                    first = false;
+                    if (line != header) garbled(lineNo, line, "is not the header of this file");
+                    continue;
+                }
+                if (static_cast<size_t>(std::count(line.begin(), line.end(), ',')) + 1 != fields)
+                    garbled(lineNo, line, TERN_MSG("does not have " << fields << " fields"));
+                size_t start = 0;
+                for (size_t k = 0; k < epochColumn; ++k) start = line.find(',', start) + 1;
+                const std::string field = line.substr(start, line.find(',', start) - start);
+                Index e = -1;
+                const auto [end, ec] =
+                    std::from_chars(field.data(), field.data() + field.size(), e);
+                if (ec != std::errc() || end != field.data() + field.size() || e < 0)
+                    garbled(lineNo, line, "has no epoch number in column " +
+                                              std::to_string(epochColumn + 1));
+                if (e < epochsDone) {
+                    keep.push_back(line);
+                    seen[static_cast<size_t>(e)] = true;
+                }
             }
-            if (start == std::string::npos) continue;
-            const Index e = std::stol(line.substr(start, line.find(',', start) - start));
-            if (e < epochsDone) keep.push_back(line);
+            if (first) garbled(1, text.substr(0, text.find('\n')), "is not the header of this file");
+            if (onePerEpoch) {
+                std::string lost;
+                for (Index e = 0; e < epochsDone; ++e)
+                    if (!seen[static_cast<size_t>(e)]) lost += (lost.empty() ? "" : ",") + std::to_string(e + 1);
+                if (!lost.empty())
+                    std::cerr << "tern: warning: " << path << " has no rows for epoch(s) " << lost
+                              << " (lost before this resume)\n";
+            }
         }
     }
-    std::ofstream out(path, std::ios::trunc);
-    for (const auto& l : keep) out << l << '\n';
-    out.flush();
-    if (!out) throw std::runtime_error("train(): cannot write " + path);
+    std::string text;
+    for (const auto& l : keep) text += l + '\n';
+    try {
+        detail::writeFileAtomically(path, text);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("train(): ") + e.what());
+    }
+}
+
+/// Appends rows to a run's CSV file; failures name the file and the reason.
+void append(const std::string& path, const std::string& rows) {
+    try {
+        detail::appendToFile(path, rows);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("train(): ") + e.what());
+    }
 }
 
 using Clock = std::chrono::steady_clock;
@@ -216,14 +282,11 @@ const char* MetricsCsv::header() {
 
 MetricsCsv::MetricsCsv(std::string path, const TrainResult& result, bool resume, Index epochsDone)
     : path_(std::move(path)), result_(result) {
-    restartCsv(path_, header(), resume, epochsDone, 0);
+    restartCsv(path_, header(), resume, epochsDone, 0, true);
 }
 
 bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::EpochStats&) {
-    std::ofstream m(path_, std::ios::app);
-    m << metricsRow(result_.history.back()) << '\n';
-    m.flush();
-    if (!m) throw std::runtime_error("train(): cannot write " + path_);
+    append(path_, metricsRow(result_.history.back()) + '\n');
     return false;
 }
 
@@ -231,7 +294,7 @@ bool MetricsCsv::endEpoch(optim::Optimizer&, optim::Objective&, const optim::Epo
 
 AdmmTrace::AdmmTrace(std::string path, bool resume, Index epochsDone) : path_(std::move(path)) {
     restartCsv(path_, "outer,epoch,step,primal_res,dual_res,rho,flip_ratio,coupling", resume,
-               epochsDone, 1);
+               epochsDone, 1, false);
 }
 
 bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::EpochStats&) {
@@ -239,7 +302,7 @@ bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::
     if (!admm) return false;
     const auto& trace = admm->trace();
     if (trace.size() < written_) written_ = 0;  // begun again
-    std::ofstream m(path_, std::ios::app);
+    std::ostringstream m;
     auto num = [](double v) { return std::isfinite(v) ? formatShortest(v) : std::string(); };
     for (; written_ < trace.size(); ++written_) {
         const optim::OuterRecord& r = trace[written_];
@@ -247,12 +310,53 @@ bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::
           << num(r.dualRes) << ',' << num(r.rho) << ',' << num(r.flipRatio) << ','
           << num(r.coupling) << '\n';
     }
-    m.flush();
-    if (!m) throw std::runtime_error("train(): cannot write " + path_);
+    append(path_, m.str());
     return false;
 }
 
 // ---------------------------------------------------------------- Checkpointer
+
+namespace {
+
+/// 64-bit mix of 8-byte words (a multiply-xorshift hash; not cryptographic: it tells data sets
+/// apart, it does not defend against an adversary).
+struct Hash64 {
+    std::uint64_t h = 0x9E3779B97F4A7C15ull;
+    void word(std::uint64_t w) {
+        h ^= w + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+        h *= 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    void bytes(const void* data, std::size_t n) {
+        const auto* p = static_cast<const unsigned char*>(data);
+        std::size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            std::uint64_t w;
+            std::memcpy(&w, p + i, 8);
+            word(w);
+        }
+        std::uint64_t tail = 0;
+        std::memcpy(&tail, p + i, n - i);
+        word(tail ^ (static_cast<std::uint64_t>(n) << 56));
+    }
+    void dataset(const io::Dataset& d) {
+        for (Index v : {d.count, d.channels, d.height, d.width, static_cast<Index>(d.numClasses)})
+            word(static_cast<std::uint64_t>(v));
+        bytes(d.images.data(), d.images.size() * sizeof(float));
+        bytes(d.labels.data(), d.labels.size() * sizeof(std::int32_t));
+    }
+};
+
+}  // namespace
+
+std::string dataFingerprint(const io::DataSplit& data) {
+    Hash64 h;
+    h.dataset(data.train);
+    h.dataset(data.test);
+    char out[17];
+    std::snprintf(out, sizeof(out), "%016llx", static_cast<unsigned long long>(h.h));
+    return out;
+}
 
 Checkpointer::Checkpointer(std::string path, const TrainConfig& config, const io::DataSplit& data,
                            nn::Network& net, TrainResult& result, const std::atomic<bool>& stop,
@@ -263,7 +367,8 @@ Checkpointer::Checkpointer(std::string path, const TrainConfig& config, const io
       net_(net),
       result_(result),
       stop_(stop),
-      elapsed_(std::move(elapsed)) {}
+      elapsed_(std::move(elapsed)),
+      fingerprint_(dataFingerprint(data)) {}
 
 bool Checkpointer::stepTaken(optim::Optimizer& opt, optim::Objective&, Index, double) {
     if (stop_.load()) save(opt, opt.epoch(), opt.stepsInEpoch());  // the run stops after this step
@@ -294,10 +399,12 @@ void Checkpointer::save(optim::Optimizer& opt, Index epoch, Index batch) {
         for (const ParameterBlock* b : net_.parameters().all())
             w.write("params/" + b->name, b->value, b->shape);
     }
+    w.attr("data", "fingerprint", fingerprint_);
     w.attr("progress", "epoch", static_cast<std::int64_t>(epoch));
     w.attr("progress", "batch", static_cast<std::int64_t>(batch));
     w.attr("progress", "seconds", elapsed_());
     w.attr("progress", "best_test_acc", result_.bestTestAcc);
+    w.attr("progress", "final_test_acc", result_.finalTestAcc);
     w.attr("progress", "best_epoch", static_cast<std::int64_t>(result_.bestEpoch));
     w.close();
     result_.checkpointPath = path_;

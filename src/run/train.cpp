@@ -9,6 +9,8 @@
 #include "tern/proj/projection.hpp"
 #include "tern/run/callbacks.hpp"
 
+#include "text_file.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 namespace tern::run {
 
@@ -44,7 +47,11 @@ void loadInitialState(nn::Network& net, const std::string& init) {
             throw std::runtime_error("train(): --init: " + path + ": " + e.what());
         }
     }
-    for (const auto& l : net.layers()) l->loadState(in, "net/");
+    try {
+        for (const auto& l : net.layers()) l->loadState(in, "net/");
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error("train(): --init: " + path + ": " + e.what());
+    }
 }
 
 std::string defaultDataDir(const TrainConfig& c) {
@@ -114,23 +121,88 @@ void writeSummary(const std::string& path, const TrainConfig& c, const TrainResu
         {"layers", layers},
         {"model", model},
         {"config", config}};
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream o(tmp);
-        o << summary.dump(2) << '\n';
-        o.flush();
-        if (!o) throw std::runtime_error("train(): cannot write " + tmp);
+    try {
+        detail::writeFileAtomically(path, summary.dump(2) + '\n');
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("train(): ") + e.what());
     }
-    fs::rename(tmp, path);
+}
+
+/// Every parameter and every BN statistic of `net` is finite (BN variances >= 0 are checked by
+/// BatchNorm::loadState): a checkpoint holding NaN or Inf is refused at once, not trained on
+/// until the first loss comes out NaN.
+void requireFiniteParameters(nn::Network& net, const std::string& source) {
+    for (const ParameterBlock* b : net.parameters().all())
+        for (Index i = 0; i < b->value.size(); ++i)
+            if (!std::isfinite(b->value[i]))
+                throw std::runtime_error(TERN_MSG("train(): " << source << ": parameter '" << b->name
+                                                  << "' holds " << b->value[i] << " at index " << i
+                                                  << " (a corrupt or diverged checkpoint)"));
+}
+
+/// Memory the system can still give this process, in bytes (MemAvailable; 0 if unknown).
+double availableMemory() {
+    std::ifstream f("/proc/meminfo");
+    std::string key;
+    double kib = 0;
+    std::string unit;
+    while (f >> key >> kib >> unit)
+        if (key == "MemAvailable:") return kib * 1024.0;
+    return 0;
+}
+
+/// The model's parameter count at `width`, estimated from the same model at width 1 (which
+/// is small): conv and FC blocks grow at most as width^2. Refuses a width whose parameters,
+/// gradients and optimizer state (about 6 copies of float32) would not fit in memory, before
+/// anything is allocated: --width 1e6 used to end in a bare std::bad_alloc, and a width just
+/// too large in the kernel's OOM killer.
+void requireModelFits(const TrainConfig& c, const nn::ModelOptions& mo, const io::Dataset& d) {
+    nn::ModelOptions small = mo;
+    small.width = 1;
+    const auto net = nn::makeModel(c.model, {d.channels, d.height, d.width}, d.numClasses, small);
+    const double w = std::max(1.0, c.width);
+    const double params = static_cast<double>(net->parameters().numel()) * w * w;
+    const double need = params * sizeof(float) * 6;
+    const double avail = availableMemory();
+    if (avail > 0 && need > avail)
+        throw std::invalid_argument(TERN_MSG(
+            "train(): --width " << c.width << " gives " << c.model << " about " << params
+            << " parameters, which need about " << need / (1 << 30) << " GiB with their gradients "
+            "and optimizer state; this machine has " << avail / (1 << 30) << " GiB available"));
 }
 
 }  // namespace
 
 TrainResult train(const TrainConfig& c, std::ostream* progress) {
     c.validate();
-    nn::setNumThreads(c.threads);
+    const int threads = nn::setNumThreads(c.threads);
+    if (c.threads > threads)
+        std::cerr << "tern: warning: --threads " << c.threads << " is more than the " << threads
+                  << " cores this process may use; using " << threads << '\n';
     const auto start = Clock::now();
+    const bool out = !c.outDir.empty();
+    if (out) {  // before the data are read: an unwritable --out is found at once
+        try {
+            detail::requireWritableDirectory(c.outDir);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(std::string("train(): --out: ") + e.what());
+        }
+    }
+    if (c.resume && !out) throw std::invalid_argument("train(): --resume needs --out (the run directory)");
+    const std::string ckptPath = out ? (fs::path(c.outDir) / "checkpoint.h5").string() : "";
+    if (c.resume && !fs::exists(ckptPath))
+        throw std::runtime_error("train(): cannot resume: " + ckptPath + " does not exist");
     io::DataSplit data = io::loadDataset(c.dataset, defaultDataDir(c), c.trainLimit, c.testLimit);
+    if (data.test.count <= 0)
+        throw std::runtime_error("train(): the test set of " + c.dataset + " in " + defaultDataDir(c) +
+                                 " is empty: no accuracy could be measured");
+    if (data.test.channels != data.train.channels || data.test.height != data.train.height ||
+        data.test.width != data.train.width || data.test.numClasses != data.train.numClasses)
+        throw std::runtime_error(TERN_MSG(
+            "train(): the test images of " << defaultDataDir(c) << " are " << data.test.channels
+            << "x" << data.test.height << "x" << data.test.width << " (" << data.test.numClasses
+            << " classes), the training images " << data.train.channels << "x" << data.train.height
+            << "x" << data.train.width << " (" << data.train.numClasses << " classes)"));
 
     const optim::MethodConfig method = c.methodConfig();
     nn::ModelOptions mo;
@@ -145,11 +217,15 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     mo.weightInit = nn::parseWeightInit(c.weightInit);
     mo.gains = !c.batchNorm && !method.projection.empty() &&
                !proj::makeProjection(method.projection)->freeScale();
+    requireModelFits(c, mo, data.train);
     auto net = nn::makeModel(c.model, {data.train.channels, data.train.height, data.train.width},
                              data.train.numClasses, mo);
     net->initialize(c.seed);
     net->setTrainData(data.train, c.batchSize, c.seed);
-    if (!c.init.empty() && !c.resume) loadInitialState(*net, c.init);
+    if (!c.init.empty() && !c.resume) {
+        loadInitialState(*net, c.init);
+        requireFiniteParameters(*net, "--init " + c.init);
+    }
     auto opt = optim::makeOptimizer(method, c.trainSettings());
     opt->begin(*net);
     const bool quantized = opt->levels() > 0;
@@ -160,16 +236,12 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     for (ParameterBlock* b : net->parameters().constrained())
         if (quantized) result.quantizedParameters += b->value.size();
 
-    // Output directory, checkpoint, resume.
-    const bool out = !c.outDir.empty();
-    const std::string ckptPath = out ? (fs::path(c.outDir) / "checkpoint.h5").string() : "";
+    // Checkpoint and resume.
     double elapsedBefore = 0;
     Index startEpoch = 0;
-    if (out) fs::create_directories(c.outDir);
     if (c.resume) {
-        if (!fs::exists(ckptPath))
-            throw std::runtime_error("train(): cannot resume: " + ckptPath + " does not exist");
         io::CheckpointReader in(ckptPath);
+        startEpoch = in.attrInt("progress", "epoch");
         for (const auto& [k, v] : c.items()) {
             if (std::find(kIdentity.begin(), kIdentity.end(), k) == kIdentity.end()) continue;
             if (!in.hasAttr("config", k))
@@ -179,11 +251,28 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                 throw std::runtime_error("train(): " + ckptPath + " was written for " + k + " = '" +
                                          stored + "', this run has '" + v + "'");
         }
-        net->loadState(in, "net/");
+        const std::string fingerprint = dataFingerprint(data);
+        if (!in.hasAttr("data", "fingerprint"))
+            std::cerr << "tern: warning: " << ckptPath << " has no data fingerprint (written by an "
+                         "older tern): the data cannot be checked against the run's\n";
+        else if (in.attrString("data", "fingerprint") != fingerprint)
+            throw std::runtime_error(
+                "train(): cannot resume: the images of " + defaultDataDir(c) +
+                " (with --train-limit/--test-limit) are not those " + ckptPath +
+                " was trained on (data fingerprint " + fingerprint + ", the checkpoint's " +
+                in.attrString("data", "fingerprint") + ")");
+        try {
+            net->loadState(in, "net/");
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error("train(): cannot resume: " + ckptPath + ": " + e.what());
+        }
         opt->load(in, "optim");
-        startEpoch = in.attrInt("progress", "epoch");
+        requireFiniteParameters(*net, ckptPath);
         elapsedBefore = in.attrDouble("progress", "seconds");
         result.bestTestAcc = in.attrDouble("progress", "best_test_acc");
+        result.finalTestAcc = in.hasAttr("progress", "final_test_acc")
+                                  ? in.attrDouble("progress", "final_test_acc")
+                                  : std::nan("");
         result.bestEpoch = in.attrInt("progress", "best_epoch");
     }
     result.epochsCompleted = startEpoch;
@@ -224,7 +313,11 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                                                          : std::string())
                   << '\n';
     const optim::TrainReport report = opt->optimize(*net, callbacks);  // ends deployed
-    if (report.status == optim::Status::Diverged) result.status = "diverged";
+    if (report.status == optim::Status::Diverged) {
+        result.status = "diverged";
+        // the last epoch that ended well (its checkpoint is kept), not the diverged point
+        if (!result.history.empty()) result.finalTestAcc = result.history.back().testAcc;
+    }
     else if (report.status == optim::Status::Stopped) result.status = "interrupted";
     if (report.epochs == 0 && report.status != optim::Status::Stopped &&
         report.status != optim::Status::Diverged) {
@@ -238,7 +331,15 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         }
     }
     result.seconds = elapsed();
-    if (out) writeSummary((fs::path(c.outDir) / "summary.json").string(), c, result, *net);
+    // A resume with no epochs left reports the deployed point and leaves an existing
+    // summary.json alone: the finished run's record is never replaced by a re-measurement.
+    const std::string summaryPath = out ? (fs::path(c.outDir) / "summary.json").string() : "";
+    const bool nothingRun = c.resume && startEpoch >= c.epochs;
+    if (out && !(nothingRun && fs::exists(summaryPath))) writeSummary(summaryPath, c, result, *net);
+    if (nothingRun && progress)
+        *progress << "tern: " << ckptPath << " has " << startEpoch << " epochs done (--epochs "
+                  << c.epochs << "): nothing to train; give --epochs > " << startEpoch
+                  << " to continue\n";
     return result;
 }
 

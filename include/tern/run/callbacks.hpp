@@ -113,6 +113,12 @@ private:
 /// checkpoint.h5 after every epoch, and mid-epoch when `stop` becomes true, written atomically
 /// (io::CheckpointWriter): the configuration, input shape and normalization, network state,
 /// optimizer state, the deployable parameters, and the run's progress.
+/// A fingerprint of the training and test data as the run sees them (images after
+/// normalization, labels, sizes): 16 hex digits. Checkpointer stores it (attribute
+/// data/fingerprint) and a resumed run compares it, so that --resume with a --data-dir holding
+/// other images, or another --test-limit, is an error instead of a silently different run.
+std::string dataFingerprint(const io::DataSplit& data);
+
 class Checkpointer final : public optim::Callback {
 public:
     Checkpointer(std::string path, const TrainConfig& config, const io::DataSplit& data,
@@ -131,6 +137,7 @@ private:
     TrainResult& result_;
     const std::atomic<bool>& stop_;
     std::function<double()> elapsed_;
+    std::string fingerprint_;  // dataFingerprint(data), computed once
 };
 
 }  // namespace tern::run
