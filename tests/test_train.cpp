@@ -417,6 +417,18 @@ BOOST_AUTO_TEST_CASE(non_finite_checkpoints_and_bn_variances_are_refused) {
                           messageContains("running_var[0] is -1, not a variance"));
 }
 
+BOOST_AUTO_TEST_CASE(test_images_of_another_size_are_refused_before_training) {
+    const std::string dir = testing::tempDir("other-size");
+    testing::writeBandsIdx(dir, "train", 60, 12, 1);
+    testing::writeBandsIdx(dir, "t10k", 30, 10, 2);
+    TrainConfig c = tinyConfig("fp");
+    c.dataDir = dir;
+    c.outDir = testing::tempDir("other-size-out");
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error,
+                          messageContains("test images of " + dir + " are 1x10x10"));
+    BOOST_TEST(!fs::exists(c.outDir + "/metrics.csv"));  // not one epoch was trained
+}
+
 BOOST_AUTO_TEST_CASE(bad_output_dirs_data_and_metrics_are_found_before_training) {
     // --out under a regular file: an error at once, naming the directory
     const std::string dir = testing::tempDir("bad-out");
