@@ -9,6 +9,7 @@
 #include "common/app.hpp"
 #include "tern/run/config.hpp"
 
+#include <charconv>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,7 +31,10 @@ std::vector<std::uint64_t> parseSeeds(const std::string& list) {
         const double v = toNumber(item);
         if (!(v >= 0) || v != std::floor(v) || item.find_first_not_of("0123456789") != std::string::npos)
             throw std::invalid_argument("--seeds: '" + item + "' is not a seed (a non-negative integer)");
-        const std::uint64_t seed = std::stoull(item);
+        std::uint64_t seed = 0;
+        const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), seed);
+        if (ec != std::errc() || end != item.data() + item.size())
+            throw std::invalid_argument("--seeds: '" + item + "' is not a seed (at most 2^64 - 1)");
         if (std::find(out.begin(), out.end(), seed) != out.end())
             throw std::invalid_argument("--seeds: seed " + item + " is given twice");
         out.push_back(seed);

@@ -5,6 +5,7 @@
 
 #include "common/app.hpp"
 
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -49,7 +50,9 @@ int run(int argc, char** argv) {
         std::cout << desc << '\n';
         return app::kExitOk;
     }
-    setNumThreads(threads);
+    if (const int used = setNumThreads(threads); threads > used)
+        std::cerr << "tern-eval: warning: --threads " << threads << " is more than the " << used
+                  << " cores this process may use; using " << used << '\n';
     ExportOptions opt;
     opt.dataDir = dataDir;
     TernaryModel m = model.empty() ? TernaryModel::fromCheckpoint(checkpoint, opt)
@@ -67,7 +70,12 @@ int run(int argc, char** argv) {
         m.prepareInput(test);  // normalized, or raw for a model with 1/std folded in
     } else {
         const std::string tl = m.infoValue("train-limit");
-        test = tern::io::loadDataset(dataset, dataDir, tl.empty() ? 0 : std::stol(tl)).test;
+        long long limit = 0;
+        const auto [end, ec] = std::from_chars(tl.data(), tl.data() + tl.size(), limit);
+        if (!tl.empty() && (ec != std::errc() || end != tl.data() + tl.size() || limit < 0))
+            throw std::runtime_error("the model file's source train-limit is '" + tl +
+                                     "', not a count (a corrupt model file?)");
+        test = tern::io::loadDataset(dataset, dataDir, static_cast<tern::Index>(limit)).test;
     }
     if (testLimit > 0 && testLimit < test.count) {
         test.count = testLimit;
