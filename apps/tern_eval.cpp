@@ -82,6 +82,16 @@ int run(int argc, char** argv) {
         test.images.resize(static_cast<size_t>(testLimit * test.imageSize()));
         test.labels.resize(static_cast<size_t>(testLimit));
     }
+    if (test.count <= 0)
+        throw std::runtime_error("the test set of " + dataset + " in " + dataDir +
+                                 " is empty: no accuracy can be measured");
+    if (test.channels != m.input().at(0) || test.height != m.input().at(1) ||
+        test.width != m.input().at(2))
+        throw std::runtime_error("the test images in " + dataDir + " are " +
+                                 std::to_string(test.channels) + "x" + std::to_string(test.height) +
+                                 "x" + std::to_string(test.width) + ", the model takes " +
+                                 std::to_string(m.input().at(0)) + "x" + std::to_string(m.input().at(1)) +
+                                 "x" + std::to_string(m.input().at(2)));
     const auto t0 = std::chrono::steady_clock::now();
     const double acc = m.accuracy(test, batch);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
