@@ -90,7 +90,10 @@ void restartCsv(const std::string& path, const std::string& header, bool resume,
             if (onePerEpoch) {
                 std::string lost;
                 for (Index e = 0; e < epochsDone; ++e)
-                    if (!seen[static_cast<size_t>(e)]) lost += (lost.empty() ? "" : ",") + std::to_string(e + 1);
+                    if (!seen[static_cast<size_t>(e)]) {
+                        if (!lost.empty()) lost += ',';
+                        lost += std::to_string(e + 1);
+                    }
                 if (!lost.empty())
                     std::cerr << "tern: warning: " << path << " has no rows for epoch(s) " << lost
                               << " (lost before this resume)\n";
