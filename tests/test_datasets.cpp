@@ -324,6 +324,103 @@ BOOST_AUTO_TEST_CASE(truncated_gz) {
                           messageContains(path + ": truncated"));
 }
 
+namespace {
+
+Bytes readAll(const std::string& path) {
+    Bytes b(fs::file_size(path));
+    std::ifstream in(path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(b.data()), std::streamsize(b.size()));
+    return b;
+}
+
+/// IDX images whose pixels are random in [0, 16): a long gzip stream of Huffman codes.
+Bytes noisyIdxImages(std::uint32_t count, std::uint32_t seed) {
+    Bytes b = idxImages(count, 28, 28);
+    std::mt19937 rng(seed);
+    for (std::size_t i = 16; i < b.size(); ++i) b[i] = static_cast<std::uint8_t>(rng() % 16);
+    return b;
+}
+
+/// The number after `key` in `text` (-1 if absent).
+long long numberAfter(const std::string& text, const std::string& key) {
+    const std::size_t at = text.find(key);
+    return at == std::string::npos ? -1 : std::atoll(text.c_str() + at + key.size());
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(corrupt_gz_reports_where_it_failed) {
+    // A damaged byte deep inside a gzip stream: the error says where (compressed offset and
+    // how much was decompressed by then), not "after 0 bytes".
+    const std::string dir = makeIdxDir("idx-corruptgz", 4, 2, 28, 28, true);
+    const std::string path = (fs::path(dir) / "t10k-images-idx3-ubyte.gz").string();
+    const Bytes images = noisyIdxImages(200, 3);  // 157 KB, about 80 KB compressed
+    writeFile(path, images, true);
+    const Bytes good = readAll(path);
+    BOOST_REQUIRE(good.size() > 50000);
+    int checked = 0, midStream = 0;
+    for (std::size_t k = 1; k <= 20; ++k) {
+        const std::size_t pos = k < 20 ? good.size() * k / 20 : good.size() - 6;  // 6: the CRC
+        Bytes bad = good;
+        bad[pos] = static_cast<std::uint8_t>(bad[pos] ^ 0xff);
+        writeFile(path, bad);
+        try {
+            io::readIdx(dir, "test", "mnist");
+            BOOST_ERROR("no error for a damaged byte at " << pos);
+        } catch (const std::runtime_error& e) {
+            const std::string m = e.what();
+            BOOST_TEST(m.find(path + ": corrupt gzip stream at compressed byte ") !=
+                           std::string::npos, m);
+            const long long at = numberAfter(m, "at compressed byte ");
+            const long long done = numberAfter(m, "(after ");
+            BOOST_TEST(at >= static_cast<long long>(pos), m);  // found at or after the damage
+            BOOST_TEST(at <= static_cast<long long>(good.size()), m);
+            BOOST_TEST(m.find(" of " + std::to_string(good.size()) + " ") != std::string::npos, m);
+            BOOST_TEST(done > 0, m);
+            BOOST_TEST_MESSAGE(m);
+            ++checked;
+            if (at + 8 < static_cast<long long>(good.size())) ++midStream;
+        }
+    }
+    BOOST_TEST(checked == 20);
+    BOOST_TEST(midStream > 0);  // not all of them found only by the final CRC
+    // cut in the middle: how much was there and how much came out
+    writeFile(path, Bytes(good.begin(), good.begin() + std::ptrdiff_t(good.size() / 2)));
+    try {
+        io::readIdx(dir, "test", "mnist");
+        BOOST_ERROR("no error for a truncated stream");
+    } catch (const std::runtime_error& e) {
+        const std::string m = e.what();
+        BOOST_TEST(m.find(path + ": truncated gzip stream: it ends after " +
+                          std::to_string(good.size() / 2) + " compressed bytes (") !=
+                       std::string::npos, m);
+        BOOST_TEST(numberAfter(m, "compressed bytes (") > 10000, m);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(gz_with_several_members_or_not_compressed) {
+    // gzip's own rules: members concatenated (cat a.gz b.gz) read as one stream, trailing
+    // zeros after the last member are ignored, and a ".gz" that is not gzipped is read as it is.
+    const std::string dir = makeIdxDir("idx-members", 4, 3, 28, 28, true);
+    const std::string path = (fs::path(dir) / "t10k-images-idx3-ubyte.gz").string();
+    const Bytes images = noisyIdxImages(3, 5);
+    const Bytes head(images.begin(), images.begin() + 1000);
+    const Bytes tail(images.begin() + 1000, images.end());
+    writeFile(path, head, true);
+    Bytes joined = readAll(path);
+    writeFile(path, tail, true);
+    const Bytes second = readAll(path);
+    joined.insert(joined.end(), second.begin(), second.end());
+    joined.insert(joined.end(), 7, 0);  // padding, as some tape tools leave
+    writeFile(path, joined);
+    const io::Dataset fromMembers = io::readIdx(dir, "test", "mnist");
+    writeFile(path, images);  // not compressed at all
+    const io::Dataset plain = io::readIdx(dir, "test", "mnist");
+    BOOST_TEST(fromMembers.count == 3);
+    BOOST_TEST(fromMembers.images == plain.images);
+    BOOST_TEST(plain.images[0] == images[16] / 255.0f);
+}
+
 BOOST_AUTO_TEST_CASE(trailing_data) {
     const std::string dir = makeIdxDir("idx-trailing", 4, 2, 3, 3, false);
     Bytes img = idxImages(4, 3, 3);

@@ -56,34 +56,67 @@ std::vector<std::uint8_t> readRaw(const std::string& path, const char* where) {
     return bytes;
 }
 
+/// Decompresses the gzip file `path` (one or more members, as gzip writes them). Like gzip
+/// and gzread, a file that does not start with the gzip magic is taken as it is, and bytes
+/// after the last member that do not start another member are ignored. A corrupt or truncated
+/// stream is reported with where it failed: the compressed byte offset and the number of bytes
+/// decompressed by then.
 std::vector<std::uint8_t> readGz(const std::string& path, const char* where) {
-    std::unique_ptr<gzFile_s, int (*)(gzFile)> f(gzopen(path.c_str(), "rb"), &gzclose);
-    if (!f) ioError(where, TERN_MSG(path << ": cannot open (" << std::strerror(errno) << ")"));
-    gzbuffer(f.get(), 1u << 18);
-    std::vector<std::uint8_t> bytes;
-    std::size_t n = 0;
-    constexpr unsigned kChunk = 1u << 22;
+    const std::vector<std::uint8_t> in = readRaw(path, where);
+    auto isMember = [&](std::size_t at) {
+        return in.size() - at >= 2 && in[at] == 0x1f && in[at + 1] == 0x8b;
+    };
+    if (!isMember(0)) return in;  // not gzipped: read as it is (gzread's transparent mode)
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 16) != Z_OK)  // gzip wrapper only
+        ioError(where, TERN_MSG(path << ": cannot start zlib (" << (z.msg ? z.msg : "") << ")"));
+    const std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&z, &inflateEnd);
+    std::vector<std::uint8_t> out;
+    // The last 4 bytes of a one-member file are its size mod 2^32: a first guess, capped.
+    std::size_t guess = in.size() >= 4 ? (std::size_t(in[in.size() - 1]) << 24 |
+                                          std::size_t(in[in.size() - 2]) << 16 |
+                                          std::size_t(in[in.size() - 3]) << 8 | in[in.size() - 4])
+                                       : 0;
+    guess = std::min(guess, in.size() * 1032);  // deflate's largest ratio
+    out.resize(std::clamp<std::size_t>(guess, std::size_t{1} << 16, std::size_t{1} << 28));
+    std::size_t member = 0;  // compressed offset where the current member starts
+    std::size_t produced = 0;
+    z.next_in = const_cast<Bytef*>(in.data());
+    std::size_t inLeft = in.size();
     for (;;) {
-        bytes.resize(n + kChunk);
-        const int got = gzread(f.get(), bytes.data() + n, kChunk);
-        if (got < 0) {
-            int errnum = 0;
-            const char* msg = gzerror(f.get(), &errnum);
-            ioError(where, TERN_MSG(path << ": corrupt gzip stream after " << n
-                                         << " bytes (zlib: " << msg << ")"));
+        if (produced == out.size()) out.resize(out.size() * 2);
+        const uInt inChunk = static_cast<uInt>(std::min<std::size_t>(inLeft, 1u << 30));
+        const uInt outChunk =
+            static_cast<uInt>(std::min<std::size_t>(out.size() - produced, 1u << 30));
+        z.avail_in = inChunk;
+        z.next_out = out.data() + produced;
+        z.avail_out = outChunk;
+        const int rc = inflate(&z, Z_NO_FLUSH);
+        inLeft -= inChunk - z.avail_in;
+        produced += outChunk - z.avail_out;
+        const std::size_t at = in.size() - inLeft;  // compressed bytes consumed so far
+        if (rc == Z_STREAM_END) {
+            if (!isMember(at)) break;  // the end, or trailing bytes (ignored, as gzip does)
+            member = at;
+            inflateReset(&z);
+            continue;
         }
-        if (got == 0) break;
-        n += static_cast<std::size_t>(got);
+        if (rc == Z_OK || (rc == Z_BUF_ERROR && z.avail_out == 0)) continue;  // more room
+        if (rc == Z_BUF_ERROR && inLeft == 0)
+            ioError(where, TERN_MSG(path << ": truncated gzip stream: it ends after " << in.size()
+                                         << " compressed bytes (" << produced
+                                         << " bytes decompressed)"
+                                         << (member > 0 ? TERN_MSG(", in the gzip member that "
+                                                                   "starts at byte "
+                                                                   << member)
+                                                        : std::string())));
+        ioError(where, TERN_MSG(path << ": corrupt gzip stream at compressed byte " << at << " of "
+                                     << in.size() << " (after " << produced
+                                     << " bytes decompressed; zlib: "
+                                     << (z.msg ? z.msg : zError(rc)) << ")"));
     }
-    bytes.resize(n);
-    int errnum = 0;
-    const char* msg = gzerror(f.get(), &errnum);
-    if (errnum == Z_BUF_ERROR)
-        ioError(where, TERN_MSG(path << ": truncated gzip stream: it ends after " << n
-                                     << " bytes (zlib: " << msg << ")"));
-    if (errnum != Z_OK)
-        ioError(where, TERN_MSG(path << ": gzip error after " << n << " bytes (zlib: " << msg << ")"));
-    return bytes;
+    out.resize(produced);
+    return out;
 }
 
 /// Reads `path`, or else `path.gz` through zlib; throws naming both when neither exists.
