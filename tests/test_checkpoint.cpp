@@ -5,16 +5,25 @@
 
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/hdf5_file.hpp"
+#include "tern/io/integrity.hpp"
 #include "testing/helpers.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,8 +49,18 @@ std::string scratch() {
     return scratchDirs().back();
 }
 
+/// The io layer's warnings of this run (io::setWarningHandler), instead of stderr.
+std::vector<std::string>& warnings() {
+    static std::vector<std::string> w;
+    return w;
+}
+
 struct RemoveScratchDirs {
+    RemoveScratchDirs() {
+        io::setWarningHandler([](const std::string& w) { warnings().push_back(w); });
+    }
     ~RemoveScratchDirs() {
+        io::setWarningHandler(nullptr);
         std::error_code ec;
         for (const std::string& d : scratchDirs()) fs::remove_all(d, ec);
     }
@@ -62,6 +81,41 @@ bool bitEqual(const Vector& a, const Vector& b) {
     return a.size() == b.size() &&
            (a.size() == 0 ||
             std::memcmp(a.data(), b.data(), sizeof(Scalar) * static_cast<std::size_t>(a.size())) == 0);
+}
+
+/// A file of tests/io_data (written by an older tern) copied to a scratch directory.
+std::string legacyCopy(const std::string& name) {
+    const std::string path = scratch() + "/" + name;
+    fs::copy_file(std::string(TERN_SOURCE_DIR) + "/tests/io_data/" + name, path);
+    return path;
+}
+
+std::uint64_t le(const std::string& bytes, std::size_t at, int n) {
+    std::uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(bytes[at + i]);
+    return v;
+}
+
+std::string le64(std::uint64_t v) {
+    std::string s(8, '\0');
+    for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>(v >> (8 * i));
+    return s;
+}
+
+/// Replaces every occurrence of `from` in `bytes` by `to` (same length); returns how many.
+int replaceAll(std::string& bytes, const std::string& from, const std::string& to) {
+    int n = 0;
+    for (std::size_t p = bytes.find(from); p != std::string::npos; p = bytes.find(from, p + 1)) {
+        bytes.replace(p, from.size(), to);
+        ++n;
+    }
+    return n;
+}
+
+/// Writes `bytes` to `path` with a new integrity header (a file changed on purpose).
+void writeResealed(const std::string& path, std::string bytes) {
+    io::sealIntegrity(reinterpret_cast<unsigned char*>(bytes.data()), bytes.size());
+    writeBytes(path, bytes);
 }
 
 /// A small valid checkpoint with one tensor and one attribute.
@@ -426,24 +480,34 @@ BOOST_AUTO_TEST_CASE(truncated_file_and_bytes_unchanged) {
     writeBytes(path, good.substr(0, good.size() / 2));
     const std::string before = readBytes(path);
     const auto mtime = fs::last_write_time(path);
+    // the integrity header knows the size: refused before HDF5 reads a byte
     BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
-                          messageContains("'" + path + "': truncated or corrupt HDF5 file"));
+                          messageContains("'" + path + "' is corrupt: " +
+                                          std::to_string(good.size() / 2) +
+                                          " bytes, the integrity header says " +
+                                          std::to_string(good.size()) +
+                                          " (file damaged or truncated)"));
     BOOST_TEST((readBytes(path) == before));
     BOOST_TEST((fs::last_write_time(path) == mtime));
 }
 
-BOOST_AUTO_TEST_CASE(truncated_message_carries_hdf5_detail) {
-    const std::string dir = scratch();
-    writeGood(dir + "/good.h5");
-    const std::string good = readBytes(dir + "/good.h5");
-    writeBytes(dir + "/half.h5", good.substr(0, good.size() / 2));
+BOOST_AUTO_TEST_CASE(truncated_legacy_file_carries_hdf5_detail) {
+    // A file without an integrity header (older tern) goes to HDF5, whose detail is kept.
+    const std::string legacy = legacyCopy("legacy-checkpoint.h5");
+    const std::string good = readBytes(legacy);
+    const std::string path = scratch() + "/half.h5";
+    writeBytes(path, good.substr(0, good.size() / 2));
+    const std::size_t warned = warnings().size();
     try {
-        CheckpointReader r(dir + "/half.h5");
+        CheckpointReader r(path);
         BOOST_FAIL("no exception");
     } catch (const std::runtime_error& e) {
         BOOST_TEST_MESSAGE(e.what());
+        BOOST_TEST(std::string(e.what()).find("'" + path + "': truncated or corrupt HDF5 file") !=
+                   std::string::npos);
         BOOST_TEST(std::string(e.what()).find("truncated file") != std::string::npos);
     }
+    BOOST_TEST(warnings().size() == warned);  // no warning for a file that was refused
 }
 
 BOOST_AUTO_TEST_CASE(random_bytes_and_empty_file) {
@@ -469,9 +533,16 @@ BOOST_AUTO_TEST_CASE(header_intact_but_body_corrupt) {
     // Scribble over everything after the superblock (96 bytes in 1.10), keeping the length.
     for (std::size_t i = 96; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xA5);
     writeBytes(path, bytes);
-    // Either the open or the format check fails; always a runtime_error naming the file.
     BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
-                          messageContains("'" + path + "'"));
+                          messageContains("'" + path + "' is corrupt: checksum mismatch"));
+    // The same without the integrity header: either the open or the format check fails;
+    // always a runtime_error naming the file.
+    const std::string legacy = legacyCopy("legacy-checkpoint.h5");
+    bytes = readBytes(legacy);
+    for (std::size_t i = 96; i < bytes.size(); ++i) bytes[i] = static_cast<char>(0xA5);
+    writeBytes(legacy, bytes);
+    BOOST_CHECK_EXCEPTION(CheckpointReader{legacy}, std::runtime_error,
+                          messageContains("'" + legacy + "'"));
 }
 
 BOOST_AUTO_TEST_CASE(wrong_format_attribute) {
@@ -635,6 +706,414 @@ BOOST_AUTO_TEST_CASE(reader_and_writer_errors) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(integrity)
+
+BOOST_AUTO_TEST_CASE(files_carry_the_documented_header) {
+    const std::string dir = scratch();
+    writeGood(dir + "/c.h5");
+    {
+        io::Hdf5Writer w(dir + "/p.h5");
+        w.writeDouble("objective", 0.5);
+        w.close();
+    }
+    for (const std::string name : {"c.h5", "p.h5"}) {
+        const std::string path = dir + "/" + name;
+        std::string bytes = readBytes(path);
+        BOOST_REQUIRE(bytes.size() > io::kUserBlockSize + 8);
+        BOOST_TEST(bytes.substr(0, 8) == "TERNSUM1");
+        BOOST_TEST(le(bytes, 8, 8) == bytes.size());
+        BOOST_TEST(le(bytes, 20, 4) == io::kUserBlockSize);
+        BOOST_TEST(bytes.substr(512, 4) == "\x89HDF");  // HDF5 content after the user block
+        // CRC-32 (zlib) of the whole file with its own 4 bytes as zero, computed here
+        const std::uint32_t stored = static_cast<std::uint32_t>(le(bytes, 16, 4));
+        for (std::size_t i = 16; i < 20; ++i) bytes[i] = '\0';
+        const std::uint32_t crc = static_cast<std::uint32_t>(
+            crc32_z(crc32_z(0, nullptr, 0), reinterpret_cast<const Bytef*>(bytes.data()),
+                    bytes.size()));
+        BOOST_TEST(stored == crc, name);
+        const io::IntegrityCheck c = io::checkIntegrity(path, "test");
+        BOOST_TEST(c.hasHeader);
+        BOOST_TEST(c.size == bytes.size());
+        BOOST_TEST(c.crc == crc);
+    }
+}
+
+namespace {
+
+/// A small checkpoint with every kind of content: float, int and byte datasets, and double,
+/// int and string attributes on the root, groups and datasets.
+void writeSmall(const std::string& path) {
+    CheckpointWriter w(path);
+    w.write("params/w", Vector::LinSpaced(12, -1, 1), Shape{3, 4});
+    w.write("params/s", Vector::Constant(1, 2.5f), Shape{});
+    w.writeInts("progress/order", {2, 0, 1, 70000});
+    w.writeBytes("codes", std::vector<std::uint8_t>{1, 2, 3}, Shape{3});
+    w.attr("optim", "method", "admm");
+    w.attr("optim", "rng", "13 7 0 18446744073709551615 42");
+    w.attr("optim", "rho", 0.25);
+    w.attr("progress", "epoch", 3);
+    w.attr("params/w", "note", "");
+    w.close();
+}
+
+/// Flips one bit of a file in place for its lifetime (writing the whole file each time would
+/// make the test an I/O benchmark).
+class FlipBit {
+public:
+    FlipBit(const std::string& path, std::size_t bit) : path_(path), bit_(bit) { flip(); }
+    ~FlipBit() { flip(); }
+
+private:
+    void flip() const {
+        std::fstream f(path_, std::ios::binary | std::ios::in | std::ios::out);
+        f.seekg(static_cast<std::streamoff>(bit_ / 8));
+        const int c = f.get();
+        f.seekp(static_cast<std::streamoff>(bit_ / 8));
+        f.put(static_cast<char>(c ^ (1 << (bit_ % 8))));
+    }
+    std::string path_;
+    std::size_t bit_;
+};
+
+/// Everything writeSmall wrote, as text: equal for equal contents.
+std::string contents(const CheckpointReader& r) {
+    std::ostringstream s;
+    const Vector w = r.read("params/w", Shape{3, 4});
+    for (Index i = 0; i < w.size(); ++i) s << w[i] << ' ';
+    s << r.read("params/s", Shape{})[0] << '|';
+    for (auto v : r.readInts("progress/order")) s << v << ' ';
+    for (auto v : r.readBytes("codes", Shape{3})) s << int(v) << ' ';
+    s << '|' << r.attrString("optim", "method") << '|' << r.attrString("optim", "rng") << '|'
+      << r.attrDouble("optim", "rho") << '|' << r.attrInt("progress", "epoch") << '|'
+      << r.attrString("params/w", "note") << '|' << r.version();
+    return s.str();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_single_bit_flip_is_refused_before_hdf5_reads_the_file) {
+    // libhdf5 crashes or hangs on some damaged files (global heap, string attributes): every
+    // flip of every bit of a checkpoint must be caught by the integrity header instead.
+    const std::string dir = scratch();
+    const std::string good = dir + "/good.h5", bad = dir + "/bad.h5";
+    writeSmall(good);
+    const std::string bytes = readBytes(good);
+    const std::string expected = contents(CheckpointReader(good));
+    std::size_t corrupt = 0, loaded = 0, other = 0;
+    std::string otherMessage;
+    writeBytes(bad, bytes);
+    for (std::size_t bit = 0; bit < 8 * bytes.size(); ++bit) {
+        const FlipBit flip(bad, bit);
+        try {
+            CheckpointReader r(bad);
+            if (contents(r) == expected) ++loaded;
+            else BOOST_ERROR("bit " << bit << ": loaded different contents");
+        } catch (const std::runtime_error& e) {
+            const std::string m = e.what();
+            if (m.find("'" + bad + "' is corrupt: ") != std::string::npos) {
+                ++corrupt;
+            } else {
+                ++other;
+                otherMessage = m;
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE(8 * bytes.size() << " bit flips of a " << bytes.size()
+                                        << "-byte checkpoint: " << corrupt
+                                        << " refused as corrupt, " << loaded
+                                        << " loaded identically, " << other << " other");
+    BOOST_TEST(corrupt == 8 * bytes.size(), "other errors: " << other << " (" << otherMessage
+                                                             << "), loaded: " << loaded);
+    BOOST_TEST((readBytes(bad) == bytes));  // every flip was undone
+    // and through the plain reader (tern-lsq's input), every 5th bit
+    for (std::size_t bit = 0; bit < 8 * bytes.size(); bit += 5) {
+        const FlipBit flip(bad, bit);
+        BOOST_CHECK_EXCEPTION(io::Hdf5Reader{bad}, std::runtime_error,
+                              messageContains("Hdf5Reader: '" + bad + "' is corrupt: "));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_messages_say_what_is_wrong) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/c.h5";
+    writeGood(path);
+    const std::string bytes = readBytes(path);
+    std::string b = bytes;
+    b[b.size() - 100] = static_cast<char>(b[b.size() - 100] ^ 0x10);
+    writeBytes(path, b);
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("CheckpointReader: '" + path +
+                                          "' is corrupt: checksum mismatch (file damaged or "
+                                          "truncated)"));
+    b = bytes;
+    b[3] = 'X';  // the magic, 'N' -> 'X': 3 bits
+    writeBytes(path, b);
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("'" + path + "' is corrupt: damaged integrity header"));
+    writeBytes(path, bytes + "trailing");
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("is corrupt: " + std::to_string(bytes.size() + 8) +
+                                          " bytes, the integrity header says " +
+                                          std::to_string(bytes.size())));
+    writeBytes(path, bytes.substr(0, 20));
+    BOOST_CHECK_EXCEPTION(CheckpointReader{path}, std::runtime_error,
+                          messageContains("is corrupt: 20 bytes, too short"));
+}
+
+BOOST_AUTO_TEST_CASE(legacy_file_without_header_loads_with_one_warning) {
+    // Written by tern before the integrity header, with variable-length string attributes.
+    const std::string path = legacyCopy("legacy-checkpoint.h5");
+    BOOST_TEST(readBytes(path).substr(1, 3) == "HDF");  // no user block
+    const std::size_t before = warnings().size();
+    {
+        CheckpointReader r(path);
+        const Vector w = r.read("params/w", Shape{2, 3});
+        BOOST_TEST(w[0] == 0.5f);
+        BOOST_TEST(w[5] == -0.125f);
+        BOOST_TEST(r.readInts("progress/order") == (std::vector<std::int64_t>{2, 0, 1}));
+        BOOST_TEST(r.attrString("", "format") == "tern-checkpoint");
+        BOOST_TEST(r.attrString("optim", "method") == "admm");
+        BOOST_TEST(r.attrString("progress", "empty").empty());
+        BOOST_TEST(r.attrDouble("optim", "rho") == 0.25);
+        BOOST_TEST(r.attrInt("progress", "epoch") == 3);
+    }
+    BOOST_REQUIRE(warnings().size() == before + 1);
+    const std::string& w = warnings().back();
+    BOOST_TEST(w.find("'" + path + "' has no integrity checksum") != std::string::npos, w);
+    BOOST_TEST(w.find('\n') == std::string::npos);
+    { CheckpointReader again(path); }  // once per file
+    BOOST_TEST(warnings().size() == before + 1);
+    // A plain HDF5 file without a header (h5py, older tern) is read without a warning.
+    const std::string plain = legacyCopy("legacy-plain.h5");
+    const io::Hdf5Reader r(plain);
+    BOOST_TEST(r.readDoubles("A") == (std::vector<double>{1, 2, 3, 4}));
+    BOOST_TEST((r.readDoubles("objective") == std::vector<double>{0.5}));
+    BOOST_TEST(warnings().size() == before + 1);
+    // io::checkIntegrity reports that there was nothing to check
+    BOOST_TEST(!io::checkIntegrity(path, "test").hasHeader);
+}
+
+BOOST_AUTO_TEST_CASE(user_block_without_header_loads_with_a_warning) {
+    // A foreign file with a user block of its own (h5py's userblock_size): no header, loads.
+    const std::string path = scratch() + "/ub.h5";
+    writeGood(path);
+    std::string bytes = readBytes(path);
+    std::fill(bytes.begin(), bytes.begin() + 512, 'u');
+    writeBytes(path, bytes);
+    const std::size_t before = warnings().size();
+    CheckpointReader r(path);
+    BOOST_TEST(r.attrInt("progress", "epoch") == 3);
+    BOOST_TEST(warnings().size() == before + 1);
+}
+
+BOOST_AUTO_TEST_CASE(string_attributes_are_fixed_length) {
+    // Variable-length strings live in HDF5's global heap, whose damage crashed libhdf5: the
+    // writers store fixed-length strings (their text appears in the file as it is).
+    const std::string path = scratch() + "/s.h5";
+    const std::string text = "a distinctive string attribute value";
+    {
+        CheckpointWriter w(path);
+        w.attr("optim", "method", text);
+        w.close();
+    }
+    BOOST_TEST(readBytes(path).find(text) != std::string::npos);
+    BOOST_TEST(CheckpointReader(path).attrString("optim", "method") == text);
+    const std::string plain = scratch() + "/p.h5";
+    {
+        io::Hdf5Writer w(plain);
+        w.attr("method", text);
+        w.close();
+    }
+    BOOST_TEST(readBytes(plain).find(text) != std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(claimed_sizes)
+
+BOOST_AUTO_TEST_CASE(checkpoint_claiming_a_huge_shape_is_refused_before_allocating) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/huge.h5";
+    {
+        CheckpointWriter w(path);
+        w.write("params/w", Vector::Ones(21), Shape{3, 7});
+        w.close();
+    }
+    std::string bytes = readBytes(path);
+    // the dataspace's dims (and max dims) [3, 7] -> [1e6, 1e6], resealed: a hostile file
+    BOOST_REQUIRE(replaceAll(bytes, le64(3) + le64(7), le64(1000000) + le64(1000000)) >= 1);
+    writeResealed(path, bytes);
+    const CheckpointReader r(path);
+    const std::string claim = "'params/w' in '" + path + "' claims shape [1000000, 1000000]";
+    BOOST_CHECK_EXCEPTION(r.shape("params/w"), std::runtime_error, messageContains(claim));
+    BOOST_CHECK_EXCEPTION(r.read("params/w", Shape{1000000, 1000000}), std::runtime_error,
+                          messageContains(claim));
+    BOOST_CHECK_EXCEPTION(r.read("params/w", Shape{1000000, 1000000}), std::runtime_error,
+                          messageContains("but the file has only"));
+    // the same shape check still comes first
+    BOOST_CHECK_THROW(r.read("params/w", Shape{3, 7}), std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(integer_and_byte_datasets_claiming_too_much_are_refused) {
+    const std::string path = scratch() + "/huge.h5";
+    {
+        CheckpointWriter w(path);
+        w.writeInts("order", std::vector<std::int64_t>(13, 100000));  // int32, 13 values
+        w.writeBytes("codes", std::vector<std::uint8_t>(17, 1), Shape{17});
+        w.close();
+    }
+    std::string bytes = readBytes(path);
+    BOOST_REQUIRE(replaceAll(bytes, le64(13) + le64(13), le64(std::uint64_t{1} << 40) +
+                                                             le64(std::uint64_t{1} << 40)) >= 1);
+    BOOST_REQUIRE(replaceAll(bytes, le64(17) + le64(17), le64(std::uint64_t{1} << 33) +
+                                                             le64(std::uint64_t{1} << 33)) >= 1);
+    writeResealed(path, bytes);
+    const CheckpointReader r(path);
+    BOOST_CHECK_EXCEPTION(
+        r.readInts("order"), std::runtime_error,
+        messageContains("'order' in '" + path + "' claims shape [1099511627776]"));
+    BOOST_CHECK_EXCEPTION(r.readBytes("codes", Shape{std::int64_t{1} << 33}), std::runtime_error,
+                          messageContains("'codes' in '" + path + "' claims shape [8589934592]"));
+}
+
+BOOST_AUTO_TEST_CASE(plain_file_declaring_a_huge_matrix_is_refused_before_allocating) {
+    // tern-lsq's input: A declared 100000 x 100000 in a file of a few KB
+    const std::string path = scratch() + "/lsq.h5";
+    {
+        io::Hdf5Writer w(path);
+        w.writeFloats("A", Vector::Ones(15), Shape{3, 5});
+        w.writeFloats("b", Vector::Ones(3), Shape{3});
+        w.close();
+    }
+    std::string bytes = readBytes(path);
+    BOOST_REQUIRE(replaceAll(bytes, le64(3) + le64(5), le64(100000) + le64(100000)) >= 1);
+    // once with a fresh integrity header, once as a file without one (h5py)
+    const std::string sealed = path, bare = scratch() + "/bare.h5";
+    writeResealed(sealed, bytes);
+    std::fill(bytes.begin(), bytes.begin() + 512, '\0');
+    writeBytes(bare, bytes);
+    for (const std::string& p : {sealed, bare}) {
+        const io::Hdf5Reader r(p);
+        const std::string claim = "'A' in '" + p + "' claims shape [100000, 100000]";
+        BOOST_CHECK_EXCEPTION(r.info("A"), std::runtime_error, messageContains(claim));
+        BOOST_CHECK_EXCEPTION(r.readDoubles("A"), std::runtime_error, messageContains(claim));
+        BOOST_TEST(r.readDoubles("b").size() == 3u);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(failed_writes)
+
+namespace {
+
+/// Runs `write` in a forked child whose files may grow to `limit` bytes (RLIMIT_FSIZE, with
+/// SIGXFSZ ignored: write() then fails with EFBIG, as on a full disk it fails with ENOSPC).
+/// Returns what the child reported: "ok", "runtime_error: <message>", "other: <message>".
+std::string runWithFileSizeLimit(rlim_t limit, const std::function<void()>& write,
+                                 const std::string& report) {
+    const pid_t pid = ::fork();
+    BOOST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        std::string out;
+        ::signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl {limit, limit};
+        if (::setrlimit(RLIMIT_FSIZE, &rl) != 0) ::_exit(3);
+        try {
+            write();
+            out = "ok";
+        } catch (const std::runtime_error& e) {
+            out = std::string("runtime_error: ") + e.what();
+        } catch (const std::exception& e) {
+            out = std::string("other: ") + e.what();
+        }
+        rl = {RLIM_INFINITY, RLIM_INFINITY};
+        ::setrlimit(RLIMIT_FSIZE, &rl);
+        writeBytes(report, out);
+        ::_exit(0);
+    }
+    int status = 0;
+    BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+    BOOST_REQUIRE_MESSAGE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                          "child ended with status " << status << " (a signal: "
+                                                     << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                                     << ")");
+    return readBytes(report);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(checkpoint_write_failing_mid_way_is_a_clean_error) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/c.h5";
+    writeGood(path, 1.0f);
+    const std::string before = readBytes(path);
+    const auto save = [&] {
+        CheckpointWriter w(path);
+        w.write("params/w", testing::randomVector(20000, 3), Shape{200, 100});  // 80 KB
+        w.attr("progress", "epoch", 4);
+        w.close();
+    };
+    const std::string got = runWithFileSizeLimit(16384, save, dir + "/report.txt");
+    BOOST_TEST(got == "runtime_error: CheckpointWriter::close(): cannot write '" + path +
+                          ".tmp': File too large");
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_TEST((readBytes(path) == before));  // the previous checkpoint is untouched
+    BOOST_TEST(CheckpointReader(path).read("params/w", Shape{10, 10})[0] == 1.0f);
+    // a writer abandoned after its close failed destroys cleanly (no second HDF5 close)
+    const auto closeTwice = [&] {
+        CheckpointWriter w(path);
+        w.write("params/w", testing::randomVector(20000, 3), Shape{200, 100});
+        try {
+            w.close();
+        } catch (const std::runtime_error&) {
+        }
+        if (!w.closed()) throw std::logic_error("not closed after a failed close");
+        w.close();  // does nothing
+    };
+    BOOST_TEST(runWithFileSizeLimit(16384, closeTwice, dir + "/report2.txt") == "ok");
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+    BOOST_TEST((readBytes(path) == before));
+    // the same save without the limit succeeds
+    save();
+    BOOST_TEST(CheckpointReader(path).attrInt("progress", "epoch") == 4);
+}
+
+BOOST_AUTO_TEST_CASE(plain_write_failing_mid_way_is_a_clean_error) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/x.h5";
+    const auto save = [&] {
+        io::Hdf5Writer w(path);
+        w.writeFloats("x", testing::randomVector(20000, 3), Shape{20000});
+        w.close();
+    };
+    const std::string got = runWithFileSizeLimit(4096, save, dir + "/report.txt");
+    BOOST_TEST(got == "runtime_error: Hdf5Writer: cannot write '" + path +
+                          ".tmp' (File too large)");
+    BOOST_TEST(!fs::exists(path));
+    BOOST_TEST(!fs::exists(path + ".tmp"));
+}
+
+BOOST_AUTO_TEST_CASE(full_disk_reports_no_space_left, *boost::unit_test::precondition([](auto) {
+    boost::test_tools::assertion_result r(fs::exists("/dev/full"));
+    if (!r) r.message() << "no /dev/full";
+    return r;
+})) {
+    // /dev/full: every write fails with ENOSPC. A symlink from the tmp path sends it there.
+    const std::string dir = scratch();
+    const std::string path = dir + "/c.h5";
+    writeGood(path, 1.0f);
+    const std::string before = readBytes(path);
+    fs::create_symlink("/dev/full", path + ".tmp");
+    BOOST_CHECK_EXCEPTION(writeGood(path, 2.0f), std::runtime_error,
+                          messageContains("cannot write '" + path +
+                                          ".tmp': No space left on device"));
+    BOOST_TEST(!fs::exists(fs::symlink_status(path + ".tmp")));  // removed
+    BOOST_TEST((readBytes(path) == before));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(tools)
 
 namespace {
@@ -657,7 +1136,62 @@ struct HaveH5dump {
     }
 };
 
+/// The Python to run h5py with: $TERN_TEST_PYTHON when set, else /usr/bin/python3 (where
+/// Debian's python3-h5py installs).
+std::string pythonPath() {
+    const char* env = std::getenv("TERN_TEST_PYTHON");
+    return env && *env ? std::string(env) : std::string("/usr/bin/python3");
+}
+
+/// Precondition: that Python imports h5py (Debian: python3-h5py). Without it the test case is
+/// skipped, and ctest reports SKIPPED (tests/io.cmake).
+struct HaveH5py {
+    boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+        const std::string cmd = "'" + pythonPath() + "' -c 'import h5py' > /dev/null 2>&1";
+        boost::test_tools::assertion_result r(std::system(cmd.c_str()) == 0);
+        if (!r) r.message() << pythonPath() << " cannot import h5py (install python3-h5py)";
+        return r;
+    }
+};
+
 }  // namespace
+
+/// Its own ctest test, SKIPPED without h5py: h5py reads a checkpoint with its integrity
+/// header (the user block) and fixed-length strings, and a file of an older tern.
+BOOST_AUTO_TEST_CASE(h5py_reads_the_file, *boost::unit_test::precondition(HaveH5py{})) {
+    const std::string dir = scratch();
+    const std::string path = dir + "/d.h5";
+    {
+        CheckpointWriter w(path);
+        w.write("params/conv1.weights", Vector::LinSpaced(6, 0, 5), Shape{2, 3});
+        w.attr("optim", "method", "admm");
+        w.attr("optim", "rho", 0.25);
+        w.close();
+    }
+    const std::string script = dir + "/read.py";
+    writeBytes(script,
+               "import sys, h5py\n"
+               "with h5py.File(sys.argv[1], 'r') as f:\n"
+               "    m = f['optim'].attrs['method']\n"
+               "    m = m.decode() if isinstance(m, bytes) else m\n"
+               "    fmt = f.attrs['format']\n"
+               "    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt\n"
+               "    w = f['params/conv1.weights'][...]\n"
+               "    print(f.userblock_size, fmt, int(f.attrs['version']), m,\n"
+               "          float(f['optim'].attrs['rho']), w.shape, w.dtype, float(w[1, 2]))\n");
+    const std::string out = dir + "/out.txt";
+    const std::string cmd = "'" + pythonPath() + "' '" + script + "' '" + path + "' > '" + out +
+                            "' 2>&1";
+    BOOST_REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, readBytes(out));
+    BOOST_TEST(readBytes(out) == "512 tern-checkpoint 1 admm 0.25 (2, 3) float32 5.0\n");
+    const std::string legacy = legacyCopy("legacy-checkpoint.h5");
+    const std::string cmd2 = "'" + pythonPath() + "' -c \"import h5py; f = h5py.File('" +
+                             legacy + "', 'r'); print(f.userblock_size, f['optim'].attrs["
+                                      "'method'])\" > '" +
+                             out + "' 2>&1";
+    BOOST_REQUIRE_MESSAGE(std::system(cmd2.c_str()) == 0, readBytes(out));
+    BOOST_TEST(readBytes(out) == "0 admm\n");  // variable-length: str
+}
 
 /// Its own ctest test, SKIPPED without h5dump.
 BOOST_AUTO_TEST_CASE(h5dump_reads_the_file, *boost::unit_test::precondition(HaveH5dump{})) {
@@ -678,8 +1212,14 @@ BOOST_AUTO_TEST_CASE(h5dump_reads_the_file, *boost::unit_test::precondition(Have
     const std::string text = readBytes(out);
     for (const char* needle :
          {"\"tern-checkpoint\"", "H5T_IEEE_F32LE", "DATASPACE  SIMPLE { ( 2, 3 ) / ( 2, 3 ) }",
-          "DATASET \"conv1.weights\"", "H5T_STD_I8LE", "\"admm\"", "0.25", "H5T_CSET_UTF8"})
+          "DATASET \"conv1.weights\"", "H5T_STD_I8LE", "\"admm\"", "0.25", "H5T_CSET_UTF8",
+          "STRSIZE 5;"})
         BOOST_TEST(text.find(needle) != std::string::npos, "h5dump output lacks " << needle);
+    BOOST_TEST(text.find("H5T_VARIABLE") == std::string::npos);  // fixed-length strings
+    // the user block with the integrity header is HDF5's own: h5dump -B reports it
+    const std::string ub = dir + "/ub.txt";
+    BOOST_REQUIRE(std::system((h5dump + " -B -H '" + path + "' > '" + ub + "' 2>&1").c_str()) == 0);
+    BOOST_TEST(readBytes(ub).find("USERBLOCK_SIZE 512") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -3,6 +3,7 @@
 #include "hdf5_util.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/io/integrity.hpp"
 
 #include <H5Cpp.h>
 #include <fcntl.h>
@@ -13,7 +14,9 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 #include <variant>
@@ -38,15 +41,9 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const std::string& f
     if (fs::is_directory(path, ec))
         throw std::runtime_error(std::string(where) + ": '" + path + "' is a directory");
     quietHdf5();
-    const std::string tmp = tmpPath();
-    try {
-        H5::FileAccPropList fapl;
-        fapl.setFcloseDegree(H5F_CLOSE_STRONG);  // close() really closes the file
-        out_ = std::make_unique<OutputFile>(path, fapl);
-    } catch (const H5::Exception& e) {
-        throw std::runtime_error(std::string(where) + ": cannot create '" + tmp + "': " +
-                                 detail(e));
-    }
+    out_ = std::make_unique<OutputFile>(path, [&](const std::string& why) {
+        return std::string(where) + ": cannot create '" + tmpPath() + "': " + why;
+    });
     // if these throw, out_'s destructor closes and removes the tmp file
     attr("", "format", format);
     attr("", "version", static_cast<std::int64_t>(version));
@@ -75,7 +72,7 @@ void writeDataset(H5::H5File& file, const std::string& key, const std::string& t
 void CheckpointWriter::write(const std::string& key, CVecRef data, const Shape& shape) {
     const char* where = "CheckpointWriter::write()";
     out_->checkOpen(where);
-    writeDataset(out_->file, key, tmpPath(), where, data.data(), data.size(), shape,
+    writeDataset(out_->file(), key, tmpPath(), where, data.data(), data.size(), shape,
                  H5::PredType::IEEE_F32LE, H5::PredType::NATIVE_FLOAT);
 }
 
@@ -83,7 +80,7 @@ void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std:
                                   const Shape& shape) {
     const char* where = "CheckpointWriter::writeBytes()";
     out_->checkOpen(where);
-    writeDataset(out_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+    writeDataset(out_->file(), key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
                  shape, H5::PredType::STD_U8LE, H5::PredType::NATIVE_UINT8);
 }
 
@@ -91,7 +88,7 @@ void CheckpointWriter::writeBytes(const std::string& key, const std::vector<std:
                                   const Shape& shape) {
     const char* where = "CheckpointWriter::writeBytes()";
     out_->checkOpen(where);
-    writeDataset(out_->file, key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
+    writeDataset(out_->file(), key, tmpPath(), where, data.data(), static_cast<Index>(data.size()),
                  shape, H5::PredType::STD_I8LE, H5::PredType::NATIVE_INT8);
 }
 
@@ -114,7 +111,7 @@ void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::
                                        : fits(std::int16_t{}) ? H5::PredType::STD_I16LE
                                        : fits(std::int32_t{}) ? H5::PredType::STD_I32LE
                                                               : H5::PredType::STD_I64LE;
-        createDataset(out_->file, parts, key, tmpPath(), where, {n}, fileType,
+        createDataset(out_->file(), parts, key, tmpPath(), where, {n}, fileType,
                       H5::PredType::NATIVE_INT64, data.data(), static_cast<Index>(n));
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot write '" + key + "' to '" +
@@ -157,7 +154,7 @@ void setAttr(OutputFile& out, const std::string& path, const std::string& name,
              const char* where, Create create) {
     out.checkOpen(where);
     try {
-        Object obj = attrTarget(out.file, path, name, out.tmp, where);
+        Object obj = attrTarget(out.file(), path, name, out.tmp, where);
         create(obj);
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": cannot set '" + name + "' on '" + path +
@@ -189,17 +186,17 @@ void CheckpointWriter::attr(const std::string& path, const std::string& name,
     if (value.find('\0') != std::string::npos)
         fail(where, "string attribute '" + name + "' on '" + path + "' contains a NUL byte");
     setAttr(*out_, path, name, where, [&](Object& obj) {
-        // Variable-length UTF-8: h5py reads it as str, h5dump prints it as text.
-        H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
-        type.setCset(H5T_CSET_UTF8);
-        obj->createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
+        // Fixed-length UTF-8 with its NUL (an empty string is one NUL): no global heap, whose
+        // damage libhdf5 does not survive. h5dump prints it as text, h5py as bytes.
+        obj->createAttribute(name, fixedString(value), H5::DataSpace(H5S_SCALAR))
+            .write(fixedString(value), value);
     });
 }
 
 void CheckpointWriter::close() {
     const std::string where = "CheckpointWriter::close()";
-    const bool committed = out_->commit(where, where, true, [&](const std::string& why) {
-        return where + ": cannot flush '" + tmpPath() + "': " + why;
+    const bool committed = out_->commit(where, [&](const std::string& why) {
+        return where + ": cannot write '" + tmpPath() + "': " + why;
     });
     if (!committed) return;
     // The rename is durable once the directory entry is on disk.
@@ -217,9 +214,29 @@ void CheckpointWriter::close() {
 
 struct CheckpointReader::Impl {
     H5::H5File file;
-    Impl(const std::string& path, const H5::FileAccPropList& fapl)
-        : file(path, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, fapl) {}
+    std::uint64_t fileSize = 0;
+    Impl(const std::string& path, const H5::FileAccPropList& fapl, std::uint64_t size)
+        : file(path, H5F_ACC_RDONLY, H5::FileCreatPropList::DEFAULT, fapl), fileSize(size) {}
 };
+
+namespace {
+
+/// Warns once per file and process that `path` has no integrity header (a file is often
+/// opened more than once: to rebuild a network, then to load it).
+void warnUnchecked(const std::string& path) {
+    static std::mutex mutex;
+    static std::set<std::string> warned;
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(path, ec);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!warned.insert(ec ? path : canonical.string()).second) return;
+    }
+    warning("CheckpointReader: '" + path + "' has no integrity checksum (written by tern " +
+            "before 2026-11-29 or by another program); reading it unverified");
+}
+
+}  // namespace
 
 CheckpointReader::CheckpointReader(const std::string& path, const std::string& format,
                                    int maxVersion)
@@ -229,6 +246,8 @@ CheckpointReader::CheckpointReader(const std::string& path, const std::string& f
     if (!fs::exists(path, ec)) throw std::runtime_error(where + ": no such file");
     if (fs::is_directory(path, ec)) throw std::runtime_error(where + ": is a directory");
     quietHdf5();
+    // The integrity header first: libhdf5 does not survive every damaged file.
+    const IntegrityCheck integrity = checkIntegrity(path, "CheckpointReader");
     try {
         if (!H5::H5File::isHdf5(path))
             throw std::runtime_error(where + ": not an HDF5 file (no HDF5 signature)");
@@ -241,7 +260,7 @@ CheckpointReader::CheckpointReader(const std::string& path, const std::string& f
         // Shared lock where the filesystem has locks; still open where it has none (NFS).
         fapl.setFileLocking(true, true);
 #endif
-        impl_ = std::make_unique<Impl>(path, fapl);
+        impl_ = std::make_unique<Impl>(path, fapl, integrity.size);
     } catch (const H5::Exception& e) {
         throw std::runtime_error(where + ": truncated or corrupt HDF5 file: " + detail(e));
     }
@@ -274,6 +293,7 @@ CheckpointReader::CheckpointReader(const std::string& path, const std::string& f
     } catch (const H5::Exception& e) {
         throw std::runtime_error(where + ": corrupt HDF5 file: " + detail(e));
     }
+    if (!integrity.hasHeader) warnUnchecked(path);
 }
 
 CheckpointReader::~CheckpointReader() {
@@ -322,6 +342,7 @@ Shape CheckpointReader::shape(const std::string& key) const {
         const H5::DataSet ds = openDataset(impl_->file, key, path_, where);
         const auto s = spaceShape(ds.getSpace());
         if (!s) fail(where, "'" + key + "' in '" + path_ + "' has a null dataspace");
+        checkClaim(ds, *s, 0, key, path_, impl_->fileSize, where);
         return *s;
     } catch (const H5::Exception& e) {
         throw std::runtime_error(std::string(where) + ": '" + key + "' in '" + path_ +
@@ -334,9 +355,10 @@ namespace {
 /// Opens the dataset `key`, checks its type with `typeOk` (else std::invalid_argument
 /// "... is <type>, expected <want>") and its dims against `expected`, and reads it as `memType`.
 template <typename Out>
-Out readDataset(const H5::H5File& file, const std::string& key, const Shape& expected,
-                const std::string& path, const char* where, bool (*typeOk)(const H5::DataType&),
-                const char* want, const H5::PredType& memType) {
+Out readDataset(const H5::H5File& file, std::uint64_t fileSize, const std::string& key,
+                const Shape& expected, const std::string& path, const char* where,
+                bool (*typeOk)(const H5::DataType&), const char* want,
+                const H5::PredType& memType) {
     try {
         const H5::DataSet ds = openDataset(file, key, path, where);
         const H5::DataType type = ds.getDataType();
@@ -348,6 +370,7 @@ Out readDataset(const H5::H5File& file, const std::string& key, const Shape& exp
         if (*stored != expected)
             fail(where, "'" + key + "' in '" + path + "' has shape " + stored->str() +
                             ", expected " + expected.str());
+        checkClaim(ds, *stored, sizeof(typename Out::value_type), key, path, fileSize, where);
         Out v(stored->size());
         if (v.size() > 0) ds.read(v.data(), memType);
         return v;
@@ -368,22 +391,23 @@ bool isInt8(const H5::DataType& t) {
 }  // namespace
 
 Vector CheckpointReader::read(const std::string& key, const Shape& expected) const {
-    return readDataset<Vector>(impl_->file, key, expected, path_, "CheckpointReader::read()",
-                               isFloat32, "float32", H5::PredType::NATIVE_FLOAT);
+    return readDataset<Vector>(impl_->file, impl_->fileSize, key, expected, path_,
+                               "CheckpointReader::read()", isFloat32, "float32",
+                               H5::PredType::NATIVE_FLOAT);
 }
 
 std::vector<std::uint8_t> CheckpointReader::readBytes(const std::string& key,
                                                       const Shape& expected) const {
-    return readDataset<std::vector<std::uint8_t>>(impl_->file, key, expected, path_,
-                                                  "CheckpointReader::readBytes()", isUint8,
+    return readDataset<std::vector<std::uint8_t>>(impl_->file, impl_->fileSize, key, expected,
+                                                  path_, "CheckpointReader::readBytes()", isUint8,
                                                   "uint8", H5::PredType::NATIVE_UINT8);
 }
 
 std::vector<std::int8_t> CheckpointReader::readSignedBytes(const std::string& key,
                                                            const Shape& expected) const {
-    return readDataset<std::vector<std::int8_t>>(impl_->file, key, expected, path_,
-                                                 "CheckpointReader::readSignedBytes()", isInt8,
-                                                 "int8", H5::PredType::NATIVE_INT8);
+    return readDataset<std::vector<std::int8_t>>(impl_->file, impl_->fileSize, key, expected,
+                                                 path_, "CheckpointReader::readSignedBytes()",
+                                                 isInt8, "int8", H5::PredType::NATIVE_INT8);
 }
 
 std::vector<std::int64_t> CheckpointReader::readInts(const std::string& key) const {
@@ -399,6 +423,7 @@ std::vector<std::int64_t> CheckpointReader::readInts(const std::string& key) con
         if (stored->dims.size() > 1)
             fail(where, "'" + key + "' in '" + path_ + "' has shape " + stored->str() +
                             ", expected 1-D");
+        checkClaim(ds, *stored, sizeof(std::int64_t), key, path_, impl_->fileSize, where);
         std::vector<std::int64_t> out(static_cast<std::size_t>(stored->size()));
         if (!out.empty()) ds.read(out.data(), H5::PredType::NATIVE_INT64);
         return out;

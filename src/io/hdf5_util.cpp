@@ -5,13 +5,18 @@
 
 #include "tern/core/error.hpp"
 #include "tern/io/atomic_writer.hpp"
+#include "tern/io/integrity.hpp"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <iomanip>
+#include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <system_error>
 
@@ -68,6 +73,13 @@ std::string detail(const H5::Exception& e) {
     // One line: some HDF5 messages carry a newline (a ctime() timestamp in "unable to open file").
     std::replace(out.begin(), out.end(), '\n', ' ');
     return out;
+}
+
+H5::StrType fixedString(const std::string& value) {
+    H5::StrType type(H5::PredType::C_S1, value.size() + 1);
+    type.setCset(H5T_CSET_UTF8);
+    type.setStrpad(H5T_STR_NULLTERM);
+    return type;
 }
 
 /// True if the integer type `t` is signed.
@@ -265,50 +277,183 @@ H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const st
     return file.openDataSet(joinKey(parts, parts.size()));
 }
 
+// ------------------------------------------------------------------ claimed sizes
+
+namespace {
+
+/// Bytes of RAM, or less where the address space is limited (ulimit -v).
+long double memoryLimit() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), pageSize = ::sysconf(_SC_PAGE_SIZE);
+    long double limit = (pages > 0 && pageSize > 0) ? static_cast<long double>(pages) * pageSize
+                                                    : std::numeric_limits<long double>::max();
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        limit = std::min(limit, static_cast<long double>(rl.rlim_cur));
+    return limit;
+}
+
+/// "812 bytes", "3.2 GiB", ...
+std::string bytesText(long double b) {
+    const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (b >= 1024 && u < 6) {
+        b /= 1024;
+        ++u;
+    }
+    std::ostringstream s;
+    if (u == 0)
+        s << static_cast<unsigned long long>(b) << " bytes";
+    else
+        s << std::setprecision(3) << static_cast<double>(b) << " " << units[u];
+    return s.str();
+}
+
+}  // namespace
+
+void checkClaim(const H5::DataSet& ds, const Shape& shape, std::size_t memBytesPerValue,
+                const std::string& key, const std::string& path, std::uint64_t fileSize,
+                const char* where) {
+    long double count = 1;  // in long double: 1e6 x 1e6 x 1e6 must not overflow
+    for (Index d : shape.dims) count *= static_cast<long double>(d);
+    if (count == 0) return;
+    const std::size_t typeSize = ds.getDataType().getSize();
+    const H5D_layout_t layout = ds.getCreatePlist().getLayout();
+    std::ostringstream claim;
+    claim << std::setprecision(4) << where << ": '" << key << "' in '" << path
+          << "' claims shape " << shape.str() << " (" << static_cast<double>(count) << " values";
+    // Contiguous and compact data is stored as is; chunked data may be compressed or sparse.
+    if ((layout == H5D_CONTIGUOUS || layout == H5D_COMPACT) &&
+        count * typeSize > static_cast<long double>(fileSize))
+        throw std::runtime_error(claim.str() + " of " + std::to_string(typeSize) + " bytes), " +
+                                 "but the file has only " + bytesText(fileSize) +
+                                 " (file damaged or truncated)");
+    const long double memory = count * static_cast<long double>(memBytesPerValue);
+    const long double limit = memoryLimit();
+    if (memory > limit)
+        throw std::runtime_error(claim.str() + ", " + bytesText(memory) + " in memory), " +
+                                 "more than this machine's memory (" + bytesText(limit) + ")");
+}
+
 // ------------------------------------------------------------------ the writers' tmp file
 
-OutputFile::OutputFile(const std::string& finalPath, const H5::FileAccPropList& fapl)
-    : file(finalPath + ".tmp", H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, fapl),
-      path(finalPath), tmp(finalPath + ".tmp") {}
+namespace {
+
+/// HDF5's 8-byte signature, at the start of the HDF5 content.
+constexpr unsigned char kHdf5Signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+/// The whole file: kUserBlockSize bytes of user block, then the HDF5 image of the open
+/// in-memory `file` (H5Fget_file_image returns the content after the user block). HDF5
+/// failures propagate as H5::Exception.
+std::vector<unsigned char> fileImage(const H5::H5File& file) {
+    const ssize_t n = H5Fget_file_image(file.getId(), nullptr, 0);
+    if (n <= 0) throw H5::FileIException("H5Fget_file_image", "cannot get the file's size");
+    std::vector<unsigned char> out(kUserBlockSize + static_cast<std::size_t>(n));
+    if (H5Fget_file_image(file.getId(), out.data() + kUserBlockSize,
+                          static_cast<std::size_t>(n)) != n)
+        throw H5::FileIException("H5Fget_file_image", "cannot copy the file image");
+    return out;
+}
+
+/// Writes all of `data`; errno's text (e.g. "No space left on device") on failure.
+void writeAll(int fd, const unsigned char* data, std::size_t n, const Failure& failed) {
+    std::size_t done = 0;
+    while (done < n) {
+        const ssize_t w = ::write(fd, data + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error(failed(std::strerror(errno)));
+        }
+        if (w == 0) throw std::runtime_error(failed("write wrote nothing"));
+        done += static_cast<std::size_t>(w);
+    }
+}
+
+}  // namespace
+
+OutputFile::OutputFile(const std::string& finalPath, const Failure& cannotCreate)
+    : path(finalPath), tmp(finalPath + ".tmp") {
+    fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd_ < 0) throw std::runtime_error(cannotCreate(std::strerror(errno)));
+    try {
+        H5::FileAccPropList fapl;
+        fapl.setCore(std::size_t{1} << 20, false);  // in memory, no backing store
+        fapl.setFcloseDegree(H5F_CLOSE_STRONG);     // close() really closes the file
+        H5::FileCreatPropList fcpl;
+        fcpl.setUserblock(kUserBlockSize);           // room for the integrity header
+        file_ = std::make_unique<H5::H5File>(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    } catch (const H5::Exception& e) {
+        discard();
+        throw std::runtime_error(cannotCreate(detail(e)));
+    } catch (...) {
+        discard();
+        throw;
+    }
+}
 
 OutputFile::~OutputFile() {
-    if (closed) return;
     // Abandoned (exception or early exit): drop the tmp file, keep `path` as it was.
-    try {
-        file.close();
-    } catch (...) {
-    }
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
+    if (!closed) discard();
 }
 
 void OutputFile::checkOpen(const char* where) const {
     if (closed) throw std::logic_error(std::string(where) + ": '" + path + "' is closed");
 }
 
-bool OutputFile::commit(const std::string& where, const std::string& who, bool flush,
-                        const std::function<std::string(const std::string&)>& closeFailed) {
+void OutputFile::closeHdf5(const Failure& failed) {
+    if (!file_) return;
+    try {
+        file_->close();
+        file_.reset();
+    } catch (const H5::Exception& e) {
+        // A failed close may leave the id half torn down: closing it again (H5File's
+        // destructor would) can crash inside HDF5. Abandon the handle instead.
+        static_cast<void>(file_.release());
+        throw std::runtime_error(failed("HDF5 close: " + detail(e)));
+    }
+}
+
+void OutputFile::discard() noexcept {
+    try {
+        closeHdf5([](const std::string& why) { return why; });
+    } catch (...) {
+    }
+    if (fd_ >= 0) {
+        ::close(fd_);
+        fd_ = -1;
+    }
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+}
+
+bool OutputFile::commit(const std::string& where, const Failure& failed) {
     if (closed) return false;
     closed = true;
-    std::error_code ec;
     try {
+        std::vector<unsigned char> image;
         try {
-            if (flush) file.flush(H5F_SCOPE_GLOBAL);
-            file.close();
+            file_->flush(H5F_SCOPE_GLOBAL);
+            image = fileImage(*file_);
         } catch (const H5::Exception& e) {
-            throw std::runtime_error(closeFailed(detail(e)));
+            throw std::runtime_error(failed("HDF5: " + detail(e)));
         }
-        fsyncPath(tmp, false, where);
+        closeHdf5(failed);
+        if (std::memcmp(image.data() + kUserBlockSize, kHdf5Signature, 8) != 0)
+            throw std::runtime_error(failed("the HDF5 image does not start after the user block"));
+        sealIntegrity(image.data(), image.size());
+        writeAll(fd_, image.data(), image.size(), failed);
+        if (::fsync(fd_) != 0)
+            throw std::runtime_error(failed(std::string("fsync failed: ") + std::strerror(errno)));
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0)  // NFS reports some write errors only here
+            throw std::runtime_error(failed(std::string("close failed: ") + std::strerror(errno)));
+        std::error_code ec;
         std::filesystem::rename(tmp, path, ec);
         if (ec)
-            throw std::runtime_error(who + ": cannot rename '" + tmp + "' to '" + path +
+            throw std::runtime_error(where + ": cannot rename '" + tmp + "' to '" + path +
                                      "': " + ec.message());
     } catch (...) {
-        try {
-            file.close();
-        } catch (...) {
-        }
-        std::filesystem::remove(tmp, ec);
+        discard();
         throw;
     }
     return true;

@@ -5,8 +5,10 @@
 
 #include <H5Cpp.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -22,6 +24,11 @@ void quietHdf5();
 /// The HDF5 error on one line: what the library reported (e.g. "truncated file: eof = 1024,
 /// ..."), then the C++ wrapper's message.
 std::string detail(const H5::Exception& e);
+
+/// A fixed-length UTF-8 string type that holds `value` and its terminating NUL (what the
+/// writers use for string attributes: variable-length strings live in HDF5's global heap,
+/// whose damage libhdf5 does not survive).
+H5::StrType fixedString(const std::string& value);
 
 /// True if the integer type `t` is signed.
 bool isSigned(const H5::DataType& t);
@@ -102,29 +109,56 @@ H5::DataSet openDataset(const H5::H5File& file, const std::string& key, const st
 /// fsync of a file or directory; throws std::runtime_error from `where` with errno's text.
 void fsyncPath(const std::filesystem::path& p, bool directory, const std::string& where);
 
-/// The HDF5 file of an AtomicWriter (include/tern/io/atomic_writer.hpp), open on `path + ".tmp"`.
+/// Throws std::runtime_error from `where`, naming `key` and `path`, if the dataset `ds` of
+/// shape `shape` claims more values than the file (`fileSize` bytes) can hold where they are
+/// stored as they are (contiguous or compact layout), or than this machine's memory can hold at
+/// `memBytesPerValue` bytes each (any layout): a damaged or hostile file is refused before
+/// anything is allocated for it.
+void checkClaim(const H5::DataSet& ds, const Shape& shape, std::size_t memBytesPerValue,
+                const std::string& key, const std::string& path, std::uint64_t fileSize,
+                const char* where);
+
+/// Why a step of the writers failed, worded by the writer: "<who>: cannot write '<tmp>': <why>".
+using Failure = std::function<std::string(const std::string& why)>;
+
+/// The HDF5 file of an AtomicWriter (include/tern/io/atomic_writer.hpp). `path + ".tmp"` is
+/// created (truncated) at once, so an unwritable directory is found early, but HDF5 writes to
+/// memory (the core driver): no HDF5 call ever meets a full disk. commit() seals the image
+/// with the integrity header (io/integrity.hpp) in its 512-byte user block and writes it with
+/// checked POSIX calls.
 struct OutputFile {
-    H5::H5File file;
     std::string path, tmp;
     bool closed = false;
 
-    /// Creates (truncates) `path + ".tmp"`; HDF5 failures propagate as H5::Exception.
-    OutputFile(const std::string& path,
-               const H5::FileAccPropList& fapl = H5::FileAccPropList::DEFAULT);
-    /// Without commit(): closes the file and removes it. Never throws.
+    /// Creates (truncates) `path + ".tmp"` and an empty HDF5 file in memory. Throws
+    /// std::runtime_error(cannotCreate(why)) if either fails (then no tmp file is left).
+    OutputFile(const std::string& path, const Failure& cannotCreate);
+    /// Without commit(): drops the HDF5 file and removes the tmp file. Never throws.
     ~OutputFile();
     OutputFile(const OutputFile&) = delete;
     OutputFile& operator=(const OutputFile&) = delete;
 
+    /// The HDF5 file (in memory) while open.
+    H5::H5File& file() { return *file_; }
+
     /// std::logic_error "<where>: '<path>' is closed" once commit() has been called.
     void checkOpen(const char* where) const;
 
-    /// Closes the file (flushed first where `flush`), fsyncs it and renames it onto `path`;
-    /// false (and nothing done) if called before. std::runtime_error worded by `closeFailed`
-    /// from the HDF5 detail if the close fails, "<who>: cannot rename ..." if the rename does,
-    /// fsyncPath's from `where`; then the tmp file is removed and `path` left as it was.
-    bool commit(const std::string& where, const std::string& who, bool flush,
-                const std::function<std::string(const std::string& why)>& closeFailed);
+    /// Closes the HDF5 file, writes its sealed image to the tmp file, fsyncs and closes that
+    /// and renames it onto `path`; false (and nothing done) if called before. On failure,
+    /// std::runtime_error(failed(why)) (why: "No space left on device", ...), or
+    /// "<where>: cannot rename ..."; then the tmp file is removed and `path` left as it was.
+    /// The HDF5 handle is never used again after its close, whether that succeeded or not.
+    bool commit(const std::string& where, const Failure& failed);
+
+private:
+    int fd_ = -1;
+    std::unique_ptr<H5::H5File> file_;
+
+    /// Closes the HDF5 file; if that fails, the handle is abandoned (never closed twice).
+    void closeHdf5(const Failure& failed);
+    /// Drops everything: the HDF5 file, the tmp file's descriptor and the tmp file.
+    void discard() noexcept;
 };
 
 }  // namespace tern::io::h5

@@ -7,7 +7,11 @@
 /// Tensors are float32 datasets whose dims are the tensor's Shape (rank 0 is an HDF5 scalar
 /// dataspace); integer arrays are 1-D datasets of the narrowest signed type that holds them
 /// (read back as int64); byte arrays are uint8 or int8 datasets of any shape; string attributes
-/// are variable-length UTF-8 strings. Any HDF5 tool reads it: `h5dump -H file.h5`, h5py, HDFView.
+/// are fixed-length UTF-8 strings (older files' variable-length ones still read). Any HDF5 tool
+/// reads it: `h5dump -H file.h5`, h5py, HDFView.
+///
+/// The file starts with a 512-byte HDF5 user block holding tern's integrity header (file size
+/// and CRC-32; io/integrity.hpp), which the reader checks before libhdf5 reads anything.
 ///
 /// The writer never leaves a half-written file at `path`: it writes `path + ".tmp"` and
 /// close() renames that onto `path` after an fsync, so a crash keeps the previous checkpoint.
@@ -24,14 +28,15 @@
 
 namespace tern::io {
 
-/// Writes a checkpoint atomically: everything goes to `path + ".tmp"`; close() flushes and
-/// fsyncs it, renames it onto `path` (std::filesystem::rename, atomic on POSIX) and fsyncs the
-/// directory. Destroyed without close() (an exception, a crash), it removes the tmp file and
-/// leaves any existing `path` untouched.
+/// Writes a checkpoint atomically: the HDF5 file is built in memory; close() writes it, sealed
+/// with the integrity header, to `path + ".tmp"` (created by the constructor), fsyncs it,
+/// renames it onto `path` (std::filesystem::rename, atomic on POSIX) and fsyncs the directory.
+/// Destroyed without close() (an exception, a crash), it removes the tmp file and leaves any
+/// existing `path` untouched.
 ///
 /// Errors: std::invalid_argument for a bad key, a size/shape mismatch or a key written twice;
-/// std::runtime_error naming the file for I/O and HDF5 failures; std::logic_error for use
-/// after close().
+/// std::runtime_error naming the file and the reason for I/O and HDF5 failures ("cannot write
+/// '<path>.tmp': No space left on device"); std::logic_error for use after close().
 class CheckpointWriter final : public StateWriter, public AtomicWriter {
 public:
     using StateWriter::attr;
@@ -61,25 +66,33 @@ public:
     void attr(const std::string& path, const std::string& name, double value) override;
     /// Sets an int64 attribute; see attr(path, name, double).
     void attr(const std::string& path, const std::string& name, std::int64_t value) override;
-    /// Sets a variable-length UTF-8 string attribute; see attr(path, name, double).
+    /// Sets a fixed-length UTF-8 string attribute (no NUL bytes); see attr(path, name, double).
     void attr(const std::string& path, const std::string& name, const std::string& value) override;
 
-    /// Flushes and closes the HDF5 file, fsyncs it, renames it onto `path` and fsyncs the
-    /// directory. A second call does nothing. If a step up to the rename fails, the tmp file is
-    /// removed, `path` is left as it was, and std::runtime_error names the file and the step.
-    /// If only the final directory fsync fails, the new file is already at `path` (not yet
-    /// known to be durable) and std::runtime_error says so.
+    /// Closes the HDF5 file, writes it to the tmp file with the integrity header, fsyncs and
+    /// closes that, renames it onto `path` and fsyncs the directory. A second call does
+    /// nothing, also after a failed one. If a step up to the rename fails (a full disk: "No
+    /// space left on device"), the tmp file is removed, `path` is left as it was, and
+    /// std::runtime_error names the file and the reason. If only the final directory fsync
+    /// fails, the new file is already at `path` (not yet known to be durable) and
+    /// std::runtime_error says so.
     void close();
 };
 
 /// Reads a checkpoint written by CheckpointWriter (or any HDF5 file with the same layout).
 /// The file is opened read-only and never modified.
 ///
+/// Before libhdf5 sees the file, the constructor checks its integrity header (io/integrity.hpp):
+/// a damaged or truncated file is refused ("'<path>' is corrupt: checksum mismatch (file
+/// damaged or truncated)"). A file without the header (older tern, h5py) is read unchecked,
+/// after one warning per file and process through io::warning().
+///
 /// Errors: the constructor throws std::runtime_error naming the file and the problem (missing,
-/// not HDF5 / truncated / corrupt with the HDF5 detail appended, wrong or missing `format`,
-/// `version` newer than supported). Accessors throw std::out_of_range naming the key and the
-/// file if something is missing, std::invalid_argument for a wrong shape, type or rank, and
-/// std::runtime_error if HDF5 fails while reading.
+/// corrupt, not HDF5 / truncated / corrupt with the HDF5 detail appended, wrong or missing
+/// `format`, `version` newer than supported). Accessors throw std::out_of_range naming the key
+/// and the file if something is missing, std::invalid_argument for a wrong shape, type or rank,
+/// and std::runtime_error if HDF5 fails while reading or a dataset claims more values than the
+/// file or this machine's memory can hold (checked before anything is allocated).
 class CheckpointReader final : public StateReader {
 public:
     /// Opens `path` read-only and checks that the root attribute `format` equals `format` and
@@ -97,7 +110,8 @@ public:
     /// is rank 0). Throws std::out_of_range if missing, std::invalid_argument naming the key and
     /// both shapes on a mismatch, or if the dataset is not float32.
     Vector read(const std::string& key, const Shape& expected) const override;
-    /// The stored dims of the dataset `key` (std::out_of_range if missing).
+    /// The stored dims of the dataset `key` (std::out_of_range if missing; std::runtime_error
+    /// if the file cannot hold that many values).
     Shape shape(const std::string& key) const;
     /// Reads the uint8 dataset `key`; its dims must equal `expected.dims`. Throws
     /// std::out_of_range if missing, std::invalid_argument naming the key if it is not uint8

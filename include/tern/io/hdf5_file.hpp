@@ -25,10 +25,16 @@ struct DatasetInfo {
 
 /// Reads datasets of any HDF5 file by name ("A", "group/b"). The file is opened read-only.
 ///
-/// Errors: the constructor throws std::runtime_error "Hdf5Reader: cannot open '<path>' as HDF5
-/// (...)" for a missing, non-HDF5 or corrupt file. info() and readDoubles() throw
-/// std::out_of_range naming the dataset and file if it is missing, std::invalid_argument for a
-/// malformed name or a non-numeric dataset, std::runtime_error if HDF5 fails while reading.
+/// A file with tern's integrity header (one Hdf5Writer wrote) is checked before libhdf5 reads
+/// it; other files are read as they are, without a warning (tern-lsq's input comes from h5py).
+///
+/// Errors: the constructor throws std::runtime_error "Hdf5Reader: cannot open '<path>' ..." for
+/// a missing, non-HDF5 or corrupt file ("Hdf5Reader: '<path>' is corrupt: ..." when the
+/// integrity check fails). info() and readDoubles() throw std::out_of_range naming the dataset
+/// and file if it is missing, std::invalid_argument for a malformed name or a non-numeric
+/// dataset, std::runtime_error if HDF5 fails while reading or the dataset claims more values
+/// than the file (or, for readDoubles(), this machine's memory) can hold: "'A' in '<path>'
+/// claims shape [100000, 100000] ...", before anything is allocated.
 class Hdf5Reader {
 public:
     explicit Hdf5Reader(const std::string& path);
@@ -51,10 +57,11 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-/// Writes a plain HDF5 file atomically: everything goes to `path + ".tmp"`; close() fsyncs it
-/// and renames it onto `path`. Destroyed without close(), it removes the tmp file and leaves
-/// `path` untouched. Datasets are created at the root or below (groups made as needed); string
-/// attributes go on the root as variable-length ASCII strings.
+/// Writes a plain HDF5 file atomically: built in memory, written by close() to `path + ".tmp"`
+/// with tern's integrity header in its user block, fsynced and renamed onto `path`. Destroyed
+/// without close(), it removes the tmp file and leaves `path` untouched. Datasets are created
+/// at the root or below (groups made as needed); string attributes go on the root as
+/// fixed-length UTF-8 strings.
 ///
 /// Errors: std::invalid_argument for a bad or repeated name or a size mismatch;
 /// std::runtime_error "Hdf5Writer...: cannot ... '<path>.tmp' (...)" for I/O and HDF5 failures;
@@ -70,7 +77,9 @@ public:
     void writeDouble(const std::string& name, double value);
     /// A string attribute on the root.
     void attr(const std::string& name, const std::string& value);
-    /// Closes the file, fsyncs it and renames it onto `path`. A second call does nothing.
+    /// Writes the file, fsyncs it, renames it onto `path` and fsyncs the directory. A second
+    /// call does nothing. On failure (a full disk: "No space left on device") the tmp file is
+    /// removed and `path` left as it was.
     void close();
 };
 
