@@ -83,7 +83,7 @@ bool bitEqual(const Vector& a, const Vector& b) {
             std::memcmp(a.data(), b.data(), sizeof(Scalar) * static_cast<std::size_t>(a.size())) == 0);
 }
 
-/// A file of tests/io_data (written by an older tern) copied to a scratch directory.
+/// A file of tests/io_data (its README says what each holds) copied to a scratch directory.
 std::string legacyCopy(const std::string& name) {
     const std::string path = scratch() + "/" + name;
     fs::copy_file(std::string(TERN_SOURCE_DIR) + "/tests/io_data/" + name, path);
@@ -999,6 +999,18 @@ BOOST_AUTO_TEST_CASE(plain_file_declaring_a_huge_matrix_is_refused_before_alloca
         BOOST_CHECK_EXCEPTION(r.readDoubles("A"), std::runtime_error, messageContains(claim));
         BOOST_TEST(r.readDoubles("b").size() == 3u);
     }
+}
+
+BOOST_AUTO_TEST_CASE(compressed_dataset_beyond_memory_is_refused_before_allocating) {
+    // Chunked, compressed data may be far larger than its file: memory is the limit then.
+    const std::string path = legacyCopy("huge-chunked.h5");
+    const io::Hdf5Reader r(path);
+    BOOST_TEST(r.info("A").shape.str() == "[1000000, 1000000]");  // info() allocates nothing
+    BOOST_CHECK_EXCEPTION(r.readDoubles("A"), std::runtime_error,
+                          messageContains("'A' in '" + path +
+                                          "' claims shape [1000000, 1000000] (1e+12 values, "
+                                          "7.28 TiB in memory), more than this machine's memory"));
+    BOOST_TEST(r.readDoubles("b") == (std::vector<double>{0, 1, 2}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
