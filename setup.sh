@@ -8,7 +8,7 @@ set -euo pipefail
 # fails without it; Debian only recommends it, and we install without recommends.
 pkgs=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev
       libboost-program-options-dev libboost-test-dev libhdf5-dev zlib1g-dev hdf5-tools
-      nlohmann-json3-dev gnuplot-nox python3)
+      nlohmann-json3-dev gnuplot-nox python3 python3-h5py)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch) ;;

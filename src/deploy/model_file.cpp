@@ -169,10 +169,18 @@ TernaryModel loadModel(const std::string& path) {
                 l.multiplicationFree = r->attrInt(g, "multiplication_free") != 0;
                 l.sourceBlock = r->attrString(g, "source_block");
                 l.weightShape = Shape(r->readInts(g + "/weight_shape"));
-                for (Index d : l.weightShape.dims)
+                double elements = 1;  // in double: a damaged shape must not overflow Index
+                for (Index d : l.weightShape.dims) {
                     if (d < 1)
                         throw std::runtime_error(where + ": layer '" + name +
                                                  "' has a bad weight shape");
+                    elements *= static_cast<double>(d);
+                }
+                if (l.weightShape.dims.empty() || elements > 1e12)
+                    throw std::runtime_error(where + ": layer '" + name +
+                                             "' has a bad weight shape (" +
+                                             std::to_string(l.weightShape.dims.size()) +
+                                             " dims, " + std::to_string(elements) + " elements)");
                 l.scale = r->read(g + "/scale", Shape{l.out});
                 l.bias = r->read(g + "/bias", Shape{l.out});
                 if (l.ternary) {

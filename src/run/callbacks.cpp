@@ -7,6 +7,7 @@
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/integrity.hpp"
 #include "tern/proj/projection.hpp"
 
 #include "text_file.hpp"
@@ -41,9 +42,9 @@ void restartCsv(const std::string& path, const std::string& header, bool resume,
     if (resume && epochsDone > 0) {
         std::ifstream in(path, std::ios::binary);
         if (!in) {
-            std::cerr << "tern: warning: " << path << " is missing: the rows of epochs 1-"
-                      << epochsDone << " are lost; the resumed run writes a new file from epoch "
-                      << epochsDone + 1 << '\n';
+            io::warning(TERN_MSG(path << " is missing: the rows of epochs 1-" << epochsDone
+                                      << " are lost; the resumed run writes a new file from epoch "
+                                      << epochsDone + 1));
         } else {
             const std::string text((std::istreambuf_iterator<char>(in)),
                                    std::istreambuf_iterator<char>());
@@ -95,8 +96,8 @@ void restartCsv(const std::string& path, const std::string& header, bool resume,
                         lost += std::to_string(e + 1);
                     }
                 if (!lost.empty())
-                    std::cerr << "tern: warning: " << path << " has no rows for epoch(s) " << lost
-                              << " (lost before this resume)\n";
+                    io::warning(path + " has no rows for epoch(s) " + lost +
+                                " (lost before this resume)");
             }
         }
     }

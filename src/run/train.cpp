@@ -3,6 +3,7 @@
 
 #include "tern/core/error.hpp"
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/integrity.hpp"
 #include "tern/nn/layer.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
@@ -177,8 +178,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     c.validate();
     const int threads = nn::setNumThreads(c.threads);
     if (c.threads > threads)
-        std::cerr << "tern: warning: --threads " << c.threads << " is more than the " << threads
-                  << " cores this process may use; using " << threads << '\n';
+        io::warning(TERN_MSG("--threads " << c.threads << " is more than the " << threads
+                                          << " cores this process may use; using " << threads));
     const auto start = Clock::now();
     const bool out = !c.outDir.empty();
     if (out) {  // before the data are read: an unwritable --out is found at once
@@ -253,8 +254,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         }
         const std::string fingerprint = dataFingerprint(data);
         if (!in.hasAttr("data", "fingerprint"))
-            std::cerr << "tern: warning: " << ckptPath << " has no data fingerprint (written by an "
-                         "older tern): the data cannot be checked against the run's\n";
+            io::warning(ckptPath + " has no data fingerprint (written by an older tern): the data "
+                                   "cannot be checked against the run's");
         else if (in.attrString("data", "fingerprint") != fingerprint)
             throw std::runtime_error(
                 "train(): cannot resume: the images of " + defaultDataDir(c) +
