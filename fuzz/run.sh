@@ -14,7 +14,9 @@
 # BUILD_DIR/fuzz/<target> FILE), logs/<target>.log.
 # Environment: FUZZ_TARGETS="fuzz_idx fuzz_lsq" runs only those; FUZZ_RSS_MB (default 2048),
 # FUZZ_TIMEOUT (seconds per input, default 10), FUZZ_FINDINGS=DIR also copies every artifact
-# into DIR/<target>/.
+# into DIR/<target>/, FUZZ_EXTRA_SEEDS=DIR adds DIR/<target>/ to the seeds (files of an older
+# format, such as checkpoints written before the integrity header, with variable-length
+# strings, which today's writer no longer produces).
 set -uo pipefail
 
 if [[ $# -ne 2 || ! "$2" =~ ^[0-9]+$ || "$2" -lt 1 ]]; then
@@ -71,6 +73,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$art" "$TMPDIR"
     seeds=()
     [[ -d "$work/seeds/$t" ]] && seeds=("$work/seeds/$t")
+    [[ -n "${FUZZ_EXTRA_SEEDS:-}" && -d "$FUZZ_EXTRA_SEEDS/$t" ]] && seeds+=("$FUZZ_EXTRA_SEEDS/$t")
     start=$(date +%s)
     # -fork=1 with -ignore_*: a finding does not end the run; each one is counted and its
     # input saved, and the fuzzing goes on for the whole time. The outer timeout catches a
