@@ -4,6 +4,7 @@
 
 #include "tern/deploy/codes.hpp"
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/integrity.hpp"
 
 #include <cmath>
 #include <memory>
@@ -96,7 +97,19 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
     w.close();
 }
 
+namespace {
+TernaryModel loadModelUnguarded(const std::string& path);
+}  // namespace
+
 TernaryModel loadModel(const std::string& path) {
+    // a file without tern's checksum is read in a child process first (libhdf5 may crash on it)
+    io::readUnverifiedSafely(path, "TernaryModel::load()", [&] { loadModelUnguarded(path); });
+    return loadModelUnguarded(path);
+}
+
+namespace {
+
+TernaryModel loadModelUnguarded(const std::string& path) {
     const std::string where = "TernaryModel::load(): '" + path + "'";
     std::unique_ptr<io::CheckpointReader> r;
     try {
@@ -248,6 +261,8 @@ TernaryModel loadModel(const std::string& path) {
     for (const auto& [k, v] : info) m.addInfo(k, v);
     return m;
 }
+
+}  // namespace
 
 void TernaryModel::save(const std::string& path, bool int8Codes) const {
     saveModel(*this, path, int8Codes);

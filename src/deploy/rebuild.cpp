@@ -5,6 +5,7 @@
 #include "tern/core/error.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/integrity.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
@@ -56,8 +57,33 @@ Index parseCount(const std::string& v, const std::string& key, const std::string
 
 }  // namespace
 
+namespace {
+std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const ExportOptions& opt,
+                                              io::DataSplit* data);
+TernaryModel exportUnguarded(const std::string& path, const ExportOptions& opt);
+}  // namespace
+
+// A checkpoint without tern's checksum is read in a child process first (libhdf5 may crash on
+// a damaged one): io::readUnverifiedSafely.
 std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
                                                    const ExportOptions& opt, io::DataSplit* data) {
+    io::readUnverifiedSafely(path, "networkFromCheckpoint()", [&] {
+        io::DataSplit scratch;
+        networkUnguarded(path, opt, data ? &scratch : nullptr);
+    });
+    return networkUnguarded(path, opt, data);
+}
+
+TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportOptions& opt) {
+    io::readUnverifiedSafely(path, "TernaryModel::fromCheckpoint()",
+                             [&] { exportUnguarded(path, opt); });
+    return exportUnguarded(path, opt);
+}
+
+namespace {
+
+std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const ExportOptions& opt,
+                                              io::DataSplit* data) {
     const std::string where = "networkFromCheckpoint(): '" + path + "'";
     std::unique_ptr<io::CheckpointReader> r;
     try {
@@ -143,7 +169,7 @@ std::unique_ptr<nn::Network> networkFromCheckpoint(const std::string& path,
     return net;
 }
 
-TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportOptions& opt) {
+TernaryModel exportUnguarded(const std::string& path, const ExportOptions& opt) {
     io::DataSplit data;
     // The normalization comes from the checkpoint; older checkpoints need the training data.
     bool recorded = false;
@@ -152,11 +178,11 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
     } catch (const std::exception&) {
         // not a readable checkpoint: networkFromCheckpoint() says what is wrong
     }
-    auto net = networkFromCheckpoint(path, opt, recorded ? nullptr : &data);
+    auto net = networkUnguarded(path, opt, recorded ? nullptr : &data);
     io::CheckpointReader r(path);
     TernaryModel m;
     try {
-        m = fromNetwork(*net, opt.tolerance);
+        m = TernaryModel::fromNetwork(*net, opt.tolerance);
     } catch (const std::runtime_error& e) {
         const std::string method =
             r.hasAttr("config", "method") ? r.attrString("config", "method") : "?";
@@ -184,5 +210,7 @@ TernaryModel TernaryModel::fromCheckpoint(const std::string& path, const ExportO
     if (opt.propagateScales) m.propagateScales();
     return m;
 }
+
+}  // namespace
 
 }  // namespace tern::deploy

@@ -103,7 +103,7 @@ void CheckpointWriter::writeInts(const std::string& key, const std::vector<std::
         const auto [lo, hi] = data.empty() ? std::pair<std::int64_t, std::int64_t>{0, 0}
                                            : std::pair{*std::min_element(data.begin(), data.end()),
                                                        *std::max_element(data.begin(), data.end())};
-        auto fits = [&](auto type) {
+        auto fits = [lo = lo, hi = hi](auto type) {  // (clang 14 cannot capture bindings)
             using T = decltype(type);
             return lo >= std::numeric_limits<T>::min() && hi <= std::numeric_limits<T>::max();
         };
@@ -248,6 +248,7 @@ CheckpointReader::CheckpointReader(const std::string& path, const std::string& f
     quietHdf5();
     // The integrity header first: libhdf5 does not survive every damaged file.
     const IntegrityCheck integrity = checkIntegrity(path, "CheckpointReader");
+    if (!integrity.hasHeader) probeUnverified(path, "CheckpointReader");
     try {
         if (!H5::H5File::isHdf5(path))
             throw std::runtime_error(where + ": not an HDF5 file (no HDF5 signature)");

@@ -28,6 +28,7 @@ Hdf5Reader::Hdf5Reader(const std::string& path) : path_(path) {
     // A file tern wrote carries an integrity header: check it before libhdf5 reads a byte.
     // Files without one (h5py, other programs) are read as they are, without a warning.
     const IntegrityCheck integrity = checkIntegrity(path, "Hdf5Reader");
+    if (!integrity.hasHeader) probeUnverified(path, "Hdf5Reader");
     try {
         impl_ = std::make_unique<Impl>(path, integrity.size);
     } catch (const H5::Exception& e) {

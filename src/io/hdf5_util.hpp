@@ -21,6 +21,16 @@ namespace tern::io::h5 {
 /// messages. Call it on every construction, since other code may change the handler.
 void quietHdf5();
 
+/// For a file without tern's integrity header: forks a child that reads every object, attribute
+/// and dataset of `path` with libhdf5, and throws std::runtime_error naming the file if the
+/// child crashes, takes longer than `timeoutSeconds` or meets an HDF5 error (src/io/probe.cpp).
+/// Returns normally for a readable file and for a file with no HDF5 signature (the caller says
+/// what it is).
+/// With `attempt`, the child runs attempt() instead (the caller's whole reading of the file:
+/// io::readUnverifiedSafely). Nested calls inside a probing child return at once.
+void probeUnverified(const std::string& path, const std::string& who, double timeoutSeconds = 20,
+                     const std::function<void()>& attempt = {});
+
 /// The HDF5 error on one line: what the library reported (e.g. "truncated file: eof = 1024,
 /// ..."), then the C++ wrapper's message.
 std::string detail(const H5::Exception& e);

@@ -4,4 +4,5 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/hdf5_util.cpp
   ${CMAKE_CURRENT_LIST_DIR}/checkpoint.cpp
   ${CMAKE_CURRENT_LIST_DIR}/hdf5_file.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/integrity.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/integrity.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/probe.cpp)
