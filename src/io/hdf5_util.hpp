@@ -26,9 +26,10 @@ void quietHdf5();
 /// child crashes, takes longer than `timeoutSeconds` or meets an HDF5 error (src/io/probe.cpp).
 /// Returns normally for a readable file and for a file with no HDF5 signature (the caller says
 /// what it is).
+/// timeoutSeconds 0: 5 s plus 1 s per 10 MB of file (reading a sound file takes a fraction).
 /// With `attempt`, the child runs attempt() instead (the caller's whole reading of the file:
 /// io::readUnverifiedSafely). Nested calls inside a probing child return at once.
-void probeUnverified(const std::string& path, const std::string& who, double timeoutSeconds = 20,
+void probeUnverified(const std::string& path, const std::string& who, double timeoutSeconds = 0,
                      const std::function<void()>& attempt = {});
 
 /// The HDF5 error on one line: what the library reported (e.g. "truncated file: eof = 1024,

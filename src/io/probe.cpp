@@ -145,6 +145,11 @@ void probeUnverified(const std::string& path, const std::string& who, double tim
                      const std::function<void()>& attempt) {
     if (gInChild) return;
     const std::string where = who + ": '" + path + "'";
+    if (timeoutSeconds <= 0) {
+        std::error_code ec;
+        const auto bytes = std::filesystem::file_size(path, ec);
+        timeoutSeconds = 5.0 + (ec ? 0.0 : static_cast<double>(bytes) / 1e7);
+    }
     const std::string why =
         " (it has no integrity header: written by an older tern or another program, so it was "
         "read in a separate process first)";
@@ -214,7 +219,7 @@ void readUnverifiedSafely(const std::string& path, const std::string& who,
     } catch (const std::exception&) {
         return;  // damaged: the reader throws the same error itself
     }
-    if (!c.hasHeader) h5::probeUnverified(path, who, 20, attempt);
+    if (!c.hasHeader) h5::probeUnverified(path, who, 0, attempt);
 }
 
 }  // namespace tern::io

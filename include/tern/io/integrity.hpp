@@ -51,7 +51,7 @@ void sealIntegrity(unsigned char* file, std::uint64_t size);
 /// For a file without an integrity header (older tern, other programs), which libhdf5 may crash
 /// or hang on when it is damaged: runs `attempt` (the caller's whole reading of `path`) in a
 /// forked child first, and throws std::runtime_error naming the file if the child dies by a
-/// signal or runs over 20 s; the caller then reads it for real, on the same path the child
+/// signal or runs over 5 s (plus 1 s per 10 MB); the caller then reads it for real, on the same path the child
 /// survived. Exceptions inside the child are ignored (the caller meets them itself). Does
 /// nothing for a file with a header (checked instead) or one that cannot be read.
 void readUnverifiedSafely(const std::string& path, const std::string& who,
