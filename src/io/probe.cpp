@@ -25,6 +25,10 @@
 #include <thread>
 #include <vector>
 
+// Under a sanitizer and libFuzzer, a crash runs libFuzzer's death callback, which saves the input
+// as a crash artifact: the child must not (its crash is the reader's expected outcome).
+extern "C" void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
 namespace tern::io::h5 {
 
 namespace {
@@ -107,6 +111,7 @@ herr_t visitObject(hid_t file, const char* name, const H5O_info_t* info, void*) 
     // a sanitizer's) would otherwise go on running the parent's code in this process
     for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP})
         ::signal(sig, SIG_DFL);
+    if (__sanitizer_set_death_callback) __sanitizer_set_death_callback(nullptr);
     // the parent prints what matters (its own warnings come again when it reads the file)
     const int devNull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (devNull >= 0) ::dup2(devNull, STDERR_FILENO);
