@@ -171,6 +171,15 @@ Index ParameterSet::numel() const {
     return n;
 }
 
+void ParameterSet::requireFinite(const std::string& where) const {
+    for (const auto& b : blocks_)
+        for (Index i = 0; i < b.value.size(); ++i)
+            if (!std::isfinite(b.value[i]))
+                throw std::runtime_error(TERN_MSG(where << ": parameter '" << b.name << "' holds "
+                                                        << b.value[i] << " at index " << i
+                                                        << " (a corrupt or diverged checkpoint)"));
+}
+
 // ---------------------------------------------------------------- MemoryState
 
 void MemoryState::write(const std::string& key, CVecRef data, const Shape& shape) {

@@ -153,12 +153,8 @@ std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const Exp
         } catch (const std::out_of_range& e) {
             throw std::runtime_error(where + ": " + e.what());
         }
-        for (Index i = 0; i < b->value.size(); ++i)
-            if (!std::isfinite(b->value[i]))
-                throw std::runtime_error(TERN_MSG("" << where << ": parameter '" << b->name << "' holds "
-                                                       << b->value[i] << " at index " << i
-                                                       << " (a corrupt or diverged checkpoint)"));
     }
+    net->parameters().requireFinite(where);
     for (const auto& l : net->layers())
         if (dynamic_cast<const nn::BatchNorm*>(l.get()) || dynamic_cast<const nn::Gain*>(l.get()))
             try {

@@ -129,18 +129,6 @@ void writeSummary(const std::string& path, const TrainConfig& c, const TrainResu
     }
 }
 
-/// Every parameter and every BN statistic of `net` is finite (BN variances >= 0 are checked by
-/// BatchNorm::loadState): a checkpoint holding NaN or Inf is refused at once, not trained on
-/// until the first loss comes out NaN.
-void requireFiniteParameters(nn::Network& net, const std::string& source) {
-    for (const ParameterBlock* b : net.parameters().all())
-        for (Index i = 0; i < b->value.size(); ++i)
-            if (!std::isfinite(b->value[i]))
-                throw std::runtime_error(TERN_MSG("train(): " << source << ": parameter '" << b->name
-                                                  << "' holds " << b->value[i] << " at index " << i
-                                                  << " (a corrupt or diverged checkpoint)"));
-}
-
 /// Memory the system can still give this process, in bytes (MemAvailable; 0 if unknown).
 double availableMemory() {
     std::ifstream f("/proc/meminfo");
@@ -225,7 +213,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     net->setTrainData(data.train, c.batchSize, c.seed);
     if (!c.init.empty() && !c.resume) {
         loadInitialState(*net, c.init);
-        requireFiniteParameters(*net, "--init " + c.init);
+        net->parameters().requireFinite("train(): --init " + c.init);
     }
     auto opt = optim::makeOptimizer(method, c.trainSettings());
     opt->begin(*net);
@@ -268,7 +256,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
             throw std::runtime_error("train(): cannot resume: " + ckptPath + ": " + e.what());
         }
         opt->load(in, "optim");
-        requireFiniteParameters(*net, ckptPath);
+        net->parameters().requireFinite("train(): " + ckptPath);
         elapsedBefore = in.attrDouble("progress", "seconds");
         result.bestTestAcc = in.attrDouble("progress", "best_test_acc");
         result.finalTestAcc = in.hasAttr("progress", "final_test_acc")

@@ -33,6 +33,10 @@ public:
     Index size() const { return static_cast<Index>(blocks_.size()); }
     /// Total scalar count over all blocks.
     Index numel() const;
+    /// Throws std::runtime_error "<where>: parameter '<name>' holds <v> at index <i> (a corrupt
+    /// or diverged checkpoint)" for the first non-finite value (checkpoints loaded by tern-train
+    /// --resume/--init and by export are checked with it).
+    void requireFinite(const std::string& where) const;
 
 private:
     std::deque<ParameterBlock> blocks_;  // deque: stable addresses on push_back
