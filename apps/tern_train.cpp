@@ -28,6 +28,7 @@ std::string withFlag(const std::string& message) {
         {"outerEvery", "--outer-every"}, {"outerEverySteps", "--outer-steps"},
         {"coupling", "--coupling"}, {"couplingGrowth", "--coupling-growth"},
         {"couplingMax", "--coupling-max"}, {"finalEpochs", "--final-epochs"},
+        {"lossAt", "--loss-at"},
         {"momentum", "--momentum"}, {"weightDecay", "--weight-decay"},
         {"trainableLr", "--ttq-scale-lr"}, {"thresholdFraction", "--ttq-threshold"},
         {"fractions", "--fractions"}, {"stageEpochs", "--stage-epochs"},
@@ -65,7 +66,7 @@ std::string divergenceHint(const tern::run::TrainConfig& c) {
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
-                extragradient = "true", couplingLr = "current";
+                extragradient = "true", couplingLr = "current", lossAt = "w";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     long long seed = static_cast<long long>(c.seed);  // signed: "-1" is an error, not 2^64 - 1
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
@@ -138,7 +139,8 @@ int run(int argc, char** argv) {
         ("decay-constrained", po::bool_switch(&c.opt.admm.decayConstrained), "weight decay on the constrained W too (off: it fights the penalty)")
         ("final-epochs", app::withDefault(&c.opt.admm.finalEpochs), "last N epochs at G: codes frozen; scales, biases, BN and float layers train")
         ("extragradient", po::value(&extragradient)->default_value("true"), "W-step: true (extragradient: predictor and corrector, two passes per batch) | false (plain SGD on the augmented loss); the from-scratch recipe uses false")
-        ("no-extragradient", po::bool_switch(&noExtragradient), "same as --extragradient false");
+        ("no-extragradient", po::bool_switch(&noExtragradient), "same as --extragradient false")
+        ("loss-at", po::value(&lossAt)->default_value("w"), "W-step's loss gradient: w (at W, ADMM as written) | projection (at P(W + U), recomputed each step: the network trains at the point the next G-step deploys; needs --extragradient false)");
     po::options_description output("Output");
     output.add_options()
         ("out", po::value(&c.outDir), "output directory: metrics.csv, summary.json, checkpoint.h5")
@@ -176,6 +178,9 @@ int run(int argc, char** argv) {
             throw std::invalid_argument("--coupling-lr must be current or initial (got '" + couplingLr + "')");
         c.opt.admm.couplingFollowsLr = couplingLr == "current";
         c.opt.admm.rhoSchedule = tern::optim::AdmmSettings::parseSchedule(rhoSchedule);
+        if (lossAt != "w" && lossAt != "projection")
+            throw std::invalid_argument("--loss-at must be w or projection (got '" + lossAt + "')");
+        c.opt.admm.lossAt = tern::optim::AdmmSettings::parseLossAt(lossAt);
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;

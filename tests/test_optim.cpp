@@ -339,6 +339,8 @@ std::vector<Rule> validationRules() {
          admm([](AdmmSettings& s) { s.couplingMax = 0.01; })},
         {"AdmmSettings::validate(): finalEpochs must be >= 0 (got -1)",
          admm([](AdmmSettings& s) { s.finalEpochs = -1; })},
+        {"AdmmSettings::validate(): lossAt projection needs the plain W-step",
+         admm([](AdmmSettings& s) { s.lossAt = LossAt::Projection; })},
         {"SteSettings::validate(): latentClip must be >= 0 (got -1)",
          [] {
              SteSettings s;
@@ -912,6 +914,74 @@ BOOST_AUTO_TEST_CASE(extragradient_step_by_hand) {
     BOOST_TEST((f.u_->value - (u0 - lr * (u0 - f.cu_))).norm() < 1e-6f);
 }
 
+BOOST_AUTO_TEST_CASE(loss_at_projection_step_by_hand) {
+    // f = 0.5||x - c||^2, the gradient taken at Z = P(W + U): g = Z - c + rho (W - G + U)
+    TwoBlock f;
+    f.x_->value << 0.3f, -0.2f, 0.9f, 0.1f;
+    const Vector W0 = f.x_->value;
+    AdmmSettings a;
+    a.rho = 0.5;
+    a.extragradient = false;
+    a.lossAt = LossAt::Projection;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(1, 0.1));
+    opt.begin(f);
+    const float lr = 0.1f, rho = 0.5f;
+    // step 1: U = 0, Z = P(W0) = G
+    const Vector G0 = opt.G(0);
+    opt.step(f, 0);
+    const Vector W1 = W0 - lr * (G0 - f.cx_ + rho * (W0 - G0));
+    BOOST_TEST((f.x_->value - W1).norm() < 1e-6f);  // the training point W is back in value
+    BOOST_TEST(f.passes.size() == 1u);
+    BOOST_TEST((f.passes[0] == Pass::Commit));
+    // step 2 after an outer iteration: U != 0, Z = P(W1 + U) differs from G
+    opt.outerIteration();
+    const Vector G1 = opt.G(0), U1 = opt.U(0);
+    BOOST_TEST(U1.norm() > 0);
+    Vector Z(4);
+    ternary()->project(W1 + U1, Z);
+    BOOST_TEST(!bitEqual(Z, G1));
+    opt.step(f, 0);
+    const auto rho1 = static_cast<float>(opt.rho());  // grown after the outer iteration
+    const Vector W2 = W1 - lr * (Z - f.cx_ + rho1 * (W1 - G1 + U1));
+    BOOST_TEST((f.x_->value - W2).norm() < 1e-6f);
+}
+
+BOOST_AUTO_TEST_CASE(loss_at_names_round_trip) {
+    for (LossAt l : {LossAt::W, LossAt::Projection})
+        BOOST_TEST((AdmmSettings::parseLossAt(lossAtName(l)) == l));
+    BOOST_CHECK_EXCEPTION(AdmmSettings::parseLossAt("g"), std::invalid_argument,
+                          testing::messageContains("unknown loss point 'g'; known: w, projection"));
+}
+
+BOOST_AUTO_TEST_CASE(loss_at_projection_evaluates_on_the_set) {
+    // the objective sees only points of C (three values at most) while W stays float
+    struct OnSet final : public Objective {
+        OnSet() { x = &params.add("x", Shape{8}, true); }
+        ParameterSet& parameters() override { return params; }
+        Index numBatches() const override { return 2; }
+        double evaluateWithGradient(Index, Pass) override {
+            std::set<float> values(x->value.data(), x->value.data() + x->value.size());
+            maxValues = std::max(maxValues, values.size());
+            x->grad = x->value - Vector::LinSpaced(8, -1.3f, 0.7f);
+            return 0.5 * x->grad.squaredNorm();
+        }
+        ParameterSet params;
+        ParameterBlock* x = nullptr;
+        size_t maxValues = 0;
+    } f;
+    f.x->value = testing::randomVector(8, 3, 0.5f);
+    AdmmSettings a;
+    a.extragradient = false;
+    a.lossAt = LossAt::Projection;
+    a.rho = 0.1;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(0.5), train(5, 0.1));
+    opt.optimize(f);
+    BOOST_TEST(f.maxValues <= 3u);
+    opt.restore(f);
+    std::set<float> w(f.x->value.data(), f.x->value.data() + f.x->value.size());
+    BOOST_TEST(w.size() > 3u);  // W itself is not on the set
+}
+
 BOOST_AUTO_TEST_CASE(rescaled_start_is_preconditioned) {
     // alpha = 1: begin() divides W by s = bestScale(W); the W-step then multiplies the loss
     // gradient by 1/s^2: g = (W - c) / s^2 + rho (W - G + U)
@@ -1316,6 +1386,19 @@ BOOST_AUTO_TEST_CASE(load_checks_method_and_settings) {
     Admm fresh(ternary(), Granularity::PerTensor);
     BOOST_CHECK_EXCEPTION(fresh.load(state, "optim"), std::invalid_argument,
                           testing::messageContains("call begin(f) before load()"));
+    AdmmSettings atZ;
+    atZ.extragradient = false;
+    atZ.lossAt = LossAt::Projection;
+    AdmmSettings plain;
+    plain.extragradient = false;
+    Admm plainRun(ternary(), Granularity::PerTensor, plain, plainSgd(), train(2, 0.1));
+    plainRun.optimize(p);
+    MemoryState plainState;
+    plainRun.save(plainState, "optim");
+    Admm z(ternary(), Granularity::PerTensor, atZ, plainSgd(), train(2, 0.1));
+    z.begin(p);
+    BOOST_CHECK_EXCEPTION(z.load(plainState, "optim"), std::invalid_argument,
+                          testing::messageContains("has lossAt 'w', this optimizer has 'projection'"));
     Admm adam(ternary(), Granularity::PerTensor, {}, AdamSettings{}, train(2, 0.1));
     adam.begin(p);
     BOOST_CHECK_EXCEPTION(adam.load(state, "optim"), std::invalid_argument,

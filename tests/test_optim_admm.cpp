@@ -58,8 +58,10 @@ SgdSettings sgd(double momentum) {
 /// ADMM as the tests and bench/lsq_recovery run it on least squares (full batch: one W-step
 /// per epoch, an outer iteration every 10). The W-step needs lr * (L + rhoMax) well below 2
 /// (L <= 3.7 here); extragradient wants lr * L < 1.
-Vector runAdmm(LeastSquares& p, bool extragradient, std::vector<double>* primal = nullptr) {
+Vector runAdmm(LeastSquares& p, bool extragradient, std::vector<double>* primal = nullptr,
+               LossAt lossAt = LossAt::W) {
     AdmmSettings a;
+    a.lossAt = lossAt;
     a.rho = 1e-2;
     a.rhoGrowth = 1.05;
     a.rhoMax = 3;
@@ -127,6 +129,10 @@ BOOST_DATA_TEST_CASE(methods_reach_brute_force_optimum,
 
     const Vector plain = runAdmm(p, false);
     BOOST_TEST(refit(p, plain) <= bf.objective + tol);
+
+    // the loss gradient at P(W + U) instead of W: the same fixed points, the same optimum
+    const Vector atZ = runAdmm(p, false, nullptr, LossAt::Projection);
+    BOOST_TEST(refit(p, atZ) <= bf.objective + tol);
 
     const Vector pgd = runPgd(p);
     BOOST_TEST(refit(p, pgd) <= bf.objective + tol);

@@ -54,7 +54,18 @@ void AdmmSettings::validate() const {
         fail(where, TERN_MSG("couplingMax must be in [coupling, 1) (got " << couplingMax << ")"));
     if (finalEpochs < 0)
         fail(where, TERN_MSG("finalEpochs must be >= 0 (got " << finalEpochs << ")"));
+    if (lossAt == LossAt::Projection && extragradient)
+        fail(where, "lossAt projection needs the plain W-step (extragradient false): the "
+                    "predictor's look-ahead is a step of W, not of P_C(W + U)");
 }
+
+LossAt AdmmSettings::parseLossAt(const std::string& name) {
+    if (name == "w") return LossAt::W;
+    if (name == "projection") return LossAt::Projection;
+    fail("AdmmSettings::parseLossAt()", "unknown loss point '" + name + "'; known: w, projection");
+}
+
+std::string lossAtName(LossAt l) { return l == LossAt::Projection ? "projection" : "w"; }
 
 RhoSchedule AdmmSettings::parseSchedule(const std::string& name) {
     if (name == "constant") return RhoSchedule::Constant;
@@ -208,10 +219,25 @@ double Admm::doStep(Objective& f, Index batch) {
     const auto lr = static_cast<Scalar>(learningRate());
     const bool eg = settings_.extragradient;
 
-    // Pass 1 at W: g = grad f(W) + rho (W - G + U)
-    const double loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
-    if (!std::isfinite(loss)) return loss;
-    for (BlockState& s : state_) augmentedGradient(s, rho);
+    double loss = 0;
+    if (settings_.lossAt == LossAt::Projection) {
+        // One pass at Z = P_C(W + U): g = grad f(Z) + rho (W - G + U)
+        for (BlockState& s : state_) {
+            ParameterBlock& b = *bs[size_t(s.slot)];
+            s.Wsave = b.value;
+            s.g = b.value + s.U;  // scratch, overwritten by augmentedGradient
+            projection_->project(s.g, b.value, b.shape, granularity_);
+        }
+        loss = f.evaluateWithGradient(batch, Pass::Commit);
+        for (BlockState& s : state_) bs[size_t(s.slot)]->value = s.Wsave;  // back to W
+        if (!std::isfinite(loss)) return loss;
+        for (BlockState& s : state_) augmentedGradient(s, rho);
+    } else {
+        // Pass 1 at W: g = grad f(W) + rho (W - G + U)
+        loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
+        if (!std::isfinite(loss)) return loss;
+        for (BlockState& s : state_) augmentedGradient(s, rho);
+    }
     if (eg) {
         // Predictor: W' = W - lr g (no momentum; weight decay as in the corrector)
         for (BlockState& s : state_) {
@@ -392,6 +418,7 @@ std::string Admm::describeMethod() const {
                                                     : std::to_string(a.outerEvery) + " epoch(s)";
     return "projection " + projection_->name() + " per " + granularityName(granularity_) + ", " + rho +
            ", G/U every " + every + (a.extragradient ? ", extragradient" : "") +
+           (a.lossAt == LossAt::Projection ? ", loss at P(W + U)" : "") +
            (a.rescale ? (a.precondition ? ", rescaled start (gradient x 1/s^2)" : ", rescaled start")
                       : "") +
            (a.decayConstrained ? ", weight decay on W" : ", no weight decay on W") +
@@ -459,6 +486,7 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "granularity", granularityName(granularity_));
     out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
+    out.attr(prefix, "lossAt", lossAtName(settings_.lossAt));
     out.attr(prefix, "rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     out.attr(prefix, "rhoGrowth", settings_.rhoGrowth);
     out.attr(prefix, "rhoMax", settings_.rhoMax);
@@ -497,6 +525,11 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
     check("rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     if ((in.attrInt(prefix, "extragradient") != 0) != settings_.extragradient)
         fail(where, "state '" + prefix + "' differs in extragradient");
+    // written since the loss point became a setting (older states trained at W)
+    const std::string lossAt = in.hasAttr(prefix, "lossAt") ? in.attrString(prefix, "lossAt") : "w";
+    if (lossAt != lossAtName(settings_.lossAt))
+        fail(where, "state '" + prefix + "' has lossAt '" + lossAt + "', this optimizer has '" +
+                        lossAtName(settings_.lossAt) + "'");
     rho_ = in.attrDouble(prefix, "rho");
     outer_ = static_cast<Index>(in.attrInt(prefix, "outer"));
     primalRes_ = in.attrDouble(prefix, "primalRes");

@@ -164,6 +164,7 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"rho", n(opt.admm.rho)},      {"rho-growth", n(opt.admm.rhoGrowth)},
             {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
             {"extragradient", b(opt.admm.extragradient)},
+            {"loss-at", lossAtName(opt.admm.lossAt)},
             {"outer-steps", std::to_string(opt.admm.outerEverySteps)},
             {"rho-schedule", rhoScheduleName(opt.admm.rhoSchedule)},
             {"coupling", n(opt.admm.coupling)}, {"coupling-growth", n(opt.admm.couplingGrowth)},

@@ -37,6 +37,19 @@ enum class RhoSchedule {
 /// "constant", "growth", "explicit", "coupling" (AdmmSettings::parseSchedule reads them).
 std::string rhoScheduleName(RhoSchedule s);
 
+/// Where the W-step evaluates the loss gradient.
+enum class LossAt {
+    W,           ///< grad f(W): ADMM as written (Leng et al.); the network trains at W
+    /// grad f(Z), Z = P_C(W + U) recomputed every step: the forward pass runs at the point the
+    /// next G-step would deploy, so the network trains at (a fresh) G. A linearisation of the
+    /// W-step: its fixed points are ADMM's (W = G, U = -grad f(G) / rho, G = P_C(G + U)),
+    /// since W = G there. One projection per step.
+    Projection,
+};
+
+/// "w", "projection" (AdmmSettings::parseLossAt reads them).
+std::string lossAtName(LossAt l);
+
 /// One outer iteration (G-step and U-step) as it happened: Admm::trace().
 struct OuterRecord {
     Index outer = 0;          ///< 1-based number of the outer iteration
@@ -60,6 +73,8 @@ struct AdmmSettings {
     Index outerEverySteps = 0;                 ///< > 0: an outer iteration every this many steps
                                                ///< instead (small problems); 0 = per epoch
     bool extragradient = true;                 ///< predictor/corrector W-step: two passes per step
+    LossAt lossAt = LossAt::W;                 ///< W-step's loss gradient at W or at P_C(W + U)
+                                               ///< (Projection excludes the extragradient)
     /// begin(): divide each group of W by proj::bestScale(P, W) first, so that a fixed-scale set
     /// (alpha = 1: {-1, 0, 1}) sees weights at its own scale; without it small initial weights
     /// all round to 0. Harmless in front of batch norm, which undoes any per-channel scale.
@@ -95,6 +110,8 @@ struct AdmmSettings {
     void validate() const;
     /// "constant", "growth", "explicit", "coupling".
     static RhoSchedule parseSchedule(const std::string& name);
+    /// "w", "projection".
+    static LossAt parseLossAt(const std::string& name);
 };
 
 /// ADMM with a projection G-step. Constrained blocks carry W (= value while training), G and
@@ -102,6 +119,7 @@ struct AdmmSettings {
 ///
 /// W-step for a constrained block, at batch B:
 ///   g  = grad f_B(W) + rho (W - G + U)                       (pass 1)
+///        (LossAt::Projection: grad f_B(Z) with Z = P_C(W + U), the forward pass at Z)
 ///   extragradient: W' = W - lr g (no momentum), written into value;
 ///                  g' = grad f_B(W') + rho (W' - G + U)       (pass 2)
 ///                  W  = W - lr * inner(g')                    (momentum on the corrector)
@@ -181,7 +199,7 @@ private:
         Index slot = 0;          // index into blocks()
         Vector G, U;
         Vector stash;            // W while deployed
-        Vector Wsave;            // W during the extragradient predictor
+        Vector Wsave;            // W during the extragradient predictor or the pass at Z
         Vector g;                // scratch: augmented gradient
         std::vector<std::int64_t> codes;  // G / scale, for the flip ratio
         Vector q;                // final phase: G = a q per group, q frozen
