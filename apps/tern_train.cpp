@@ -28,7 +28,7 @@ std::string withFlag(const std::string& message) {
         {"outerEvery", "--outer-every"}, {"outerEverySteps", "--outer-steps"},
         {"coupling", "--coupling"}, {"couplingGrowth", "--coupling-growth"},
         {"couplingMax", "--coupling-max"}, {"finalEpochs", "--final-epochs"},
-        {"lossAt", "--loss-at"},
+        {"lossAt", "--loss-at"}, {"dualStep", "--dual-step"},
         {"momentum", "--momentum"}, {"weightDecay", "--weight-decay"},
         {"trainableLr", "--ttq-scale-lr"}, {"thresholdFraction", "--ttq-threshold"},
         {"fractions", "--fractions"}, {"stageEpochs", "--stage-epochs"},
@@ -66,7 +66,7 @@ std::string divergenceHint(const tern::run::TrainConfig& c) {
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
-                extragradient = "true", couplingLr = "current", lossAt = "w";
+                extragradient = "true", couplingLr = "current", lossAt = "w", dualLr = "initial";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     long long seed = static_cast<long long>(c.seed);  // signed: "-1" is an error, not 2^64 - 1
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
@@ -140,6 +140,8 @@ int run(int argc, char** argv) {
         ("final-epochs", app::withDefault(&c.opt.admm.finalEpochs), "last N epochs at G: codes frozen; scales, biases, BN and float layers train")
         ("extragradient", po::value(&extragradient)->default_value("true"), "W-step: true (extragradient: predictor and corrector, two passes per batch) | false (plain SGD on the augmented loss); the from-scratch recipe uses false")
         ("no-extragradient", po::bool_switch(&noExtragradient), "same as --extragradient false")
+        ("dual-step", app::withDefault(&c.opt.admm.dualStep), "U-step size gamma: U += gamma (W - G), in [0, 1.618); 0 = no multiplier (quadratic penalty)")
+        ("dual-lr", po::value(&dualLr)->default_value("initial"), "U-step: initial (gamma fixed) | current (gamma x lr/lr0: the outer loop slows with the lr, so the codes settle as the steps shrink)")
         ("loss-at", po::value(&lossAt)->default_value("w"), "W-step's loss gradient: w (at W, ADMM as written) | projection (at P(W + U), recomputed each step: the network trains at the point the next G-step deploys; needs --extragradient false)");
     po::options_description output("Output");
     output.add_options()
@@ -181,6 +183,9 @@ int run(int argc, char** argv) {
         if (lossAt != "w" && lossAt != "projection")
             throw std::invalid_argument("--loss-at must be w or projection (got '" + lossAt + "')");
         c.opt.admm.lossAt = tern::optim::AdmmSettings::parseLossAt(lossAt);
+        if (dualLr != "current" && dualLr != "initial")
+            throw std::invalid_argument("--dual-lr must be current or initial (got '" + dualLr + "')");
+        c.opt.admm.dualFollowsLr = dualLr == "current";
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;

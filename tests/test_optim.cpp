@@ -339,6 +339,8 @@ std::vector<Rule> validationRules() {
          admm([](AdmmSettings& s) { s.couplingMax = 0.01; })},
         {"AdmmSettings::validate(): finalEpochs must be >= 0 (got -1)",
          admm([](AdmmSettings& s) { s.finalEpochs = -1; })},
+        {"AdmmSettings::validate(): dualStep must be in [0, 1.618) (got 2)",
+         admm([](AdmmSettings& s) { s.dualStep = 2; })},
         {"AdmmSettings::validate(): lossAt projection needs the plain W-step",
          admm([](AdmmSettings& s) { s.lossAt = LossAt::Projection; })},
         {"SteSettings::validate(): latentClip must be >= 0 (got -1)",
@@ -944,6 +946,40 @@ BOOST_AUTO_TEST_CASE(loss_at_projection_step_by_hand) {
     const auto rho1 = static_cast<float>(opt.rho());  // grown after the outer iteration
     const Vector W2 = W1 - lr * (Z - f.cx_ + rho1 * (W1 - G1 + U1));
     BOOST_TEST((f.x_->value - W2).norm() < 1e-6f);
+}
+
+BOOST_AUTO_TEST_CASE(dual_step_scales_the_U_step) {
+    // U += gamma0 (lr / lr0) (W - G): gamma0 = 0.5, lr 0.1 in epoch 0 and 0.01 from epoch 1
+    for (const bool followsLr : {false, true}) {
+        TwoBlock f;
+        f.x_->value << 0.3f, -0.2f, 0.9f, 0.1f;
+        AdmmSettings a;
+        a.rhoSchedule = RhoSchedule::Constant;  // U is not rescaled by a rho change
+        a.dualStep = 0.5;
+        a.dualFollowsLr = followsLr;
+        a.extragradient = false;
+        TrainSettings t = train(2, 0.1);
+        t.lr = LrSchedule::multiStep(0.1, {1}, 0.1);
+        Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), t);
+        std::vector<Vector> W, G, U;
+        opt.optimize(f, {std::make_shared<OnEpoch>([&](const Optimizer&, Objective&, const EpochStats&) {
+            W.push_back(opt.W(0));
+            G.push_back(opt.G(0));
+            U.push_back(opt.U(0));
+            return false;
+        })});
+        BOOST_REQUIRE(U.size() == 2u);
+        BOOST_TEST((U[0] - 0.5f * (W[0] - G[0])).norm() < 1e-6f);
+        const float gamma1 = followsLr ? 0.05f : 0.5f;  // epoch 1 runs at lr 0.01
+        BOOST_TEST((U[1] - (U[0] + gamma1 * (W[1] - G[1]))).norm() < 1e-6f);
+    }
+    // gamma0 = 0: no multiplier, G = P(W) (the quadratic penalty method)
+    TwoBlock f;
+    AdmmSettings a;
+    a.dualStep = 0;
+    Admm opt(ternary(), Granularity::PerTensor, a, plainSgd(), train(3, 0.1));
+    opt.optimize(f);
+    BOOST_TEST(opt.U(0).isZero());
 }
 
 BOOST_AUTO_TEST_CASE(loss_at_names_round_trip) {

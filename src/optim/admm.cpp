@@ -54,6 +54,8 @@ void AdmmSettings::validate() const {
         fail(where, TERN_MSG("couplingMax must be in [coupling, 1) (got " << couplingMax << ")"));
     if (finalEpochs < 0)
         fail(where, TERN_MSG("finalEpochs must be >= 0 (got " << finalEpochs << ")"));
+    if (!(dualStep >= 0 && dualStep < 1.618))
+        fail(where, TERN_MSG("dualStep must be in [0, 1.618) (got " << dualStep << ")"));
     if (lossAt == LossAt::Projection && extragradient)
         fail(where, "lossAt projection needs the plain W-step (extragradient false): the "
                     "predictor's look-ahead is a step of W, not of P_C(W + U)");
@@ -289,6 +291,8 @@ void Admm::outerIterationAt(Index stepsTaken) {
     const auto& bs = blocks();
     double primal2 = 0, dual2 = 0, normW2 = 0, normG2 = 0, normU2 = 0;
     Index n = 0, flips = 0;
+    const auto gamma = static_cast<Scalar>(
+        settings_.dualStep * (settings_.dualFollowsLr ? learningRate() / trainSettings().lr.lr(0) : 1.0));
     for (BlockState& s : state_) {
         const Vector& W = deployed() ? s.stash : bs[size_t(s.slot)]->value;
         if (!W.allFinite() || !s.U.allFinite()) {
@@ -299,8 +303,8 @@ void Admm::outerIterationAt(Index stepsTaken) {
         const Vector Gprev = s.G;
         // G-step: G = P_C(W + U)
         flips += projectInto(s, W + s.U);
-        // U-step: U += W - G
-        s.U += W - s.G;
+        // U-step: U += gamma (W - G)
+        s.U += gamma * (W - s.G);
         primal2 += (W - s.G).cast<double>().squaredNorm();
         dual2 += (s.G - Gprev).cast<double>().squaredNorm();
         normW2 += W.cast<double>().squaredNorm();
@@ -419,6 +423,8 @@ std::string Admm::describeMethod() const {
     return "projection " + projection_->name() + " per " + granularityName(granularity_) + ", " + rho +
            ", G/U every " + every + (a.extragradient ? ", extragradient" : "") +
            (a.lossAt == LossAt::Projection ? ", loss at P(W + U)" : "") +
+           (a.dualStep != 1 ? ", U-step x" + formatShortest(a.dualStep) : "") +
+           (a.dualFollowsLr ? ", U-step x lr/lr0" : "") +
            (a.rescale ? (a.precondition ? ", rescaled start (gradient x 1/s^2)" : ", rescaled start")
                       : "") +
            (a.decayConstrained ? ", weight decay on W" : ", no weight decay on W") +
@@ -487,6 +493,8 @@ void Admm::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     out.attr(prefix, "lossAt", lossAtName(settings_.lossAt));
+    out.attr(prefix, "dualFollowsLr", static_cast<std::int64_t>(settings_.dualFollowsLr));
+    out.attr(prefix, "dualStep", settings_.dualStep);
     out.attr(prefix, "rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     out.attr(prefix, "rhoGrowth", settings_.rhoGrowth);
     out.attr(prefix, "rhoMax", settings_.rhoMax);

@@ -165,6 +165,8 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
             {"extragradient", b(opt.admm.extragradient)},
             {"loss-at", lossAtName(opt.admm.lossAt)},
+            {"dual-step", n(opt.admm.dualStep)},
+            {"dual-lr", opt.admm.dualFollowsLr ? "current" : "initial"},
             {"outer-steps", std::to_string(opt.admm.outerEverySteps)},
             {"rho-schedule", rhoScheduleName(opt.admm.rhoSchedule)},
             {"coupling", n(opt.admm.coupling)}, {"coupling-growth", n(opt.admm.couplingGrowth)},

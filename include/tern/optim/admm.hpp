@@ -98,6 +98,20 @@ struct AdmmSettings {
     /// lr (false: an lr drop slows the penalty and the loss alike, so W - (G - U) keeps its
     /// balance and the codes keep moving, more slowly).
     bool couplingFollowsLr = true;
+    /// The U-step's size follows the learning rate: U += (lr / lr0) (W - G), lr0 the
+    /// schedule's initial rate (a dual step in (0, 1], within the range where ADMM with a
+    /// relaxed multiplier step converges on convex problems, (0, (1 + sqrt 5) / 2)). With rho
+    /// blind to lr drops (couplingFollowsLr false) the pull on W slows with the lr but a unit
+    /// dual step does not: U keeps integrating W - G while W stands still, and G = P(W + U)
+    /// churns at a tiny lr. Scaling the dual step slows the whole outer loop with the lr.
+    bool dualFollowsLr = false;
+    /// The U-step's base size gamma0: U += gamma0 (W - G) (times lr / lr0 with dualFollowsLr),
+    /// in [0, (1 + sqrt 5) / 2). Far from C (a small coupling) a unit step makes U integrate
+    /// the quantisation residual W - G every outer iteration: G = P(W + U) then dithers
+    /// between the two levels around W (a code at 0 with W = 0.3a flips to a after two
+    /// G-steps and back), so the network at G is noisy. 0 = no multiplier: the quadratic
+    /// penalty method.
+    double dualStep = 1.0;
     /// Weight decay on the constrained W too. Off by default: it pulls W toward 0 against the
     /// penalty (with a fixed scale, W settles at rho/(rho+wd) (G - U), which drives codes to 0).
     bool decayConstrained = false;
@@ -130,7 +144,8 @@ struct AdmmSettings {
 /// gradient of the committing pass. The reported loss is f_B(W) from pass 1.
 ///
 /// Outer iteration (every outerEvery epochs, or every outerEverySteps steps):
-///   G-step: G = P_C(W + U);  U-step: U += W - G
+///   G-step: G = P_C(W + U);  U-step: U += gamma (W - G), gamma = dualStep (times lr / lr0
+///   with dualFollowsLr)
 ///   primal r = ||W - G||, dual s = rho ||G - Gprev|| (over all constrained blocks, n entries)
 ///   converged if r <= sqrt(n) epsAbs + epsRel max(||W||, ||G||) and
 ///                s <= sqrt(n) epsAbs + epsRel rho ||U||        (OSQP/SCS)
