@@ -15,6 +15,7 @@
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/dataset.hpp"
 #include "tern/io/hdf5_file.hpp"
+#include "tern/io/integrity.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
