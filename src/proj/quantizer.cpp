@@ -313,7 +313,15 @@ std::unique_ptr<Quantizer> makeQuantizer(const std::string& spec) {
         opt.finish({"t", "granularity"});
         return makeTtq(t, g);
     }
-    fail(where, "unknown quantizer '" + spec + "'; known: ste:<projection spec>, ttq");
+    if (opt.base() == "gtc") {
+        GtcSettings s;
+        s.eps = opt.takeNumber("eps").value_or(s.eps);
+        s.theta1 = opt.takeNumber("theta1").value_or(s.theta1);
+        s.theta2 = opt.takeNumber("theta2").value_or(s.theta2);
+        opt.finish({"eps", "theta1", "theta2"});
+        return makeGtc(s);
+    }
+    fail(where, "unknown quantizer '" + spec + "'; known: ste:<projection spec>, ttq, gtc");
 }
 
 }  // namespace tern::proj

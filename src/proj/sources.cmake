@@ -6,4 +6,5 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/ternary.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sparse_ternary.cpp
   ${CMAKE_CURRENT_LIST_DIR}/power_of_two.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/quantizer.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/quantizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/gtc.cpp)

@@ -1,7 +1,8 @@
 #pragma once
 /// \file Quantizers (forward map + pseudo-gradient): the straight-through estimator over any
-/// projection, and trained ternary quantization (TTQ). The Quantizer interface is in
-/// projection.hpp.
+/// projection, and trained ternary quantization (TTQ); GTC's quantizer is in gtc.hpp. The
+/// Quantizer interface is in projection.hpp.
+#include "tern/proj/gtc.hpp"
 #include "tern/proj/projection.hpp"
 
 #include <memory>
@@ -108,7 +109,8 @@ std::unique_ptr<Quantizer> makeSte(std::shared_ptr<const Projection> projection,
 std::unique_ptr<Quantizer> makeTtq(Scalar thresholdFraction = 0.05f,
                                    Granularity granularity = Granularity::PerTensor);
 /// Quantizer from a spec: "ste:<projection spec>[,granularity=tensor|filter][,clip=<x>|none]"
-/// (e.g. "ste:ternary:twn", "ste:binary:scaled,clip=none") or "ttq[,t=0.05][,granularity=filter]".
+/// (e.g. "ste:ternary:twn", "ste:binary:scaled,clip=none"), "ttq[,t=0.05][,granularity=filter]"
+/// or "gtc[,eps=0.0078125][,theta1=0][,theta2=1]" (GtcQuantizer, gtc.hpp).
 /// Unknown names or options throw std::invalid_argument listing the valid ones.
 std::unique_ptr<Quantizer> makeQuantizer(const std::string& spec);
 
