@@ -1,11 +1,11 @@
 // tern-eval: accuracy, storage and arithmetic of a deployed ternary model (docs/export.md).
+#include "tern/core/format.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/io/dataset.hpp"
 #include "tern/nn/layer.hpp"
 
 #include "common/app.hpp"
 
-#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -70,12 +70,11 @@ int run(int argc, char** argv) {
         m.prepareInput(test);  // normalized, or raw for a model with 1/std folded in
     } else {
         const std::string tl = m.infoValue("train-limit");
-        long long limit = 0;
-        const auto [end, ec] = std::from_chars(tl.data(), tl.data() + tl.size(), limit);
-        if (!tl.empty() && (ec != std::errc() || end != tl.data() + tl.size() || limit < 0))
+        const std::optional<long long> limit = tl.empty() ? 0LL : tern::parseWholeInteger(tl);
+        if (!limit || *limit < 0)
             throw std::runtime_error("the model file's source train-limit is '" + tl +
                                      "', not a count (a corrupt model file?)");
-        test = tern::io::loadDataset(dataset, dataDir, static_cast<tern::Index>(limit)).test;
+        test = tern::io::loadDataset(dataset, dataDir, static_cast<tern::Index>(*limit)).test;
     }
     if (testLimit > 0 && testLimit < test.count) {
         test.count = testLimit;

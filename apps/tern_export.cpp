@@ -1,6 +1,7 @@
 // tern-export: turn a tern-train checkpoint into a deployable ternary model file (BN folded,
 // 2-bit codes, per-channel scale and shift; docs/export.md).
 #include "common/app.hpp"
+#include "tern/core/format.hpp"
 #include "tern/deploy/model.hpp"
 
 #include <filesystem>
@@ -19,16 +20,10 @@ std::vector<Index> parseInput(const std::string& s) {
     std::vector<Index> out;
     std::stringstream ss(s);
     for (std::string item; std::getline(ss, item, ',');) {
-        std::size_t used = 0;
-        long v = 0;
-        try {
-            v = std::stol(item, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != item.size() || v < 1)
+        const std::optional<long long> v = tern::parseWholeInteger(item);
+        if (!v || *v < 1)
             throw std::invalid_argument("--input: '" + s + "' is not C,H,W (positive integers)");
-        out.push_back(v);
+        out.push_back(static_cast<Index>(*v));
     }
     if (out.size() != 3) throw std::invalid_argument("--input: '" + s + "' is not C,H,W");
     return out;

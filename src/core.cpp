@@ -51,6 +51,20 @@ std::string formatShortest(double x) { return shortest(x); }
 
 std::string formatShortest(float x) { return shortest(x); }
 
+namespace {
+template <typename T>
+std::optional<T> parseWhole(std::string_view t) {
+    T v{};
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc() || end != t.data() + t.size()) return std::nullopt;
+    return v;
+}
+}  // namespace
+
+std::optional<double> parseWholeNumber(std::string_view text) { return parseWhole<double>(text); }
+
+std::optional<long long> parseWholeInteger(std::string_view text) { return parseWhole<long long>(text); }
+
 Granularity parseGranularity(const std::string& name) {
     if (name == "tensor" || name == "layer") return Granularity::PerTensor;
     if (name == "filter" || name == "channel") return Granularity::PerFilter;

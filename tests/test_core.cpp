@@ -153,6 +153,23 @@ BOOST_AUTO_TEST_CASE(format_shortest_edge_cases) {
     BOOST_TEST(formatShortest(-std::numeric_limits<float>::infinity()) == "-inf");
 }
 
+BOOST_AUTO_TEST_CASE(parse_whole_numbers) {
+    BOOST_TEST(*parseWholeNumber("0.3") == 0.3);
+    BOOST_TEST(*parseWholeNumber("5e-04") == 5e-4);
+    BOOST_TEST(*parseWholeNumber("-2") == -2.0);
+    BOOST_TEST(std::isnan(*parseWholeNumber("nan")));  // callers that need finite check it
+    for (const char* bad : {"", " 1", "1 ", "+1", "3x", "0x10", "1e999", ","})
+        BOOST_TEST(!parseWholeNumber(bad).has_value(), "'" << bad << "'");
+    BOOST_TEST(*parseWholeInteger("28") == 28);
+    BOOST_TEST(*parseWholeInteger("-7") == -7);
+    BOOST_TEST(*parseWholeInteger("9223372036854775807") == std::numeric_limits<long long>::max());
+    for (const char* bad : {"", "1.5", "1e3", "9223372036854775808", "12a", " 3"})
+        BOOST_TEST(!parseWholeInteger(bad).has_value(), "'" << bad << "'");
+    // formatShortest's text reads back exactly
+    for (double x : {0.1, 1e-7, 123456.789, -3.0})
+        BOOST_TEST(*parseWholeNumber(formatShortest(x)) == x);
+}
+
 BOOST_AUTO_TEST_CASE(format_shortest_round_trips_random_values) {
     std::mt19937_64 rng(14);
     int checked = 0;

@@ -3,6 +3,7 @@
 #include "tern/deploy/rebuild.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/integrity.hpp"
@@ -32,19 +33,12 @@ bool parseBool(const std::string& v, const std::string& key, const std::string& 
     throw std::runtime_error(where + ": config '" + key + "' is '" + v + "', expected true/false");
 }
 
-/// The number a config entry holds; a garbled entry is an error naming the key and the file
-/// (not std::stod's bare "stod").
+/// The number a config entry holds; a garbled entry is an error naming the key and the file.
 double parseNumber(const std::string& v, const std::string& key, const std::string& where) {
-    std::size_t used = 0;
-    double x = 0;
-    try {
-        x = std::stod(v, &used);
-    } catch (const std::exception&) {
-        used = 0;
-    }
-    if (v.empty() || used != v.size() || !std::isfinite(x))
+    const std::optional<double> x = parseWholeNumber(v);
+    if (!x || !std::isfinite(*x))
         throw std::runtime_error(where + ": config '" + key + "' is '" + v + "', not a number");
-    return x;
+    return *x;
 }
 
 Index parseCount(const std::string& v, const std::string& key, const std::string& where) {

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -76,12 +75,11 @@ void restartCsv(const std::string& path, const std::string& header, bool resume,
                 size_t start = 0;
                 for (size_t k = 0; k < epochColumn; ++k) start = line.find(',', start) + 1;
                 const std::string field = line.substr(start, line.find(',', start) - start);
-                Index e = -1;
-                const auto [end, ec] =
-                    std::from_chars(field.data(), field.data() + field.size(), e);
-                if (ec != std::errc() || end != field.data() + field.size() || e < 0)
+                const std::optional<long long> parsed = parseWholeInteger(field);
+                if (!parsed || *parsed < 0)
                     garbled(lineNo, line, "has no epoch number in column " +
                                               std::to_string(epochColumn + 1));
+                const auto e = static_cast<Index>(*parsed);
                 if (e < epochsDone) {
                     keep.push_back(line);
                     seen[static_cast<size_t>(e)] = true;

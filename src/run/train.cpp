@@ -2,6 +2,7 @@
 #include "tern/run/train.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/integrity.hpp"
 #include "tern/nn/layer.hpp"
@@ -15,7 +16,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -72,14 +72,10 @@ const std::vector<std::string> kIdentity{"dataset", "train-limit", "model", "wid
 /// float fields such as dropout went through double: "0.30000001192092896" is dropout 0.3).
 bool sameSetting(const std::string& stored, const std::string& mine) {
     if (stored == mine) return true;
-    auto parses = [](const std::string& t, auto& v) {  // the whole text is one number
-        const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-        return ec == std::errc() && end == t.data() + t.size();
-    };
-    long long a = 0, b = 0;
-    if (parses(stored, a) && parses(mine, b)) return a == b;
-    double x = 0, y = 0;
-    return parses(stored, x) && parses(mine, y) && static_cast<float>(x) == static_cast<float>(y);
+    const auto a = parseWholeInteger(stored), b = parseWholeInteger(mine);
+    if (a && b) return *a == *b;
+    const auto x = parseWholeNumber(stored), y = parseWholeNumber(mine);
+    return x && y && static_cast<float>(*x) == static_cast<float>(*y);
 }
 
 /// A number for summary.json: null when not finite (JSON has no NaN).

@@ -1,6 +1,8 @@
 #pragma once
-/// \file Small text formatting helpers shared by the trainer and the apps.
+/// \file Small text formatting and parsing helpers shared by the trainer and the apps.
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tern {
@@ -20,6 +22,12 @@ std::string formatShortest(double x);
 /// As formatShortest(double), shortest for a float: 0.3f -> "0.3" (std::strtof reads it back to
 /// the same float; as a double it would print "0.30000001192092896").
 std::string formatShortest(float x);
+
+/// The number the whole of `text` spells, in the C locale (std::from_chars: no leading space or
+/// '+', no hex); nullopt for an empty, partial ("3x") or out-of-range text. The double form
+/// reads "nan" and "inf" too: callers that need a finite value check it.
+std::optional<double> parseWholeNumber(std::string_view text);
+std::optional<long long> parseWholeInteger(std::string_view text);
 
 /// The items with `separator` between them: {"a", "b"} -> "a, b" (lists of names in messages).
 std::string joined(const std::vector<std::string>& items, const std::string& separator = ", ");
