@@ -149,8 +149,16 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     a.epochs = 30;
     applyRecipe(a, none);
     BOOST_TEST((a.opt.admm.rhoSchedule == optim::RhoSchedule::Coupling));
-    BOOST_TEST(a.opt.admm.finalEpochs == 3);
+    BOOST_TEST(a.opt.admm.finalEpochs == 6);        // free scale: E/5 epochs at G
+    BOOST_TEST(!a.opt.admm.couplingFollowsLr);      // and rho blind to lr drops
     BOOST_TEST(a.opt.admm.couplingGrowth == 0.0);  // auto: couplingMax by the final phase
+    TrainConfig one = TrainConfig{};
+    one.method = "admm";
+    one.epochs = 30;
+    one.alpha = "one";
+    applyRecipe(one, none);
+    BOOST_TEST(one.opt.admm.finalEpochs == 3);  // alpha = 1: E/10, rho from the current lr
+    BOOST_TEST(one.opt.admm.couplingFollowsLr);
     BOOST_TEST(!a.opt.admm.extragradient);
     BOOST_TEST(a.opt.admm.outerEverySteps == 100);
     TrainConfig f = TrainConfig{};
