@@ -516,6 +516,43 @@ BOOST_AUTO_TEST_CASE(by_hand) {
                           messageContains("dLatent has 3 elements, the last forward() had 4"));
 }
 
+// The generic Quantizer interface an optimizer uses (optim::Ste with SteSettings::bitPenalty):
+// penalty() is the bit cost, addPenaltyGradient() the bit penalty's gradient, bitsPerWeight()
+// the bits, and theta is not kept >= 0. Other quantizers have none of it.
+BOOST_AUTO_TEST_CASE(through_the_quantizer_interface) {
+    Vector w(4), wq(4), d1 = Vector::Zero(4), d2 = Vector::Zero(4);
+    w << 0.5f, -1, 0.3f, -0.25f;  // 3 bits, as above
+    GtcQuantizer gtc;
+    Quantizer& q = gtc;
+    q.forward(w, wq, Shape{4});
+    BOOST_TEST(q.hasPenalty());
+    BOOST_TEST(!q.trainablesNonNegative());
+    BOOST_TEST(q.penalty() == 8.0);
+    BOOST_TEST(q.bitsPerWeight() == 3.0);
+    q.backward(w, Vector::Zero(4), d1);
+    q.addPenaltyGradient(2.0, d1);
+    const Scalar t2 = q.trainable()->at("theta2").grad[0];
+    GtcQuantizer ref;
+    ref.forward(w, wq, Shape{4});
+    ref.backward(w, Vector::Zero(4), d2);
+    ref.addBitPenaltyGradient(2.0, d2);
+    BOOST_TEST(t2 == ref.trainable()->at("theta2").grad[0]);
+    BOOST_TEST(t2 != 0.0f);
+    BOOST_TEST(d1 == d2);
+    BOOST_CHECK_EXCEPTION(GtcQuantizer().penalty(), std::invalid_argument,
+                          messageContains("called before forward()"));
+
+    TtqQuantizer ttq;
+    ttq.forward(w, wq, Shape{4});
+    BOOST_TEST(!ttq.hasPenalty());
+    BOOST_TEST(ttq.trainablesNonNegative());
+    BOOST_TEST(ttq.penalty() == 0.0);
+    BOOST_TEST(std::isnan(ttq.bitsPerWeight()));
+    Vector d3 = Vector::Zero(4);
+    ttq.addPenaltyGradient(2.0, d3);
+    BOOST_TEST(d3.isZero());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ================================================================ state, checks, factory

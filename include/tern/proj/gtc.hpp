@@ -102,6 +102,18 @@ public:
     /// Reads what saveState() wrote. Throws std::invalid_argument if the stored eps differs from
     /// this quantizer's or a stored theta is not finite.
     void loadState(const StateReader& in, const std::string& prefix) override;
+    /// theta1, theta2 take either sign (the paper learns theta1 < 0).
+    bool trainablesNonNegative() const override { return false; }
+    /// The bit cost.
+    bool hasPenalty() const override { return true; }
+    /// bits().cost = 2^bits of the last forward(). Throws before the first.
+    double penalty() const override { return bits().cost; }
+    /// addBitPenaltyGradient(lambda, dLatent).
+    void addPenaltyGradient(double lambda, VecRef dLatent) override {
+        addBitPenaltyGradient(lambda, dLatent);
+    }
+    /// bits().bits of the last forward(). Throws before the first.
+    double bitsPerWeight() const override { return bits().bits; }
 
     /// Exponent range, bits and cost 2^bits of the last forward(). Throws before the first.
     GtcBits bits() const;

@@ -10,6 +10,7 @@
 #include "tern/core/types.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,21 @@ public:
                           const std::vector<std::uint8_t>& /*select*/) {}
     virtual void saveState(StateWriter& /*out*/, const std::string& /*prefix*/) const {}
     virtual void loadState(const StateReader& /*in*/, const std::string& /*prefix*/) {}
+    /// Whether an optimizer keeps the trainables >= 0 after each update: true (the default) for
+    /// scales such as TTQ's Wp, Wn; false for parameters of either sign (GTC's theta1, theta2).
+    virtual bool trainablesNonNegative() const { return true; }
+    /// Whether the quantizer has a penalty (penalty(), addPenaltyGradient()): GTC's bit cost.
+    virtual bool hasPenalty() const { return false; }
+    /// The quantizer's penalty at the last forward(), which an optimizer adds to the loss as
+    /// lambda * penalty() (GTC: the layer's bit cost 2^bits). 0 without one.
+    virtual double penalty() const { return 0; }
+    /// Adds lambda * d penalty() / d trainables to the trainables' grads and lambda *
+    /// d penalty() / d latent to dLatent (straight-through), at the last forward(); call after
+    /// backward(), which overwrites the trainables' grads. Nothing without a penalty.
+    virtual void addPenaltyGradient(double /*lambda*/, VecRef /*dLatent*/) {}
+    /// Bits per weight of the last forward() where the quantizer counts them (GTC: 1 +
+    /// ceil(log2(M - m + 1))); NaN otherwise.
+    virtual double bitsPerWeight() const { return std::numeric_limits<double>::quiet_NaN(); }
 };
 
 }  // namespace tern::proj
