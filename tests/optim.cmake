@@ -5,6 +5,7 @@ tern_test(test_optim unit testing/source_rules.cpp)
 target_compile_definitions(test_optim PRIVATE TERN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 tern_test(test_optim_admm unit)  # planted ternary least squares vs brute force
 tern_test(test_optim_partial unit)  # RPR and incremental quantization
+tern_test(test_optim_gtc unit)  # GTC through Ste: theta, the bit penalty, resume
 # tern-lsq end to end (needs the app)
 if(TARGET tern-lsq)
   tern_test(test_optim_lsq_app unit)

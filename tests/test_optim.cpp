@@ -368,6 +368,32 @@ std::vector<Rule> validationRules() {
              s.trainableLr = 0;
              Ste ste([] { return std::make_unique<TestSte>(ternary()); }, s);
          }},
+        {"SteSettings::validate(): bitPenalty must be >= 0 (got -0.1)",
+         [] {
+             SteSettings s;
+             s.bitPenalty = -0.1;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"Ste::Ste(): bitPenalty > 0 needs a quantizer with a bit penalty (gtc); 'ttq' has none",
+         [] {
+             SteSettings s;
+             s.bitPenalty = 0.1;
+             Ste ste([] { return proj::makeTtq(0.05f); }, s);
+         }},
+        {"MethodConfig::validate(): granularity must be tensor for gtc",
+         [] {
+             MethodConfig m;
+             m.method = "gtc";
+             m.granularity = Granularity::PerFilter;
+             m.validate();
+         }},
+        {"MethodConfig::validate(): gtcThetaLr must be > 0 (got 0)",
+         [] {
+             MethodConfig m;
+             m.method = "gtc";
+             m.gtcThetaLr = 0;
+             m.validate();
+         }},
         {"ProjectedSgd::ProjectedSgd(): projection must not be null",
          [] { ProjectedSgd p(nullptr, Granularity::PerTensor); }},
         {"RprSettings::validate(): fractions must not be empty",
@@ -539,9 +565,10 @@ BOOST_AUTO_TEST_CASE(make_optimizer_by_name) {
     const std::map<std::string, std::tuple<std::string, int, bool>> expected{
         {"fp", {"sgd", 0, false}},    {"bc", {"ste", 2, false}},   {"bwn", {"ste", 2, true}},
         {"twn", {"ste", 3, true}},    {"ttq", {"ste", 3, true}},   {"admm", {"admm", 3, true}},
-        {"pgd", {"pgd", 3, true}},    {"rpr", {"rpr", 3, true}},   {"inc", {"inc", 3, true}}};
-    BOOST_TEST(methodNames() == (std::vector<std::string>{"fp", "bc", "bwn", "twn", "ttq", "admm",
-                                                          "pgd", "rpr", "inc"}));
+        {"pgd", {"pgd", 3, true}},    {"rpr", {"rpr", 3, true}},   {"inc", {"inc", 3, true}},
+        {"gtc", {"ste", 509, false}}};  // 0 and +-2^k, k in [-126, 127]; bits() counts the used
+    BOOST_TEST(methodNames() == (std::vector<std::string>{"fp", "bc", "bwn", "twn", "ttq", "gtc",
+                                                          "admm", "pgd", "rpr", "inc"}));
     for (const MethodInfo& info : methods()) {
         BOOST_TEST_INFO("method " << info.name);
         BOOST_REQUIRE(expected.count(info.name) == 1u);
@@ -1358,7 +1385,7 @@ BOOST_AUTO_TEST_SUITE(resume)
 
 BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
                      bdata::make({"admm", "admm-no-eg", "admm-coupling-final", "admm-in-final",
-                                  "pgd", "ste", "ttq", "sgd-adam"}) *
+                                  "pgd", "ste", "ttq", "gtc", "gtc-adam", "sgd-adam"}) *
                          bdata::make({8, 6}),
                      method, split) {
     const std::string m = method;
@@ -1382,6 +1409,13 @@ BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
             return std::make_unique<Ste>([] { return proj::makeSte(ternary(), Granularity::PerTensor); },
                                          SteSettings{1.0}, s, t);
         if (m == "ttq") return std::make_unique<Ste>([] { return proj::makeTtq(0.05f); }, SteSettings{}, s, t);
+        if (m.rfind("gtc", 0) == 0) {  // theta trained, bit penalty on
+            SteSettings ste;
+            ste.bitPenalty = 0.01;
+            InnerSettings inner = s;
+            if (m == "gtc-adam") inner = AdamSettings{};
+            return std::make_unique<Ste>([] { return proj::makeGtc(); }, ste, inner, t);
+        }
         return std::make_unique<Sgd>(AdamSettings{}, t);
     };
     const Snapshot straight = run(make, 6, 0, 10);
@@ -1400,6 +1434,7 @@ BOOST_DATA_TEST_CASE(save_load_continues_bit_identically,
             BOOST_TEST(same(a.rho, b.rho));
             BOOST_TEST(same(a.flipRatio, b.flipRatio));
             BOOST_TEST(same(a.sparsity, b.sparsity));
+            BOOST_TEST(same(a.bits, b.bits));
         }
     }
 }

@@ -25,6 +25,7 @@ bool PrintProgress::endEpoch(Optimizer& opt, Objective& /*f*/, const EpochStats&
         out_ << " primal " << s.primalRes << " dual " << s.dualRes << " rho " << s.rho;
     if (!std::isnan(s.flipRatio)) out_ << " flip " << s.flipRatio;
     if (!std::isnan(s.sparsity)) out_ << " sparsity " << s.sparsity;
+    if (!std::isnan(s.bits)) out_ << " bits " << s.bits;
     out_ << '\n';
     return false;
 }

@@ -4,6 +4,7 @@
 #include "codes.hpp"
 #include "tern/core/error.hpp"
 
+#include <cmath>
 #include <utility>
 
 namespace tern::optim::detail {
@@ -31,6 +32,8 @@ LatentBlocks::LatentBlocks(QuantizerFactory factory, const InnerSettings& inner,
     freeScale_ = probe->freeScale();
     quantizerName_ = probe->name();
     hasTrainables_ = probe->trainable() != nullptr;
+    trainablesNonNegative_ = probe->trainablesNonNegative();
+    hasPenalty_ = probe->hasPenalty();
 }
 
 void LatentBlocks::begin(const std::vector<ParameterBlock*>& blocks) {
@@ -79,11 +82,17 @@ void LatentBlocks::resetTrainables() {
 
 bool LatentBlocks::stepTrainables(double lr) {
     bool finite = true;
-    const std::vector<ParameterBlock*> ts = trainables(blocks_);
-    for (size_t k = 0; k < ts.size(); ++k) {
-        inner_.apply(static_cast<Index>(k), ts[k]->value, ts[k]->grad, lr, false);
-        ts[k]->value = ts[k]->value.cwiseMax(Scalar(0));  // scales stay non-negative
-        finite = finite && ts[k]->value.allFinite();
+    Index k = 0;  // slot of the trainables' update, in the order of trainables()
+    for (Block& b : blocks_) {
+        ParameterSet* t = b.q->trainable();
+        if (!t) continue;
+        const bool nonNegative = b.q->trainablesNonNegative();
+        for (ParameterBlock* p : t->all()) {
+            inner_.apply(k++, p->value, p->grad, lr, false);
+            // scales (TTQ's Wp, Wn) stay non-negative; GTC's theta takes either sign
+            if (nonNegative) p->value = p->value.cwiseMax(Scalar(0));
+            finite = finite && p->value.allFinite();
+        }
     }
     return finite;
 }
@@ -116,6 +125,24 @@ void LatentBlocks::scaleStats(EpochStats& stats) const {
     if (scaled == 0) return;
     stats.scalePos = wp / static_cast<double>(scaled);
     stats.scaleNeg = wn / static_cast<double>(scaled);
+}
+
+void LatentBlocks::bitStats(EpochStats& stats) const {
+    double bits = 0;
+    Index counted = 0;
+    for (const Block& b : blocks_) {
+        const double v = b.q->bitsPerWeight();
+        if (std::isnan(v)) continue;
+        bits += v;
+        ++counted;
+    }
+    if (counted > 0) stats.bits = bits / static_cast<double>(counted);
+}
+
+double LatentBlocks::penalty() const {
+    double sum = 0;
+    for (const Block& b : blocks_) sum += b.q->penalty();
+    return sum;
 }
 
 void LatentBlocks::save(StateWriter& out, const std::string& prefix) const {

@@ -2,8 +2,8 @@
 // Private component of src/optim: quantized latent blocks, shared by STE, RPR and incremental
 // quantization. For every constrained block of an optimizer it keeps the float latent W, the
 // block's quantizer Q (one instance per block, from a factory), scratch vectors, and the sign
-// codes of Q(W) at the last epoch end (flip ratio); the quantizers' trainables (TTQ's Wp, Wn)
-// get their own inner update; save()/load() write and read all of it.
+// codes of Q(W) at the last epoch end (flip ratio); the quantizers' trainables (TTQ's Wp, Wn,
+// GTC's theta) get their own inner update; save()/load() write and read all of it.
 #include "tern/core/parameter.hpp"
 #include "tern/core/state.hpp"
 #include "tern/optim/optimizer.hpp"
@@ -43,9 +43,12 @@ public:
     /// The quantizer's levels() and freeScale().
     int levels() const { return levels_; }
     bool freeScale() const { return freeScale_; }
-    /// The quantizer's name() and whether it has trainables (from the probe).
+    /// The quantizer's name(), whether it has trainables, whether they are kept >= 0 and
+    /// whether it has a penalty (from the probe).
     const std::string& quantizerName() const { return quantizerName_; }
     bool hasTrainables() const { return hasTrainables_; }
+    bool trainablesNonNegative() const { return trainablesNonNegative_; }
+    bool hasPenalty() const { return hasPenalty_; }
 
     /// One Block per constrained block (W = value, which must be finite; a new quantizer).
     void begin(const std::vector<ParameterBlock*>& blocks);
@@ -61,7 +64,8 @@ public:
 
     /// One zero inner-update slot per trainable of the quantizers (call once they exist).
     void resetTrainables();
-    /// t -= lr * inner(grad) on every trainable (no weight decay), then t = max(t, 0).
+    /// t -= lr * inner(grad) on every trainable (no weight decay), then t = max(t, 0) where
+    /// the block's quantizer keeps them non-negative (TTQ's scales; not GTC's theta).
     /// Returns whether every trainable is finite.
     bool stepTrainables(double lr);
     /// Flip ratio and sparsity of sign(Q(W)) against the codes of the last call into `stats`;
@@ -69,6 +73,11 @@ public:
     void codeStats(EpochStats& stats, const std::function<const Vector&(Block&)>& quantized);
     /// The mean trained scales (TTQ's Wp, Wn) over the blocks into `stats` (NaN if none).
     void scaleStats(EpochStats& stats) const;
+    /// The mean of the quantizers' bitsPerWeight() over the blocks that count bits (GTC) into
+    /// `stats.bits` (NaN if none), at their last forward().
+    void bitStats(EpochStats& stats) const;
+    /// Sum of the quantizers' penalty() at their last forward() (0 without penalties).
+    double penalty() const;
     /// sign(Q(W)) for every block, as the starting codes.
     void resetCodes(const std::function<const Vector&(Block&)>& quantized);
 
@@ -84,6 +93,8 @@ private:
     bool freeScale_ = false;
     std::string quantizerName_;
     bool hasTrainables_ = false;
+    bool trainablesNonNegative_ = true;
+    bool hasPenalty_ = false;
     std::vector<Block> blocks_;
     InnerUpdate inner_;  // the quantizers' trainables
 };

@@ -46,6 +46,20 @@ std::unique_ptr<Optimizer> makeTtq(const MethodConfig& c, const std::string&,
     return std::make_unique<Ste>(ttqFactory(c.ttqThreshold, c.granularity), c.ste, c.inner, train);
 }
 
+/// Generalized Ternary Connect without distillation: STE through GTC's quantizer (one trained
+/// theta per layer), with the bit penalty SteSettings::bitPenalty (lambda2).
+std::unique_ptr<Optimizer> makeGtc(const MethodConfig& c, const std::string&,
+                                   const TrainSettings& train) {
+    if (c.granularity != Granularity::PerTensor)
+        fail("MethodConfig::validate()",
+             "granularity must be tensor for gtc (one theta1, theta2 per layer; got filter)");
+    requirePositive(c.gtcThetaLr, "MethodConfig::validate()", "gtcThetaLr");
+    SteSettings ste = c.ste;
+    ste.trainableLr = c.gtcThetaLr;
+    const proj::GtcSettings g = c.gtc;
+    return std::make_unique<Ste>([g] { return proj::makeGtc(g); }, ste, c.inner, train);
+}
+
 std::unique_ptr<Optimizer> makeAdmm(const MethodConfig& c, const std::string& spec,
                                     const TrainSettings& train) {
     return std::make_unique<Admm>(proj::makeProjection(spec), c.granularity, c.admm, c.inner,
@@ -81,6 +95,9 @@ const std::vector<MethodInfo>& methods() {
         {"twn", {}, "ternary weight networks: STE through TWN's threshold rule", "ternary:twn",
          makeSteMethod},
         {"ttq", {}, "trained ternary quantization: trained scales Wp, Wn", "", makeTtq},
+        {"gtc", {}, "generalized ternary connect: sign(w) 2^round(theta1 + theta2 log2|w|), "
+                    "theta trained per layer, bit penalty",
+         "", makeGtc},
         {"admm", {}, "ADMM: W-step (extragradient), G = P_C(W + U), U += W - G",
          "ternary:exact", makeAdmm},
         {"pgd", {"projected-sgd"}, "projected SGD: W = P_C(W - lr*inner(g))", "ternary:exact",

@@ -13,6 +13,7 @@ namespace tern::optim {
 void SteSettings::validate() const {
     requireNonNegative(latentClip, "SteSettings::validate()", "latentClip");
     requirePositive(trainableLr, "SteSettings::validate()", "trainableLr");
+    requireNonNegative(bitPenalty, "SteSettings::validate()", "bitPenalty");
 }
 
 Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
@@ -20,6 +21,10 @@ Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
     : Optimizer(std::move(train), inner), settings_(settings) {
     settings_.validate();
     latent_ = std::make_unique<detail::LatentBlocks>(std::move(factory), inner, "Ste");
+    if (settings_.bitPenalty > 0 && !latent_->hasPenalty())
+        fail("Ste::Ste()", TERN_MSG("bitPenalty > 0 needs a quantizer with a bit penalty (gtc); '"
+                                    << latent_->quantizerName() << "' has none (got "
+                                    << settings_.bitPenalty << ")"));
 }
 
 Ste::~Ste() = default;
@@ -33,7 +38,11 @@ proj::Quantizer& Ste::quantizer(Index k) { return *latent_->at(k, "quantizer").q
 std::string Ste::describeMethod() const {
     std::string s = "quantizer " + latent_->quantizerName();
     if (settings_.latentClip > 0) s += ", latent clipped to " + formatShortest(settings_.latentClip);
-    if (latent_->hasTrainables()) s += ", trained scales at lr x" + formatShortest(settings_.trainableLr);
+    if (latent_->hasTrainables())
+        s += std::string(", trained ") +
+             (latent_->trainablesNonNegative() ? "scales" : "parameters") + " at lr x" +
+             formatShortest(settings_.trainableLr);
+    if (settings_.bitPenalty > 0) s += ", bit penalty " + formatShortest(settings_.bitPenalty);
     return s;
 }
 
@@ -60,19 +69,24 @@ void Ste::doBegin(Objective& /*f*/) {
 double Ste::doStep(Objective& f, Index batch) {
     // Forward: value = Q(W)
     quantizeAll();
-    const double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    double loss = f.evaluateWithGradient(batch, Pass::Commit);
     if (!std::isfinite(loss)) return loss;
+    // Bit penalty (GTC's lambda2 * B): the loss is f_B + lambda * sum_blocks Q.penalty()
+    const double lambda = settings_.bitPenalty;
+    if (lambda > 0) loss += lambda * latent_->penalty();
     bool finite = true;
     for (auto& b : latent_->all()) {
         // Backward: dW = Q.backward(W, dL/dvalue)
         b.q->backward(b.latent, b.param->grad, b.dLatent);
+        // dW += lambda * dpenalty/dW (and lambda * dpenalty/dtheta into the trainables' grads)
+        if (lambda > 0) b.q->addPenaltyGradient(lambda, b.dLatent);
         // Latent update: W = W - lr * inner(dW)
         b.finite = innerStep(b.slot, b.latent, b.dLatent, b.param->decay);
         // BinaryConnect: W = clip(W, -c, c)
         if (b.finite) clip(b.latent);
         finite = finite && b.finite;
     }
-    // Quantizer trainables (TTQ's Wp, Wn): own inner update, no weight decay
+    // Quantizer trainables (TTQ's Wp, Wn, GTC's theta): own inner update, no weight decay
     finite = latent_->stepTrainables(learningRate() * settings_.trainableLr) && finite;
     // Unconstrained blocks: W = W - lr * inner(g)
     finite = stepUnconstrained() && finite;
@@ -80,10 +94,11 @@ double Ste::doStep(Objective& f, Index batch) {
 }
 
 void Ste::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& stats) {
-    // Flip ratio and sparsity of the sign codes of Q(W); TTQ's mean scales
+    // Flip ratio and sparsity of the sign codes of Q(W); TTQ's mean scales; GTC's mean bits
     quantizeAll();
     latent_->codeStats(stats, [](detail::LatentBlocks::Block& b) -> const Vector& { return b.param->value; });
     latent_->scaleStats(stats);
+    latent_->bitStats(stats);
 }
 
 void Ste::doDeploy(Objective& /*f*/) {
@@ -113,6 +128,7 @@ void Ste::setTrainingPoint(Index i, const Vector& w) {
 void Ste::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "latentClip", settings_.latentClip);
     out.attr(prefix, "trainableLr", settings_.trainableLr);
+    out.attr(prefix, "bitPenalty", settings_.bitPenalty);
     latent_->save(out, prefix);
 }
 

@@ -13,6 +13,7 @@
 #include "tern/optim/partial.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/optim/ste.hpp"
+#include "tern/proj/gtc.hpp"
 
 #include <memory>
 #include <string>
@@ -31,8 +32,14 @@ struct MethodConfig {
     InnerSettings inner;                 ///< SGD or Adam on every float coordinate
     AdmmSettings admm;                   ///< admm
     PgdSettings pgd;                     ///< pgd
-    SteSettings ste;                     ///< bc, bwn, twn, ttq (bc forces latentClip 1)
+    /// bc, bwn, twn, ttq, gtc (bc forces latentClip 1; gtc takes its trainableLr from
+    /// gtcThetaLr). bitPenalty (GTC's lambda2) needs gtc.
+    SteSettings ste;
     double ttqThreshold = 0.05;          ///< ttq, inc: TTQ's threshold fraction t, [0, 1)
+    proj::GtcSettings gtc;               ///< gtc: the zero threshold eps, the initial theta
+    /// gtc: learning-rate factor of theta1, theta2 (SteSettings::trainableLr of the gtc
+    /// optimizer; ste.trainableLr is TTQ's, whose scale gradients sum a whole group).
+    double gtcThetaLr = 1.0;
     RprSettings rpr;                     ///< rpr
     IncrementalSettings inc;             ///< inc
 
@@ -47,7 +54,7 @@ struct MethodInfo {
     std::string name;                  ///< canonical name ("admm"), the one stored in files
     std::vector<std::string> aliases;  ///< other accepted names ("binaryconnect" for bc)
     std::string summary;               ///< one line for help texts
-    /// Default projection spec ("" for methods without one: fp, ttq, inc).
+    /// Default projection spec ("" for methods without one: fp, ttq, gtc, inc).
     std::string defaultProjection;
     /// Builds the optimizer; its constructor validates the settings it takes. `projection`
     /// is the resolved spec (empty where the method has none).
@@ -55,7 +62,7 @@ struct MethodInfo {
                                        const TrainSettings& train);
 };
 
-/// Every method, in the order of help texts: fp, bc, bwn, twn, ttq, admm, pgd, rpr, inc.
+/// Every method, in the order of help texts: fp, bc, bwn, twn, ttq, gtc, admm, pgd, rpr, inc.
 const std::vector<MethodInfo>& methods();
 /// The canonical names, in that order.
 std::vector<std::string> methodNames();

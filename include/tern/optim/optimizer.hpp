@@ -54,6 +54,9 @@ struct EpochStats {
     double freezeFraction = std::numeric_limits<double>::quiet_NaN();  ///< RPR/inc quantized fraction
     double scalePos = std::numeric_limits<double>::quiet_NaN();  ///< mean trained Wp (TTQ, inc)
     double scaleNeg = std::numeric_limits<double>::quiet_NaN();  ///< mean trained Wn (TTQ, inc)
+    /// Mean bits per weight over the quantized layers, at the epoch's end (GTC: 1 +
+    /// ceil(log2(M - m + 1)) per layer)
+    double bits = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// The result of optimize().

@@ -7,6 +7,9 @@
 ///   dW    = Q.backward(W, g)         pseudo-gradient (clipped identity for STE, TTQ's rule)
 ///   W     = W - lr * inner(dW)       the latent stays float, inside the optimizer
 ///   (optional) W = clip(W, -c, c)    BinaryConnect
+///
+/// With a bit penalty lambda (GTC's lambda2) the step minimises f + lambda * sum_blocks
+/// Q.penalty(): dW and the quantizer's trainables get lambda * its STE gradient.
 #include "tern/optim/optimizer.hpp"
 #include "tern/proj/projection.hpp"
 
@@ -26,8 +29,15 @@ using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
 struct SteSettings {
     double latentClip = 0;  ///< > 0: clip the latent to [-c, c] after each update (BinaryConnect: 1)
     /// Learning-rate factor of the quantizer's trainables (TTQ's Wp, Wn, whose gradient is a
-    /// sum over the whole group); they are kept >= 0 after each update.
+    /// sum over the whole group; GTC's theta1, theta2). Scales are kept >= 0 after each update
+    /// (proj::Quantizer::trainablesNonNegative(); GTC's theta is not).
     double trainableLr = 1.0;
+    /// The weight lambda of the quantizers' penalty (GTC's lambda2 on its bit cost
+    /// B = sum_layers 2^bits): each step adds lambda * dB to the gradients of W and of the
+    /// quantizer's trainables, and the loss it returns is f_B + lambda * B (B at the step's
+    /// forward), so the reported loss is the objective being minimised. >= 0; > 0 needs a
+    /// quantizer with a penalty (proj::Quantizer::hasPenalty(): gtc).
+    double bitPenalty = 0;
     /// Throws std::invalid_argument naming the offending field.
     void validate() const;
 };
@@ -39,7 +49,7 @@ struct SteSettings {
 class Ste final : public Optimizer {
 public:
     /// Validates the settings; throws std::invalid_argument if the factory is empty or returns
-    /// nullptr.
+    /// nullptr, or if bitPenalty > 0 and the quantizer has no penalty.
     Ste(QuantizerFactory factory, SteSettings settings = {}, InnerSettings inner = {},
         TrainSettings train = {});
     ~Ste() override;
