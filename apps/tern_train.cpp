@@ -32,6 +32,8 @@ std::string withFlag(const std::string& message) {
         {"momentum", "--momentum"}, {"weightDecay", "--weight-decay"},
         {"trainableLr", "--ttq-scale-lr"}, {"thresholdFraction", "--ttq-threshold"},
         {"fractions", "--fractions"}, {"stageEpochs", "--stage-epochs"},
+        {"eps", "--gtc-eps"}, {"gtcThetaLr", "--gtc-theta-lr"}, {"bitPenalty", "--bit-penalty"},
+        {"granularity", "--granularity"},
         {"beta1", "--optimizer adam"}, {"beta2", "--optimizer adam"}};
     const std::size_t at = message.find("): ");
     if (at == std::string::npos) return message;
@@ -121,6 +123,9 @@ int run(int argc, char** argv) {
         ("per-filter", po::bool_switch(&perFilter), "shorthand for --granularity filter (e.g. TTQ's Wp, Wn per output filter)")
         ("ttq-threshold", app::withDefault(&c.opt.ttqThreshold), "ttq/inc: threshold t * max|W|")
         ("ttq-scale-lr", app::withDefault(&c.opt.ste.trainableLr), "ttq/inc: learning-rate factor of the trained scales Wp, Wn")
+        ("gtc-eps", app::withDefault(&c.opt.gtc.eps), "gtc: weights with |w| <= eps * max|w| of their layer are 0 (2^-7)")
+        ("gtc-theta-lr", app::withDefault(&c.opt.gtcThetaLr), "gtc: learning-rate factor of the trained theta1, theta2")
+        ("bit-penalty", app::withDefault(&c.opt.ste.bitPenalty), "gtc: lambda2, the weight of the bit cost sum_layers 2^bits in the loss")
         ("fractions", po::value(&fractions), "rpr/inc: quantized fraction per stage (default rpr 0.9,0.95,0.975,0.9875,1; inc 0.5,0.75,1)")
         ("stage-epochs", app::withDefault(&c.stageEpochs), "rpr/inc: epochs per stage, the last lasts to the end (0 = epochs / (stages + 1))")
         ("init", po::value(&c.init), "start from the parameters and BN statistics of a checkpoint (file or run directory), e.g. a float run");

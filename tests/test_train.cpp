@@ -59,7 +59,14 @@ std::string withoutTimes(const std::string& row) {
     return out;
 }
 
-const std::vector<std::string> kMethods{"fp", "bc", "bwn", "twn", "ttq", "admm", "pgd", "rpr", "inc"};
+const std::vector<std::string> kMethods{"fp",  "bc",   "bwn", "twn", "ttq",
+                                        "gtc", "admm", "pgd", "rpr", "inc"};
+
+/// v is 0 or +-2^k.
+bool zeroOrPowerOfTwo(float v) {
+    int e = 0;
+    return v == 0.0f || std::abs(std::frexp(v, &e)) == 0.5f;
+}
 
 }  // namespace
 
@@ -76,7 +83,15 @@ BOOST_AUTO_TEST_CASE(every_method_learns_and_deploys_into_its_set) {
         BOOST_TEST(fs::exists(c.outDir + "/summary.json"));
         BOOST_TEST(fs::exists(c.outDir + "/checkpoint.h5"));
         if (m == "fp") continue;
-        const Index allowed = (m == "bc" || m == "bwn") ? 2 : 3;
+        Index allowed = (m == "bc" || m == "bwn") ? 2 : 3;
+        if (m == "gtc") {
+            // 0 and +-2^k over the layer's exponent range: at most 2^bits + 1 values (fc1 is the
+            // tiny model's only quantized layer, so the mean bits are its bits)
+            const double bits = r.history.back().bits;
+            BOOST_TEST(bits >= 1.0);
+            BOOST_TEST(bits <= 9.0);
+            allowed = (Index{1} << static_cast<int>(bits)) + 1;
+        }
         BOOST_TEST(!r.layers.empty());
         for (const auto& q : r.layers)
             BOOST_TEST(q.maxDistinctPerGroup <= allowed, m << " " << q.block << " has "
@@ -86,7 +101,61 @@ BOOST_AUTO_TEST_CASE(every_method_learns_and_deploys_into_its_set) {
         const Vector w = ck.read("params/fc1.weights", ck.shape("params/fc1.weights"));
         std::set<float> values(w.data(), w.data() + w.size());
         BOOST_TEST(static_cast<Index>(values.size()) <= allowed);
+        if (m == "gtc")
+            BOOST_TEST(std::all_of(values.begin(), values.end(), zeroOrPowerOfTwo));
     }
+}
+
+BOOST_AUTO_TEST_CASE(gtc_with_the_bit_penalty_learns_checkpoints_and_resumes) {
+    // GTC as the paper trains it, without distillation: Adam, theta trained, lambda2 > 0
+    auto config = [](const std::string& tag) {
+        TrainConfig c = tinyConfig("gtc");
+        c.setOptimizer("adam");
+        c.lr = 0.01;
+        c.opt.ste.bitPenalty = 0.01;
+        c.outDir = testing::tempDir(tag);
+        return c;
+    };
+    TrainConfig c = config("gtc-straight");
+    const TrainResult r = train(c, nullptr);
+    BOOST_TEST(r.status == "completed");
+    BOOST_TEST(r.finalTestAcc >= 0.8, "gtc reached only " << r.finalTestAcc);  // chance: 1/3
+    BOOST_REQUIRE(r.history.size() == 4u);
+    BOOST_TEST(std::isfinite(r.history.back().bits));
+    io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+    BOOST_TEST(ck.attrString("config", "bit-penalty") == "0.01");
+    BOOST_TEST(ck.attrString("config", "gtc-eps") == "0.0078125");
+    BOOST_TEST(ck.attrString("config", "method") == "gtc");
+    // theta of the one quantized layer moved from its start (0, 1)
+    const Vector t1 = ck.read("optim/trainable/fc1.weights/theta1", Shape{1});
+    const Vector t2 = ck.read("optim/trainable/fc1.weights/theta2", Shape{1});
+    BOOST_TEST_MESSAGE("gtc: final test accuracy " << r.finalTestAcc << ", bits "
+                                               << r.history.back().bits << ", theta (" << t1[0]
+                                               << ", " << t2[0] << ")");
+    BOOST_TEST((t1[0] != 0.0f || t2[0] != 1.0f));
+    const Vector w = ck.read("params/fc1.weights", ck.shape("params/fc1.weights"));
+    BOOST_TEST(std::all_of(w.data(), w.data() + w.size(), zeroOrPowerOfTwo));
+
+    // 2 epochs, then --resume to 4: the same rows as the straight run
+    TrainConfig split = config("gtc-split");
+    split.epochs = 2;
+    train(split, nullptr);
+    split.epochs = 4;
+    split.resume = true;
+    const TrainResult resumed = train(split, nullptr);
+    BOOST_TEST(resumed.finalTestAcc == r.finalTestAcc);
+    BOOST_TEST(resumed.history.back().bits == r.history.back().bits);
+    const auto a = readLines(c.outDir + "/metrics.csv");
+    const auto b = readLines(split.outDir + "/metrics.csv");
+    BOOST_TEST_REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+
+    // the eps is part of the quantizer: resuming with another is refused
+    split.opt.gtc.eps = 0.01f;
+    split.epochs = 5;
+    BOOST_CHECK_EXCEPTION(train(split, nullptr), std::invalid_argument,
+                          messageContains("this optimizer has 'gtc,eps=0.01'"));
 }
 
 BOOST_AUTO_TEST_CASE(resume_after_two_epochs_equals_four_straight_for_every_method) {

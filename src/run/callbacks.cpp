@@ -190,6 +190,7 @@ bool EvaluateDeployed::endEpoch(optim::Optimizer& opt, optim::Objective& f,
     r.freezeFraction = st.freezeFraction;
     r.wp = st.scalePos;
     r.wn = st.scaleNeg;
+    r.bits = st.bits;
     r.seconds = st.seconds;
     r.imagesPerSecond = static_cast<double>((net_.numBatches() - firstBatch_) * s_.batchSize) /
                         std::max(r.seconds, 1e-9);
@@ -263,6 +264,7 @@ bool ProgressLine::endEpoch(optim::Optimizer&, optim::Objective&, const optim::E
              << ")";
     if (std::isfinite(r.freezeFraction))
         out_ << ", fraction " << std::setprecision(4) << r.freezeFraction;
+    if (std::isfinite(r.bits)) out_ << ", bits " << std::setprecision(2) << r.bits;
     if (std::isfinite(r.rho))
         out_ << std::scientific << std::setprecision(2) << ", rho " << r.rho << ", primal "
              << r.primalRes << ", dual " << r.dualRes << std::defaultfloat;

@@ -161,6 +161,8 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"exact", b(exact)},           {"projection", projectionSpec()},
             {"granularity", granularity},  {"ttq-threshold", n(opt.ttqThreshold)},
             {"ttq-scale-lr", n(opt.ste.trainableLr)},
+            {"gtc-eps", n(opt.gtc.eps)},   {"gtc-theta-lr", n(opt.gtcThetaLr)},
+            {"bit-penalty", n(opt.ste.bitPenalty)},
             {"rho", n(opt.admm.rho)},      {"rho-growth", n(opt.admm.rhoGrowth)},
             {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
             {"extragradient", b(opt.admm.extragradient)},

@@ -41,7 +41,8 @@ struct TrainConfig {
     // Method
     std::string method = "fp";      ///< a name or alias of optim::methods()
     /// The optimizers' settings: inner update (rule, momentum, weight decay), admm, ste
-    /// (ttq-scale-lr is ste.trainableLr, also used by inc), ttqThreshold. Its `method`,
+    /// (ttq-scale-lr is ste.trainableLr, also used by inc; bit-penalty is ste.bitPenalty),
+    /// ttqThreshold, gtc (gtc-eps is gtc.eps), gtcThetaLr (gtc-theta-lr). Its `method`,
     /// `projection`, `granularity` and partial-quantization schedules are filled in by
     /// methodConfig() from the fields below.
     optim::MethodConfig opt;
@@ -80,7 +81,7 @@ struct TrainConfig {
     void validate() const;
     /// The canonical method name ("bc" for "binaryconnect").
     std::string methodName() const;
-    /// The projection spec the method uses ("" for fp / ttq / inc).
+    /// The projection spec the method uses ("" for fp / ttq / gtc / inc).
     std::string projectionSpec() const;
     /// The method's full configuration: `opt` with method, projection, granularity, the
     /// rescale of fixed-scale sets and the rpr/inc stage schedule resolved.

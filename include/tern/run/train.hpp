@@ -21,6 +21,9 @@ struct EpochRecord {
     Index nonzeros = 0;
     double sparsity = 0, flipRatio = 0, primalRes = 0, dualRes = 0, rho = 0, wp = 0, wn = 0,
            freezeFraction = 0;
+    /// Mean bits per weight of the quantized layers (GTC; NaN for other methods). Shown on the
+    /// progress line, not a column of metrics.csv.
+    double bits = 0;
 };
 
 struct TrainResult {
