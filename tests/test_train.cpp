@@ -228,6 +228,17 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     applyRecipe(one, none);
     BOOST_TEST(one.opt.admm.finalEpochs == 3);  // alpha = 1: E/10, rho from the current lr
     BOOST_TEST(one.opt.admm.couplingFollowsLr);
+    BOOST_TEST((one.opt.admm.lossAt == optim::LossAt::W));
+    TrainConfig mf = TrainConfig{};  // the multiplication-free network: loss at P(W + U)
+    mf.method = "admm";
+    mf.epochs = 30;
+    mf.batchNorm = false;
+    mf.quantizeFirst = mf.quantizeLast = true;
+    applyRecipe(mf, none);
+    BOOST_TEST((mf.opt.admm.lossAt == optim::LossAt::Projection));
+    BOOST_TEST(mf.opt.admm.dualFollowsLr);
+    BOOST_TEST(!mf.opt.admm.extragradient);
+    BOOST_CHECK_NO_THROW(mf.validate());
     BOOST_TEST(!a.opt.admm.extragradient);
     BOOST_TEST(a.opt.admm.outerEverySteps == 100);
     TrainConfig f = TrainConfig{};
