@@ -221,25 +221,21 @@ double Admm::doStep(Objective& f, Index batch) {
     const auto lr = static_cast<Scalar>(learningRate());
     const bool eg = settings_.extragradient;
 
-    double loss = 0;
-    if (settings_.lossAt == LossAt::Projection) {
-        // One pass at Z = P_C(W + U): g = grad f(Z) + rho (W - G + U)
+    // LossAt::Projection: the pass runs at Z = P_C(W + U) (the extragradient is off, validated)
+    const bool atZ = settings_.lossAt == LossAt::Projection;
+    if (atZ)
         for (BlockState& s : state_) {
             ParameterBlock& b = *bs[size_t(s.slot)];
             s.Wsave = b.value;
             s.g = b.value + s.U;  // scratch, overwritten by augmentedGradient
             projection_->project(s.g, b.value, b.shape, granularity_);
         }
-        loss = f.evaluateWithGradient(batch, Pass::Commit);
+    // Pass 1: g = grad f(W) + rho (W - G + U), or grad f(Z) + rho (W - G + U)
+    const double loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
+    if (atZ)
         for (BlockState& s : state_) bs[size_t(s.slot)]->value = s.Wsave;  // back to W
-        if (!std::isfinite(loss)) return loss;
-        for (BlockState& s : state_) augmentedGradient(s, rho);
-    } else {
-        // Pass 1 at W: g = grad f(W) + rho (W - G + U)
-        loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
-        if (!std::isfinite(loss)) return loss;
-        for (BlockState& s : state_) augmentedGradient(s, rho);
-    }
+    if (!std::isfinite(loss)) return loss;
+    for (BlockState& s : state_) augmentedGradient(s, rho);
     if (eg) {
         // Predictor: W' = W - lr g (no momentum; weight decay as in the corrector)
         for (BlockState& s : state_) {
