@@ -33,6 +33,10 @@ std::string withFlag(const std::string& message) {
         {"trainableLr", "--ttq-scale-lr"}, {"thresholdFraction", "--ttq-threshold"},
         {"fractions", "--fractions"}, {"stageEpochs", "--stage-epochs"},
         {"eps", "--gtc-eps"}, {"gtcThetaLr", "--gtc-theta-lr"}, {"bitPenalty", "--bit-penalty"},
+        {"bitPenaltyEvery", "--bit-penalty-every"}, {"bitPenaltyDecay", "--bit-penalty-decay"},
+        {"gtcDistillWeight", "--distill-weight"}, {"distillWeight", "--distill-weight"},
+        {"gtcDistillTemperature", "--distill-temperature"},
+        {"distillTemperature", "--distill-temperature"},
         {"granularity", "--granularity"},
         {"beta1", "--optimizer adam"}, {"beta2", "--optimizer adam"}};
     const std::size_t at = message.find("): ");
@@ -68,7 +72,8 @@ std::string divergenceHint(const tern::run::TrainConfig& c) {
 int run(int argc, char** argv) {
     tern::run::TrainConfig c;
     std::string lrSteps, fractions, config, optimizer = "sgd", rhoSchedule = "growth",
-                extragradient = "true", couplingLr = "current", lossAt = "w", dualLr = "initial";
+                extragradient = "true", couplingLr = "current", lossAt = "w", dualLr = "initial",
+                gtcTeacher = "none";
     double weightDecay = c.opt.inner.sgd.weightDecay;
     long long seed = static_cast<long long>(c.seed);  // signed: "-1" is an error, not 2^64 - 1
     bool noBn = false, noExtragradient = false, noCheckpoint = false, quiet = false, perFilter = false,
@@ -90,7 +95,7 @@ int run(int argc, char** argv) {
         ("test-limit", app::withDefault(&c.testLimit), "use only the first N test images (0 = all)");
     po::options_description model("Model");
     model.add_options()
-        ("model", app::withDefault(&c.model), "lenet5 | vgg7 | tiny")
+        ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | tiny")
         ("width", app::withDefault(&c.width), "channel width multiplier")
         ("no-bn", po::bool_switch(&noBn), "no batch normalization")
         ("dropout", app::withDefault(&c.dropout), "dropout before the last layer")
@@ -126,6 +131,12 @@ int run(int argc, char** argv) {
         ("gtc-eps", app::withDefault(&c.opt.gtc.eps), "gtc: weights with |w| <= eps * max|w| of their layer are 0 (2^-7)")
         ("gtc-theta-lr", app::withDefault(&c.opt.gtcThetaLr), "gtc: learning-rate factor of the trained theta1, theta2")
         ("bit-penalty", app::withDefault(&c.opt.ste.bitPenalty), "gtc: lambda2, the weight of the bit cost sum_layers 2^bits in the loss")
+        ("bit-penalty-every", app::withDefault(&c.opt.ste.bitPenaltyEvery), "gtc: lambda2 *= --bit-penalty-decay every N steps (0 = constant; the paper: 10000)")
+        ("bit-penalty-decay", app::withDefault(&c.opt.ste.bitPenaltyDecay), "gtc: the factor of that schedule, (0, 1]")
+        ("gtc-teacher", po::value(&gtcTeacher)->default_value("none"), "gtc: joint (the paper: a float teacher at W trained beside the student, loss L(teacher) + lambda1 D + lambda2 B) | none (the student alone on its own loss: the STE / STE+Bit baselines)")
+        ("teacher", po::value(&c.teacher), "distil from this trained run (directory or checkpoint; frozen; any model on the same images): loss + --distill-weight * T^2 CE(softmax(teacher/T), softmax(student/T))")
+        ("distill-weight", app::withDefault(&c.distillWeight), "weight of the distillation term: with --teacher (-1 = 1), or gtc's lambda1 with --gtc-teacher joint (-1 = 0.8)")
+        ("distill-temperature", app::withDefault(&c.distillTemperature), "temperature T of the distillation term")
         ("fractions", po::value(&fractions), "rpr/inc: quantized fraction per stage (default rpr 0.9,0.95,0.975,0.9875,1; inc 0.5,0.75,1)")
         ("stage-epochs", app::withDefault(&c.stageEpochs), "rpr/inc: epochs per stage, the last lasts to the end (0 = epochs / (stages + 1))")
         ("init", po::value(&c.init), "start from the parameters and BN statistics of a checkpoint (file or run directory), e.g. a float run");
@@ -191,6 +202,9 @@ int run(int argc, char** argv) {
         if (dualLr != "current" && dualLr != "initial")
             throw std::invalid_argument("--dual-lr must be current or initial (got '" + dualLr + "')");
         c.opt.admm.dualFollowsLr = dualLr == "current";
+        if (gtcTeacher != "joint" && gtcTeacher != "none")
+            throw std::invalid_argument("--gtc-teacher must be joint or none (got '" + gtcTeacher + "')");
+        c.opt.gtcJointTeacher = gtcTeacher == "joint";
         c.setOptimizer(optimizer);
         c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;

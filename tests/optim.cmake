@@ -18,3 +18,4 @@ if(TARGET tern-example-lsq-admm)
   add_test(NAME example_lsq_admm COMMAND tern-example-lsq-admm)
   set_tests_properties(example_lsq_admm PROPERTIES LABELS unit TIMEOUT 60)
 endif()
+tern_test(test_distill unit)  # soft cross-entropy, Ste's joint teacher by hand

@@ -399,6 +399,71 @@ BOOST_AUTO_TEST_CASE(tiny_cnn_with_and_without_bn) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(distillation_from_a_frozen_teacher_matches_finite_differences) {
+    // loss + w T^2 CE(softmax(t/T), softmax(s/T)) with the teacher's logits fixed: the student's
+    // gradient by finite differences, with and without BN, the teacher twice as wide
+    for (bool bn : {true, false}) {
+        io::Dataset d = bands(12, 8, 3, 1.0f);
+        ModelOptions opt;
+        opt.batchNorm = bn;
+        auto net = tinyCnn({1, 8, 8}, 3, opt);
+        net->initialize(5);
+        net->setTrainData(d, 6, 1);
+        ModelOptions wide;
+        wide.width = 2;
+        std::shared_ptr<Network> teacher = tinyCnn({1, 8, 8}, 3, wide);
+        teacher->initialize(9);
+        for (ParameterBlock* b : teacher->parameters().all()) b->value *= 3.0f;  // confident
+        const double plain = net->evaluate(0);
+        net->setTeacher(teacher, 0.5, 2.0);
+        BOOST_TEST(net->evaluate(0) > plain);  // D >= 0, and > 0 where they disagree
+        gradCheck(*net, 6, 3e-2);
+        net->setTeacher(teacher, 0.0, 2.0);  // weight 0: the plain loss
+        BOOST_TEST(net->evaluate(0) == plain);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(logit_entry_points_equal_the_whole_step) {
+    // forwardLogits + logitLoss + backwardFromLogits in either slot give evaluateWithGradient's
+    // loss and gradients; the slots keep their own activations (slot 0's backward after a
+    // forward of slot 1 at other weights is still slot 0's)
+    io::Dataset d = bands(12, 8, 3, 1.0f);
+    ModelOptions opt;
+    opt.batchNorm = false;
+    auto net = tinyCnn({1, 8, 8}, 3, opt);
+    net->initialize(5);
+    net->setTrainData(d, 6, 1);
+    std::vector<Vector> whole;
+    const double loss = net->evaluateWithGradient(1, optim::Pass::Probe);
+    for (ParameterBlock* b : net->parameters().all()) whole.push_back(b->grad);
+    std::vector<float> dz(6 * 3, 0.0f);
+    net->forwardLogits(1, optim::Pass::Probe, 0);
+    BOOST_TEST(net->logitLoss(0, dz.data()) == loss);
+    // slot 1 at other weights in between
+    std::vector<Vector> saved;
+    for (ParameterBlock* b : net->parameters().all()) saved.push_back(b->value), b->value *= -1.0f;
+    net->forwardLogits(1, optim::Pass::Probe, 1);
+    size_t i = 0;
+    for (ParameterBlock* b : net->parameters().all()) b->value = saved[i++];
+    net->backwardFromLogits(0, dz.data());
+    i = 0;
+    for (ParameterBlock* b : net->parameters().all())
+        BOOST_TEST((b->grad - whole[i++]).cwiseAbs().maxCoeff() <= 1e-6f, b->name);
+    BOOST_CHECK_EXCEPTION(net->forwardLogits(1, optim::Pass::Probe, 2), std::invalid_argument,
+                          messageContains("slot must be 0 or 1 (got 2)"));
+}
+
+BOOST_AUTO_TEST_CASE(teacher_of_other_images_or_classes_is_refused) {
+    auto net = tinyCnn({1, 8, 8}, 3, ModelOptions{});
+    BOOST_CHECK_EXCEPTION(net->setTeacher(tinyCnn({1, 8, 8}, 4, ModelOptions{}), 1, 1),
+                          std::invalid_argument,
+                          messageContains("gives 4 classes; the student tiny takes 1x8x8 and gives 3"));
+    BOOST_CHECK_EXCEPTION(net->setTeacher(tinyCnn({3, 8, 8}, 3, ModelOptions{}), 1, 1),
+                          std::invalid_argument, messageContains("takes 3x8x8 images"));
+    BOOST_CHECK_EXCEPTION(net->setTeacher(tinyCnn({1, 8, 8}, 3, ModelOptions{}), 1, 0),
+                          std::invalid_argument, messageContains("temperature must be > 0"));
+}
+
 BOOST_AUTO_TEST_CASE(winograd_gradients_equal_direct_gradients) {
     // conv2 3x3 or 5x5, by oneDNN's Winograd (where it has one), tern's, or direct: the loss
     // and every gradient of the network agree, and tern's layer sits between blocked (conv1,
@@ -705,7 +770,7 @@ BOOST_AUTO_TEST_CASE(recalibrate_batch_norm_averages_the_batch_statistics) {
 
 BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
     BOOST_CHECK_EXCEPTION(makeModel("resnet", {1, 28, 28}, 10), std::invalid_argument,
-                          messageContains("known: lenet5, vgg7, tiny"));
+                          messageContains("known: lenet5, gtc-lenet, vgg7, tiny"));
     BOOST_CHECK_EXCEPTION(lenet5({1, 8, 8}, 10), std::invalid_argument,
                           messageContains("too small"));
     auto net = tinyCnn({1, 8, 8}, 3);

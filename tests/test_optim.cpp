@@ -9,6 +9,7 @@
 #include "testing/source_rules.hpp"
 #include "tern/optim/admm.hpp"
 #include "tern/optim/callbacks.hpp"
+#include "tern/optim/distill.hpp"
 #include "tern/optim/methods.hpp"
 #include "tern/optim/partial.hpp"
 #include "tern/optim/problems/least_squares.hpp"
@@ -362,10 +363,10 @@ std::vector<Rule> validationRules() {
              std::ostringstream o;
              PrintProgress p(o, 0);
          }},
-        {"SteSettings::validate(): trainableLr must be > 0 (got 0)",
+        {"SteSettings::validate(): trainableLr must be >= 0 (got -1)",
          [] {
              SteSettings s;
-             s.trainableLr = 0;
+             s.trainableLr = -1;
              Ste ste([] { return std::make_unique<TestSte>(ternary()); }, s);
          }},
         {"SteSettings::validate(): bitPenalty must be >= 0 (got -0.1)",
@@ -387,12 +388,67 @@ std::vector<Rule> validationRules() {
              m.granularity = Granularity::PerFilter;
              m.validate();
          }},
-        {"MethodConfig::validate(): gtcThetaLr must be > 0 (got 0)",
+        {"MethodConfig::validate(): gtcThetaLr must be >= 0 (got -1)",
          [] {
              MethodConfig m;
              m.method = "gtc";
-             m.gtcThetaLr = 0;
+             m.gtcThetaLr = -1;
              m.validate();
+         }},
+        {"MethodConfig::validate(): gtcDistillWeight must be >= 0 (got -1)",
+         [] {
+             MethodConfig m;
+             m.method = "gtc";
+             m.gtcDistillWeight = -1;
+             m.validate();
+         }},
+        {"MethodConfig::validate(): gtcDistillTemperature must be > 0 (got 0)",
+         [] {
+             MethodConfig m;
+             m.method = "gtc";
+             m.gtcDistillTemperature = 0;
+             m.validate();
+         }},
+        {"SteSettings::validate(): bitPenaltyEvery must be >= 0 (got -1)",
+         [] {
+             SteSettings s;
+             s.bitPenaltyEvery = -1;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"SteSettings::validate(): bitPenaltyDecay must be in (0, 1] (got 2)",
+         [] {
+             SteSettings s;
+             s.bitPenaltyDecay = 2;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"SteSettings::validate(): distillWeight must be >= 0 (got -1)",
+         [] {
+             SteSettings s;
+             s.jointTeacher = true;
+             s.distillWeight = -1;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"SteSettings::validate(): distillTemperature must be > 0 (got 0)",
+         [] {
+             SteSettings s;
+             s.distillTemperature = 0;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"SteSettings::validate(): distillWeight 0.5 needs jointTeacher",
+         [] {
+             SteSettings s;
+             s.distillWeight = 0.5;
+             Ste ste([] { return proj::makeGtc(); }, s);
+         }},
+        {"softCrossEntropy(): needs n, k >= 1 (got n = 0, k = 3)",
+         [] {
+             const float x[3] = {0, 0, 0};
+             softCrossEntropy(x, x, 0, 3, 1.0, 1.0, nullptr, nullptr);
+         }},
+        {"softCrossEntropy(): temperature must be > 0 (got 0)",
+         [] {
+             const float x[3] = {0, 0, 0};
+             softCrossEntropy(x, x, 1, 3, 0.0, 1.0, nullptr, nullptr);
          }},
         {"ProjectedSgd::ProjectedSgd(): projection must not be null",
          [] { ProjectedSgd p(nullptr, Granularity::PerTensor); }},

@@ -158,6 +158,122 @@ BOOST_AUTO_TEST_CASE(gtc_with_the_bit_penalty_learns_checkpoints_and_resumes) {
                           messageContains("this optimizer has 'gtc,eps=0.01'"));
 }
 
+BOOST_AUTO_TEST_CASE(gtc_with_its_joint_teacher_learns_checkpoints_and_resumes) {
+    // The paper's GTC: the float teacher at W and the student at Q(W) trained together (Adam,
+    // lambda1 = 0.8, lambda2 divided by 10 every 20 steps here, so that the schedule crosses
+    // the resume point: 12 steps per epoch)
+    auto config = [](const std::string& tag) {
+        TrainConfig c = tinyConfig("gtc");
+        c.setOptimizer("adam");
+        c.lr = 0.01;
+        c.opt.gtcJointTeacher = true;
+        c.opt.ste.bitPenalty = 0.04;
+        c.opt.ste.bitPenaltyEvery = 20;
+        c.outDir = testing::tempDir(tag);
+        return c;
+    };
+    TrainConfig c = config("gtc-joint-straight");
+    std::ostringstream progress;
+    const TrainResult r = train(c, &progress);
+    BOOST_TEST(r.status == "completed");
+    BOOST_TEST(r.finalTestAcc >= 0.8, "gtc (joint) reached only " << r.finalTestAcc);  // chance 1/3
+    BOOST_TEST(progress.str().find("joint float teacher (distillation weight 0.8)") != std::string::npos,
+               progress.str());
+    BOOST_TEST(progress.str().find("bit penalty 0.04 x0.1 every 20 steps") != std::string::npos);
+    io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+    BOOST_TEST(ck.attrString("config", "gtc-teacher") == "joint");
+    BOOST_TEST(ck.attrString("config", "bit-penalty-every") == "20");
+    const Vector w = ck.read("params/fc1.weights", ck.shape("params/fc1.weights"));
+    BOOST_TEST(std::all_of(w.data(), w.data() + w.size(), zeroOrPowerOfTwo));
+
+    TrainConfig split = config("gtc-joint-split");
+    split.epochs = 2;
+    train(split, nullptr);
+    split.epochs = 4;
+    split.resume = true;
+    const TrainResult resumed = train(split, nullptr);
+    BOOST_TEST(resumed.finalTestAcc == r.finalTestAcc);
+    const auto a = readLines(c.outDir + "/metrics.csv");
+    const auto b = readLines(split.outDir + "/metrics.csv");
+    BOOST_TEST_REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+}
+
+BOOST_AUTO_TEST_CASE(every_method_learns_from_a_frozen_teacher) {
+    // A float run, then every other method distilling from it (--teacher); the teacher changes
+    // the training loss (its term is > 0), and a run with a teacher resumes row for row.
+    TrainConfig t = tinyConfig("fp");
+    t.outDir = testing::tempDir("teacher-fp");
+    BOOST_REQUIRE(train(t, nullptr).finalTestAcc >= 0.8);
+    for (const std::string& m : {"fp", "twn", "ttq", "admm", "pgd", "rpr", "inc", "bc"}) {
+        TrainConfig plain = tinyConfig(m);
+        const TrainResult p = train(plain, nullptr);
+        TrainConfig c = tinyConfig(m);
+        c.teacher = t.outDir;
+        c.distillWeight = 1.0;
+        c.distillTemperature = 2.0;
+        c.outDir = testing::tempDir("student-" + m);
+        const TrainResult r = train(c, nullptr);
+        BOOST_TEST(r.status == "completed");
+        BOOST_TEST(r.finalTestAcc >= 0.8, m << " with a teacher reached only " << r.finalTestAcc);
+        BOOST_TEST(r.history.front().trainLoss != p.history.front().trainLoss, m);
+        io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+        BOOST_TEST(ck.attrString("config", "teacher") == t.outDir);
+        BOOST_TEST(ck.attrString("config", "distill-temperature") == "2");
+    }
+    TrainConfig split = tinyConfig("twn");
+    split.teacher = t.outDir + "/checkpoint.h5";  // a file works as well as the directory
+    split.distillWeight = 1.0;
+    split.outDir = testing::tempDir("student-split");
+    split.epochs = 2;
+    train(split, nullptr);
+    split.epochs = 4;
+    split.resume = true;
+    train(split, nullptr);
+    TrainConfig straight = split;
+    straight.resume = false;
+    straight.outDir = testing::tempDir("student-straight");
+    train(straight, nullptr);
+    const auto a = readLines(straight.outDir + "/metrics.csv");
+    const auto b = readLines(split.outDir + "/metrics.csv");
+    BOOST_TEST_REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+}
+
+BOOST_AUTO_TEST_CASE(bad_teachers_are_refused_before_training) {
+    // a teacher trained on other images (16x16), a missing one, and gtc's joint teacher with a
+    // frozen one: a message naming the problem, and no checkpoint written
+    const std::string other = testing::tempDir("bands16");
+    testing::writeBandsIdx(other, "train", 60, 16, 5);
+    testing::writeBandsIdx(other, "t10k", 30, 16, 6);
+    TrainConfig t = tinyConfig("fp");
+    t.dataDir = other;
+    t.epochs = 1;
+    t.outDir = testing::tempDir("teacher16");
+    train(t, nullptr);
+    TrainConfig c = tinyConfig("twn");
+    c.teacher = t.outDir;
+    c.outDir = testing::tempDir("student-bad");
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error,
+                          messageContains("(tiny trained on mnist) does not fit this run's 1x12x12 "
+                                          "images"));
+    BOOST_TEST(!fs::exists(c.outDir + "/checkpoint.h5"));
+    c.teacher = c.outDir + "/nothing";
+    BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error,
+                          messageContains("--teacher: " + c.outDir + "/nothing does not exist"));
+    TrainConfig g = tinyConfig("gtc");
+    g.opt.gtcJointTeacher = true;
+    g.teacher = t.outDir;
+    BOOST_CHECK_EXCEPTION(g.validate(), std::invalid_argument,
+                          messageContains("a frozen --teacher needs --gtc-teacher none"));
+    TrainConfig w = tinyConfig("twn");
+    w.distillWeight = 0.5;
+    BOOST_CHECK_EXCEPTION(w.validate(), std::invalid_argument,
+                          messageContains("distill-weight needs a teacher"));
+}
+
 BOOST_AUTO_TEST_CASE(resume_after_two_epochs_equals_four_straight_for_every_method) {
     for (const std::string& m : kMethods) {
         TrainConfig straight = tinyConfig(m);

@@ -88,6 +88,19 @@ std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const Mod
     return std::make_unique<Network>("lenet5", std::move(b.layers), input, classes, opt.loss);
 }
 
+std::unique_ptr<Network> gtcLenet(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    Builder b(input, opt);
+    b.conv(scaled(16, opt.width), 5, 0, opt.quantizeFirst);
+    b.pool();
+    b.conv(scaled(36, opt.width), 5, 0, true);
+    b.pool();
+    b.fc(scaled(128, opt.width), true);
+    b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
+    return std::make_unique<Network>("gtc-lenet", std::move(b.layers), input, classes, opt.loss);
+}
+
 std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& opt) {
     opt.validate();
     Builder b(input, opt);
@@ -117,15 +130,16 @@ std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const Mo
     return std::make_unique<Network>("tiny", std::move(b.layers), input, classes, opt.loss);
 }
 
-std::vector<std::string> modelNames() { return {"lenet5", "vgg7", "tiny"}; }
+std::vector<std::string> modelNames() { return {"lenet5", "gtc-lenet", "vgg7", "tiny"}; }
 
 std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
                                    const ModelOptions& opt) {
     if (name == "lenet5") return lenet5(std::move(input), classes, opt);
+    if (name == "gtc-lenet") return gtcLenet(std::move(input), classes, opt);
     if (name == "vgg7") return vgg7(std::move(input), classes, opt);
     if (name == "tiny") return tinyCnn(std::move(input), classes, opt);
     throw std::invalid_argument("makeModel(): unknown model '" + name +
-                                "'; known: lenet5, vgg7, tiny");
+                                "'; known: lenet5, gtc-lenet, vgg7, tiny");
 }
 
 }  // namespace tern::nn

@@ -3,6 +3,7 @@
 
 #include "tern/core/error.hpp"
 #include "tern/nn/layers.hpp"
+#include "tern/optim/distill.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -34,7 +35,8 @@ struct Network::Plan {
     std::vector<float> input;
     memory inputMem;
     std::vector<std::unique_ptr<LayerExec>> execs;
-    memory diffMem;  // d loss / d logits, plain (batch, classes)
+    std::vector<float> diff;  // d loss / d logits (train plans)
+    memory diffMem;           // over diff, plain (batch, classes)
 };
 
 Network::Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
@@ -81,7 +83,10 @@ void Network::setTrainData(const io::Dataset& train, Index batchSize, std::uint6
     order_.resize(train.count);
     std::iota(order_.begin(), order_.end(), Index{0});
     gathered_ = -1;
-    if (batch_ != batchSize) train_plan_.reset();
+    if (batch_ != batchSize) {
+        train_plan_.reset();
+        train_plan1_.reset();
+    }
     batch_ = batchSize;
 }
 
@@ -110,17 +115,19 @@ std::unique_ptr<Network::Plan> Network::compile(Mode mode, Index batch) {
     return p;
 }
 
-Network::Plan& Network::trainPlan() {
+Network::Plan& Network::trainPlan(int slot) {
     if (!train_) fail("Network::evaluateWithGradient()", "no training data bound (setTrainData)");
-    if (!train_plan_) {
-        train_plan_ = compile(Mode::Train, batch_);
-        diff_.assign(static_cast<size_t>(batch_ * classes_), 0.0f);
-        train_plan_->diffMem =
-            memory({{batch_, classes_}, memory::data_type::f32, memory::format_tag::nc},
-                   ctx_.engine, diff_.data());
-        labels_.assign(static_cast<size_t>(batch_), 0);
+    if (slot != 0 && slot != 1)
+        fail("Network::forwardLogits()", TERN_MSG("slot must be 0 or 1 (got " << slot << ")"));
+    std::unique_ptr<Plan>& p = slot == 0 ? train_plan_ : train_plan1_;
+    if (!p) {
+        p = compile(Mode::Train, batch_);
+        p->diff.assign(static_cast<size_t>(batch_ * classes_), 0.0f);
+        p->diffMem = memory({{batch_, classes_}, memory::data_type::f32, memory::format_tag::nc},
+                            ctx_.engine, p->diff.data());
+        labels_.resize(static_cast<size_t>(batch_), 0);
     }
-    return *train_plan_;
+    return *p;
 }
 
 Network::Plan& Network::inferPlan(Index batch) {
@@ -136,7 +143,7 @@ void Network::gather(Index batch) {
         fail("Network::evaluateWithGradient()",
              TERN_MSG("batch " << batch << " out of range [0, " << numBatches() << ")"));
     if (gathered_ == batch && gatheredEpoch_ == epoch_) return;
-    Plan& plan = *train_plan_;
+    Plan& plan = trainPlan(0);
     std::vector<Index> idx(order_.begin() + batch * batch_, order_.begin() + (batch + 1) * batch_);
     std::mt19937_64 rng(stepSeed(seed_ ^ 0xA5A5A5A5ull, epoch_, batch));
     io::gatherBatch(*train_, idx, plan.input.data(), labels_.data(), &rng);
@@ -151,23 +158,40 @@ const float* Network::forward(Plan& plan, Pass pass) {
     return static_cast<const float*>(m->get_data_handle());
 }
 
+double Network::batchLoss(const float* out, float* diff, Index* correct) {
+    double loss = lossAndGradient(loss_, out, labels_.data(), batch_, classes_, diff, correct);
+    if (teacher_) {
+        if (teacherBatch_ != gathered_ || teacherEpoch_ != gatheredEpoch_) {
+            teacherLogits_ = teacher_->logits(train_plan_->input.data(), batch_);
+            teacherBatch_ = gathered_;
+            teacherEpoch_ = gatheredEpoch_;
+        }
+        loss += teacherWeight_ * optim::softCrossEntropy(teacherLogits_.data(), out, batch_,
+                                                         classes_, teacherT_, teacherWeight_,
+                                                         diff, nullptr);
+    }
+    return loss;
+}
+
+void Network::record(double loss, Index correct) {
+    lossSum_ += loss;
+    correct_ += correct;
+    seen_ += batch_;
+    ++batches_;
+}
+
 double Network::evaluateWithGradient(Index batch, Pass pass) {
     Plan& plan = trainPlan();
     gather(batch);
     ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
     const float* out = forward(plan, pass);
+    slotOut_[0] = out;
     Index correct = 0;
-    const double loss =
-        lossAndGradient(loss_, out, labels_.data(), batch_, classes_, diff_.data(), &correct);
+    const double loss = batchLoss(out, plan.diff.data(), &correct);
     const memory* d = &plan.diffMem;
     for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
     ctx_.stream.wait();
-    if (pass == Pass::Commit) {
-        lossSum_ += loss;
-        correct_ += correct;
-        seen_ += batch_;
-        ++batches_;
-    }
+    if (pass == Pass::Commit) record(loss, correct);
     return loss;
 }
 
@@ -176,7 +200,70 @@ double Network::evaluate(Index batch) {
     gather(batch);
     ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
     const float* out = forward(plan, Pass::Probe);
-    return lossAndGradient(loss_, out, labels_.data(), batch_, classes_, nullptr, nullptr);
+    slotOut_[0] = out;
+    return batchLoss(out, nullptr, nullptr);
+}
+
+const float* Network::forwardLogits(Index batch, Pass pass, int slot) {
+    Plan& plan = trainPlan(slot);
+    gather(batch);  // into slot 0's input
+    if (slot == 1) std::copy(train_plan_->input.begin(), train_plan_->input.end(), plan.input.begin());
+    ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
+    const float* out = forward(plan, pass);
+    slotOut_[slot] = out;
+    if (pass == Pass::Commit) {
+        Index correct = 0;
+        record(batchLoss(out, nullptr, &correct), correct);
+    }
+    return out;
+}
+
+double Network::logitLoss(int slot, float* dLogits) {
+    Plan& plan = trainPlan(slot);
+    if (!slotOut_[slot] || gathered_ < 0)
+        fail("Network::logitLoss()", TERN_MSG("slot " << slot << " has no forward pass yet"));
+    if (!dLogits) return batchLoss(slotOut_[slot], nullptr, nullptr);
+    const double loss = batchLoss(slotOut_[slot], plan.diff.data(), nullptr);
+    for (size_t i = 0; i < plan.diff.size(); ++i) dLogits[i] += plan.diff[i];
+    return loss;
+}
+
+void Network::backwardFromLogits(int slot, const float* dLogits) {
+    Plan& plan = trainPlan(slot);
+    if (!slotOut_[slot])
+        fail("Network::backwardFromLogits()", TERN_MSG("slot " << slot << " has no forward pass yet"));
+    std::copy(dLogits, dLogits + plan.diff.size(), plan.diff.begin());
+    const memory* d = &plan.diffMem;
+    for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
+    ctx_.stream.wait();
+}
+
+void Network::setTeacher(std::shared_ptr<Network> teacher, double weight, double temperature) {
+    if (teacher) {
+        if (teacher.get() == this) fail("Network::setTeacher()", "a network cannot be its own teacher");
+        if (teacher->input_ != input_ || teacher->classes_ != classes_)
+            fail("Network::setTeacher()",
+                 TERN_MSG("the teacher " << teacher->name_ << " takes " << teacher->input_[0] << "x"
+                          << teacher->input_[1] << "x" << teacher->input_[2] << " images and gives "
+                          << teacher->classes_ << " classes; the student " << name_ << " takes "
+                          << input_[0] << "x" << input_[1] << "x" << input_[2] << " and gives "
+                          << classes_));
+        requireNonNegative(weight, "Network::setTeacher()", "weight");
+        requirePositive(temperature, "Network::setTeacher()", "temperature");
+    }
+    teacher_ = std::move(teacher);
+    teacherWeight_ = weight;
+    teacherT_ = temperature;
+    teacherBatch_ = -1;
+    teacherEpoch_ = -2;
+}
+
+std::vector<float> Network::logits(const float* images, Index count) {
+    requirePositive(static_cast<double>(count), "Network::logits()", "count");
+    Plan& plan = inferPlan(count);
+    std::copy(images, images + plan.input.size(), plan.input.begin());
+    const float* s = forward(plan, Pass::Probe);
+    return std::vector<float>(s, s + count * classes_);
 }
 
 void Network::recalibrateBatchNorm(Index batches) {

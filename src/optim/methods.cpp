@@ -46,16 +46,22 @@ std::unique_ptr<Optimizer> makeTtq(const MethodConfig& c, const std::string&,
     return std::make_unique<Ste>(ttqFactory(c.ttqThreshold, c.granularity), c.ste, c.inner, train);
 }
 
-/// Generalized Ternary Connect without distillation: STE through GTC's quantizer (one trained
-/// theta per layer), with the bit penalty SteSettings::bitPenalty (lambda2).
+/// Generalized Ternary Connect: STE through GTC's quantizer (one trained theta per layer), with
+/// the bit penalty SteSettings::bitPenalty (lambda2) and, with gtcJointTeacher, the float
+/// teacher sharing W (lambda1 = gtcDistillWeight). gtcThetaLr 0 fixes theta (the baselines).
 std::unique_ptr<Optimizer> makeGtc(const MethodConfig& c, const std::string&,
                                    const TrainSettings& train) {
     if (c.granularity != Granularity::PerTensor)
         fail("MethodConfig::validate()",
              "granularity must be tensor for gtc (one theta1, theta2 per layer; got filter)");
-    requirePositive(c.gtcThetaLr, "MethodConfig::validate()", "gtcThetaLr");
+    requireNonNegative(c.gtcThetaLr, "MethodConfig::validate()", "gtcThetaLr");
+    requireNonNegative(c.gtcDistillWeight, "MethodConfig::validate()", "gtcDistillWeight");
+    requirePositive(c.gtcDistillTemperature, "MethodConfig::validate()", "gtcDistillTemperature");
     SteSettings ste = c.ste;
     ste.trainableLr = c.gtcThetaLr;
+    ste.jointTeacher = c.gtcJointTeacher;
+    ste.distillWeight = c.gtcJointTeacher ? c.gtcDistillWeight : 0.0;
+    ste.distillTemperature = c.gtcDistillTemperature;
     const proj::GtcSettings g = c.gtc;
     return std::make_unique<Ste>([g] { return proj::makeGtc(g); }, ste, c.inner, train);
 }

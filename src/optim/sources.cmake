@@ -10,4 +10,5 @@ target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/partial.cpp
   ${CMAKE_CURRENT_LIST_DIR}/least_squares.cpp
   ${CMAKE_CURRENT_LIST_DIR}/polish.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/distill.cpp
   ${CMAKE_CURRENT_LIST_DIR}/methods.cpp)

@@ -4,6 +4,7 @@
 #include "latent_blocks.hpp"
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
+#include "tern/optim/distill.hpp"
 
 #include <cmath>
 #include <utility>
@@ -12,8 +13,23 @@ namespace tern::optim {
 
 void SteSettings::validate() const {
     requireNonNegative(latentClip, "SteSettings::validate()", "latentClip");
-    requirePositive(trainableLr, "SteSettings::validate()", "trainableLr");
+    requireNonNegative(trainableLr, "SteSettings::validate()", "trainableLr");
     requireNonNegative(bitPenalty, "SteSettings::validate()", "bitPenalty");
+    if (bitPenaltyEvery < 0)
+        fail("SteSettings::validate()", TERN_MSG("bitPenaltyEvery must be >= 0 (got " << bitPenaltyEvery << ")"));
+    if (!(bitPenaltyDecay > 0 && bitPenaltyDecay <= 1))
+        fail("SteSettings::validate()",
+             TERN_MSG("bitPenaltyDecay must be in (0, 1] (got " << bitPenaltyDecay << ")"));
+    requireNonNegative(distillWeight, "SteSettings::validate()", "distillWeight");
+    requirePositive(distillTemperature, "SteSettings::validate()", "distillTemperature");
+    if (!jointTeacher && distillWeight > 0)
+        fail("SteSettings::validate()",
+             TERN_MSG("distillWeight " << distillWeight << " needs jointTeacher (a teacher to distil from)"));
+}
+
+double SteSettings::bitPenaltyAt(Index steps) const {
+    if (bitPenaltyEvery <= 0 || bitPenalty == 0) return bitPenalty;
+    return bitPenalty * std::pow(bitPenaltyDecay, static_cast<double>(steps / bitPenaltyEvery));
 }
 
 Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
@@ -42,7 +58,18 @@ std::string Ste::describeMethod() const {
         s += std::string(", trained ") +
              (latent_->trainablesNonNegative() ? "scales" : "parameters") + " at lr x" +
              formatShortest(settings_.trainableLr);
-    if (settings_.bitPenalty > 0) s += ", bit penalty " + formatShortest(settings_.bitPenalty);
+    if (settings_.bitPenalty > 0) {
+        s += ", bit penalty " + formatShortest(settings_.bitPenalty);
+        if (settings_.bitPenaltyEvery > 0)
+            s += " x" + formatShortest(settings_.bitPenaltyDecay) + " every " +
+                 std::to_string(settings_.bitPenaltyEvery) + " steps";
+    }
+    if (settings_.jointTeacher)
+        s += ", joint float teacher (distillation weight " + formatShortest(settings_.distillWeight) +
+             (settings_.distillTemperature != 1
+                  ? ", temperature " + formatShortest(settings_.distillTemperature)
+                  : std::string()) +
+             ")";
     return s;
 }
 
@@ -66,18 +93,62 @@ void Ste::doBegin(Objective& /*f*/) {
     latent_->resetTrainables();
 }
 
-double Ste::doStep(Objective& f, Index batch) {
+double Ste::studentGradient(Objective& f, Index batch) {
     // Forward: value = Q(W)
     quantizeAll();
-    double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    const double loss = f.evaluateWithGradient(batch, Pass::Commit);
+    if (!std::isfinite(loss)) return loss;
+    // Backward: dW = Q.backward(W, dL/dvalue)
+    for (auto& b : latent_->all()) b.q->backward(b.latent, b.param->grad, b.dLatent);
+    return loss;
+}
+
+double Ste::jointGradient(Objective& f, Index batch) {
+    auto* lf = dynamic_cast<LogitObjective*>(&f);
+    if (!lf)
+        fail("Ste::step()", "jointTeacher needs an objective with logits (optim::LogitObjective, "
+                            "e.g. nn::Network)");
+    const Index n = lf->logitRows(), k = lf->logitColumns();
+    const auto size = static_cast<size_t>(n * k);
+    // Teacher at W, slot 0 (Probe: the student's pass gathers BN statistics and metrics)
+    for (auto& b : latent_->all()) b.param->value = b.latent;
+    const float* t = lf->forwardLogits(batch, Pass::Probe, 0);
+    teacherLogits_.assign(t, t + size);
+    // Student at Q(W), slot 1
+    quantizeAll();
+    const float* s = lf->forwardLogits(batch, Pass::Commit, 1);
+    // L(teacher) + lambda1 * D(teacher, student) and their logit gradients
+    dTeacher_.assign(size, 0.0f);
+    dStudent_.assign(size, 0.0f);
+    const double lambda1 = settings_.distillWeight;
+    double loss = lf->logitLoss(0, dTeacher_.data());
+    loss += lambda1 * softCrossEntropy(teacherLogits_.data(), s, n, k, settings_.distillTemperature,
+                                       lambda1, dStudent_.data(), dTeacher_.data());
+    if (!std::isfinite(loss)) return loss;
+    // Student backward at Q(W): dW = Q.backward(W, dD/dvalue); keep the other blocks' grads
+    lf->backwardFromLogits(1, dStudent_.data());
+    for (auto& b : latent_->all()) b.q->backward(b.latent, b.param->grad, b.dLatent);
+    const auto& all = blocks();
+    studentGrad_.resize(all.size());
+    for (size_t i = 0; i < all.size(); ++i)
+        if (!all[i]->constrained) studentGrad_[i] = all[i]->grad;
+    // Teacher backward at W: dW += dL/dW + lambda1 dD/dt dt/dW
+    for (auto& b : latent_->all()) b.param->value = b.latent;
+    lf->backwardFromLogits(0, dTeacher_.data());
+    for (auto& b : latent_->all()) b.dLatent += b.param->grad;
+    for (size_t i = 0; i < all.size(); ++i)
+        if (!all[i]->constrained) all[i]->grad += studentGrad_[i];
+    return loss;
+}
+
+double Ste::doStep(Objective& f, Index batch) {
+    double loss = settings_.jointTeacher ? jointGradient(f, batch) : studentGradient(f, batch);
     if (!std::isfinite(loss)) return loss;
     // Bit penalty (GTC's lambda2 * B): the loss is f_B + lambda * sum_blocks Q.penalty()
-    const double lambda = settings_.bitPenalty;
+    const double lambda = settings_.bitPenaltyAt(steps());
     if (lambda > 0) loss += lambda * latent_->penalty();
     bool finite = true;
     for (auto& b : latent_->all()) {
-        // Backward: dW = Q.backward(W, dL/dvalue)
-        b.q->backward(b.latent, b.param->grad, b.dLatent);
         // dW += lambda * dpenalty/dW (and lambda * dpenalty/dtheta into the trainables' grads)
         if (lambda > 0) b.q->addPenaltyGradient(lambda, b.dLatent);
         // Latent update: W = W - lr * inner(dW)
@@ -129,6 +200,11 @@ void Ste::doSave(StateWriter& out, const std::string& prefix) const {
     out.attr(prefix, "latentClip", settings_.latentClip);
     out.attr(prefix, "trainableLr", settings_.trainableLr);
     out.attr(prefix, "bitPenalty", settings_.bitPenalty);
+    out.attr(prefix, "bitPenaltyEvery", static_cast<std::int64_t>(settings_.bitPenaltyEvery));
+    out.attr(prefix, "bitPenaltyDecay", settings_.bitPenaltyDecay);
+    out.attr(prefix, "jointTeacher", static_cast<std::int64_t>(settings_.jointTeacher));
+    out.attr(prefix, "distillWeight", settings_.distillWeight);
+    out.attr(prefix, "distillTemperature", settings_.distillTemperature);
     latent_->save(out, prefix);
 }
 

@@ -79,6 +79,14 @@ void TrainConfig::validate() const {
     if (bnRecalibrate < -1)
         fail(w, TERN_MSG("bn-recalibrate must be -1 (auto) or >= 0 (got " << bnRecalibrate << ")"));
     if (resume && outDir.empty()) fail(w, "resume needs an output directory (--out)");
+    if (distillWeight < 0 && distillWeight != -1)
+        fail(w, TERN_MSG("distill-weight must be >= 0, or -1 for the default (got " << distillWeight << ")"));
+    requirePositive(distillTemperature, w, "distill-temperature");
+    if (!teacher.empty() && m == "gtc" && opt.gtcJointTeacher)
+        fail(w, "gtc distils from its own float teacher, which shares its weights (--gtc-teacher "
+                "joint); a frozen --teacher needs --gtc-teacher none");
+    if (teacher.empty() && distillWeight >= 0 && !(m == "gtc" && opt.gtcJointTeacher))
+        fail(w, "distill-weight needs a teacher: --teacher RUN (or gtc's --gtc-teacher joint)");
     if (m == "fp" && alpha == "one")
         fail(w, "alpha one has no meaning for the float baseline (method fp)");
     trainSettings().validate();
@@ -110,6 +118,9 @@ optim::MethodConfig TrainConfig::methodConfig() const {
     c.pgd.rescale = fixedScale;
     c.rpr.rescale = fixedScale && batchNorm;
     c.inc.trainableLr = c.ste.trainableLr;  // --ttq-scale-lr: TTQ's scales in ttq and inc
+    // gtc's joint teacher: --distill-weight is lambda1 (-1: the paper's 0.8)
+    if (distillWeight >= 0) c.gtcDistillWeight = distillWeight;
+    c.gtcDistillTemperature = distillTemperature;
     // rpr / inc: --fractions replaces the method's default; --stage-epochs 0 spreads the
     // stages over the run
     auto schedule = [&](std::vector<double>& f, Index& stage) {
@@ -163,6 +174,12 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"ttq-scale-lr", n(opt.ste.trainableLr)},
             {"gtc-eps", n(opt.gtc.eps)},   {"gtc-theta-lr", n(opt.gtcThetaLr)},
             {"bit-penalty", n(opt.ste.bitPenalty)},
+            {"bit-penalty-every", std::to_string(opt.ste.bitPenaltyEvery)},
+            {"bit-penalty-decay", n(opt.ste.bitPenaltyDecay)},
+            {"gtc-teacher", opt.gtcJointTeacher ? "joint" : "none"},
+            {"teacher", teacher},
+            {"distill-weight", n(distillWeight)},
+            {"distill-temperature", n(distillTemperature)},
             {"rho", n(opt.admm.rho)},      {"rho-growth", n(opt.admm.rhoGrowth)},
             {"rho-max", n(opt.admm.rhoMax)}, {"outer-every", std::to_string(opt.admm.outerEvery)},
             {"extragradient", b(opt.admm.extragradient)},

@@ -19,9 +19,21 @@ std::vector<std::string> applyRecipe(TrainConfig& c,
         fill("lr-steps", [&] {
             c.lrSteps = {c.epochs / 2, c.epochs * (fineTune ? 4 : 3) / (fineTune ? 5 : 4)};
         });
+    if (method == "gtc") {
+        // the paper's (seed 004): Adam, a float teacher sharing W, lambda1 = 0.8, lambda2 = 0.04
+        // divided by 10 every 10k steps (its Figure 3); docs/gtc.md has the measurements
+        fill("optimizer", [&] { c.setOptimizer("adam"); });
+        fill("lr", [&] { c.lr = 1e-3; });
+        fill("weight-decay", [&] { c.setWeightDecay(0); });
+        fill("gtc-teacher", [&] { c.opt.gtcJointTeacher = c.teacher.empty(); });
+        fill("bit-penalty", [&] { c.opt.ste.bitPenalty = 0.04; });
+        fill("bit-penalty-every", [&] { c.opt.ste.bitPenaltyEvery = 10000; });
+    }
     if (c.model == "lenet5") {  // measured on MNIST and Fashion-MNIST (docs/results.md)
-        fill("lr", [&] { c.lr = fineTune || !c.batchNorm ? 0.01 : 0.05; });
-        fill("weight-decay", [&] { c.setWeightDecay(5e-4); });
+        if (method != "gtc") {
+            fill("lr", [&] { c.lr = fineTune || !c.batchNorm ? 0.01 : 0.05; });
+            fill("weight-decay", [&] { c.setWeightDecay(5e-4); });
+        }
         if (c.batchNorm) fill("dropout", [&] { c.dropout = 0.3f; });
     }
     if (method == "ttq") fill("ttq-threshold", [&] { c.opt.ttqThreshold = fineTune ? 0.05 : 0.2; });

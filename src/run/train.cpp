@@ -55,6 +55,57 @@ void loadInitialState(nn::Network& net, const std::string& init) {
     }
 }
 
+/// The frozen teacher of --teacher: the model its checkpoint's config names, built for this
+/// run's images and classes, with the checkpoint's parameters (its deployed point) and BN
+/// statistics. A teacher for other images or classes is refused, naming both.
+std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::Dataset& d) {
+    std::string path = teacher;
+    if (fs::is_directory(path)) path = (fs::path(path) / "checkpoint.h5").string();
+    if (!fs::exists(path)) throw std::runtime_error("train(): --teacher: " + path + " does not exist");
+    io::CheckpointReader in(path);
+    auto config = [&](const std::string& key, const std::string& fallback) {
+        return in.hasAttr("config", key) ? in.attrString("config", key) : fallback;
+    };
+    if (!in.hasAttr("config", "model"))
+        throw std::runtime_error("train(): --teacher: " + path + " has no config (not a tern-train checkpoint?)");
+    nn::ModelOptions mo;
+    mo.batchNorm = config("bn", "true") == "true";
+    mo.width = parseWholeNumber(config("width", "1")).value_or(1.0);
+    mo.quantizeFirst = config("quantize-first", "false") == "true";
+    mo.quantizeLast = config("quantize-last", "false") == "true";
+    mo.loss = nn::parseLoss(config("loss", "ce"));
+    const std::string projection = config("projection", "");
+    mo.gains = !mo.batchNorm && !projection.empty() && !proj::makeProjection(projection)->freeScale();
+    const std::string model = in.attrString("config", "model");
+    const std::string dataset = config("dataset", "?");
+    std::shared_ptr<nn::Network> net;
+    try {
+        net = nn::makeModel(model, {d.channels, d.height, d.width}, d.numClasses, mo);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("train(): --teacher " + path + ": its model " + model +
+                                 " cannot take this run's images: " + e.what());
+    }
+    for (ParameterBlock* b : net->parameters().all()) {
+        if (!in.has("params/" + b->name))
+            throw std::runtime_error("train(): --teacher: " + path + " has no parameter '" + b->name + "'");
+        try {
+            b->value = in.read("params/" + b->name, b->shape);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(TERN_MSG(
+                "train(): --teacher " << path << " (" << model << " trained on " << dataset
+                << ") does not fit this run's " << d.channels << "x" << d.height << "x" << d.width
+                << " images and " << d.numClasses << " classes: " << e.what()));
+        }
+    }
+    try {
+        for (const auto& l : net->layers()) l->loadState(in, "net/");
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error("train(): --teacher: " + path + ": " + e.what());
+    }
+    net->parameters().requireFinite("train(): --teacher " + path);
+    return net;
+}
+
 std::string defaultDataDir(const TrainConfig& c) {
     if (!c.dataDir.empty()) return c.dataDir;
     if (c.dataset == "cifar10") return "data/cifar-10-batches-bin";
@@ -211,6 +262,9 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
         loadInitialState(*net, c.init);
         net->parameters().requireFinite("train(): --init " + c.init);
     }
+    if (!c.teacher.empty())
+        net->setTeacher(loadTeacher(c.teacher, data.train), c.distillWeight >= 0 ? c.distillWeight : 1.0,
+                        c.distillTemperature);
     auto opt = optim::makeOptimizer(method, c.trainSettings());
     opt->begin(*net);
     const bool quantized = opt->levels() > 0;

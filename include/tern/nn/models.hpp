@@ -27,11 +27,14 @@ struct ModelOptions {
 
 /// 32-C5, MP2, 64-C5, MP2, 512-FC, 10 (TWN paper), on {C, H, W} inputs.
 std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const ModelOptions& = {});
+/// 16-C5, MP2, 36-C5, MP2, 128-FC, 10: GTC's MNIST network (seed 004, section 4), smaller
+/// than LeNet-5; the paper quantizes all four layers and has no BN.
+std::unique_ptr<Network> gtcLenet(std::vector<Index> input, int classes, const ModelOptions& = {});
 /// 2x128-C3, MP2, 2x256-C3, MP2, 2x512-C3, MP2, 1024-FC, 10, channels times `width`.
 std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& = {});
 /// A small CNN (8-C3, MP2, 16-FC, classes) for tests and quick checks.
 std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const ModelOptions& = {});
-/// By name: "lenet5", "vgg7", "tiny". Unknown names throw std::invalid_argument listing them.
+/// By name: "lenet5", "gtc-lenet", "vgg7", "tiny". Unknown names throw std::invalid_argument listing them.
 std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
                                    const ModelOptions& = {});
 std::vector<std::string> modelNames();

@@ -19,7 +19,7 @@ struct Evaluation {
     Index count = 0;
 };
 
-class Network final : public optim::Objective {
+class Network final : public optim::LogitObjective {
 public:
     /// `input` = {C, H, W} of one image. Declares every layer's blocks (the layers' order).
     Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
@@ -43,6 +43,28 @@ public:
     double evaluate(Index batch) override;
     void saveState(StateWriter& out, const std::string& prefix) const override;
     void loadState(const StateReader& in, const std::string& prefix) override;
+
+    // optim::LogitObjective (two training pass slots; slot 1 is compiled on first use)
+    Index logitColumns() const override { return classes_; }
+    Index logitRows() const override { return batch_; }
+    const float* forwardLogits(Index batch, optim::Pass pass, int slot) override;
+    double logitLoss(int slot, float* dLogits) override;
+    void backwardFromLogits(int slot, const float* dLogits) override;
+
+    /// Knowledge distillation from a frozen teacher (Hinton et al. 2015): the training loss
+    /// becomes loss(student) + weight * D, with D = optim::softCrossEntropy(teacher, student, T)
+    /// (T^2-scaled soft cross-entropy) and the teacher's logits from an inference-mode pass
+    /// (BN running statistics, no dropout) over the same augmented batch. Every method sees it
+    /// through evaluateWithGradient(), evaluate() and logitLoss(); test evaluation and
+    /// trainMetrics()' accuracy stay the student's own. The teacher may be another model; it
+    /// must take the same {C, H, W} images and give the same number of classes (else
+    /// std::invalid_argument naming both). It is shared, never trained. nullptr removes it.
+    void setTeacher(std::shared_ptr<Network> teacher, double weight, double temperature);
+    /// The teacher (nullptr if none).
+    const Network* teacher() const { return teacher_.get(); }
+    /// Logits (count x classes) of `count` images laid out as the network's input (NCHW,
+    /// normalized as the datasets are), in inference mode.
+    std::vector<float> logits(const float* images, Index count);
 
     /// Training accuracy and mean loss over the Commit evaluations since the last reset.
     Evaluation trainMetrics() const;
@@ -75,11 +97,15 @@ public:
 private:
     struct Plan;  // compiled executors for one (mode, batch size)
     std::unique_ptr<Plan> compile(Mode mode, Index batch);
-    Plan& trainPlan();
+    Plan& trainPlan(int slot = 0);
     Plan& inferPlan(Index batch);
     void checkImages(const io::Dataset& d, const char* where) const;
     void gather(Index batch);
     const float* forward(Plan& plan, optim::Pass pass);
+    /// Own loss (and the teacher's distillation term) of the logits `out` of the gathered batch;
+    /// overwrites diff (may be nullptr) with its gradient.
+    double batchLoss(const float* out, float* diff, Index* correct);
+    void record(double loss, Index correct);
 
     std::string name_;
     std::vector<std::unique_ptr<Layer>> layers_;
@@ -97,9 +123,16 @@ private:
     Index gathered_ = -1;                 // batch whose data is in the input buffer
     std::int64_t gatheredEpoch_ = -2;
     std::unique_ptr<Plan> train_plan_;
+    std::unique_ptr<Plan> train_plan1_;   // LogitObjective's slot 1
     std::unique_ptr<Plan> infer_plan_;
     std::vector<std::int32_t> labels_;
-    std::vector<float> diff_;
+    const float* slotOut_[2] = {nullptr, nullptr};  // logits of each slot's last forward
+    // Frozen teacher: its logits of the gathered batch (cached per batch and epoch)
+    std::shared_ptr<Network> teacher_;
+    double teacherWeight_ = 0, teacherT_ = 1;
+    std::vector<float> teacherLogits_;
+    Index teacherBatch_ = -1;
+    std::int64_t teacherEpoch_ = -2;
     double lossSum_ = 0;
     Index correct_ = 0, seen_ = 0, batches_ = 0;
 };

@@ -33,13 +33,21 @@ struct MethodConfig {
     AdmmSettings admm;                   ///< admm
     PgdSettings pgd;                     ///< pgd
     /// bc, bwn, twn, ttq, gtc (bc forces latentClip 1; gtc takes its trainableLr from
-    /// gtcThetaLr). bitPenalty (GTC's lambda2) needs gtc.
+    /// gtcThetaLr and its teacher from the gtc fields below). bitPenalty (GTC's lambda2, with
+    /// its schedule bitPenaltyEvery / bitPenaltyDecay) needs gtc.
     SteSettings ste;
     double ttqThreshold = 0.05;          ///< ttq, inc: TTQ's threshold fraction t, [0, 1)
     proj::GtcSettings gtc;               ///< gtc: the zero threshold eps, the initial theta
     /// gtc: learning-rate factor of theta1, theta2 (SteSettings::trainableLr of the gtc
     /// optimizer; ste.trainableLr is TTQ's, whose scale gradients sum a whole group).
     double gtcThetaLr = 1.0;
+    /// gtc: the paper's distillation (SteSettings::jointTeacher): a float teacher at W trained
+    /// beside the quantized student, loss L(teacher) + gtcDistillWeight * D + ste.bitPenalty * B.
+    /// false: the student alone on its own loss (the paper's STE / STE+Bit baselines, and
+    /// gtcThetaLr = 0 for their fixed theta = (0, 1)). tern-train's recipe turns it on.
+    bool gtcJointTeacher = false;
+    double gtcDistillWeight = 0.8;       ///< gtc: lambda1 (the paper's Figure 3), with the teacher
+    double gtcDistillTemperature = 1.0;  ///< gtc: T of D (1: the paper's softmax cross-entropy)
     RprSettings rpr;                     ///< rpr
     IncrementalSettings inc;             ///< inc
 

@@ -10,6 +10,16 @@
 ///
 /// With a bit penalty lambda (GTC's lambda2) the step minimises f + lambda * sum_blocks
 /// Q.penalty(): dW and the quantizer's trainables get lambda * its STE gradient.
+///
+/// With a joint teacher (GTC's distillation, seed 004 eq. 11) each step runs two forward passes
+/// of the batch over the same blocks: a float teacher at W and the quantized student at Q(W),
+/// and minimises
+///
+///   L(teacher) + lambda1 * D(teacher, student) + lambda2 * B
+///
+/// (D: optim::softCrossEntropy, gradients into both passes): dW = dL/dW + lambda1 dD/dt dt/dW
+/// + Q.backward(W, lambda1 dD/ds ds/dvalue). The student learns from the teacher only; at
+/// lambda1 = 0 it follows W through the quantizer alone.
 #include "tern/optim/optimizer.hpp"
 #include "tern/proj/projection.hpp"
 
@@ -29,7 +39,8 @@ using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
 struct SteSettings {
     double latentClip = 0;  ///< > 0: clip the latent to [-c, c] after each update (BinaryConnect: 1)
     /// Learning-rate factor of the quantizer's trainables (TTQ's Wp, Wn, whose gradient is a
-    /// sum over the whole group; GTC's theta1, theta2). Scales are kept >= 0 after each update
+    /// sum over the whole group; GTC's theta1, theta2); 0 keeps them fixed. Scales are kept >= 0
+    /// after each update
     /// (proj::Quantizer::trainablesNonNegative(); GTC's theta is not).
     double trainableLr = 1.0;
     /// The weight lambda of the quantizers' penalty (GTC's lambda2 on its bit cost
@@ -38,6 +49,17 @@ struct SteSettings {
     /// forward), so the reported loss is the objective being minimised. >= 0; > 0 needs a
     /// quantizer with a penalty (proj::Quantizer::hasPenalty(): gtc).
     double bitPenalty = 0;
+    /// The bit penalty's schedule (GTC's annealing: lambda2 / 10 every 10k iterations): the
+    /// step s uses bitPenalty * bitPenaltyDecay^floor(s / bitPenaltyEvery); 0 = constant.
+    Index bitPenaltyEvery = 0;
+    double bitPenaltyDecay = 0.1;  ///< (0, 1]
+    /// GTC's distillation: a float teacher at W trained beside the quantized student (above).
+    /// Needs an objective with logits (optim::LogitObjective, e.g. nn::Network).
+    bool jointTeacher = false;
+    double distillWeight = 0;       ///< lambda1 (>= 0), with jointTeacher
+    double distillTemperature = 1;  ///< T of D (> 0; 1 = the paper's), with jointTeacher
+    /// The bit penalty after `steps` steps (the schedule above).
+    double bitPenaltyAt(Index steps) const;
     /// Throws std::invalid_argument naming the offending field.
     void validate() const;
 };
@@ -81,9 +103,17 @@ private:
     void quantizeAll();
     /// W = clip(W, -c, c) (BinaryConnect), when latentClip > 0.
     void clip(Vector& w) const;
+    /// The loss at Q(W) and every pseudo-gradient (dLatent, trainables, unconstrained grads).
+    double studentGradient(Objective& f, Index batch);
+    /// The same for the joint teacher's loss (the two passes above).
+    double jointGradient(Objective& f, Index batch);
 
     SteSettings settings_;
     std::unique_ptr<detail::LatentBlocks> latent_;
+    // jointTeacher: the teacher's logits, the two passes' logit gradients, and the student
+    // pass's gradients of the unconstrained blocks (both passes train them)
+    std::vector<float> teacherLogits_, dTeacher_, dStudent_;
+    std::vector<Vector> studentGrad_;
 };
 
 }  // namespace tern::optim

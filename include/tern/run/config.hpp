@@ -22,7 +22,7 @@ struct TrainConfig {
     Index trainLimit = 0;           ///< use the first N training images (0 = all)
     Index testLimit = 0;            ///< use the first N test images (0 = all)
     // Model
-    std::string model = "lenet5";   ///< lenet5 | vgg7 | tiny
+    std::string model = "lenet5";   ///< lenet5 | gtc-lenet | vgg7 | tiny
     double width = 1.0;
     bool batchNorm = true;
     float dropout = 0.0f;
@@ -59,6 +59,14 @@ struct TrainConfig {
     /// Start from the parameters and BN statistics of this checkpoint (a file, or a run
     /// directory holding checkpoint.h5), e.g. a float run for rpr. Ignored by --resume.
     std::string init;
+    /// Knowledge distillation from a frozen teacher: a trained run (its directory or
+    /// checkpoint.h5; any model taking the same images and classes). The loss becomes
+    /// loss + distillWeight * D_T (nn::Network::setTeacher). Not with gtc's joint teacher.
+    std::string teacher;
+    /// Weight of the distillation term: with --teacher (default 1), or gtc's lambda1 (default
+    /// 0.8, the paper's); -1 = that default.
+    double distillWeight = -1;
+    double distillTemperature = 1;  ///< T of the distillation term (> 0)
     // Output
     std::string outDir;             ///< metrics.csv, summary.json, checkpoint.h5 (empty = none)
     bool resume = false;            ///< continue from outDir/checkpoint.h5
