@@ -1,4 +1,5 @@
-// tern-eval: accuracy, storage and arithmetic of a deployed ternary model (docs/export.md).
+// tern-eval: accuracy, storage and arithmetic of a deployed model (ternary or power-of-two
+// codes; docs/export.md).
 #include "tern/core/format.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/io/dataset.hpp"
@@ -24,7 +25,7 @@ int run(int argc, char** argv) {
     Index batch = 100, testLimit = 0;
     int threads = 0;
     po::options_description desc(
-        "tern-eval: evaluate a deployed ternary model on a test set\n"
+        "tern-eval: evaluate a deployed (ternary or power-of-two) model on a test set\n"
         "Usage: tern-eval --model model.h5 [--dataset mnist --data-dir data/mnist]\n"
         "       tern-eval --checkpoint DIR/checkpoint.h5 (exports in memory first)\nOptions");
     desc.add_options()
@@ -104,14 +105,17 @@ int run(int argc, char** argv) {
     std::cout << "storage " << std::setprecision(0) << c.storageBits << " bits ("
               << c.storageBits / 8 << " bytes payload) vs float32 " << c.float32Bits
               << " bits: " << std::setprecision(2) << c.float32Bits / c.storageBits << "x\n";
-    std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
-              << " additions\n";
+    std::cout << "per image: " << c.multiplications << " multiplications, " << c.shifts
+              << " shifts, " << c.additions << " additions\n";
+    std::cout << "multiplication_free " << m.multiplicationFree() << ": ";
     if (m.fullyMultiplicationFree())
-        std::cout << "multiplication-free ternary layers: every conv/FC layer\n";
+        std::cout << "every conv/FC layer is quantized, weights 0 or +-2^k, s_c = 1\n";
     else if (m.multiplicationFree())
-        std::cout << "multiplication-free ternary layers (float first/last layers still multiply)\n";
+        std::cout << "the quantized layers' weights are 0 or +-2^k with s_c = 1 (float "
+                     "first/last layers still multiply)\n";
     else
-        std::cout << "ternary layers need one multiplication per output value (s_c != 1)\n";
+        std::cout << "quantized layers need one multiplication per output value (s_c != 1, or a "
+                     "ternary level ratio that is not 2^k)\n";
     const ScaleFolding& f = m.folding();
     if (f.propagated)
         std::cout << "scales propagated to the logits (logits = " << std::setprecision(6)

@@ -1,7 +1,8 @@
-// tern-export: turn a tern-train checkpoint into a deployable ternary model file (BN folded,
-// 2-bit codes, per-channel scale and shift; docs/export.md).
+// tern-export: turn a tern-train checkpoint into a deployable model file (BN folded, 2-bit
+// ternary or sign + exponent power-of-two codes, per-channel scale and shift; docs/export.md).
 #include "common/app.hpp"
 #include "tern/core/format.hpp"
+#include "tern/deploy/codes.hpp"
 #include "tern/deploy/model.hpp"
 
 #include <filesystem>
@@ -43,7 +44,7 @@ int run(int argc, char** argv) {
     ExportOptions opt;
     bool noPropagate = false;
     po::options_description desc(
-        "tern-export: fold BN into a trained ternary network and write a model file\n"
+        "tern-export: fold BN into a trained ternary or power-of-two network and write a model file\n"
         "Usage: tern-export --checkpoint DIR/checkpoint.h5 --out model.h5\nOptions");
     desc.add_options()
         ("help,h", "this help")
@@ -53,7 +54,7 @@ int run(int argc, char** argv) {
         ("input", po::value(&input), "image size C,H,W when the data is not at hand (default: the dataset's)")
         ("int8-codes", po::bool_switch(&opt.int8Codes), "also store the codes as int8 (8 bits per weight)")
         ("no-propagate", po::bool_switch(&noPropagate), "keep every layer's scale (no propagation of per-tensor scales and 1/std to the logits)")
-        ("tolerance", app::withDefault(&opt.tolerance), "relative tolerance of the ternary check");
+        ("tolerance", app::withDefault(&opt.tolerance), "relative tolerance of the ternary and power-of-two checks");
     const bool help = app::asUsage([&] {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -78,7 +79,7 @@ int run(int argc, char** argv) {
     if (m.mean().empty())
         std::cout << "  note: training data not found; no input normalization stored\n";
     std::cout << std::left << std::setw(10) << "layer" << std::setw(6) << "type"
-              << std::setw(16) << "weights" << std::setw(9) << "storage" << std::setw(10)
+              << std::setw(16) << "weights" << std::setw(12) << "storage" << std::setw(10)
               << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
               << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
     for (const DeployedLayer& l : m.layers()) {
@@ -90,13 +91,23 @@ int run(int argc, char** argv) {
         std::ostringstream s;
         s << std::setprecision(4) << l.scale.minCoeff() << " / " << l.scale.mean() << " / "
           << l.scale.maxCoeff();
+        const std::string storage = l.ternary()      ? "2-bit"
+                                    : l.powerOfTwo() ? std::to_string(l.codeBits()) + "-bit 2^e"
+                                                     : "float32";
+        const std::string free = !l.quantized() ? "no (float layer)"
+                                 : l.multiplicationFree
+                                     ? (l.powerOfTwo() ? "yes (shifts)" : "yes")
+                                     : (l.scaled() ? "no (s_c != 1)" : "no (r_g not 2^k)");
         std::cout << std::setw(10) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
-                  << l.weightShape.str() << std::setw(9) << (l.ternary ? "2-bit" : "float32")
+                  << l.weightShape.str() << std::setw(12) << storage
                   << std::setw(10) << l.nonzeros() << std::setw(10) << std::fixed
                   << std::setprecision(3) << 1.0 - double(l.nonzeros()) / double(n)
-                  << std::defaultfloat << std::setw(8) << (l.ternary ? std::to_string(l.groups) : "-")
-                  << std::setw(30) << s.str()
-                  << (l.ternary ? (l.multiplicationFree ? "yes" : "no (s_c != 1)") : "no (float layer)")
+                  << std::defaultfloat << std::setw(8) << (l.quantized() ? std::to_string(l.groups) : "-")
+                  << std::setw(30) << s.str() << free
+                  << (l.powerOfTwo() ? ", exponents " + std::to_string(l.exponentMin) + ".." +
+                                           std::to_string(l.exponentMax) + " (GTC bits " +
+                                           std::to_string(gtcBits(l.exponentMin, l.exponentMax)) + ")"
+                                     : "")
                   << (l.foldedBatchNorm ? ", BN folded" : "") << '\n';
     }
     const DeployedCost c = m.cost();
@@ -106,16 +117,17 @@ int run(int argc, char** argv) {
               << c.float32Bits / 8 / fileBytes << "x smaller; payload " << bytes(c.storageBits / 8)
               << ", " << c.float32Bits / c.storageBits << "x\n";
     if (c.ternaryBits > 0)
-        std::cout << "ternary layers: " << bytes(c.ternaryBits / 8) << " vs " << bytes(c.ternaryFloat32Bits / 8)
+        std::cout << "quantized layers: " << bytes(c.ternaryBits / 8) << " vs " << bytes(c.ternaryFloat32Bits / 8)
                   << " as float32: " << c.ternaryFloat32Bits / c.ternaryBits << "x less storage"
                   << (c.ternaryFloat32Bits / c.ternaryBits >= 15 ? " (>= 15x)" : " (< 15x: small layers, per-channel scales dominate)")
                   << '\n';
-    std::cout << "per image: " << c.multiplications << " multiplications, " << c.additions
-              << " additions\n";
+    std::cout << "per image: " << c.multiplications << " multiplications, " << c.shifts
+              << " shifts, " << c.additions << " additions\n";
     if (m.fullyMultiplicationFree())
-        std::cout << "every conv/FC layer is ternary and multiplication-free\n";
+        std::cout << "every conv/FC layer is quantized and multiplication-free (weights 0 or "
+                     "+-2^k, s_c = 1)\n";
     else if (m.multiplicationFree())
-        std::cout << "multiplication-free ternary layers; the float layers still multiply\n";
+        std::cout << "multiplication-free quantized layers; the float layers still multiply\n";
     const ScaleFolding& f = m.folding();
     if (f.propagated)
         std::cout << "per-tensor scales propagated to the logits: logits = " << std::setprecision(6)

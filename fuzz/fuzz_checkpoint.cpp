@@ -13,11 +13,13 @@ namespace {
 /// files, plus the names in src/ that a short run does not write); an absent one is skipped.
 const char* const kAttrs[] = {
     "alpha", "batch", "batch-size", "batches", "best_epoch", "best_test_acc", "bits", "bn",
-    "bn-recalibrate", "checkpoint", "classes", "code_encoding", "converged", "correct",
+    "bn-recalibrate", "checkpoint", "classes", "code_encoding", "coding", "converged", "correct",
     "coupling", "coupling-growth", "coupling-lr", "coupling-max", "data-dir", "dataset",
     "decay-constrained", "diverged", "dropout", "dualRes", "epoch", "epochLoss", "epochSteps",
-    "epochs", "exact", "extragradient", "final", "final-epochs", "flipRatio", "float32_bits",
+    "epochs", "exact", "exponent_max", "exponent_min", "extragradient", "final", "final-epochs",
+    "flipRatio", "float32_bits",
     "folded_batch_norm", "format", "fraction", "fractions", "freeze", "granularity", "groups",
+    "gtc_bits",
     "in", "index", "init", "input_channels", "input_form", "input_height", "input_width",
     "kernel", "latentClip", "layers", "levels", "logit_scale", "loss", "loss_sum", "lr",
     "lr-gamma", "lr-schedule", "lr-steps", "method", "model", "momentum", "multiplication_free",

@@ -1,5 +1,9 @@
-# Export: BN folding, the tern-model file, the ternary inference path (synthetic data).
-tern_test(test_export unit)
+# Export: BN folding, the tern-model file, the ternary and power-of-two inference path
+# (synthetic data). cli_fixture/write_runs writes the runs the command-line checks below read.
+tern_test(test_export unit SEPARATE cli_fixture/write_runs)
+set(export_cli_dir ${CMAKE_CURRENT_BINARY_DIR}/export-cli)
+set_tests_properties(test_export/cli_fixture/write_runs PROPERTIES
+                     ENVIRONMENT TERN_EXPORT_CLI_DIR=${export_cli_dir} FIXTURES_SETUP export_cli)
 
 # tern-export / tern-eval command lines: exit codes and one-line messages.
 if(TERN_BUILD_APPS)
@@ -12,4 +16,14 @@ if(TERN_BUILD_APPS)
   tern_cli_test(cli_eval_help 0 "--model" ${eval} --help)
   tern_cli_test(cli_eval_neither 1 "give exactly one of --model and --checkpoint" ${eval})
   tern_cli_test(cli_eval_missing 2 "/nonexistent.h5': no such file" ${eval} --model /nonexistent.h5)
+  # A float block in a quantized layer (an fp run): neither ternary nor power-of-two, named.
+  tern_cli_test(cli_export_float_quantized 2
+                "block 'fc1.weights' is not ternary: filter 0 holds .* and not power-of-two: filter 0 holds .*, which is not .* times a power of two"
+                ${export} --checkpoint ${export_cli_dir}/fp/checkpoint.h5 --out ${export_cli_dir}/fp.h5)
+  # A GTC run: exported with power-of-two codes, tern-eval prints tern-train's accuracy.
+  add_test(NAME cli_export_eval_gtc
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/export_cli.sh ${export} ${eval} ${export_cli_dir})
+  set_tests_properties(cli_export_float_quantized cli_export_eval_gtc PROPERTIES
+                       FIXTURES_REQUIRED export_cli)
+  set_tests_properties(cli_export_eval_gtc PROPERTIES LABELS unit TIMEOUT 120)
 endif()

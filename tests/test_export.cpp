@@ -6,16 +6,20 @@
 #include "tern/io/checkpoint.hpp"
 #include "tern/deploy/codes.hpp"
 #include "tern/deploy/model.hpp"
+#include "tern/deploy/model_file.hpp"
 #include "tern/nn/gain.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
+#include "tern/proj/gtc.hpp"
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <map>
 #include <random>
 
@@ -123,6 +127,199 @@ BOOST_AUTO_TEST_CASE(rejects_bad_codes_and_bits) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(power_of_two_codes)
+
+namespace {
+
+/// A constrained block `name` of `shape` holding `values`.
+ParameterBlock block(const std::string& name, Shape shape, const std::vector<float>& values) {
+    ParameterBlock b;
+    b.name = name;
+    b.shape = std::move(shape);
+    b.value = Vector::Map(values.data(), static_cast<Index>(values.size()));
+    b.constrained = true;
+    return b;
+}
+
+/// The value a power-of-two code stands for, computed here from the format's definition:
+/// a_g * sign * 2^(m + |code| - 1), 0 for code 0.
+double decoded(const PowerOfTwoCodes& p, Index i, Index n) {
+    const int c = p.codes[static_cast<size_t>(i)];
+    if (c == 0) return 0;
+    const double a = p.groupScale[i / (n / p.groups)];
+    return (c > 0 ? a : -a) * std::ldexp(1.0, p.exponentMin + std::abs(c) - 1);
+}
+
+/// Every value decodes to itself exactly.
+void requireExact(const ParameterBlock& b, const PowerOfTwoCodes& p) {
+    const Index n = b.value.size();
+    BOOST_TEST_REQUIRE(static_cast<Index>(p.codes.size()) == n);
+    for (Index i = 0; i < n; ++i)
+        BOOST_TEST(decoded(p, i, n) == double(b.value[i]), b.name << "[" << i << "]");
+}
+
+/// The smallest b with 2^(b-1) >= R + 1: a sign bit and R + 1 magnitudes (zero included).
+int expectedBits(int range) {
+    int b = 1;
+    while ((1 << (b - 1)) < range + 1) ++b;
+    return b;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(encode_decode_round_trip) {
+    // Per tensor, values that are powers of two themselves (GTC), with zeros: a = 1, the
+    // exponents are the values'.
+    const ParameterBlock gtc = block("gtc.weights", Shape{2, 4},
+                                     {0.5f, -0.25f, 0, 0.03125f, -0.5f, 0, 0.125f, -0.03125f});
+    const PowerOfTwoCodes g = encodePowerOfTwo(gtc, 1e-6);
+    BOOST_TEST(g.groups == 1);
+    BOOST_TEST(g.groupScale[0] == 1.0f);
+    BOOST_TEST(g.exponentMin == -5);
+    BOOST_TEST(g.exponentMax == -1);
+    BOOST_TEST(g.bits == 4);  // 5 exponents and zero: 11 codes
+    BOOST_TEST(g.codes == std::vector<std::int8_t>({5, -4, 0, 1, -5, 0, 3, -1}),
+               boost::test_tools::per_element());
+    requireExact(gtc, g);
+
+    // Per tensor, a free scale a * {0, +-1, +-2, +-4} (pow2, bits 3): a_g = the smallest
+    // magnitude, exponents 0..2.
+    const float a = 0.3f;
+    const ParameterBlock free = block("pow2.weights", Shape{2, 3}, {a, -2 * a, 0, 4 * a, -a, 2 * a});
+    const PowerOfTwoCodes f = encodePowerOfTwo(free, 1e-6);
+    BOOST_TEST(f.groups == 1);
+    BOOST_TEST(f.groupScale[0] == a);
+    BOOST_TEST(f.exponentMin == 0);
+    BOOST_TEST(f.exponentMax == 2);
+    BOOST_TEST(f.bits == 3);
+    requireExact(free, f);
+
+    // Per filter: each filter its own scale (0.3, 0.7: no common a), one filter all zero
+    // (a_g = 1), one of powers of two (a_g = 1); exponents from all groups share one offset.
+    const float b = 0.7f;
+    const ParameterBlock filters =
+        block("conv.weights", Shape{4, 1, 1, 3},
+              {a, 2 * a, -8 * a, -b, 0, 4 * b, 0, 0, 0, 0.25f, -0.5f, 0});
+    const PowerOfTwoCodes pf = encodePowerOfTwo(filters, 1e-6);
+    BOOST_TEST(pf.groups == 4);
+    BOOST_TEST(pf.groupScale[0] == a);
+    BOOST_TEST(pf.groupScale[1] == b);
+    BOOST_TEST(pf.groupScale[2] == 1.0f);
+    BOOST_TEST(pf.groupScale[3] == 1.0f);
+    BOOST_TEST(pf.exponentMin == -2);  // 0.25 = 2^-2
+    BOOST_TEST(pf.exponentMax == 3);   // 8a
+    requireExact(filters, pf);
+
+    // A single exponent: power-of-two codes exist (2 bits), but the block is ternary, and a
+    // ternary block stays ternary.
+    const ParameterBlock one = block("one.weights", Shape{1, 3}, {0.25f, 0, -0.25f});
+    const PowerOfTwoCodes o = encodePowerOfTwo(one, 1e-6);
+    BOOST_TEST(o.exponentMin == o.exponentMax);
+    BOOST_TEST(o.bits == 2);
+    requireExact(one, o);
+    BOOST_TEST((encodeQuantized(one, 1e-6).coding == WeightCoding::Ternary));
+    BOOST_TEST((encodeQuantized(gtc, 1e-6).coding == WeightCoding::PowerOfTwo));
+    BOOST_TEST((encodeQuantized(free, 1e-6).coding == WeightCoding::PowerOfTwo));
+
+    // Wide ranges: 121 exponents (2^-60 .. 2^60) take 8 bits; 128 do not fit an 8-bit code.
+    std::vector<float> wide;
+    for (int e = -60; e <= 60; ++e) wide.push_back(std::ldexp(e % 2 ? -1.0f : 1.0f, e));
+    const ParameterBlock w = block("wide.weights", Shape{1, static_cast<Index>(wide.size())}, wide);
+    const PowerOfTwoCodes pw = encodePowerOfTwo(w, 1e-6);
+    BOOST_TEST(pw.exponentMin == -60);
+    BOOST_TEST(pw.exponentMax == 60);
+    BOOST_TEST(pw.bits == 8);
+    requireExact(w, pw);
+    std::vector<float> tooWide;
+    for (int e = -64; e <= 63; ++e) tooWide.push_back(std::ldexp(1.0f, e));
+    BOOST_CHECK_EXCEPTION(
+        encodePowerOfTwo(block("huge.weights", Shape{1, 128}, tooWide), 1e-6), std::runtime_error,
+        messageContains("block 'huge.weights' is not power-of-two: it uses the exponents -64..63: "
+                        "128 of them, more than the 127"));
+
+    // A value that is not a power of two (times its filter's smallest magnitude): named with its
+    // block, filter, index and the scale it was measured against.
+    const ParameterBlock bad = block("fc1.weights", Shape{2, 3}, {0.25f, 0.5f, -1, 0.1f, 0.2f, 0.3f});
+    BOOST_CHECK_EXCEPTION(encodePowerOfTwo(bad, 1e-6), std::runtime_error,
+                          messageContains("block 'fc1.weights' is not power-of-two: filter 1 holds "
+                                          "0.300000012 (value 5), which is not 0.100000001 times "
+                                          "a power of two"));
+    BOOST_CHECK_EXCEPTION(encodeQuantized(bad, 1e-6), std::runtime_error,
+                          messageContains("is not ternary: filter 0 holds"));
+    BOOST_CHECK_EXCEPTION(encodeQuantized(bad, 1e-6), std::runtime_error,
+                          messageContains("and not power-of-two: filter 1 holds 0.300000012"));
+    const ParameterBlock nan = block("nan.weights", Shape{1, 2}, {0.5f, std::nanf("")});
+    BOOST_CHECK_EXCEPTION(encodePowerOfTwo(nan, 1e-6), std::runtime_error,
+                          messageContains("filter 0 holds nan (value 1)"));
+}
+
+BOOST_AUTO_TEST_CASE(bit_widths_against_the_formula) {
+    // R exponents m..m+R-1 (both signs, and zeros): the stored width has room for R + 1
+    // magnitudes and a sign; GTC's count (no zero) is GtcQuantizer's own.
+    for (int range = 1; range <= 17; ++range)
+        for (int m : {-9, 0, 4}) {
+            std::vector<float> v{0.0f};
+            for (int e = m; e < m + range; ++e) {
+                v.push_back(std::ldexp(1.0f, e));
+                v.push_back(-std::ldexp(1.0f, e));
+            }
+            const auto n = static_cast<Index>(v.size());
+            const ParameterBlock b = block("b.weights", Shape{1, n}, v);
+            const PowerOfTwoCodes p = encodePowerOfTwo(b, 1e-6);
+            BOOST_TEST(p.exponentMin == m);
+            BOOST_TEST(p.exponentMax == m + range - 1);
+            BOOST_TEST(p.bits == expectedBits(range), "R " << range);
+            BOOST_TEST(powerOfTwoCodeBits(m, m + range - 1) == p.bits);
+            requireExact(b, p);
+            // GTC at theta = (0, 1), eps = 0 maps exact powers of two to themselves and counts
+            // 1 + ceil(log2 R).
+            proj::GtcSettings s;
+            s.eps = 0;
+            proj::GtcQuantizer q(s);
+            Vector out(n);
+            q.forward(b.value, out, b.shape);
+            BOOST_TEST((out.array() == b.value.array()).all());
+            BOOST_TEST(gtcBits(m, m + range - 1) == q.bits().bits, "R " << range);
+            // one more bit than GTC's exactly when R is a power of two (zero needs the room)
+            const bool powerOfTwoRange = (range & (range - 1)) == 0;
+            BOOST_TEST(p.bits == q.bits().bits + (powerOfTwoRange ? 1 : 0), "R " << range);
+        }
+    BOOST_CHECK_EXCEPTION(powerOfTwoCodeBits(0, 127), std::invalid_argument,
+                          messageContains("are 128, expected 1 to 127"));
+    BOOST_CHECK_EXCEPTION(powerOfTwoCodeBits(1, 0), std::invalid_argument,
+                          messageContains("are 0"));
+}
+
+BOOST_AUTO_TEST_CASE(pack_unpack_round_trip_and_layout) {
+    for (int bits = 2; bits <= 8; ++bits)
+        for (Index n : {0, 1, 7, 8, 9, 333}) {
+            const int maxMag = (1 << (bits - 1)) - 1;
+            std::mt19937_64 rng(static_cast<std::uint64_t>(n * 10 + bits));
+            std::vector<std::int8_t> codes(static_cast<size_t>(n));
+            for (auto& c : codes)
+                c = static_cast<std::int8_t>(static_cast<int>(rng() % (2 * maxMag + 1)) - maxMag);
+            const auto packed = packPowerOfTwoCodes(codes, bits);
+            BOOST_TEST(static_cast<Index>(packed.size()) == (n * bits + 7) / 8);
+            BOOST_TEST(unpackPowerOfTwoCodes(packed, n, bits, maxMag) == codes);
+        }
+    // 3 bits, first code in the low bits, top bit the sign: 1 -> 001, -2 -> 110, 0 -> 000,
+    // 3 -> 011; the stream 001 110 000 011 (code 0 first, each code low bit first).
+    const auto p = packPowerOfTwoCodes({1, -2, 0, 3}, 3);
+    BOOST_TEST_REQUIRE(p.size() == 2u);
+    BOOST_TEST(int(p[0]) == (0b001 | 0b110 << 3 | 0b000 << 6));
+    BOOST_TEST(int(p[1]) == (0b011 << 1));
+    BOOST_CHECK_EXCEPTION(packPowerOfTwoCodes({0, 4}, 3), std::invalid_argument,
+                          messageContains("code 1 is 4"));
+    BOOST_CHECK_EXCEPTION(unpackPowerOfTwoCodes({0b100}, 1, 3, 3), std::invalid_argument,
+                          messageContains("code 0 is a negative zero"));
+    BOOST_CHECK_EXCEPTION(unpackPowerOfTwoCodes({0b011}, 1, 3, 2), std::invalid_argument,
+                          messageContains("exponent index 3, above the 2 exponents"));
+    BOOST_CHECK_EXCEPTION(unpackPowerOfTwoCodes({0, 0}, 6, 3, 3), std::invalid_argument,
+                          messageContains("2 bytes cannot hold 6 codes of 3 bits"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(export_checkpoint)
 
 BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(cases().size()), i) {
@@ -172,7 +369,7 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
         const DeployedLayer& d = m.layers()[li];
         if (d.kind != DeployedKind::Conv && d.kind != DeployedKind::Fc) continue;
         const ParameterBlock& w = net->parameters().at(d.name + ".weights");
-        BOOST_TEST(d.ternary == w.constrained, d.name);
+        BOOST_TEST(d.ternary() == w.constrained, d.name);
         // models.cpp names the BN after conv<n> "bn<n>", after fc<n> "bn_fc<n>".
         const std::string bnName =
             d.kind == DeployedKind::Conv ? "bn" + d.name.substr(4) : "bn_" + d.name;
@@ -187,11 +384,11 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
             d.kind == DeployedKind::Conv ? "gain" + d.name.substr(4) : "gain_" + d.name;
         const Gain* gain = byName.count(gainName) ? dynamic_cast<const Gain*>(byName[gainName]) : nullptr;
         const double g = gain ? gain->gain() : 1.0;
-        BOOST_TEST((gain != nullptr) == (one && !k.bn && d.ternary), d.name);
+        BOOST_TEST((gain != nullptr) == (one && !k.bn && d.ternary()), d.name);
         const Index per = w.value.size() / d.out;
         for (Index ch = 0; ch < d.out; ++ch) {
             double a = 1;
-            if (d.ternary) {
+            if (d.ternary()) {
                 // a_c: the largest |value| of the channel's group (TTQ: the positive level).
                 const Index lo = k.granularity == "tensor" ? 0 : ch * per;
                 const Index hi = k.granularity == "tensor" ? w.value.size() : (ch + 1) * per;
@@ -224,7 +421,7 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
             BOOST_TEST(close(d.scale[ch], s), d.name << " s_" << ch << " " << d.scale[ch] << " vs " << s);
             BOOST_TEST(close(d.bias[ch], b, 1e-4), d.name << " b_" << ch << " " << d.bias[ch] << " vs " << b);
         }
-        if (d.ternary) {
+        if (d.ternary()) {
             ++ternaryLayers;
             BOOST_TEST(d.groups == (k.granularity == "tensor" ? 1 : d.groups));
             // Multiplication-free exactly for a = 1 without BN and without a gain; a layer with
@@ -242,7 +439,7 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
                (one && !k.bn && !gains && k.quantizeFirst && k.quantizeLast));
     if (m.multiplicationFree()) {
         for (const auto& d : m.layers())
-            if (d.ternary) BOOST_TEST((d.scale.array() == 1.0f).all());
+            if (d.ternary()) BOOST_TEST((d.scale.array() == 1.0f).all());
     }
 
     // Predictions equal the trained network's on every test image; accuracy equals tern-train's.
@@ -290,9 +487,9 @@ BOOST_DATA_TEST_CASE(folds_and_predicts_like_the_trained_network, bdata::xrange(
     // Per-tensor scales without BN all move to the logits: s_c == 1 exactly, multiplication-free.
     for (const auto& d : p.layers()) {
         if (!d.weighted()) continue;
-        const bool perTensor = !d.foldedBatchNorm && (!d.ternary || d.groups == 1 || one);
+        const bool perTensor = !d.foldedBatchNorm && (!d.ternary() || d.groups == 1 || one);
         if (perTensor && k.method != "ttq") BOOST_TEST((d.scale.array() == 1.0f).all(), d.name);
-        if (d.ternary && perTensor && k.method != "ttq") BOOST_TEST(d.multiplicationFree, d.name);
+        if (d.ternary() && perTensor && k.method != "ttq") BOOST_TEST(d.multiplicationFree, d.name);
     }
     const bool wholeTernaryNoBn = !k.bn && k.quantizeFirst && k.quantizeLast && k.method != "ttq" &&
                                   (one || k.granularity == "tensor");
@@ -585,7 +782,7 @@ BOOST_AUTO_TEST_CASE(model_from_parts_round_trips_through_the_file) {
     fc1.in = 4;
     fc1.out = 3;
     fc1.weightShape = Shape{3, 4};
-    fc1.ternary = true;
+    fc1.coding = WeightCoding::Ternary;
     fc1.codes = {1, 0, -1, 1, 0, 0, 0, 0, -1, -1, 1, 0};
     fc1.groups = 3;
     fc1.groupScale = Vector::Constant(3, 0.5f);
@@ -653,6 +850,290 @@ BOOST_AUTO_TEST_CASE(model_from_parts_round_trips_through_the_file) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(export_power_of_two)
+
+namespace {
+
+/// Power-of-two runs: GTC (values +-2^k, a_g = 1) and the pow2 sets a * {0, +-1, +-2, +-4}.
+std::vector<Case> powerOfTwoCases() {
+    return {{"gtc", true, "free", "tensor"},
+            {"gtc", false, "free", "tensor", true, true},   // every layer GTC, no BN
+            {"admm", true, "free", "filter"},               // pow2, bits 3, a per filter
+            {"admm", false, "free", "tensor", true, true},  // every layer pow2, no BN
+            {"pgd", false, "one", "tensor", true, true}};   // a = 1 (with gains), no BN
+}
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(exports_and_predicts_like_the_trained_network,
+                     bdata::xrange(powerOfTwoCases().size()), i) {
+    const Case k = powerOfTwoCases()[i];
+    BOOST_TEST_MESSAGE("case " << k << (k.method == "gtc" ? "" : " levels pow2"));
+    TrainConfig c = tinyConfig(k);
+    if (k.method != "gtc") {
+        c.levels = "pow2";
+        c.bits = 3;
+    }
+    const auto [result, dir] = trained(c);
+    const std::string ckpt = dir + "/checkpoint.h5";
+    io::DataSplit data;
+    auto net = networkFromCheckpoint(ckpt, {}, &data);
+    BOOST_TEST_REQUIRE(data.test.count == 90);
+    const std::vector<int> want = net->predict(data.test, 64);
+    const std::vector<float> wantLogits = net->logits(data.test, 64);
+
+    // Per-layer folding: every quantized layer holds power-of-two codes that decode to the
+    // checkpoint's values exactly, at the width the formula gives for its exponents.
+    ExportOptions perLayer;
+    perLayer.propagateScales = false;
+    const std::string file = dir + "/model.h5";
+    TernaryModel::fromCheckpoint(ckpt, perLayer).save(file, true);
+    BOOST_TEST(io::CheckpointReader(file, "tern-model", kModelVersion).version() == 3);
+    TernaryModel m = TernaryModel::load(file);  // also checks packed == int8 codes
+    Index quantized = 0;
+    for (const DeployedLayer& d : m.layers()) {
+        if (!d.weighted()) continue;
+        const ParameterBlock& w = net->parameters().at(d.name + ".weights");
+        BOOST_TEST(d.quantized() == w.constrained, d.name);
+        if (!d.quantized()) continue;
+        ++quantized;
+        BOOST_TEST_REQUIRE(d.powerOfTwo(), d.name << " is " << codingName(d.coding));
+        BOOST_TEST(d.groups == (k.granularity == "filter" ? d.out : 1), d.name);
+        const Vector e = d.effectiveWeights();
+        const Index per = w.value.size() / d.groups;
+        int lo = 1000, hi = -1000;
+        for (Index j = 0; j < w.value.size(); ++j) {
+            const float a = d.groupScale[j / per];
+            BOOST_TEST(a * e[j] == w.value[j], d.name << "[" << j << "]");  // exact
+            if (w.value[j] == 0) continue;
+            const double x = std::log2(std::abs(double(w.value[j])) / double(a));
+            BOOST_TEST(x == std::round(x));  // +-a_g 2^e
+            lo = std::min(lo, int(x));
+            hi = std::max(hi, int(x));
+        }
+        BOOST_TEST(d.exponentMin == lo);
+        BOOST_TEST(d.exponentMax == hi);
+        BOOST_TEST(d.codeBits() == powerOfTwoCodeBits(lo, hi));
+        BOOST_TEST_MESSAGE(d.name << ": exponents " << lo << ".." << hi << ", " << d.codeBits()
+                                  << " bits (GTC " << gtcBits(lo, hi) << ")");
+        if (k.method == "gtc") {
+            BOOST_TEST((d.groupScale.array() == 1.0f).all());  // the values are 2^k themselves
+            // s_c = 1 without BN: shifts and additions already before propagation
+            BOOST_TEST(d.multiplicationFree == !k.bn, d.name);
+        }
+        if (k.alpha == "free" && k.method != "gtc")  // a free scale: a_g, no 2^e, the smallest
+            BOOST_TEST(lo == 0);
+    }
+    BOOST_TEST(quantized == 1 + k.quantizeFirst + k.quantizeLast);
+    BOOST_TEST(m.predict(data.test, 64) == want, boost::test_tools::per_element());
+    const std::vector<float> gotLogits = m.logits(data.test, 7);
+    for (size_t j = 0; j < gotLogits.size(); ++j)
+        BOOST_TEST(std::abs(gotLogits[j] - wantLogits[j]) <= 1e-4f * (1 + std::abs(wantLogits[j])));
+    BOOST_TEST(m.accuracy(data.test, 64) == result.finalTestAcc);  // what tern-eval reports
+
+    // Propagated (the default), read back from its file: the same argmax, the logits up to
+    // logit_scale, tern-train's accuracy.
+    const std::string propFile = dir + "/model-propagated.h5";
+    TernaryModel::fromCheckpoint(ckpt).save(propFile);
+    TernaryModel p = TernaryModel::load(propFile);
+    BOOST_TEST(p.folding().propagated);
+    io::Dataset raw = io::readIdx(dataDir(), "test", "mnist/test");
+    p.prepareInput(raw);
+    const std::vector<float> outs = p.logits(raw, 7);
+    const std::vector<int> gotP = p.predict(raw, 64);
+    Index ties = 0;
+    for (Index j = 0; j < raw.count; ++j) {
+        std::vector<float> row(wantLogits.begin() + j * 10, wantLogits.begin() + (j + 1) * 10);
+        std::sort(row.rbegin(), row.rend());
+        const bool tie = row[0] - row[1] <= 1e-4f * (1 + std::abs(row[0]));
+        ties += tie;
+        if (!tie) BOOST_TEST(gotP[j] == want[j], "image " << j);
+        for (Index cl = 0; cl < 10; ++cl) {
+            const float w = wantLogits[j * 10 + cl];
+            BOOST_TEST(std::abs(double(outs[j * 10 + cl]) * p.folding().logitScale - w) <=
+                           1e-4 * (1 + std::abs(w)),
+                       "image " << j << " class " << cl);
+        }
+    }
+    BOOST_TEST(ties == 0);
+    BOOST_TEST(p.accuracy(raw, 64) == result.finalTestAcc);
+
+    // multiplication_free: without BN and per tensor every quantized layer ends with s_c = 1
+    // and weights 0 or +-2^k; the whole-network cases need no multiplication at all.
+    const bool perTensorNoBn = !k.bn && k.granularity == "tensor";
+    BOOST_TEST(p.multiplicationFree() == perTensorNoBn);
+    const bool whole = perTensorNoBn && k.quantizeFirst && k.quantizeLast;
+    BOOST_TEST(p.fullyMultiplicationFree() == whole);
+    const DeployedCost cost = p.cost();
+    BOOST_TEST(cost.shifts > 0);  // exponents != 0 occur in every case
+    if (whole) {
+        BOOST_TEST(cost.multiplications == 0);
+        for (const auto& d : p.layers())
+            if (d.weighted()) {
+                BOOST_TEST((d.scale.array() == 1.0f).all(), d.name);
+                for (float x : d.effectiveWeights()) {
+                    int e = 0;
+                    BOOST_TEST_REQUIRE((x == 0 || std::frexp(std::abs(x), &e) == 0.5f));
+                }
+            }
+    } else {
+        BOOST_TEST(cost.multiplications > 0);
+    }
+    // Shifts counted by hand: one per nonzero weight use whose weight is not +-1.
+    Index shifts = 0;
+    std::vector<Index> dims = p.input();
+    for (const auto& d : p.layers()) {
+        const std::vector<Index> o = d.outputDims(dims, "test");
+        dims = o;
+        if (!d.quantized()) continue;
+        const Index positions = d.kind == DeployedKind::Conv ? o[1] * o[2] : 1;
+        for (float x : d.effectiveWeights()) shifts += (x != 0 && std::abs(x) != 1.0f) * positions;
+    }
+    BOOST_TEST(cost.shifts == shifts);
+    // Storage: the codes' bits per weight, never more than ternary's 2 + 6.
+    BOOST_TEST(cost.ternaryBits < cost.ternaryFloat32Bits / 4);
+}
+
+BOOST_AUTO_TEST_CASE(model_from_parts_round_trips_through_the_file) {
+    // fc 3 -> 2 with power-of-two codes, a = 1, exponents -1..1 (m = -1):
+    // row 0: {0.5, -2, 0}, row 1: {1, 0, -0.5}; s = (1, 1), b = (0.25, -1)
+    DeployedLayer fc;
+    fc.name = "fc1";
+    fc.kind = DeployedKind::Fc;
+    fc.in = 3;
+    fc.out = 2;
+    fc.weightShape = Shape{2, 3};
+    fc.coding = WeightCoding::PowerOfTwo;
+    fc.codes = {1, -3, 0, 2, 0, -1};
+    fc.exponentMin = -1;
+    fc.exponentMax = 1;
+    fc.groupScale = Vector::Ones(1);
+    fc.scale = Vector::Ones(2);
+    fc.bias = Vector::LinSpaced(2, 0.25f, -1.0f);
+    fc.updateMultiplicationFree();
+    BOOST_TEST(fc.multiplicationFree);
+    BOOST_TEST(fc.codeBits() == 3);
+    TernaryModel m({fc}, {1, 1, 3}, 2);
+    BOOST_TEST(m.fullyMultiplicationFree());
+    const DeployedCost c = m.cost();
+    BOOST_TEST(c.multiplications == 0);
+    BOOST_TEST(c.shifts == 3);  // 0.5, -2, -0.5
+    BOOST_TEST(c.additions == 4 + 2);
+    BOOST_TEST(c.storageBits == 3 * 6 + 64 * 2 + 32 + 32);  // codes, s and b, a_g, offset
+    const std::string file = testing::tempDir("export-pow2-parts") + "/m.h5";
+    m.save(file);
+    BOOST_TEST(io::CheckpointReader(file, "tern-model", kModelVersion).version() == 3);
+    // a build that reads version 2 refuses it instead of misreading the codes
+    BOOST_CHECK_EXCEPTION(io::CheckpointReader(file, "tern-model", 2), std::runtime_error,
+                          messageContains("version 3 is newer than supported (<= 2)"));
+    TernaryModel r = TernaryModel::load(file);
+    BOOST_TEST_REQUIRE(r.layers().size() == 1u);
+    BOOST_TEST(r.layers()[0].powerOfTwo());
+    BOOST_TEST(r.layers()[0].codes == fc.codes, boost::test_tools::per_element());
+    BOOST_TEST(r.layers()[0].exponentMin == -1);
+    BOOST_TEST(r.multiplicationFree());
+    const std::vector<float> x{0.5f, 0.25f, -2.0f};
+    std::vector<float> y(2);
+    r.logits(x.data(), 1, y.data());
+    BOOST_TEST(y[0] == 0.5f * 0.5f - 2.0f * 0.25f + 0.25f);
+    BOOST_TEST(y[1] == 1.0f * 0.5f + 0.5f * 2.0f - 1.0f);
+    // a code outside the layer's exponents, and exponents that leave float's range, are refused
+    DeployedLayer bad = fc;
+    bad.codes[0] = 4;
+    BOOST_CHECK_EXCEPTION(TernaryModel({bad}, {1, 1, 3}, 2), std::runtime_error,
+                          messageContains("layer 'fc1' has the code 4, above its 3 exponents"));
+    bad = fc;
+    bad.exponentMax = 128;
+    BOOST_CHECK_EXCEPTION(TernaryModel({bad}, {1, 1, 3}, 2), std::runtime_error,
+                          messageContains("layer 'fc1' has the exponents -1..128"));
+    // a ternary model is still written as version 2, readable by older builds
+    DeployedLayer t = fc;
+    t.coding = WeightCoding::Ternary;
+    t.codes = {1, -1, 0, 1, 0, -1};
+    t.negRatio = Vector::Ones(1);
+    const std::string tfile = file + ".ternary.h5";
+    TernaryModel({t}, {1, 1, 3}, 2).save(tfile);
+    BOOST_TEST(io::CheckpointReader(tfile, "tern-model", 2).version() == 2);
+    BOOST_TEST(TernaryModel::load(tfile).layers()[0].ternary());
+}
+
+BOOST_AUTO_TEST_CASE(version_2_model_files_still_load) {
+    // A version-2 file as tern-export wrote it before power-of-two layers: no `coding` or
+    // `bits` attributes; the `ternary` attribute says codes or floats.
+    const std::string file = testing::tempDir("export-v2") + "/v2.h5";
+    {
+        io::CheckpointWriter w(file, "tern-model", 2);
+        w.attr("", "layers", std::string("fc1,relu1,fc2"));
+        w.attr("", "classes", std::int64_t{2});
+        w.attr("", "input_channels", std::int64_t{1});
+        w.attr("", "input_height", std::int64_t{1});
+        w.attr("", "input_width", std::int64_t{3});
+        w.attr("", "multiplication_free", std::int64_t{1});
+        w.attr("", "float32_bits", 512.0);
+        w.attr("", "scales_propagated", std::int64_t{1});
+        w.attr("", "input_form", std::string("normalized"));
+        w.attr("", "logit_scale", 0.5);
+        w.write("layers/fc1/scale", Vector::Ones(2), Shape{2});
+        w.write("layers/fc1/bias", Vector::LinSpaced(2, -1.0f, 1.0f), Shape{2});
+        w.writeInts("layers/fc1/weight_shape", {2, 3});
+        w.write("layers/fc1/group_scale", Vector::Constant(1, 0.5f), Shape{1});
+        w.write("layers/fc1/neg_ratio", Vector::Ones(1), Shape{1});
+        w.writeBytes("layers/fc1/codes_packed", packCodes({1, 0, -1, -1, 1, 1}), Shape{2});
+        w.attr("layers/fc1", "in", std::int64_t{3});
+        w.attr("layers/fc1", "out", std::int64_t{2});
+        w.attr("layers/fc1", "ternary", std::int64_t{1});
+        w.attr("layers/fc1", "groups", std::int64_t{1});
+        w.attr("layers/fc1", "folded_batch_norm", std::int64_t{0});
+        w.attr("layers/fc1", "multiplication_free", std::int64_t{1});
+        w.attr("layers/fc1", "source_block", std::string("fc1.weights"));
+        w.attr("layers/fc1", "type", std::string("fc"));
+        w.attr("layers/fc1", "index", std::int64_t{0});
+        w.attr("layers/relu1", "type", std::string("relu"));
+        w.attr("layers/relu1", "index", std::int64_t{1});
+        w.write("layers/fc2/scale", Vector::Constant(2, 2.0f), Shape{2});
+        w.write("layers/fc2/bias", Vector::Zero(2), Shape{2});
+        w.writeInts("layers/fc2/weight_shape", {2, 2});
+        w.write("layers/fc2/weights", Vector::LinSpaced(4, -1.0f, 0.5f), Shape{2, 2});
+        w.attr("layers/fc2", "in", std::int64_t{2});
+        w.attr("layers/fc2", "out", std::int64_t{2});
+        w.attr("layers/fc2", "ternary", std::int64_t{0});
+        w.attr("layers/fc2", "groups", std::int64_t{1});
+        w.attr("layers/fc2", "folded_batch_norm", std::int64_t{0});
+        w.attr("layers/fc2", "multiplication_free", std::int64_t{0});
+        w.attr("layers/fc2", "source_block", std::string("fc2.weights"));
+        w.attr("layers/fc2", "type", std::string("fc"));
+        w.attr("layers/fc2", "index", std::int64_t{2});
+        w.close();
+    }
+    TernaryModel m = TernaryModel::load(file);
+    BOOST_TEST_REQUIRE(m.layers().size() == 3u);
+    BOOST_TEST(m.layers()[0].ternary());
+    BOOST_TEST(m.layers()[0].codeBits() == 2);
+    BOOST_TEST((m.layers()[2].coding == WeightCoding::Float));
+    BOOST_TEST(m.multiplicationFree());
+    BOOST_TEST(!m.fullyMultiplicationFree());
+    BOOST_TEST(m.folding().logitScale == 0.5);
+    // by hand: h = relu(Q x + b), Q rows {1, 0, -1}, {-1, 1, 1}; y = 2 * (W2 h)
+    const std::vector<float> x{0.2f, -0.4f, 1.0f};
+    std::vector<float> y(2);
+    m.logits(x.data(), 1, y.data());
+    const float h0 = std::max(0.2f - 1.0f - 1.0f, 0.0f), h1 = std::max(-0.2f - 0.4f + 1.0f + 1.0f, 0.0f);
+    const Vector w2 = Vector::LinSpaced(4, -1.0f, 0.5f);
+    BOOST_TEST(y[0] == 2 * (w2[0] * h0 + w2[1] * h1), boost::test_tools::tolerance(1e-6f));
+    BOOST_TEST(y[1] == 2 * (w2[2] * h0 + w2[3] * h1), boost::test_tools::tolerance(1e-6f));
+    // saved again: still version 2 (no power-of-two layer), now with coding and bits
+    const std::string again = file + ".again.h5";
+    m.save(again);
+    io::CheckpointReader r(again, "tern-model", 2);
+    BOOST_TEST(r.version() == 2);
+    BOOST_TEST(r.attrString("layers/fc1", "coding") == "ternary");
+    BOOST_TEST(r.attrInt("layers/fc1", "bits") == 2);
+    BOOST_TEST(r.attrString("layers/fc2", "coding") == "float");
+    BOOST_TEST(r.attrInt("layers/fc2", "bits") == 32);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(errors)
 
 BOOST_AUTO_TEST_CASE(float_checkpoint_is_not_ternary) {
@@ -662,6 +1143,9 @@ BOOST_AUTO_TEST_CASE(float_checkpoint_is_not_ternary) {
                           messageContains("block 'fc1.weights' is not ternary"));
     BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(dir + "/checkpoint.h5"), std::runtime_error,
                           messageContains("method 'fp'"));
+    // neither set fits float weights: both checks say where they failed
+    BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(dir + "/checkpoint.h5"), std::runtime_error,
+                          messageContains("and not power-of-two: filter 0 holds"));
 }
 
 BOOST_AUTO_TEST_CASE(wrong_missing_and_truncated_files) {
@@ -689,6 +1173,40 @@ BOOST_AUTO_TEST_CASE(wrong_missing_and_truncated_files) {
     o.input = {1, 28, 28};
     BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(ckpt, o), std::runtime_error,
                           messageContains("--input C,H,W"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(cli_fixture)
+
+BOOST_AUTO_TEST_CASE(write_runs) {
+    // What tests/export.cmake's command-line checks read, under $TERN_EXPORT_CLI_DIR (a temp
+    // dir when unset): data/ (the bands data, as bandsDataDir()), fp/ (a float run of a model
+    // whose fc1 is a quantized layer: tern-export must refuse it), gtc/ (a GTC run, with
+    // gtc/accuracy.txt, its final test accuracy as tern-eval prints it).
+    const char* env = std::getenv("TERN_EXPORT_CLI_DIR");
+    const std::string dir = env ? std::string(env) : testing::tempDir("export-cli");
+    fs::remove_all(dir);
+    fs::create_directories(dir + "/data");
+    testing::writeBandsIdx(dir + "/data", "train", 240, 12, 1);
+    testing::writeBandsIdx(dir + "/data", "t10k", 90, 12, 2);
+    for (const std::string method : {"fp", "gtc"}) {
+        TrainConfig c = tinyConfig({method, method == "gtc", "free", "tensor"});
+        c.dataDir = dir + "/data";
+        c.outDir = dir + "/" + method;
+        c.epochs = method == "fp" ? 1 : 3;
+        const TrainResult r = train(c, nullptr);
+        BOOST_TEST_REQUIRE(r.status == "completed");
+        if (method == "fp") {
+            BOOST_CHECK_EXCEPTION(TernaryModel::fromCheckpoint(c.outDir + "/checkpoint.h5"),
+                                  std::runtime_error, messageContains("not power-of-two"));
+        } else {
+            std::ofstream(c.outDir + "/accuracy.txt")
+                << std::fixed << std::setprecision(2) << 100 * r.finalTestAcc << '\n';
+            const TernaryModel m = TernaryModel::fromCheckpoint(c.outDir + "/checkpoint.h5");
+            BOOST_TEST(m.layers().size() > 0u);
+        }
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -20,18 +20,33 @@ void foldLayer(DeployedLayer& d, const ParameterBlock& w, const ParameterBlock* 
     const Index per = w.value.size() / out;
     d.weightShape = w.shape;
     d.sourceBlock = w.name;
-    d.ternary = w.constrained;
-    std::vector<double> a(static_cast<size_t>(out), 1.0);  // a_c: the level of code +1
-    if (d.ternary) {
-        TernaryCodes t = encodeTernary(w, tol);
-        const Index gsize = w.value.size() / t.groups;
-        for (Index g = 0; g < t.groups; ++g)
+    d.coding = WeightCoding::Float;
+    std::vector<double> a(static_cast<size_t>(out), 1.0);  // a_c: the scale of the codes
+    if (w.constrained) {
+        QuantizedCodes q = encodeQuantized(w, tol);
+        d.coding = q.coding;
+        std::vector<double> groupScale;
+        if (q.coding == WeightCoding::Ternary) {
+            TernaryCodes& t = q.ternary;
+            groupScale = t.groupScaleExact;
+            d.groups = t.groups;
+            d.codes = std::move(t.codes);
+            d.groupScale = std::move(t.groupScale);
+            d.negRatio = std::move(t.negRatio);
+        } else {
+            PowerOfTwoCodes& p = q.powerOfTwo;
+            groupScale.assign(p.groupScale.data(), p.groupScale.data() + p.groups);  // exact
+            d.groups = p.groups;
+            d.codes = std::move(p.codes);
+            d.groupScale = std::move(p.groupScale);
+            d.negRatio = Vector();
+            d.exponentMin = p.exponentMin;
+            d.exponentMax = p.exponentMax;
+        }
+        const Index gsize = w.value.size() / d.groups;
+        for (Index g = 0; g < d.groups; ++g)
             for (Index c = g * gsize / per; c < (g + 1) * gsize / per; ++c)
-                a[c] = t.groupScaleExact[g];
-        d.groups = t.groups;
-        d.codes = std::move(t.codes);
-        d.groupScale = std::move(t.groupScale);
-        d.negRatio = std::move(t.negRatio);
+                a[c] = groupScale[static_cast<size_t>(g)];
     } else {
         d.weights = w.value;
     }
@@ -54,7 +69,7 @@ void foldLayer(DeployedLayer& d, const ParameterBlock& w, const ParameterBlock* 
             d.bias[c] = static_cast<Scalar>(b0);
         }
     }
-    d.multiplicationFree = d.ternary && (d.negRatio.array() == 1.0f).all() && !d.scaled();
+    d.updateMultiplicationFree();
 }
 
 TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance) {
@@ -106,8 +121,7 @@ TernaryModel TernaryModel::fromNetwork(const nn::Network& net, double tolerance)
                 d.scale[c] = static_cast<Scalar>(g * double(d.scale[c]));
                 d.bias[c] = static_cast<Scalar>(g * double(d.bias[c]));
             }
-            d.multiplicationFree =
-                d.ternary && (d.negRatio.array() == 1.0f).all() && !d.scaled();
+            d.updateMultiplicationFree();
             ++i;  // folded
         }
         layers.push_back(std::move(d));
@@ -183,13 +197,12 @@ void TernaryModel::propagateScales() {
             l.scale.setOnes();
             P = S;
         } else {
-            // Per-channel scales cannot move through the next layer's ternary codes: absorb P.
+            // Per-channel scales cannot move through the next layer's codes: absorb P.
             for (Index c = 0; c < l.out; ++c)
                 l.scale[c] = static_cast<Scalar>(double(l.scale[c]) * P);
             P = 1.0;
         }
-        l.multiplicationFree =
-            l.ternary && (l.negRatio.array() == 1.0f).all() && !l.scaled();
+        l.updateMultiplicationFree();
     }
     f.logitScale = P;
     folding_ = std::move(f);

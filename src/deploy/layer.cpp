@@ -2,6 +2,9 @@
 #include "tern/deploy/layer.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/deploy/codes.hpp"
+
+#include <cmath>
 
 #include <algorithm>
 #include <sstream>
@@ -19,27 +22,70 @@ std::string kindName(DeployedKind k) {
     return "?";
 }
 
+std::string codingName(WeightCoding c) {
+    switch (c) {
+    case WeightCoding::Float: return "float";
+    case WeightCoding::Ternary: return "ternary";
+    case WeightCoding::PowerOfTwo: return "pow2";
+    }
+    return "?";
+}
+
+WeightCoding parseCoding(const std::string& s) {
+    for (WeightCoding c : {WeightCoding::Float, WeightCoding::Ternary, WeightCoding::PowerOfTwo})
+        if (s == codingName(c)) return c;
+    fail("parseCoding()", "unknown weight coding '" + s + "'; known: float, ternary, pow2");
+}
+
 std::string dimsString(const std::vector<Index>& d) {
     std::ostringstream s;
     for (size_t i = 0; i < d.size(); ++i) s << (i ? "x" : "") << d[i];
     return s.str();
 }
 
+int DeployedLayer::codeBits() const {
+    switch (coding) {
+    case WeightCoding::Float: return 32;
+    case WeightCoding::Ternary: return 2;
+    case WeightCoding::PowerOfTwo: return powerOfTwoCodeBits(exponentMin, exponentMax);
+    }
+    return 32;
+}
+
 Index DeployedLayer::nonzeros() const {
-    if (ternary)
+    if (quantized())
         return std::count_if(codes.begin(), codes.end(), [](std::int8_t c) { return c != 0; });
     return (weights.array() != 0.0f).count();
 }
 
 Vector DeployedLayer::effectiveWeights() const {
-    if (!ternary) return weights;
+    if (!quantized()) return weights;
     Vector w(static_cast<Index>(codes.size()));
     const Index per = groups > 0 ? w.size() / groups : w.size();
     for (Index i = 0; i < w.size(); ++i) {
-        const std::int8_t c = codes[i];
-        w[i] = c > 0 ? 1.0f : (c < 0 ? -negRatio[i / per] : 0.0f);
+        const int c = codes[i];
+        if (powerOfTwo())  // exact: a power of two in float's range (checked on load)
+            w[i] = c == 0 ? 0.0f
+                          : static_cast<Scalar>(std::ldexp(c > 0 ? 1.0 : -1.0,
+                                                           exponentMin + std::abs(c) - 1));
+        else
+            w[i] = c > 0 ? 1.0f : (c < 0 ? -negRatio[i / per] : 0.0f);
     }
     return w;
+}
+
+void DeployedLayer::updateMultiplicationFree() {
+    // Products with 0 and +-2^k are shifts (an exponent add for a float input): power-of-two
+    // codes always; ternary ones when the negative level -r_g is one too (r_g = 1: {-1, 0, 1}).
+    bool shifts = powerOfTwo();
+    if (ternary()) {
+        shifts = true;
+        for (Index g = 0; g < negRatio.size() && shifts; ++g) {
+            int e = 0;
+            shifts = std::frexp(std::abs(double(negRatio[g])), &e) == 0.5;
+        }
+    }
+    multiplicationFree = shifts && !scaled();
 }
 
 std::vector<Index> DeployedLayer::outputDims(const std::vector<Index>& src,

@@ -2,6 +2,7 @@
 #include "tern/deploy/model.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/deploy/codes.hpp"
 #include "tern/deploy/inference.hpp"
 #include "tern/nn/loss.hpp"
 
@@ -60,7 +61,7 @@ void TernaryModel::setNormalization(std::vector<float> mean, std::vector<float> 
 bool TernaryModel::multiplicationFree() const {
     bool any = false;
     for (const auto& l : layers_) {
-        if (!l.weighted() || !l.ternary) continue;
+        if (!l.weighted() || !l.quantized()) continue;
         if (!l.multiplicationFree) return false;
         any = true;
     }
@@ -71,7 +72,7 @@ bool TernaryModel::fullyMultiplicationFree() const {
     bool any = false;
     for (const auto& l : layers_) {
         if (!l.weighted()) continue;
-        if (!l.ternary || !l.multiplicationFree) return false;
+        if (!l.quantized() || !l.multiplicationFree) return false;
         any = true;
     }
     return any;
@@ -96,12 +97,33 @@ void TernaryModel::check() const {
             if (l.scale.size() != l.out || l.bias.size() != l.out)
                 throw std::runtime_error(where + ": layer '" + l.name + "' needs " +
                                          std::to_string(l.out) + " scales and biases");
-            if (l.ternary) {
+            if (l.quantized()) {
                 if (static_cast<Index>(l.codes.size()) != n || l.groups < 1 ||
                     l.out % l.groups != 0 || l.groupScale.size() != l.groups ||
-                    l.negRatio.size() != l.groups)
+                    l.negRatio.size() != (l.ternary() ? l.groups : 0))
                     throw std::runtime_error(where + ": layer '" + l.name +
                                              "' has inconsistent codes or groups");
+                if (l.ternary()) {
+                    for (const std::int8_t c : l.codes)
+                        if (c < -1 || c > 1)
+                            throw std::runtime_error(where + ": layer '" + l.name +
+                                                     TERN_MSG("' has the ternary code " << int(c)));
+                } else {
+                    // every code's weight 2^(m + |code| - 1) a nonzero, finite float
+                    const long range = long(l.exponentMax) - long(l.exponentMin) + 1;
+                    if (range < 1 || range > kMaxPowerOfTwoExponents || l.exponentMin < -149 ||
+                        l.exponentMax > 127)
+                        throw std::runtime_error(
+                            where + ": layer '" + l.name +
+                            TERN_MSG("' has the exponents " << l.exponentMin << ".." << l.exponentMax
+                                                            << " (1 to " << kMaxPowerOfTwoExponents
+                                                            << " of them within -149..127 expected)"));
+                    for (const std::int8_t c : l.codes)
+                        if (std::abs(int(c)) > range)
+                            throw std::runtime_error(where + ": layer '" + l.name +
+                                                     TERN_MSG("' has the code " << int(c) << ", above its "
+                                                                                << range << " exponents"));
+                }
             } else if (l.weights.size() != n) {
                 throw std::runtime_error(where + ": layer '" + l.name + "' has " +
                                          std::to_string(l.weights.size()) + " weights, expected " +
@@ -129,16 +151,34 @@ DeployedCost TernaryModel::cost() const {
         const Index n = l.weightShape.size();
         const double channelBits = 32.0 * 2 * static_cast<double>(l.out);  // s_c, b_c
         const double srcBits = 32.0 * static_cast<double>(n + (l.foldedBatchNorm ? 4 : 1) * l.out);
-        if (l.ternary) {
-            const bool asym = (l.negRatio.array() != 1.0f).any();
-            const double bits = 2.0 * static_cast<double>(n) + channelBits +
-                                32.0 * 2 * static_cast<double>(l.groups);
+        if (l.quantized()) {
+            const double bits = static_cast<double>(l.codeBits()) * static_cast<double>(n) +
+                                channelBits + 32.0 * static_cast<double>(l.groups) +
+                                32.0 * static_cast<double>(l.negRatio.size()) +
+                                (l.powerOfTwo() ? 32.0 : 0.0);  // a_g, r_g, the exponent offset
             c.storageBits += bits;
             c.ternaryBits += bits;
             c.ternaryFloat32Bits += srcBits;
             // One add/sub per nonzero weight use, one add per output value for b_c.
             c.additions += (l.nonzeros() + l.out) * positions;
-            if (!l.multiplicationFree) c.multiplications += l.out * positions * (asym ? 2 : 1);
+            // The weights' products: none for +-1, a shift for +-2^k, else (a ternary r_g) one
+            // multiplication per output value, on the sum of the code -1 inputs.
+            const Vector w = l.effectiveWeights();
+            const Index per = n / l.groups;
+            Index shifted = 0;
+            std::vector<bool> multiplies(static_cast<size_t>(l.groups), false);
+            for (Index j = 0; j < n; ++j) {
+                const double x = std::abs(double(w[j]));
+                if (x == 0 || x == 1) continue;
+                int e = 0;
+                if (std::frexp(x, &e) == 0.5) ++shifted;
+                else multiplies[static_cast<size_t>(j / per)] = true;
+            }
+            c.shifts += shifted * positions;
+            const Index outPerGroup = l.out / l.groups;
+            for (Index g = 0; g < l.groups; ++g)
+                if (multiplies[static_cast<size_t>(g)]) c.multiplications += outPerGroup * positions;
+            if (l.scaled()) c.multiplications += l.out * positions;  // s_c
         } else {
             c.storageBits += 32.0 * static_cast<double>(n) + channelBits;
             const Index macs = n * positions;

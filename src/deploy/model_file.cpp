@@ -2,6 +2,7 @@
 // (include/tern/deploy/model_file.hpp, docs/export.md).
 #include "tern/deploy/model_file.hpp"
 
+#include "tern/core/error.hpp"
 #include "tern/deploy/codes.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/integrity.hpp"
@@ -31,8 +32,12 @@ std::int64_t i64(Index v) { return static_cast<std::int64_t>(v); }
 void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
     m.check();
     const auto& input = m.input();
+    // Version 3 only when a layer has power-of-two codes: a build that reads version 2 cannot
+    // decode them and must refuse the file, while a ternary model stays readable by it.
+    bool powerOfTwo = false;
+    for (const auto& l : m.layers()) powerOfTwo = powerOfTwo || l.powerOfTwo();
     // Written to path + ".tmp", renamed onto `path` by close(); removed if anything throws.
-    io::CheckpointWriter w(path, kModelFormat, kModelVersion);
+    io::CheckpointWriter w(path, kModelFormat, powerOfTwo ? 3 : 2);
     std::string order;
     for (const auto& l : m.layers()) {
         if (!order.empty()) order += ',';
@@ -46,8 +51,12 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
     w.attr("", "multiplication_free", std::int64_t{m.multiplicationFree()});
     w.attr("", "float32_bits", m.float32Bits());
     w.attr("", "code_encoding",
-           "2 bits per code, 4 per byte, first code in the low bits; "
-           "00 = 0, 01 = +1, 10 = -1");
+           std::string("ternary: 2 bits per code, 4 per byte, first code in the low bits; "
+                       "00 = 0, 01 = +1, 10 = -1") +
+               (powerOfTwo ? "; pow2: `bits` bits per code in one little-endian bit stream, "
+                             "top bit the sign, the low bits |code| (0 = zero); value = "
+                             "group_scale * sign * 2^(exponent_min + |code| - 1)"
+                           : ""));
     // Version 2: scale propagation (TernaryModel::propagateScales()).
     const ScaleFolding& f = m.folding();
     w.attr("", "scales_propagated", std::int64_t{f.propagated});
@@ -69,18 +78,27 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
             w.write(g + "/scale", l.scale, Shape{l.out});
             w.write(g + "/bias", l.bias, Shape{l.out});
             w.writeInts(g + "/weight_shape", l.weightShape.dims);
-            if (l.ternary) {
+            if (l.quantized()) {
                 w.write(g + "/group_scale", l.groupScale, Shape{l.groups});
-                w.write(g + "/neg_ratio", l.negRatio, Shape{l.groups});
-                const std::vector<std::uint8_t> packed = packCodes(l.codes);
+                if (l.ternary()) w.write(g + "/neg_ratio", l.negRatio, Shape{l.groups});
+                const std::vector<std::uint8_t> packed =
+                    l.ternary() ? packCodes(l.codes) : packPowerOfTwoCodes(l.codes, l.codeBits());
                 w.writeBytes(g + "/codes_packed", packed, Shape{static_cast<Index>(packed.size())});
                 if (int8Codes) w.writeBytes(g + "/codes", l.codes, l.weightShape);
             } else {
                 w.write(g + "/weights", l.weights, l.weightShape);
             }
+            if (l.powerOfTwo()) {
+                w.attr(g, "exponent_min", std::int64_t{l.exponentMin});
+                w.attr(g, "exponent_max", std::int64_t{l.exponentMax});
+                // GTC's count (sign + exponents, no zero), beside the stored width `bits`
+                w.attr(g, "gtc_bits", std::int64_t{gtcBits(l.exponentMin, l.exponentMax)});
+            }
             w.attr(g, "in", i64(l.in));
             w.attr(g, "out", i64(l.out));
-            w.attr(g, "ternary", std::int64_t{l.ternary});
+            w.attr(g, "ternary", std::int64_t{l.ternary()});  // what version 1 and 2 readers use
+            w.attr(g, "coding", codingName(l.coding));
+            w.attr(g, "bits", std::int64_t{l.codeBits()});
             w.attr(g, "groups", i64(l.groups));
             w.attr(g, "folded_batch_norm", std::int64_t{l.foldedBatchNorm});
             w.attr(g, "multiplication_free", std::int64_t{l.multiplicationFree});
@@ -176,7 +194,25 @@ TernaryModel loadModelUnguarded(const std::string& path) {
                 l.out = r->attrInt(g, "out");
                 if (l.in < 1 || l.out < 1)
                     throw std::runtime_error(where + ": layer '" + name + "' has in/out < 1");
-                l.ternary = r->attrInt(g, "ternary") != 0;
+                // Versions 1 and 2 before `coding`: ternary codes or float weights.
+                const bool ternaryAttr = r->attrInt(g, "ternary") != 0;
+                l.coding = ternaryAttr ? WeightCoding::Ternary : WeightCoding::Float;
+                if (r->hasAttr(g, "coding")) {
+                    try {
+                        l.coding = parseCoding(r->attrString(g, "coding"));
+                    } catch (const std::invalid_argument& e) {
+                        throw std::runtime_error(where + ": layer '" + name + "': " + e.what());
+                    }
+                    if (ternaryAttr != l.ternary())
+                        throw std::runtime_error(where + ": layer '" + name + "' has coding '" +
+                                                 codingName(l.coding) + "' but ternary = " +
+                                                 (ternaryAttr ? "1" : "0"));
+                }
+                if (l.powerOfTwo() && r->version() < 3)
+                    throw std::runtime_error(where + ": layer '" + name +
+                                             "' has power-of-two codes in a version " +
+                                             std::to_string(r->version()) +
+                                             " file (they came with version 3)");
                 l.groups = r->attrInt(g, "groups");
                 l.foldedBatchNorm = r->attrInt(g, "folded_batch_norm") != 0;
                 l.multiplicationFree = r->attrInt(g, "multiplication_free") != 0;
@@ -196,15 +232,41 @@ TernaryModel loadModelUnguarded(const std::string& path) {
                                              " dims, " + std::to_string(elements) + " elements)");
                 l.scale = r->read(g + "/scale", Shape{l.out});
                 l.bias = r->read(g + "/bias", Shape{l.out});
-                if (l.ternary) {
-                    if (l.groups < 1)
-                        throw std::runtime_error(where + ": layer '" + name + "' has groups < 1");
+                if (l.quantized()) {
+                    if (l.groups < 1 || l.groups > l.out)
+                        throw std::runtime_error(where + ": layer '" + name + "' has " +
+                                                 std::to_string(l.groups) + " groups for " +
+                                                 std::to_string(l.out) + " outputs");
                     l.groupScale = r->read(g + "/group_scale", Shape{l.groups});
-                    l.negRatio = r->read(g + "/neg_ratio", Shape{l.groups});
+                    if (l.ternary()) l.negRatio = r->read(g + "/neg_ratio", Shape{l.groups});
                     const Index n = l.weightShape.size();
-                    const auto packed = r->readBytes(g + "/codes_packed", Shape{(n + 3) / 4});
+                    int bits = 2;
+                    long range = 1;
+                    if (l.powerOfTwo()) {
+                        const std::int64_t lo = r->attrInt(g, "exponent_min"),
+                                           hi = r->attrInt(g, "exponent_max");
+                        range = long(hi - lo + 1);
+                        if (lo < -149 || hi > 127 || range < 1 || range > kMaxPowerOfTwoExponents)
+                            throw std::runtime_error(
+                                where + ": layer '" + name +
+                                TERN_MSG("' has the exponents " << lo << ".." << hi << " (1 to "
+                                                                << kMaxPowerOfTwoExponents
+                                                                << " of them within -149..127 expected)"));
+                        l.exponentMin = static_cast<int>(lo);
+                        l.exponentMax = static_cast<int>(hi);
+                        bits = l.codeBits();
+                    }
+                    if (r->hasAttr(g, "bits") && r->attrInt(g, "bits") != bits)
+                        throw std::runtime_error(where + ": layer '" + name +
+                                                 TERN_MSG("' says bits = " << r->attrInt(g, "bits")
+                                                                           << ", its codes take "
+                                                                           << bits));
+                    const Index bytes = (n * bits + 7) / 8;
+                    const auto packed = r->readBytes(g + "/codes_packed", Shape{bytes});
                     try {
-                        l.codes = unpackCodes(packed, n);
+                        l.codes = l.ternary() ? unpackCodes(packed, n)
+                                              : unpackPowerOfTwoCodes(packed, n, bits,
+                                                                      static_cast<int>(range));
                     } catch (const std::invalid_argument& e) {
                         throw std::runtime_error(where + ": layer '" + name + "': " + e.what());
                     }
@@ -213,6 +275,10 @@ TernaryModel loadModelUnguarded(const std::string& path) {
                         throw std::runtime_error(where + ": layer '" + name +
                                                  "': int8 codes and packed codes differ");
                 } else {
+                    if (r->hasAttr(g, "bits") && r->attrInt(g, "bits") != 32)
+                        throw std::runtime_error(where + ": layer '" + name +
+                                                 TERN_MSG("' says bits = " << r->attrInt(g, "bits")
+                                                                           << ", float weights take 32"));
                     l.weights = r->read(g + "/weights", l.weightShape);
                 }
             }

@@ -1,6 +1,7 @@
 #pragma once
-/// \file One layer of a deployed (exported) ternary network: codes or float weights with the
-/// per-channel scale s_c and shift b_c that BN folding produced (deploy/folding.hpp).
+/// \file One layer of a deployed (exported) network: ternary or power-of-two codes, or float
+/// weights, with the per-channel scale s_c and shift b_c that BN folding produced
+/// (deploy/folding.hpp).
 #include "tern/core/types.hpp"
 
 #include <cstdint>
@@ -15,6 +16,19 @@ enum class DeployedKind { Conv, Fc, Relu, Pool };
 /// "conv", "fc", "relu", "pool".
 std::string kindName(DeployedKind k);
 
+/// How a conv / FC layer's weights are stored (docs/export.md section 2).
+enum class WeightCoding {
+    Float,       ///< float32 weights (an unquantized layer)
+    Ternary,     ///< codes in {-1, 0, +1}, 2 bits each, levels a_g and -r_g a_g per group
+    PowerOfTwo,  ///< sign + exponent codes: a_g * (+-2^e) per group, `bits` bits each
+};
+
+/// "float", "ternary", "pow2" (the model file's `coding` attribute).
+std::string codingName(WeightCoding c);
+/// Inverse of codingName(). Throws std::invalid_argument "unknown weight coding '<s>'; known:
+/// float, ternary, pow2".
+WeightCoding parseCoding(const std::string& s);
+
 /// One layer of a deployed model.
 struct DeployedLayer {
     std::string name;  ///< the trained layer's name ("conv1", "fc2", "relu1", "pool1")
@@ -27,28 +41,51 @@ struct DeployedLayer {
     Index stride = 1;   ///< conv / pool stride
     Index padding = 0;  ///< conv padding (both sides)
     Shape weightShape;  ///< OIHW (conv) or {out, in} (fc)
-    bool ternary = false;            ///< weights are ternary codes (else float weights)
-    std::vector<std::int8_t> codes;  ///< ternary: codes in {-1, 0, +1}, weightShape order
+    WeightCoding coding = WeightCoding::Float;  ///< codes (ternary, power of two) or floats
+    /// Ternary: codes in {-1, 0, +1}; power of two: 0 or +-(e - exponentMin + 1); weightShape
+    /// order.
+    std::vector<std::int8_t> codes;
     Vector weights;                  ///< float layers: the trained float weights
-    Index groups = 1;                ///< ternary: scale groups (1 = per tensor, out = per filter)
+    Index groups = 1;                ///< codes: scale groups (1 = per tensor, out = per filter)
     /// Ternary, per group: magnitude of the negative level relative to the positive one
-    /// (1 for sign-symmetric sets; TTQ's Wn/Wp otherwise). Code -1 means -negRatio.
+    /// (1 for sign-symmetric sets; TTQ's Wn/Wp otherwise). Code -1 means -negRatio. Empty for
+    /// power-of-two layers.
     Vector negRatio;
-    Vector groupScale;  ///< ternary, per group: a_g (the positive level; 1 for an all-zero group)
-    Vector scale;       ///< per output channel s_c (BN folded)
-    Vector bias;        ///< per output channel b_c (BN folded)
-    bool foldedBatchNorm = false;     ///< a BN was folded into scale/bias
-    bool multiplicationFree = false;  ///< ternary, sign-symmetric and every s_c == 1
-    std::string sourceBlock;          ///< "conv1.weights"
+    /// Codes, per group: a_g (ternary: the positive level; power of two: the scale of 2^e;
+    /// 1 for an all-zero group).
+    Vector groupScale;
+    int exponentMin = 0;  ///< power of two: m, the exponent of code +-1
+    int exponentMax = 0;  ///< power of two: M, the largest exponent (|code| <= M - m + 1)
+    Vector scale;         ///< per output channel s_c (BN folded)
+    Vector bias;          ///< per output channel b_c (BN folded)
+    bool foldedBatchNorm = false;  ///< a BN was folded into scale/bias
+    /// Codes, every s_c == 1 and every effectiveWeights() value 0 or +-2^k: the layer needs
+    /// additions and shifts only (updateMultiplicationFree()).
+    bool multiplicationFree = false;
+    std::string sourceBlock;  ///< "conv1.weights"
 
     /// Conv or Fc (a layer with weights).
     bool weighted() const { return kind == DeployedKind::Conv || kind == DeployedKind::Fc; }
+    /// Ternary codes.
+    bool ternary() const { return coding == WeightCoding::Ternary; }
+    /// Power-of-two codes.
+    bool powerOfTwo() const { return coding == WeightCoding::PowerOfTwo; }
+    /// Codes of either kind (a quantized layer), not float weights.
+    bool quantized() const { return coding != WeightCoding::Float; }
+    /// Bits per stored weight: 2 (ternary), the power-of-two code width
+    /// (powerOfTwoCodeBits(exponentMin, exponentMax), deploy/codes.hpp), 32 (float).
+    int codeBits() const;
     /// Some s_c differs from 1 (the layer multiplies its outputs).
     bool scaled() const { return (scale.array() != 1.0f).any(); }
-    /// Nonzero codes (ternary) or nonzero weights (float).
+    /// Nonzero codes or nonzero weights (float).
     Index nonzeros() const;
-    /// The weight each code stands for, before s_c: code > 0 -> 1, < 0 -> -negRatio[g].
+    /// The weight each code stands for, before s_c: ternary code > 0 -> 1, < 0 ->
+    /// -negRatio[g]; power of two sign(code) * 2^(exponentMin + |code| - 1); float layers
+    /// their weights.
     Vector effectiveWeights() const;
+    /// Sets multiplicationFree from the codes and s_c (see there): after folding, a gain, or
+    /// scale propagation changed them.
+    void updateMultiplicationFree();
     /// Dims of one image ({C, H, W} or {F}) after this layer, given `src` before it. Throws
     /// std::runtime_error "<where>: layer '<name>' (<kind>) expects ..., input CxHxW" if they
     /// do not fit.

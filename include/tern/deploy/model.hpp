@@ -11,7 +11,9 @@
 ///
 /// (without BN: s_c = a_c, b_c = bias_c), and keeps the codes Q in {-1, 0, +1} (int8 in memory,
 /// 2 bits each in the model file). With a = 1 and no BN, s_c = 1: the layer needs additions and
-/// subtractions only ("multiplication-free"). Float layers (first/last unless quantized) keep
+/// subtractions only ("multiplication-free"). A constrained block that is not ternary but holds
+/// a_g * (+-2^e) (GTC, the pow2 sets) keeps sign + exponent codes instead (deploy/codes.hpp),
+/// Q in {0, +-2^e}: with s_c = 1 it needs additions and shifts only, also multiplication-free. Float layers (first/last unless quantized) keep
 /// their float weights and get the same per-channel s_c, b_c (s_c = gamma_c/sqrt(v_c+eps)).
 ///
 /// TernaryModel runs the deployed graph on oneDNN f32 primitives (deploy/inference.hpp;
@@ -38,13 +40,22 @@ class InferenceEngine;
 /// Storage and arithmetic of a deployed model, per image (input normalization and the logit
 /// rescale excluded, except the input offset of a raw-input model, which counts as additions).
 struct DeployedCost {
-    /// per image: float MACs, plus one per output value with s_c != 1
+    /// per image: float MACs, plus one per output value with s_c != 1, plus one per output
+    /// value of a ternary layer whose negative level -r_g is not +-2^k (TTQ: the sum of the
+    /// code -1 inputs times r_g)
     Index multiplications = 0;
+    /// per image: one per nonzero weight use of a quantized layer whose weight
+    /// (effectiveWeights(), before s_c) is +-2^k with k != 0: x * 2^k as a shift (an exponent
+    /// add for a float x). A weight +-1 costs none; power-of-two layers, and ternary ones with
+    /// r_g = 2^k != 1, have them.
+    Index shifts = 0;
     /// per image: one per nonzero weight use, plus one per bias (plus C*H*W for an input offset)
     Index additions = 0;
-    double storageBits = 0;     ///< payload: 2/weight ternary, 32/float value (weights, s, b, ratios)
+    /// payload: 2/weight ternary, codeBits()/weight power of two, 32/float value (weights, s,
+    /// b, a_g, r_g; 32 per power-of-two layer for its exponent offset)
+    double storageBits = 0;
     double float32Bits = 0;     ///< the trained network's parameters + BN statistics as float32
-    double ternaryBits = 0;     ///< payload of the ternary layers alone
+    double ternaryBits = 0;     ///< payload of the quantized (ternary and power-of-two) layers
     double ternaryFloat32Bits = 0;  ///< float32 size of the same layers (weights, bias, BN)
 };
 
@@ -84,19 +95,21 @@ public:
     TernaryModel& operator=(TernaryModel&&) noexcept;
 
     /// Exports a tern-train checkpoint: rebuilds the network from its config, loads the
-    /// deployed parameters and BN statistics, checks every constrained block is ternary
-    /// (std::runtime_error "... is not ternary ..." naming the block otherwise) and folds.
+    /// deployed parameters and BN statistics, checks every constrained block is ternary or
+    /// power-of-two (std::runtime_error "... is not ternary ... and not power-of-two ..." naming
+    /// the block otherwise) and folds.
     /// Throws std::runtime_error for a missing/corrupt file or a model file given instead.
     /// (deploy/rebuild.cpp)
     static TernaryModel fromCheckpoint(const std::string& checkpoint,
                                        const ExportOptions& options = {});
     /// Folds a live network at its current values (the deployed point) and BN statistics.
-    /// Constrained blocks must be ternary (see fromCheckpoint). (deploy/folding.cpp)
+    /// Constrained blocks must be ternary or power-of-two (see fromCheckpoint).
+    /// (deploy/folding.cpp)
     static TernaryModel fromNetwork(const nn::Network& net, double tolerance = 1e-6);
     /// Reads a model file written by save(); see deploy::loadModel().
     static TernaryModel load(const std::string& path);
-    /// Writes the model file (HDF5, format "tern-model" version 2; docs/export.md)
-    /// atomically; see deploy::saveModel(). With `int8Codes`, also writes the int8 codes beside
+    /// Writes the model file (HDF5, format "tern-model", version 2, or 3 with a power-of-two
+    /// layer; docs/export.md) atomically; see deploy::saveModel(). With `int8Codes`, also writes the int8 codes beside
     /// the packed ones.
     void save(const std::string& path, bool int8Codes = false) const;
 
@@ -137,9 +150,11 @@ public:
     const std::vector<DeployedLayer>& layers() const { return layers_; }
     const std::vector<Index>& input() const { return input_; }
     int classes() const { return classes_; }
-    /// True if every ternary layer is multiplication-free (and there is at least one).
+    /// True if every quantized (ternary or power-of-two) layer is multiplication-free, i.e.
+    /// every weight is 0 or +-2^k and every s_c is 1 after folding (DeployedLayer::
+    /// multiplicationFree), and there is at least one.
     bool multiplicationFree() const;
-    /// True if every conv/fc layer is ternary and multiplication-free.
+    /// True if every conv/fc layer is quantized and multiplication-free.
     bool fullyMultiplicationFree() const;
     DeployedCost cost() const;
     /// The trained network's parameters + BN statistics as float32 bits (0 if unknown).
