@@ -86,6 +86,7 @@ void Network::setTrainData(const io::Dataset& train, Index batchSize, std::uint6
     if (batch_ != batchSize) {
         train_plan_.reset();
         train_plan1_.reset();
+        slotOut_[0] = slotOut_[1] = nullptr;
     }
     batch_ = batchSize;
 }
@@ -213,7 +214,8 @@ const float* Network::forwardLogits(Index batch, Pass pass, int slot) {
     slotOut_[slot] = out;
     if (pass == Pass::Commit) {
         Index correct = 0;
-        record(batchLoss(out, nullptr, &correct), correct);
+        const double loss = batchLoss(out, nullptr, &correct);  // before `correct` is read
+        record(loss, correct);
     }
     return out;
 }

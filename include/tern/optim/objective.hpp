@@ -48,8 +48,9 @@ public:
     /// data and the same random draws (dropout). Returns rows x columns logits, row-major,
     /// valid until the next forward of that slot.
     virtual const float* forwardLogits(Index batch, Pass pass, int slot) = 0;
-    /// The objective's own loss (mean over the rows, against the batch's labels) at the logits
-    /// of the last forward of `slot`; adds its gradient into dLogits (nullptr: loss only).
+    /// The objective's own loss (mean over the rows, against the labels of the batch forwarded
+    /// last) at the logits of the last forward of `slot`; adds its gradient into dLogits
+    /// (nullptr: loss only).
     virtual double logitLoss(int slot, float* dLogits) = 0;
     /// Backward pass of `slot` from d loss / d logits: writes every block's `grad`. The blocks'
     /// values must be those the slot's forward saw.
