@@ -19,3 +19,4 @@ if(TARGET tern-example-lsq-admm)
   set_tests_properties(example_lsq_admm PROPERTIES LABELS unit TIMEOUT 60)
 endif()
 tern_test(test_distill unit)  # soft cross-entropy, Ste's joint teacher by hand
+tern_test(test_block_sets unit)  # per-block sets: the spec parser, two sets in one problem, resume

@@ -350,6 +350,15 @@ std::vector<Rule> validationRules() {
              s.latentClip = -1;
              Ste ste([] { return std::make_unique<TestSte>(ternary()); }, s);
          }},
+        {"BlockSets::BlockSets(): the default projection must not be null",
+         [] { BlockSets s(nullptr); }},
+        {"MethodConfig::validate(): projection entry 'fc1=ternary:exact'",
+         [] {
+             MethodConfig c;
+             c.method = "ttq";
+             c.projection = "fc1=ternary:exact";
+             c.validate();
+         }},
         {"Admm::Admm(): projection must not be null",
          [] { Admm a(nullptr, Granularity::PerTensor); }},
         {"Ste::Ste(): quantizer factory must not be empty", [] { Ste s(QuantizerFactory{}); }},
@@ -1509,7 +1518,7 @@ BOOST_AUTO_TEST_CASE(load_checks_method_and_settings) {
                train(2, 0.1));
     other.begin(p);
     BOOST_CHECK_EXCEPTION(other.load(state, "optim"), std::invalid_argument,
-                          testing::messageContains("has projection 'ternary:exact'"));
+                          testing::messageContains("has the sets 'x=ternary:exact/tensor'"));
     Admm fresh(ternary(), Granularity::PerTensor);
     BOOST_CHECK_EXCEPTION(fresh.load(state, "optim"), std::invalid_argument,
                           testing::messageContains("call begin(f) before load()"));

@@ -88,17 +88,34 @@ std::string rhoScheduleName(RhoSchedule s) {
     return "?";
 }
 
+namespace {
+/// The uniform sets of the single-projection constructor (its null check names Admm).
+BlockSets uniformSets(std::shared_ptr<const proj::Projection> projection, Granularity g) {
+    if (!projection) fail("Admm::Admm()", "projection must not be null");
+    return BlockSets(std::move(projection), g);
+}
+}  // namespace
+
 Admm::Admm(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
            AdmmSettings settings, InnerSettings inner, TrainSettings train)
+    : Admm(uniformSets(std::move(projection), granularity), std::move(settings), std::move(inner),
+           std::move(train)) {}
+
+Admm::Admm(BlockSets sets, AdmmSettings settings, InnerSettings inner, TrainSettings train)
     : Optimizer(std::move(train), std::move(inner)),
-      projection_(std::move(projection)),
-      granularity_(granularity),
+      sets_(std::move(sets)),
       settings_(std::move(settings)),
       scaleInner_(inner_.settings()) {
     settings_.validate();
-    if (!projection_) fail("Admm::Admm()", "projection must not be null");
     rho_ = settings_.rho;
     coupling_ = settings_.coupling;
+}
+
+DeployedSet Admm::deployedSet(Index i) const {
+    DeployedSet d = Optimizer::deployedSet(i);  // range check; float for unconstrained blocks
+    if (!blocks()[size_t(i)]->constrained) return d;
+    const BlockSet& set = sets_.of(blocks()[size_t(i)]->name);
+    return {set.str(), set.projection->levels(), set.projection->freeScale(), d.bits};
 }
 
 Index Admm::stepsPerOuter() const {
@@ -150,8 +167,8 @@ double Admm::scheduledRho(Index k, double current) const {
 
 Index Admm::projectInto(BlockState& s, const Vector& v) {
     const ParameterBlock& b = *blocks()[static_cast<size_t>(s.slot)];
-    const std::vector<proj::GroupResult> groups = projection_->project(v, s.G, b.shape,
-                                                                       granularity_);
+    const std::vector<proj::GroupResult> groups =
+        s.set.projection->project(v, s.G, b.shape, s.set.granularity);
     s.a.resize(static_cast<Index>(groups.size()));
     for (size_t j = 0; j < groups.size(); ++j) s.a[static_cast<Index>(j)] = groups[j].scale;
     std::vector<std::int64_t> codes;
@@ -170,16 +187,19 @@ void Admm::doBegin(Objective& f) {
     final_ = false;
     coupling_ = settings_.coupling;
     const auto& bs = blocks();
+    sets_.check(bs, "Admm::begin()");
     for (size_t i = 0; i < bs.size(); ++i) {
         if (!bs[i]->constrained) continue;
         BlockState s;
         s.slot = static_cast<Index>(i);
+        s.set = sets_.of(bs[i]->name);
         s.G = Vector::Zero(bs[i]->value.size());
         s.U = Vector::Zero(bs[i]->value.size());
         s.g = Vector::Zero(bs[i]->value.size());
         requireFinite(bs[i]->value, "Admm::begin()", bs[i]->name.c_str());
-        s.metric = detail::rescaledStart(*projection_, bs[i]->value, bs[i]->shape, granularity_,
-                                         settings_.rescale, settings_.precondition);
+        s.metric = detail::rescaledStart(*s.set.projection, bs[i]->value, bs[i]->shape,
+                                         s.set.granularity, settings_.rescale,
+                                         settings_.precondition);
         state_.push_back(std::move(s));
         // G = P_C(W), U = 0
         projectInto(state_.back(), bs[i]->value);
@@ -228,7 +248,7 @@ double Admm::doStep(Objective& f, Index batch) {
             ParameterBlock& b = *bs[size_t(s.slot)];
             s.Wsave = b.value;
             s.g = b.value + s.U;  // scratch, overwritten by augmentedGradient
-            projection_->project(s.g, b.value, b.shape, granularity_);
+            s.set.projection->project(s.g, b.value, b.shape, s.set.granularity);
         }
     // Pass 1: g = grad f(W) + rho (W - G + U), or grad f(Z) + rho (W - G + U)
     const double loss = f.evaluateWithGradient(batch, eg ? Pass::Probe : Pass::Commit);
@@ -311,7 +331,7 @@ void Admm::outerIterationAt(Index stepsTaken) {
     // Residuals: r = ||W - G||, s = rho ||G - Gprev||
     primalRes_ = std::sqrt(primal2);
     dualRes_ = rho_ * std::sqrt(dual2);
-    flipRatio_ = projection_->levels() > 0 && n > 0
+    flipRatio_ = sets_.maxLevels() > 0 && n > 0
                      ? static_cast<double>(flips) / static_cast<double>(n)
                      : std::numeric_limits<double>::quiet_NaN();
     ++outer_;
@@ -368,7 +388,7 @@ double Admm::finalStep(Objective& f, Index batch) {
         ParameterBlock& b = *bs[size_t(s.slot)];
         const Index groups = s.a.size();
         const Index per = s.G.size() / groups;
-        if (projection_->freeScale()) {
+        if (s.set.projection->freeScale()) {
             // dL/da_j = sum_{i in group j} q_i dL/dw_i;  a -= lr inner(dL/da), a >= 0
             Vector da(groups);
             for (Index j = 0; j < groups; ++j)
@@ -416,7 +436,7 @@ std::string Admm::describeMethod() const {
     }
     const std::string every = a.outerEverySteps > 0 ? std::to_string(a.outerEverySteps) + " steps"
                                                     : std::to_string(a.outerEvery) + " epoch(s)";
-    return "projection " + projection_->name() + " per " + granularityName(granularity_) + ", " + rho +
+    return "projection " + sets_.describe() + ", " + rho +
            ", G/U every " + every + (a.extragradient ? ", extragradient" : "") +
            (a.lossAt == LossAt::Projection ? ", loss at P(W + U)" : "") +
            (a.dualStep != 1 ? ", U-step x" + formatShortest(a.dualStep) : "") +
@@ -484,8 +504,9 @@ const Vector& Admm::trainingPoint(Index i) const {
 void Admm::setTrainingPoint(Index i, const Vector& w) { blocks()[size_t(i)]->value = w; }
 
 void Admm::doSave(StateWriter& out, const std::string& prefix) const {
-    out.attr(prefix, "projection", projection_->name());
-    out.attr(prefix, "granularity", granularityName(granularity_));
+    out.attr(prefix, "projection", projection().name());
+    out.attr(prefix, "granularity", granularityName(granularity()));
+    out.attr(prefix, "sets", sets_.resolved(blocks()));  // each constrained block's set
     out.attr(prefix, "extragradient", static_cast<std::int64_t>(settings_.extragradient));
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     out.attr(prefix, "lossAt", lossAtName(settings_.lossAt));
@@ -524,8 +545,17 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
             fail(where, "state '" + prefix + "' has " + key + " '" + theirs +
                             "', this optimizer has '" + mine + "'");
     };
-    check("projection", projection_->name());
-    check("granularity", granularityName(granularity_));
+    // every block's set; a state written before per-block sets had one projection for all
+    const std::string sets = sets_.resolved(blocks());
+    const std::string theirs =
+        in.hasAttr(prefix, "sets")
+            ? in.attrString(prefix, "sets")
+            : BlockSets(proj::makeProjection(in.attrString(prefix, "projection")),
+                        parseGranularity(in.attrString(prefix, "granularity")))
+                  .resolved(blocks());
+    if (theirs != sets)
+        fail(where, "state '" + prefix + "' has the sets '" + theirs + "', this optimizer has '" +
+                        sets + "'");
     check("rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     if ((in.attrInt(prefix, "extragradient") != 0) != settings_.extragradient)
         fail(where, "state '" + prefix + "' differs in extragradient");

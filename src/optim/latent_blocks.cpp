@@ -4,6 +4,7 @@
 #include "codes.hpp"
 #include "tern/core/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -23,10 +24,17 @@ std::vector<ParameterBlock*> trainables(const std::vector<LatentBlocks::Block>& 
 }  // namespace
 
 LatentBlocks::LatentBlocks(QuantizerFactory factory, const InnerSettings& inner, std::string owner)
+    : LatentBlocks(factory ? BlockQuantizerFactory([f = std::move(factory)](const ParameterBlock&) {
+                                 return f();
+                             })
+                           : BlockQuantizerFactory(),
+                   inner, std::move(owner)) {}
+
+LatentBlocks::LatentBlocks(BlockQuantizerFactory factory, const InnerSettings& inner, std::string owner)
     : factory_(std::move(factory)), owner_(std::move(owner)), inner_(inner) {
     const std::string where = owner_ + "::" + owner_ + "()";
     if (!factory_) fail(where, "quantizer factory must not be empty");
-    const std::unique_ptr<proj::Quantizer> probe = factory_();
+    const std::unique_ptr<proj::Quantizer> probe = factory_(ParameterBlock{});
     if (!probe) fail(where, "quantizer factory returned nullptr");
     levels_ = probe->levels();
     freeScale_ = probe->freeScale();
@@ -48,10 +56,26 @@ void LatentBlocks::begin(const std::vector<ParameterBlock*>& blocks) {
         b.latent = blocks[i]->value;
         b.work.resize(b.latent.size());
         b.dLatent = Vector::Zero(b.latent.size());
-        b.q = factory_();
+        b.q = factory_(*blocks[i]);
         if (!b.q) fail(where, "the quantizer factory returned nullptr");
         blocks_.push_back(std::move(b));
     }
+}
+
+int LatentBlocks::levels() const {
+    if (blocks_.empty()) return levels_;
+    int levels = 0;
+    for (const Block& b : blocks_) levels = std::max(levels, b.q->levels());
+    return levels;
+}
+
+bool LatentBlocks::freeScale() const {
+    if (blocks_.empty()) return freeScale_;
+    return std::any_of(blocks_.begin(), blocks_.end(), [](const Block& b) { return b.q->freeScale(); });
+}
+
+DeployedSet LatentBlocks::deployedSet(const Block& b) {
+    return {b.q->name(), b.q->levels(), b.q->freeScale(), b.q->bitsPerWeight()};
 }
 
 LatentBlocks::Block& LatentBlocks::at(Index k, const char* what) {

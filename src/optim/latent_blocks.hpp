@@ -39,10 +39,15 @@ public:
     /// `owner` names the optimizer in messages ("Ste"). Throws std::invalid_argument if the
     /// factory is empty or returns nullptr (one probe quantizer gives levels() and freeScale()).
     LatentBlocks(QuantizerFactory factory, const InnerSettings& inner, std::string owner);
+    /// A quantizer per block (the probe is built for a block named "").
+    LatentBlocks(BlockQuantizerFactory factory, const InnerSettings& inner, std::string owner);
 
-    /// The quantizer's levels() and freeScale().
-    int levels() const { return levels_; }
-    bool freeScale() const { return freeScale_; }
+    /// The most levels of the blocks' quantizers and whether one has a free scale (before
+    /// begin(): the probe's).
+    int levels() const;
+    bool freeScale() const;
+    /// What block b deploys onto: its quantizer's name, levels, free scale and bits.
+    static DeployedSet deployedSet(const Block& b);
     /// The quantizer's name(), whether it has trainables, whether they are kept >= 0 and
     /// whether it has a penalty (from the probe).
     const std::string& quantizerName() const { return quantizerName_; }
@@ -87,7 +92,7 @@ public:
     void load(const StateReader& in, const std::string& prefix);
 
 private:
-    QuantizerFactory factory_;
+    BlockQuantizerFactory factory_;
     std::string owner_;
     int levels_ = 0;
     bool freeScale_ = false;

@@ -13,9 +13,29 @@ namespace {
 
 using Projection = std::shared_ptr<const proj::Projection>;
 
-QuantizerFactory steFactory(const std::string& spec, Granularity g) {
-    Projection p = proj::makeProjection(spec);
-    return [p, g] { return proj::makeSte(p, g); };
+/// The per-block sets of a resolved spec: its default (the method's where it names none) and
+/// its per-layer entries, each on the config's granularity unless it gives its own ("/filter").
+BlockSets blockSets(const MethodConfig& c, const std::string& spec) {
+    const ProjectionSpec parsed = parseProjectionSpec(spec);
+    BlockSets sets(proj::makeProjection(parsed.defaultSpec),
+                   parsed.defaultGranularity.value_or(c.granularity));
+    for (const LayerSetSpec& l : parsed.layers)
+        sets.set(l.name, l.isFloat() ? nullptr : Projection(proj::makeProjection(l.spec)),
+                 l.granularity.value_or(c.granularity));
+    return sets;
+}
+
+/// Methods without a projection (fp, ttq, gtc, inc) take per-layer entries that leave a layer
+/// float ("fc1=float": the objective leaves its block unconstrained), and no set: their
+/// quantizer is the method's own. A plain spec is ignored, as it always was.
+void requireOnlyFloatEntries(const MethodConfig& c) {
+    const ProjectionSpec parsed = parseProjectionSpec(c.projection);
+    for (const LayerSetSpec& l : parsed.layers)
+        if (!l.isFloat())
+            fail("MethodConfig::validate()",
+                 "projection entry '" + l.str() + "': method " + findMethod(c.method).name +
+                     " has no projection (its own quantizer on every constrained layer); only "
+                     "'layer=float' entries, which leave a layer float, apply to it");
 }
 
 QuantizerFactory ttqFactory(double threshold, Granularity g) {
@@ -25,24 +45,26 @@ QuantizerFactory ttqFactory(double threshold, Granularity g) {
 
 std::unique_ptr<Optimizer> makeFp(const MethodConfig& c, const std::string&,
                                   const TrainSettings& train) {
+    requireOnlyFloatEntries(c);
     return std::make_unique<Sgd>(c.inner, train);
 }
 
 /// BinaryConnect, BWN, TWN: straight-through estimation through P_C.
 std::unique_ptr<Optimizer> makeSteMethod(const MethodConfig& c, const std::string& spec,
                                          const TrainSettings& train) {
-    return std::make_unique<Ste>(steFactory(spec, c.granularity), c.ste, c.inner, train);
+    return std::make_unique<Ste>(blockSets(c, spec), c.ste, c.inner, train);
 }
 
 std::unique_ptr<Optimizer> makeBc(const MethodConfig& c, const std::string& spec,
                                   const TrainSettings& train) {
     SteSettings ste = c.ste;
     ste.latentClip = 1;  // BinaryConnect clips the latent to [-1, 1]
-    return std::make_unique<Ste>(steFactory(spec, c.granularity), ste, c.inner, train);
+    return std::make_unique<Ste>(blockSets(c, spec), ste, c.inner, train);
 }
 
 std::unique_ptr<Optimizer> makeTtq(const MethodConfig& c, const std::string&,
                                    const TrainSettings& train) {
+    requireOnlyFloatEntries(c);
     return std::make_unique<Ste>(ttqFactory(c.ttqThreshold, c.granularity), c.ste, c.inner, train);
 }
 
@@ -51,6 +73,7 @@ std::unique_ptr<Optimizer> makeTtq(const MethodConfig& c, const std::string&,
 /// teacher sharing W (lambda1 = gtcDistillWeight). gtcThetaLr 0 fixes theta (the baselines).
 std::unique_ptr<Optimizer> makeGtc(const MethodConfig& c, const std::string&,
                                    const TrainSettings& train) {
+    requireOnlyFloatEntries(c);
     if (c.granularity != Granularity::PerTensor)
         fail("MethodConfig::validate()",
              "granularity must be tensor for gtc (one theta1, theta2 per layer; got filter)");
@@ -68,23 +91,22 @@ std::unique_ptr<Optimizer> makeGtc(const MethodConfig& c, const std::string&,
 
 std::unique_ptr<Optimizer> makeAdmm(const MethodConfig& c, const std::string& spec,
                                     const TrainSettings& train) {
-    return std::make_unique<Admm>(proj::makeProjection(spec), c.granularity, c.admm, c.inner,
-                                  train);
+    return std::make_unique<Admm>(blockSets(c, spec), c.admm, c.inner, train);
 }
 
 std::unique_ptr<Optimizer> makePgd(const MethodConfig& c, const std::string& spec,
                                    const TrainSettings& train) {
-    return std::make_unique<ProjectedSgd>(proj::makeProjection(spec), c.granularity, c.inner,
-                                          train, c.pgd);
+    return std::make_unique<ProjectedSgd>(blockSets(c, spec), c.inner, train, c.pgd);
 }
 
 std::unique_ptr<Optimizer> makeRpr(const MethodConfig& c, const std::string& spec,
                                    const TrainSettings& train) {
-    return std::make_unique<Rpr>(proj::makeProjection(spec), c.granularity, c.rpr, c.inner, train);
+    return std::make_unique<Rpr>(blockSets(c, spec), c.rpr, c.inner, train);
 }
 
 std::unique_ptr<Optimizer> makeInc(const MethodConfig& c, const std::string&,
                                    const TrainSettings& train) {
+    requireOnlyFloatEntries(c);
     return std::make_unique<Incremental>(ttqFactory(c.ttqThreshold, c.granularity), c.granularity,
                                          c.inc, c.inner, train);
 }
@@ -133,7 +155,14 @@ const MethodInfo& findMethod(const std::string& nameOrAlias) {
 std::string resolvedProjection(const MethodConfig& c) {
     const MethodInfo& m = findMethod(c.method);
     if (m.defaultProjection.empty()) return "";
-    return c.projection.empty() ? m.defaultProjection : c.projection;
+    if (c.projection.empty()) return m.defaultProjection;
+    const ProjectionSpec parsed = parseProjectionSpec(c.projection);
+    if (!parsed.perLayer()) return c.projection;  // a plain spec, as it always was
+    if (!parsed.defaultSpec.empty()) return parsed.str();
+    // per-layer entries only: the layers not named keep the method's default
+    ProjectionSpec withDefault = parsed;
+    withDefault.defaultSpec = m.defaultProjection;
+    return withDefault.str();
 }
 
 void MethodConfig::validate() const {
@@ -141,6 +170,13 @@ void MethodConfig::validate() const {
     // projection or quantizer, which check their own spec and threshold): one set of ranges.
     const MethodInfo& m = findMethod(method);
     m.make(*this, resolvedProjection(*this), TrainSettings{});
+}
+
+BlockSets makeBlockSets(const MethodConfig& config) {
+    const std::string spec = resolvedProjection(config);
+    if (spec.empty())
+        fail("makeBlockSets()", "method " + findMethod(config.method).name + " has no projection");
+    return blockSets(config, spec);
 }
 
 std::unique_ptr<Optimizer> makeOptimizer(const MethodConfig& config, const TrainSettings& train) {

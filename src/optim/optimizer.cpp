@@ -64,6 +64,17 @@ void Optimizer::setTrainSettings(const TrainSettings& s) {
     train_ = s;
 }
 
+DeployedSet Optimizer::deployedSet(Index i) const {
+    if (i < 0 || i >= static_cast<Index>(blocks_.size()))
+        throw std::out_of_range(TERN_MSG("Optimizer::deployedSet(): block " << i << " out of range"));
+    DeployedSet d;
+    if (!blocks_[size_t(i)]->constrained || levels() == 0) return d;
+    d.name = name();
+    d.levels = levels();
+    d.freeScale = freeScale();
+    return d;
+}
+
 void Optimizer::begin(Objective& f) {
     ParameterSet& params = f.parameters();
     blocks_ = params.all();

@@ -50,7 +50,7 @@ void IncrementalSettings::validate() const {
 
 // ------------------------------------------------------------------ StagedQuantization
 
-StagedQuantization::StagedQuantization(QuantizerFactory factory, Granularity granularity,
+StagedQuantization::StagedQuantization(BlockQuantizerFactory factory, Granularity granularity,
                                        std::vector<double> fractions, Index stageEpochs,
                                        double trainableLr, InnerSettings inner,
                                        TrainSettings train, const std::string& owner)
@@ -74,6 +74,11 @@ std::string StagedQuantization::describeMethod() const {
 }
 
 int StagedQuantization::levels() const { return latent_->levels(); }
+DeployedSet StagedQuantization::deployedSet(Index i) const {
+    const DeployedSet d = Optimizer::deployedSet(i);  // range check; float for unconstrained
+    const detail::LatentBlocks::Block* b = latent_->bySlot(i);
+    return b ? detail::LatentBlocks::deployedSet(*b) : d;
+}
 bool StagedQuantization::freeScale() const { return latent_->freeScale(); }
 Index StagedQuantization::constrainedBlocks() const { return latent_->size(); }
 const Vector& StagedQuantization::latent(Index k) const { return latent_->at(k, "latent").latent; }
@@ -117,6 +122,7 @@ void StagedQuantization::writeTrainingPoint() {
 }
 
 void StagedQuantization::doBegin(Objective& /*f*/) {
+    checkBlocks();
     latent_->begin(blocks());
     masks_.assign(size_t(latent_->size()), {});
     partRng_.seed(trainSettings().seed ^ 0x5250525f50415254ULL);  // "RPR_PART"
@@ -229,25 +235,49 @@ void StagedQuantization::doLoad(const StateReader& in, const std::string& prefix
 
 // ------------------------------------------------------------------ Rpr
 
+namespace {
+/// The uniform sets of Rpr's single-projection constructor (its null check names Rpr).
+BlockSets rprSets(std::shared_ptr<const proj::Projection> projection, Granularity g) {
+    if (!projection) fail("Rpr::Rpr()", "projection must not be null");
+    return BlockSets(std::move(projection), g);
+}
+}  // namespace
+
 Rpr::Rpr(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
          RprSettings settings, InnerSettings inner, TrainSettings train)
+    : Rpr(rprSets(std::move(projection), granularity), std::move(settings), std::move(inner),
+          std::move(train)) {}
+
+Rpr::Rpr(BlockSets sets, RprSettings settings, InnerSettings inner, TrainSettings train)
     : StagedQuantization(
-          [projection, granularity] {
-              if (!projection) fail("Rpr::Rpr()", "projection must not be null");
-              return proj::makeSte(projection, granularity);
+          [sets](const ParameterBlock& b) {
+              const BlockSet& set = sets.of(b.name);
+              if (set.isFloat())  // Rpr's begin() says which block (BlockSets::check())
+                  return std::unique_ptr<proj::Quantizer>();
+              return proj::makeSte(set.projection, set.granularity);
           },
-          granularity, settings.fractions, settings.stageEpochs, 1.0, inner, std::move(train),
-          "Rpr"),
-      projection_(std::move(projection)),
+          sets.defaultSet().granularity, settings.fractions, settings.stageEpochs, 1.0, inner,
+          std::move(train), "Rpr"),
+      sets_(std::move(sets)),
       settings_(std::move(settings)) {
     settings_.validate();
 }
 
+DeployedSet Rpr::deployedSet(Index i) const {
+    DeployedSet d = StagedQuantization::deployedSet(i);
+    if (blocks()[size_t(i)]->constrained) d.name = sets_.of(blocks()[size_t(i)]->name).str();
+    return d;
+}
+
+void Rpr::checkBlocks() const { sets_.check(blocks(), "Rpr::begin()"); }
+
 void Rpr::prepare() {
     frozen_.assign(size_t(latentBlocks().size()), Vector());
     if (!settings_.rescale) return;
-    for (auto& b : latentBlocks().all())
-        proj::rescaleToLevels(*projection_, b.latent, b.param->shape, granularity());
+    for (auto& b : latentBlocks().all()) {
+        const BlockSet& set = sets_.of(b.param->name);
+        proj::rescaleToLevels(*set.projection, b.latent, b.param->shape, set.granularity);
+    }
 }
 
 void Rpr::select(Index /*k*/, double f, std::vector<std::uint8_t>& next) {
@@ -297,7 +327,11 @@ void Rpr::loadMore(const StateReader& in, const std::string& prefix) {
 
 Incremental::Incremental(QuantizerFactory factory, Granularity granularity,
                          IncrementalSettings settings, InnerSettings inner, TrainSettings train)
-    : StagedQuantization(std::move(factory), granularity, settings.fractions,
+    : StagedQuantization(factory ? BlockQuantizerFactory([f = std::move(factory)](const ParameterBlock&) {
+                                       return f();
+                                   })
+                                 : BlockQuantizerFactory(),
+                         granularity, settings.fractions,
                          settings.stageEpochs, settings.trainableLr, inner, std::move(train),
                          "Incremental"),
       settings_(std::move(settings)) {

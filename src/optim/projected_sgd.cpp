@@ -23,28 +23,44 @@ void codeStats(const std::vector<ParameterBlock*>& blocks,
     }
     codes.fill(stats);
 }
+
+
+/// The uniform sets of the single-projection constructor (its null check names ProjectedSgd).
+BlockSets uniformSets(std::shared_ptr<const proj::Projection> projection, Granularity g) {
+    if (!projection) fail("ProjectedSgd::ProjectedSgd()", "projection must not be null");
+    return BlockSets(std::move(projection), g);
+}
 }  // namespace
 
 ProjectedSgd::ProjectedSgd(std::shared_ptr<const proj::Projection> projection,
                            Granularity granularity, InnerSettings inner, TrainSettings train,
                            PgdSettings pgd)
-    : Optimizer(std::move(train), std::move(inner)),
-      projection_(std::move(projection)),
-      granularity_(granularity),
-      settings_(pgd) {
-    if (!projection_) fail("ProjectedSgd::ProjectedSgd()", "projection must not be null");
+    : ProjectedSgd(uniformSets(std::move(projection), granularity), std::move(inner),
+                   std::move(train), pgd) {}
+
+ProjectedSgd::ProjectedSgd(BlockSets sets, InnerSettings inner, TrainSettings train, PgdSettings pgd)
+    : Optimizer(std::move(train), std::move(inner)), sets_(std::move(sets)), settings_(pgd) {}
+
+DeployedSet ProjectedSgd::deployedSet(Index i) const {
+    DeployedSet d = Optimizer::deployedSet(i);  // range check; float for unconstrained blocks
+    if (!blocks()[size_t(i)]->constrained) return d;
+    const BlockSet& set = sets_.of(blocks()[size_t(i)]->name);
+    return {set.str(), set.projection->levels(), set.projection->freeScale(), d.bits};
 }
 
 void ProjectedSgd::doBegin(Objective& /*f*/) {
     epochCodes_.clear();
     metrics_.clear();
+    sets_.check(blocks(), "ProjectedSgd::begin()");
     for (ParameterBlock* b : blocks()) {
         if (!b->constrained) continue;
         requireFinite(b->value, "ProjectedSgd::begin()", b->name.c_str());
-        metrics_.push_back(detail::rescaledStart(*projection_, b->value, b->shape, granularity_,
-                                                 settings_.rescale, settings_.precondition));
+        const BlockSet& set = sets_.of(b->name);
+        metrics_.push_back(detail::rescaledStart(*set.projection, b->value, b->shape,
+                                                 set.granularity, settings_.rescale,
+                                                 settings_.precondition));
         // Start on C: W = P_C(W)
-        projection_->project(b->value, b->value, b->shape, granularity_);
+        set.projection->project(b->value, b->value, b->shape, set.granularity);
         epochCodes_.push_back(detail::signCodes(b->value));
     }
 }
@@ -76,7 +92,8 @@ double ProjectedSgd::doStep(Objective& f, Index batch) {
             continue;
         }
         // Projection: W = P_C(V)
-        projection_->project(candidate_, b.value, b.shape, granularity_);
+        const BlockSet& set = sets_.of(b.name);
+        set.projection->project(candidate_, b.value, b.shape, set.granularity);
     }
     return finite ? loss : std::numeric_limits<double>::quiet_NaN();
 }
@@ -89,8 +106,9 @@ void ProjectedSgd::doEndEpoch(Objective& /*f*/, Index /*epoch*/, EpochStats& sta
 }
 
 void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
-    out.attr(prefix, "projection", projection_->name());
-    out.attr(prefix, "granularity", granularityName(granularity_));
+    out.attr(prefix, "projection", projection().name());
+    out.attr(prefix, "granularity", granularityName(granularity()));
+    out.attr(prefix, "sets", sets_.resolved(blocks()));  // each constrained block's set
     out.attr(prefix, "rescale", static_cast<std::int64_t>(settings_.rescale));
     size_t k = 0;
     for (const ParameterBlock* b : blocks()) {
@@ -103,14 +121,17 @@ void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
 }
 
 void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
-    for (const char* key : {"projection", "granularity"}) {
-        const std::string theirs = in.attrString(prefix, key);
-        const std::string mine =
-            std::string(key) == "projection" ? projection_->name() : granularityName(granularity_);
-        if (theirs != mine)
-            fail("ProjectedSgd::load()", "state '" + prefix + "' has " + key + " '" + theirs +
-                                             "', this optimizer has '" + mine + "'");
-    }
+    // every block's set; a state written before per-block sets had one projection for all
+    const std::string mine = sets_.resolved(blocks());
+    const std::string theirs =
+        in.hasAttr(prefix, "sets")
+            ? in.attrString(prefix, "sets")
+            : BlockSets(proj::makeProjection(in.attrString(prefix, "projection")),
+                        parseGranularity(in.attrString(prefix, "granularity")))
+                  .resolved(blocks());
+    if (theirs != mine)
+        fail("ProjectedSgd::load()",
+             "state '" + prefix + "' has the sets '" + theirs + "', this optimizer has '" + mine + "'");
     // codes at the start of the epoch (a mid-epoch save keeps the flip ratio exact)
     epochCodes_.clear();
     size_t k = 0;
@@ -120,7 +141,7 @@ void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
         // the metric of the run that wrote the state (begin() computed it from this run's start)
         const std::string key = prefix + "/metric/" + b->name;
         if (k < metrics_.size())
-            metrics_[k] = in.has(key) ? in.read(key, Shape{b->shape.groups(granularity_)}) : Vector();
+            metrics_[k] = in.has(key) ? in.read(key, Shape{b->shape.groups(sets_.of(b->name).granularity)}) : Vector();
         ++k;
     }
 }

@@ -2,6 +2,7 @@
 target_sources(tern PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/sgd_update.cpp
   ${CMAKE_CURRENT_LIST_DIR}/optimizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/block_sets.cpp
   ${CMAKE_CURRENT_LIST_DIR}/callbacks.cpp
   ${CMAKE_CURRENT_LIST_DIR}/admm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/projected_sgd.cpp

@@ -5,6 +5,7 @@
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
 #include "tern/optim/distill.hpp"
+#include "tern/proj/quantizer.hpp"
 
 #include <cmath>
 #include <utility>
@@ -34,6 +35,23 @@ double SteSettings::bitPenaltyAt(Index steps) const {
 
 Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
          TrainSettings train)
+    : Ste(factory ? BlockQuantizerFactory([f = std::move(factory)](const ParameterBlock&) { return f(); })
+                  : BlockQuantizerFactory(),
+          settings, std::move(inner), std::move(train)) {}
+
+Ste::Ste(BlockSets sets, SteSettings settings, InnerSettings inner, TrainSettings train)
+    : Ste(BlockQuantizerFactory([sets](const ParameterBlock& b) {
+              const BlockSet& set = sets.of(b.name);
+              if (set.isFloat())  // Ste::begin() says which block (BlockSets::check())
+                  return std::unique_ptr<proj::Quantizer>();
+              return proj::makeSte(set.projection, set.granularity);
+          }),
+          settings, std::move(inner), std::move(train)) {
+    sets_ = std::move(sets);
+}
+
+Ste::Ste(BlockQuantizerFactory factory, SteSettings settings, InnerSettings inner,
+         TrainSettings train)
     : Optimizer(std::move(train), inner), settings_(settings) {
     settings_.validate();
     latent_ = std::make_unique<detail::LatentBlocks>(std::move(factory), inner, "Ste");
@@ -41,6 +59,15 @@ Ste::Ste(QuantizerFactory factory, SteSettings settings, InnerSettings inner,
         fail("Ste::Ste()", TERN_MSG("bitPenalty > 0 needs a quantizer with a bit penalty (gtc); '"
                                     << latent_->quantizerName() << "' has none (got "
                                     << settings_.bitPenalty << ")"));
+}
+
+DeployedSet Ste::deployedSet(Index i) const {
+    DeployedSet d = Optimizer::deployedSet(i);  // range check; float for unconstrained blocks
+    const detail::LatentBlocks::Block* b = latent_->bySlot(i);
+    if (!b) return d;
+    d = detail::LatentBlocks::deployedSet(*b);
+    if (sets_) d.name = sets_->of(b->param->name).str();
+    return d;
 }
 
 Ste::~Ste() = default;
@@ -86,6 +113,7 @@ void Ste::quantizeAll() {
 }
 
 void Ste::doBegin(Objective& /*f*/) {
+    if (sets_) sets_->check(blocks(), "Ste::begin()");
     latent_->begin(blocks());
     for (auto& b : latent_->all()) clip(b.latent);  // BinaryConnect: W = clip(W, -c, c)
     quantizeAll();

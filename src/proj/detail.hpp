@@ -62,6 +62,9 @@ public:
     std::vector<std::string> remaining() const;
 
 private:
+    /// One "key=value" item (a duplicate key or a missing '=' throws).
+    void addOption(const std::string& item);
+
     std::string where_, spec_, base_;
     std::vector<std::pair<std::string, std::string>> options_;  // in spec order
     std::map<std::string, bool> taken_;

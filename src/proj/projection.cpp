@@ -56,19 +56,33 @@ SpecOptions::SpecOptions(const std::string& spec, std::string where)
     : where_(std::move(where)), spec_(spec) {
     std::size_t pos = spec.find(',');
     base_ = spec.substr(0, pos);
+    // "pow2:bits=3" is "pow2,bits=3": a ':' segment holding '=' is an option, not a variant
+    // (variant names have none), so the per-layer form "fc1=pow2:bits=3" reads as the issue
+    // writes it
+    std::vector<std::string> colonOptions;
+    for (std::size_t colon = base_.rfind(':');
+         colon != std::string::npos && base_.find('=', colon) != std::string::npos;
+         colon = base_.rfind(':')) {
+        colonOptions.insert(colonOptions.begin(), base_.substr(colon + 1));
+        base_.resize(colon);
+    }
+    for (const std::string& item : colonOptions) addOption(item);
     while (pos != std::string::npos) {
         const std::size_t next = spec.find(',', pos + 1);
-        const std::string item =
-            spec.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
-        const std::size_t eq = item.find('=');
-        if (eq == std::string::npos || eq == 0)
-            fail(where_, "option '" + item + "' of '" + spec_ + "' must be key=value");
-        std::string key = item.substr(0, eq);
-        for (const auto& [k, value] : options_)
-            if (k == key) fail(where_, "option '" + key + "' given twice in '" + spec_ + "'");
-        options_.emplace_back(std::move(key), item.substr(eq + 1));
+        addOption(
+            spec.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
         pos = next;
     }
+}
+
+void SpecOptions::addOption(const std::string& item) {
+    const std::size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+        fail(where_, "option '" + item + "' of '" + spec_ + "' must be key=value");
+    std::string key = item.substr(0, eq);
+    for (const auto& [k, value] : options_)
+        if (k == key) fail(where_, "option '" + key + "' given twice in '" + spec_ + "'");
+    options_.emplace_back(std::move(key), item.substr(eq + 1));
 }
 
 std::optional<std::string> SpecOptions::take(const std::string& key) {

@@ -9,6 +9,7 @@
 ///   U-step:                         U = U + W - G
 ///
 /// docs/algorithms.md section 5, docs/optim.md.
+#include "tern/optim/block_sets.hpp"
 #include "tern/optim/optimizer.hpp"
 #include "tern/proj/projection.hpp"
 
@@ -157,14 +158,22 @@ public:
     /// Validates every settings struct; throws std::invalid_argument on a null projection.
     Admm(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
          AdmmSettings settings = {}, InnerSettings inner = {}, TrainSettings train = {});
+    /// Each constrained block on its own set (BlockSets::of(block name)); begin() checks the
+    /// sets against the objective's blocks (BlockSets::check()).
+    explicit Admm(BlockSets sets, AdmmSettings settings = {}, InnerSettings inner = {},
+                  TrainSettings train = {});
     std::string name() const override { return "admm"; }
 
     const AdmmSettings& settings() const { return settings_; }
-    const proj::Projection& projection() const { return *projection_; }
-    int levels() const override { return projection_->levels(); }
-    bool freeScale() const override { return projection_->freeScale(); }
+    /// The default set's projection and granularity (every block's, without entries).
+    const proj::Projection& projection() const { return *sets_.defaultSet().projection; }
+    Granularity granularity() const { return sets_.defaultSet().granularity; }
+    const BlockSets& sets() const { return sets_; }
+    /// The most levels of the sets (one set: its levels()).
+    int levels() const override { return sets_.maxLevels(); }
+    bool freeScale() const override { return sets_.anyFreeScale(); }
+    DeployedSet deployedSet(Index i) const override;
     bool trainsAtDeployedPoint() const override { return false; }  // W, not G
-    Granularity granularity() const { return granularity_; }
     /// Current penalty.
     double rho() const { return rho_; }
     /// ||W - G|| at the last outer iteration (NaN before the first).
@@ -212,6 +221,7 @@ protected:
 private:
     struct BlockState {
         Index slot = 0;          // index into blocks()
+        BlockSet set;            // its projection and granularity
         Vector G, U;
         Vector stash;            // W while deployed
         Vector Wsave;            // W during the extragradient predictor or the pass at Z
@@ -242,8 +252,7 @@ private:
     /// G = P_C(v) for one block; refreshes its codes, returns the number that changed.
     Index projectInto(BlockState& s, const Vector& v);
 
-    std::shared_ptr<const proj::Projection> projection_;
-    Granularity granularity_;
+    BlockSets sets_;
     AdmmSettings settings_;
     std::vector<BlockState> state_;
     double rho_ = 0;

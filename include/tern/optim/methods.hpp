@@ -10,6 +10,7 @@
 ///     auto opt = optim::makeOptimizer(m, train);   // TrainSettings: epochs, seed, lr schedule
 ///     opt->levels();  opt->freeScale();            // from the projection / quantizer
 #include "tern/optim/admm.hpp"
+#include "tern/optim/block_sets.hpp"
 #include "tern/optim/partial.hpp"
 #include "tern/optim/projected_sgd.hpp"
 #include "tern/optim/ste.hpp"
@@ -26,9 +27,14 @@ namespace tern::optim {
 struct MethodConfig {
     std::string method = "fp";  ///< a name or alias of methods()
     /// makeProjection() spec for the methods that project (bc, bwn, twn, admm, pgd, rpr);
-    /// empty = the method's default set (MethodInfo::defaultProjection).
+    /// empty = the method's default set (MethodInfo::defaultProjection). Per layer
+    /// (parseProjectionSpec(), block_sets.hpp): "conv2=ternary:exact,fc1=pow2:bits=3/filter",
+    /// optionally after a default spec; layers not named keep the default. "layer=float"
+    /// entries are for the objective (run::train() leaves that layer's blocks unconstrained);
+    /// fp, ttq, gtc and inc, which have no projection, take only those (a set entry is an
+    /// error) and ignore a plain spec.
     std::string projection;
-    Granularity granularity = Granularity::PerTensor;
+    Granularity granularity = Granularity::PerTensor;  ///< where an entry gives none
     InnerSettings inner;                 ///< SGD or Adam on every float coordinate
     AdmmSettings admm;                   ///< admm
     PgdSettings pgd;                     ///< pgd
@@ -78,8 +84,15 @@ std::vector<std::string> methodNames();
 /// "unknown method 'x'; known: fp, bc, ..." otherwise.
 const MethodInfo& findMethod(const std::string& nameOrAlias);
 /// The projection spec a config resolves to: its own, else the method's default ("" for
-/// methods without a projection).
+/// methods without a projection); per-layer entries without a default spec get the method's
+/// default in front ("conv1=pow2,bits=3" -> "ternary:exact,conv1=pow2,bits=3").
 std::string resolvedProjection(const MethodConfig& config);
+
+/// The per-block sets of a config whose method projects (bc, bwn, twn, admm, pgd, rpr): the
+/// resolved spec's default and per-layer entries ("layer=float" entries as float sets), each
+/// on the config's granularity unless it gives its own. Throws std::invalid_argument for a
+/// method without a projection, or a spec that does not parse.
+BlockSets makeBlockSets(const MethodConfig& config);
 
 /// Builds the config's optimizer with the loop settings `train` (the constructors validate
 /// the settings; unknown names throw as findMethod()).

@@ -68,6 +68,19 @@ struct TrainReport {
     std::vector<EpochStats> history;
 };
 
+/// The level set one block deploys onto (Optimizer::deployedSet()): what summary.json and the
+/// run's checks record per layer.
+struct DeployedSet {
+    /// The projection spec with its granularity ("ternary:exact/tensor"), the quantizer's name
+    /// ("ttq", "gtc,eps=..."), or "float" for a block the method leaves float.
+    std::string name = "float";
+    int levels = 0;          ///< values per group (as Optimizer::levels()); 0 = float
+    bool freeScale = false;  ///< a free scale per group
+    /// Bits per weight where the quantizer counts them itself (GTC's learned 1 + ceil(log2(M -
+    /// m + 1)) at its last forward()); NaN otherwise (the caller counts them from levels).
+    double bits = std::numeric_limits<double>::quiet_NaN();
+};
+
 /// Base of every method. optimize() is the whole loop; begin/step/endEpoch/deploy/restore are
 /// the same steps for callers who drive their own loop (a network trainer):
 ///
@@ -110,6 +123,11 @@ public:
     /// The deployed values carry a free per-group scale (solved or trained); false for a fixed
     /// scale (binary sign, ",scale=one") and for float.
     virtual bool freeScale() const { return false; }
+    /// The set block i (of the objective's parameters().all(), after begin()) deploys onto:
+    /// its own where the method takes a set per block (optim::BlockSets, per-block quantizers).
+    /// Default: "float" for an unconstrained block or a float method, else the method's name,
+    /// levels() and freeScale().
+    virtual DeployedSet deployedSet(Index i) const;
 
     /// Runs epochs [epoch(), maxEpochs): shuffle, lr schedule, steps, endEpoch, callbacks,
     /// stopping tests. Calls begin(f) first unless begin(f) or load() was called since the

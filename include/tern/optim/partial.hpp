@@ -27,6 +27,7 @@
 ///
 /// deploy() always sets value = Q(W) for every entry (the network on the set), so accuracy is
 /// reported at a point of C whatever the stage; restore() brings back the mixed training point.
+#include "tern/optim/block_sets.hpp"
 #include "tern/optim/optimizer.hpp"
 #include "tern/optim/ste.hpp"
 #include "tern/proj/projection.hpp"
@@ -74,8 +75,11 @@ struct IncrementalSettings {
 class StagedQuantization : public Optimizer {
 public:
     ~StagedQuantization() override;
+    /// The most levels of the blocks' quantizers (before begin(): the default block's).
     int levels() const override;
     bool freeScale() const override;
+    /// The block's quantizer: its name, levels, free scale and bits.
+    DeployedSet deployedSet(Index i) const override;
     bool trainsAtDeployedPoint() const override { return false; }  // the mixed point
 
     /// The current stage (0-based) and its fraction.
@@ -91,7 +95,7 @@ public:
 
 protected:
     /// Validates the schedule; `owner` names the class in messages.
-    StagedQuantization(QuantizerFactory factory, Granularity granularity,
+    StagedQuantization(BlockQuantizerFactory factory, Granularity granularity,
                        std::vector<double> fractions, Index stageEpochs, double trainableLr,
                        InnerSettings inner, TrainSettings train, const std::string& owner);
 
@@ -105,6 +109,8 @@ protected:
     virtual bool update(Index k) = 0;
     /// A new partition every epoch (RPR), or only at stage changes (incremental).
     virtual bool repartitionEveryEpoch() const = 0;
+    /// Called first in begin(), before the quantizers are built (RPR checks its sets).
+    virtual void checkBlocks() const {}
     /// Called at the start of begin(), once the latent blocks exist (RPR's rescale).
     virtual void prepare() {}
     /// Method attributes and state beyond the shared ones.
@@ -156,8 +162,14 @@ public:
     /// Validates the settings; throws std::invalid_argument on a null projection.
     Rpr(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
         RprSettings settings = {}, InnerSettings inner = {}, TrainSettings train = {});
+    /// Each constrained block on its own set (BlockSets::of(block name)), checked by begin().
+    explicit Rpr(BlockSets sets, RprSettings settings = {}, InnerSettings inner = {},
+                 TrainSettings train = {});
     std::string name() const override { return "rpr"; }
     const RprSettings& settings() const { return settings_; }
+    const BlockSets& sets() const { return sets_; }
+    /// The block's set ("ternary:exact/tensor"), levels and free scale.
+    DeployedSet deployedSet(Index i) const override;
 
 protected:
     void select(Index k, double f, std::vector<std::uint8_t>& next) override;
@@ -165,6 +177,7 @@ protected:
     const Vector* quantizedValues(Index k) override;
     bool update(Index k) override;
     bool repartitionEveryEpoch() const override { return true; }
+    void checkBlocks() const override;
     void prepare() override;
     void saveMore(StateWriter& out, const std::string& prefix) const override;
     void loadMore(const StateReader& in, const std::string& prefix) override;
@@ -172,7 +185,7 @@ protected:
     bool rescales() const override { return settings_.rescale; }
 
 private:
-    std::shared_ptr<const proj::Projection> projection_;
+    BlockSets sets_;
     RprSettings settings_;
     std::vector<Vector> frozen_;  // Wc = P_C(W) at the last partition, per block
 };

@@ -1,5 +1,6 @@
 #pragma once
 /// \file Projected SGD (docs/algorithms.md section 3): W = P_C(W - lr * inner(grad f(W))).
+#include "tern/optim/block_sets.hpp"
 #include "tern/optim/optimizer.hpp"
 #include "tern/proj/projection.hpp"
 
@@ -29,17 +30,23 @@ public:
     /// Validates the settings; throws std::invalid_argument on a null projection.
     ProjectedSgd(std::shared_ptr<const proj::Projection> projection, Granularity granularity,
                  InnerSettings inner = {}, TrainSettings train = {}, PgdSettings pgd = {});
+    /// Each constrained block on its own set (BlockSets::of(block name)), checked by begin().
+    explicit ProjectedSgd(BlockSets sets, InnerSettings inner = {}, TrainSettings train = {},
+                          PgdSettings pgd = {});
     std::string name() const override { return "pgd"; }
-    const proj::Projection& projection() const { return *projection_; }
+    /// The default set's projection and granularity (every block's, without entries).
+    const proj::Projection& projection() const { return *sets_.defaultSet().projection; }
+    const BlockSets& sets() const { return sets_; }
     std::string describeMethod() const override {
-        return "projection " + projection_->name() + " per " + granularityName(granularity_) +
+        return "projection " + sets_.describe() +
                (settings_.rescale ? (settings_.precondition ? ", rescaled start (gradient x 1/s^2)"
                                                              : ", rescaled start")
                                   : "");
     }
-    int levels() const override { return projection_->levels(); }
-    bool freeScale() const override { return projection_->freeScale(); }
-    Granularity granularity() const { return granularity_; }
+    int levels() const override { return sets_.maxLevels(); }
+    bool freeScale() const override { return sets_.anyFreeScale(); }
+    DeployedSet deployedSet(Index i) const override;
+    Granularity granularity() const { return sets_.defaultSet().granularity; }
     const PgdSettings& settings() const { return settings_; }
 
 protected:
@@ -50,8 +57,7 @@ protected:
     void doLoad(const StateReader& in, const std::string& prefix) override;
 
 private:
-    std::shared_ptr<const proj::Projection> projection_;
-    Granularity granularity_;
+    BlockSets sets_;
     PgdSettings settings_;
     Vector candidate_;                            // W - lr * inner(g), before projection
     Vector scaled_;                               // scratch: the preconditioned gradient

@@ -20,11 +20,13 @@
 /// (D: optim::softCrossEntropy, gradients into both passes): dW = dL/dW + lambda1 dD/dt dt/dW
 /// + Q.backward(W, lambda1 dD/ds ds/dvalue). The student learns from the teacher only; at
 /// lambda1 = 0 it follows W through the quantizer alone.
+#include "tern/optim/block_sets.hpp"
 #include "tern/optim/optimizer.hpp"
 #include "tern/proj/projection.hpp"
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace tern::optim {
 
@@ -35,6 +37,12 @@ class LatentBlocks;
 
 /// Builds one quantizer per constrained block (e.g. [&]{ return proj::makeSte(p, g); }).
 using QuantizerFactory = std::function<std::unique_ptr<proj::Quantizer>()>;
+/// Builds the quantizer of one constrained block, chosen by the block (its name: per-block
+/// sets, e.g. [&](const ParameterBlock& b) { return proj::makeSte(sets.of(b.name).projection,
+/// ...); }). Called once with a block named "" (no entry: the default) to learn levels() and
+/// freeScale() before begin().
+using BlockQuantizerFactory =
+    std::function<std::unique_ptr<proj::Quantizer>(const ParameterBlock& block)>;
 
 struct SteSettings {
     double latentClip = 0;  ///< > 0: clip the latent to [-c, c] after each update (BinaryConnect: 1)
@@ -74,10 +82,21 @@ public:
     /// nullptr, or if bitPenalty > 0 and the quantizer has no penalty.
     Ste(QuantizerFactory factory, SteSettings settings = {}, InnerSettings inner = {},
         TrainSettings train = {});
+    /// A quantizer per block from `factory` (BlockQuantizerFactory); the same checks.
+    Ste(BlockQuantizerFactory factory, SteSettings settings = {}, InnerSettings inner = {},
+        TrainSettings train = {});
+    /// STE through each constrained block's own projection (proj::makeSte(set.projection,
+    /// set.granularity)); begin() checks the sets against the objective's blocks.
+    explicit Ste(BlockSets sets, SteSettings settings = {}, InnerSettings inner = {},
+                 TrainSettings train = {});
     ~Ste() override;
     std::string name() const override { return "ste"; }
+    /// The most levels of the blocks' quantizers (before begin(): the default block's).
     int levels() const override;
     bool freeScale() const override;
+    /// The block's set (with BlockSets), else its quantizer's name, levels, free scale and
+    /// bitsPerWeight() (GTC's learned bits).
+    DeployedSet deployedSet(Index i) const override;
     const SteSettings& settings() const { return settings_; }
 
     /// The latent W of the k-th constrained block.
@@ -109,6 +128,7 @@ private:
     double jointGradient(Objective& f, Index batch);
 
     SteSettings settings_;
+    std::optional<BlockSets> sets_;  // with the BlockSets constructor: checked by begin()
     std::unique_ptr<detail::LatentBlocks> latent_;
     // jointTeacher: the teacher's logits, the two passes' logit gradients, and the student
     // pass's gradients of the unconstrained blocks (both passes train them)
