@@ -63,6 +63,9 @@ std::string divergenceHint(const tern::run::TrainConfig& c) {
         o << "ADMM's penalty can reach --rho-max " << c.opt.admm.rhoMax << ", and lr * rho = "
           << c.lr * c.opt.admm.rhoMax << " overshoots (stable below " << limit
           << "): lower --rho/--rho-max, or use --rho-schedule coupling";
+    else if (c.methodName() == "gtc")
+        o << "lower --lr (now " << c.lr << ") or --gtc-theta-lr (now " << c.opt.gtcThetaLr
+          << "): theta2 scales every exponent, and a non-finite theta makes every weight so";
     else
         o << "lower --lr (now " << c.lr << ")"
           << (c.batchNorm ? "" : "; without BN, smaller rates are needed (the recipe uses 0.01)");

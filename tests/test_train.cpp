@@ -200,6 +200,25 @@ BOOST_AUTO_TEST_CASE(gtc_with_its_joint_teacher_learns_checkpoints_and_resumes) 
         BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
 }
 
+BOOST_AUTO_TEST_CASE(gtc_with_a_non_finite_theta_diverges_and_keeps_its_checkpoint) {
+    // theta's learning rate so large that theta leaves the floats in the second epoch: the run
+    // ends "diverged" (not an exception), and the checkpoint of the first epoch is kept
+    TrainConfig c = tinyConfig("gtc");
+    c.setOptimizer("adam");
+    c.lr = 0.01;
+    c.epochs = 1;
+    c.outDir = testing::tempDir("gtc-nan");
+    BOOST_REQUIRE(train(c, nullptr).status == "completed");
+    const auto before = fs::last_write_time(c.outDir + "/checkpoint.h5");
+    c.epochs = 3;
+    c.resume = true;
+    c.opt.gtcThetaLr = 1e36;
+    const TrainResult r = train(c, nullptr);
+    BOOST_TEST(r.status == "diverged");
+    BOOST_TEST(r.epochsCompleted == 1);
+    BOOST_TEST((fs::last_write_time(c.outDir + "/checkpoint.h5") == before));
+}
+
 BOOST_AUTO_TEST_CASE(every_method_learns_from_a_frozen_teacher) {
     // A float run, then every other method distilling from it (--teacher); the teacher changes
     // the training loss (its term is > 0), and a run with a teacher resumes row for row.
