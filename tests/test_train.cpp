@@ -393,6 +393,24 @@ BOOST_AUTO_TEST_CASE(recipes_fill_only_what_was_not_given) {
     applyRecipe(n, none);
     BOOST_TEST(!n.opt.admm.extragradient);  // diverges without BN
 
+    TrainConfig gtc;  // the paper's GTC: Adam, the joint teacher, lambda2 annealed 6 times
+    gtc.method = "gtc";
+    gtc.epochs = 30;
+    applyRecipe(gtc, none);
+    BOOST_TEST((gtc.opt.inner.rule == optim::InnerSettings::Rule::Adam));
+    BOOST_TEST(gtc.lr == 1e-3);
+    BOOST_TEST(gtc.opt.inner.adam.weightDecay == 0.0);
+    BOOST_TEST(gtc.opt.gtcJointTeacher);
+    BOOST_TEST(gtc.opt.ste.bitPenalty == 0.04);
+    BOOST_TEST(gtc.opt.ste.bitPenaltyEvery == 3000);  // 30 epochs x 600 batches / 6
+    BOOST_CHECK_NO_THROW(gtc.validate());
+    TrainConfig kd = TrainConfig{};  // with a frozen teacher, gtc's own is off
+    kd.method = "gtc";
+    kd.teacher = "runs/float";
+    applyRecipe(kd, none);
+    BOOST_TEST(!kd.opt.gtcJointTeacher);
+    BOOST_CHECK_NO_THROW(kd.validate());
+
     TrainConfig g;  // what the user gave stays
     g.method = "admm";
     g.epochs = 20;

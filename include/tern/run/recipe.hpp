@@ -15,7 +15,8 @@ namespace tern::run {
 ///   - LeNet-5 (measured, docs/results.md): lr 0.05 (0.01 without BN or when fine-tuning),
 ///     weight decay 5e-4, dropout 0.3 with BN;
 ///   - gtc: the paper's (seed 004): Adam at lr 1e-3 without weight decay, the joint float
-///     teacher (unless --teacher), bit penalty 0.04 divided by 10 every 10000 steps;
+///     teacher (unless --teacher), bit penalty 0.04 divided by 10 six times over the run
+///     (every epochs * batches-per-epoch / 6 steps; the paper's 10k of ~50k iterations);
 ///   - ttq: threshold 0.2 from scratch (0.05 fine-tuning, as the TTQ paper);
 ///   - admm: from scratch the coupling rho schedule and a final phase of max(1, epochs / 10)
 ///     epochs; fine-tuning rho 1e-2 growing x1.6.
