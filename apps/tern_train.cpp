@@ -126,7 +126,7 @@ int run(int argc, char** argv) {
         ("bits", app::withDefault(&c.bits), "pow2: levels a*{0, +-1, ..., +-2^(bits-1)}")
         ("alpha", app::withDefault(&c.alpha), "free | one: scale solved or fixed to 1")
         ("exact", po::bool_switch(&c.exact), "twn: exact ternary projection instead of delta = 0.7 mean|W|")
-        ("projection", po::value(&c.projection), "explicit projection spec, e.g. ternary:topk,fraction=0.3")
+        ("projection", po::value(&c.projection), "explicit projection spec, e.g. ternary:topk,fraction=0.3; or per layer: conv2=ternary:exact,fc1=pow2:bits=3/filter,fc2=float (name=set[/tensor|filter]; layers not named keep the default set, a leading plain spec or --levels/--alpha; naming the first/last layer quantizes it, float leaves a layer float; ttq/gtc/inc take only float entries)")
         ("granularity", app::withDefault(&c.granularity), "tensor | filter: one scale per tensor or per output filter")
         ("per-filter", po::bool_switch(&perFilter), "shorthand for --granularity filter (e.g. TTQ's Wp, Wn per output filter)")
         ("ttq-threshold", app::withDefault(&c.opt.ttqThreshold), "ttq/inc: threshold t * max|W|")

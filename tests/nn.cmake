@@ -1,5 +1,7 @@
 tern_test(test_nn unit)
 tern_test(test_train unit)
+tern_test(test_layer_sets unit)  # --projection per layer in a run: sets, bits, summary.json
+target_link_libraries(test_layer_sets PRIVATE nlohmann_json::nlohmann_json)
 
 # tern-train's command line: exit codes and one-line messages.
 if(TERN_BUILD_APPS)
@@ -10,6 +12,8 @@ if(TERN_BUILD_APPS)
   set(train $<TARGET_FILE:tern-train>)
   tern_cli_test(cli_help 0 "--rho-growth" ${train} --help)
   tern_cli_test(cli_bad_flag 1 "unrecognised option '--bogus'" ${train} --bogus)
+  tern_cli_test(cli_unknown_layer 1 "model lenet5 has no layer 'conv9'. its layers: conv1, conv2, fc1, fc2" ${train} --method admm --projection conv2=ternary:exact,conv9=pow2:bits=3 --data-dir /nonexistent --out /nonexistent-run)
+  tern_cli_test(cli_layer_set_for_ttq 1 "method ttq has no projection" ${train} --method ttq --projection fc1=pow2:bits=3 --data-dir /nonexistent)
   tern_cli_test(cli_bad_value 1 "batch-size must be > 0" ${train} --batch-size 0)
   tern_cli_test(cli_unknown_method 1 "unknown method 'admmm'. known: fp, bc, bwn, twn, ttq, gtc, admm, pgd" ${train} --method admmm)
   tern_cli_test(cli_unknown_model 1 "unknown model 'resnet'. known: lenet5, gtc-lenet, vgg7, tiny" ${train} --model resnet)

@@ -157,17 +157,26 @@ void EvaluateDeployed::measure(optim::Optimizer& opt, optim::Objective& f, Epoch
     r.testLoss = te.loss;
     r.testAcc = te.accuracy;
     if (s_.quantized) {
-        result_.layers = quantStats(net_, s_.granularity);
+        const Granularity g = s_.granularity;
+        result_.layers = s_.granularityOf ? quantStats(net_, s_.granularityOf) : quantStats(net_, g);
         Index nz = 0, total = 0;
-        const int levels = opt.levels();
-        for (const auto& q : result_.layers) {
+        const std::vector<ParameterBlock*> all = net_.parameters().all();
+        for (auto& q : result_.layers) {
             nz += q.nonzeros;
             total += q.total;
-            if (levels > 0 && q.maxDistinctPerGroup > levels)
+            // the block's own set (per-layer sets): its levels, name and bits
+            const auto slot = static_cast<Index>(
+                std::find_if(all.begin(), all.end(), [&](const ParameterBlock* b) { return b->name == q.block; }) -
+                all.begin());
+            const optim::DeployedSet set = opt.deployedSet(slot);
+            q.set = set.name;
+            q.bits = std::isfinite(set.bits) ? set.bits : optim::bitsPerWeight(set.levels);
+            q.freeScale = set.freeScale;
+            if (set.levels > 0 && q.maxDistinctPerGroup > set.levels)
                 throw std::runtime_error(TERN_MSG(
                     "train(): deployed block '" << q.block << "' has " << q.maxDistinctPerGroup
-                    << " distinct values in one group; the set '" << s_.setName << "' allows "
-                    << levels));
+                    << " distinct values in one group; the set '"
+                    << (set.name.empty() ? s_.setName : set.name) << "' allows " << set.levels));
         }
         r.nonzeros = nz;
         r.sparsity = total ? 1.0 - static_cast<double>(nz) / static_cast<double>(total) : 0;

@@ -6,6 +6,7 @@
 #include "tern/io/dataset.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
+#include "tern/nn/network.hpp"
 
 #include <algorithm>
 
@@ -91,12 +92,67 @@ void TrainConfig::validate() const {
         fail(w, "alpha one has no meaning for the float baseline (method fp)");
     trainSettings().validate();
     methodConfig().validate();  // the optimizer's own settings, projection spec, fractions
+    // per-layer entries name layers of the model (its names do not depend on the data's
+    // shape or the width: a small stand-in is enough)
+    const std::string spec = methodConfig().projection;
+    if (optim::parseProjectionSpec(spec).perLayer()) {
+        nn::ModelOptions mo;
+        mo.batchNorm = batchNorm;
+        mo.quantizeFirst = quantizeFirst;
+        mo.quantizeLast = quantizeLast;
+        const bool cifar = dataset == "cifar10";
+        const auto net = nn::makeModel(model, cifar ? std::vector<Index>{3, 32, 32} : std::vector<Index>{1, 28, 28},
+                                       10, mo);
+        applyLayerSets(*net, spec, w);
+    }
+}
+
+void applyLayerSets(nn::Network& net, const std::string& projectionSpec, const std::string& where) {
+    if (projectionSpec.empty()) return;
+    const optim::ProjectionSpec parsed = optim::parseProjectionSpec(projectionSpec);
+    const std::vector<ParameterBlock*> blocks = net.parameters().all();
+    const std::string suffix = ".weights";
+    std::vector<std::string> layers;  // the layers with weights, in order
+    for (const ParameterBlock* b : blocks)
+        if (b->name.size() > suffix.size() &&
+            b->name.compare(b->name.size() - suffix.size(), suffix.size(), suffix) == 0)
+            layers.push_back(b->name.substr(0, b->name.size() - suffix.size()));
+    for (const optim::LayerSetSpec& l : parsed.layers) {
+        ParameterBlock* target = nullptr;
+        for (ParameterBlock* b : blocks)
+            if (b->name == l.name || b->name == l.name + suffix) target = b;
+        if (!target)
+            fail(where, "--projection: model " + net.name() + " has no layer '" + l.name +
+                            "'; its layers: " + joined(layers));
+        target->constrained = !l.isFloat();
+    }
+}
+
+bool hasFixedScaleSet(const std::string& projectionSpec) {
+    if (projectionSpec.empty()) return false;
+    const optim::ProjectionSpec parsed = optim::parseProjectionSpec(projectionSpec);
+    if (!parsed.defaultSpec.empty() && !proj::makeProjection(parsed.defaultSpec)->freeScale())
+        return true;
+    for (const optim::LayerSetSpec& l : parsed.layers)
+        if (!l.isFloat() && !proj::makeProjection(l.spec)->freeScale()) return true;
+    return false;
 }
 
 std::string TrainConfig::projectionSpec() const {
     const std::string m = methodName();
-    if (optim::findMethod(m).defaultProjection.empty()) return "";
-    if (!projection.empty()) return projection;
+    const optim::ProjectionSpec parsed = optim::parseProjectionSpec(projection);
+    // fp, ttq, gtc, inc: only "layer=float" entries mean something (MethodConfig::validate()
+    // refuses set entries); a plain spec is ignored
+    if (optim::findMethod(m).defaultProjection.empty()) return parsed.perLayer() ? projection : "";
+    if (!projection.empty() && !(parsed.perLayer() && parsed.defaultSpec.empty())) return projection;
+    // per-layer entries alone: the default set from --levels/--alpha/--exact in front
+    if (parsed.perLayer()) {
+        optim::ProjectionSpec withDefault = parsed;
+        TrainConfig plain = *this;
+        plain.projection.clear();
+        withDefault.defaultSpec = plain.projectionSpec();
+        return withDefault.str();
+    }
     const std::string one = alpha == "one" ? ",scale=one" : "";
     if (m == "bc") return "binary";
     if (m == "bwn") return alpha == "one" ? "binary" : "binary:scaled";
@@ -113,7 +169,8 @@ optim::MethodConfig TrainConfig::methodConfig() const {
     c.granularity = parseGranularity(granularity);
     // A fixed-scale set (alpha = 1) sees the initial weights at its own scale: else small
     // weights all project to 0 (ADMM, PGD); RPR rescales only in front of BN, which undoes it.
-    const bool fixedScale = !c.projection.empty() && !proj::makeProjection(c.projection)->freeScale();
+    const bool fixedScale = !optim::findMethod(c.method).defaultProjection.empty() &&
+                            hasFixedScaleSet(c.projection);
     c.admm.rescale = fixedScale;
     c.pgd.rescale = fixedScale;
     c.rpr.rescale = fixedScale && batchNorm;

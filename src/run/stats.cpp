@@ -16,12 +16,17 @@ using nn::LayerCost;
 using nn::Linear;
 
 std::vector<LayerQuant> quantStats(nn::Network& net, Granularity g) {
+    return quantStats(net, [g](const std::string&) { return g; });
+}
+
+std::vector<LayerQuant> quantStats(nn::Network& net,
+                                   const std::function<Granularity(const std::string& block)>& g) {
     std::vector<LayerQuant> out;
     for (ParameterBlock* b : net.parameters().constrained()) {
         LayerQuant q;
         q.block = b->name;
         q.total = b->value.size();
-        q.groups = b->shape.groups(g);
+        q.groups = b->shape.groups(g(b->name));
         const Index per = q.total / q.groups;
         for (Index k = 0; k < q.groups; ++k) {
             std::set<float> distinct;
@@ -69,12 +74,12 @@ NetworkCost networkCost(nn::Network& net, const std::vector<LayerQuant>& layers,
             c.additions += lc.macs;
         } else {
             c.nonzeroWeights += q->nonzeros;
-            c.storageBits += 2.0 * static_cast<double>(q->total) + 32.0 * static_cast<double>(q->groups);
+            c.storageBits += q->bits * static_cast<double>(q->total) + 32.0 * static_cast<double>(q->groups);
             c.additions += q->nonzeros * positions;  // one add/sub per nonzero weight use
             // One multiply per output value where a scale or a folded BN remains. A per-tensor
             // scale without BN does not remain: export propagates it to the logits
             // (deploy::TernaryModel::propagateScales(), tern-export's default).
-            if ((hasScale && q->groups > 1) || bnAfter) c.multiplications += outChannels * positions;
+            if ((hasScale && q->freeScale && q->groups > 1) || bnAfter) c.multiplications += outChannels * positions;
         }
     }
     // Biases and BN (folded: one scale and one shift per channel) stay float.

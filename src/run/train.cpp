@@ -74,8 +74,7 @@ std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::D
     mo.quantizeFirst = config("quantize-first", "false") == "true";
     mo.quantizeLast = config("quantize-last", "false") == "true";
     mo.loss = nn::parseLoss(config("loss", "ce"));
-    const std::string projection = config("projection", "");
-    mo.gains = !mo.batchNorm && !projection.empty() && !proj::makeProjection(projection)->freeScale();
+    mo.gains = !mo.batchNorm && hasFixedScaleSet(config("projection", ""));
     const std::string model = in.attrString("config", "model");
     const std::string dataset = config("dataset", "?");
     std::shared_ptr<nn::Network> net;
@@ -145,7 +144,21 @@ void writeSummary(const std::string& path, const TrainConfig& c, const TrainResu
                           {"nonzeros", q.nonzeros},
                           {"groups", q.groups},
                           {"distinct_values_per_group", q.maxDistinctPerGroup},
-                          {"scales", scales}});
+                          {"scales", scales},
+                          {"set", q.set},
+                          {"bits", number(q.bits)}});
+    }
+    // the layers left float (first/last, "layer=float", a float method): 32 bits per weight
+    for (const ParameterBlock* b : net.parameters().all()) {
+        const bool weights = b->name.size() > 8 && b->name.rfind(".weights") == b->name.size() - 8;
+        const bool listed = std::any_of(r.layers.begin(), r.layers.end(),
+                                        [&](const LayerQuant& q) { return q.block == b->name; });
+        if (!weights || listed) continue;
+        layers.push_back({{"block", b->name},
+                          {"total", b->value.size()},
+                          {"nonzeros", (b->value.array() != 0.0f).count()},
+                          {"set", "float"},
+                          {"bits", 32}});
     }
     json model = json::array();
     for (const auto& l : net.layers()) model.push_back(l->describe());
@@ -251,11 +264,12 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     // a fixed-scale set without BN ({-1, 0, 1}: alpha one, bc) gets fixed power-of-two gains
     // after its layers, which keep the activations in range and fold away at export
     mo.weightInit = nn::parseWeightInit(c.weightInit);
-    mo.gains = !c.batchNorm && !method.projection.empty() &&
-               !proj::makeProjection(method.projection)->freeScale();
+    mo.gains = !c.batchNorm && !optim::resolvedProjection(method).empty() &&
+               hasFixedScaleSet(method.projection);
     requireModelFits(c, mo, data.train);
     auto net = nn::makeModel(c.model, {data.train.channels, data.train.height, data.train.width},
                              data.train.numClasses, mo);
+    applyLayerSets(*net, method.projection, "train()");  // before the optimizer sees the blocks
     net->initialize(c.seed);
     net->setTrainData(data.train, c.batchSize, c.seed);
     if (!c.init.empty() && !c.resume) {
@@ -328,6 +342,10 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     es.granularity = method.granularity;
     es.quantized = quantized;
     es.setName = method.projection.empty() ? m : method.projection;
+    if (!optim::resolvedProjection(method).empty()) {  // each block's own granularity
+        const optim::BlockSets sets = optim::makeBlockSets(method);
+        es.granularityOf = [sets](const std::string& block) { return sets.of(block).granularity; };
+    }
     const auto evaluate = std::make_shared<EvaluateDeployed>(*net, data.test, es, result);
     std::vector<std::shared_ptr<optim::Callback>> callbacks{evaluate};
     if (out)

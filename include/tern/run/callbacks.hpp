@@ -30,8 +30,9 @@ private:
 /// After every epoch: the epoch's record (train loss and accuracy, lr, time, the method's
 /// statistics) and, at the deployed point (optim::ScopedDeploy), BN recalibration, test loss
 /// and accuracy, per-layer quantization statistics and cost. Appends to `result.history` and
-/// keeps its final/best accuracy. Throws std::runtime_error if a deployed block holds more
-/// distinct values per group than the method's levels().
+/// keeps its final/best accuracy. Each quantized layer's record carries its set and bits
+/// (optim::Optimizer::deployedSet()). Throws std::runtime_error if a deployed block holds more
+/// distinct values per group than its set's levels.
 class EvaluateDeployed final : public optim::Callback {
 public:
     struct Settings {
@@ -41,6 +42,8 @@ public:
         Granularity granularity = Granularity::PerTensor;
         bool quantized = true;         ///< the method constrains the weights
         std::string setName;           ///< the level set, for the error message
+        /// Each block's granularity where per-layer sets give their own (empty: granularity).
+        std::function<Granularity(const std::string& block)> granularityOf;
     };
     EvaluateDeployed(nn::Network& net, const io::Dataset& test, Settings s, TrainResult& result);
     void beginEpoch(optim::Optimizer& opt, optim::Objective& f, Index epoch,

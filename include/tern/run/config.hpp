@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+namespace tern::nn {
+class Network;
+}
+
 namespace tern::run {
 
 /// Everything a training run depends on. Field names follow the CLI flags (camelCase of
@@ -50,7 +54,10 @@ struct TrainConfig {
     int bits = 3;                   ///< pow2: a*{0, +-1, ..., +-2^(bits-1)}
     std::string alpha = "free";     ///< free | one: the scale a is solved or fixed to 1
     bool exact = false;             ///< twn: exact projection instead of delta = 0.7 mean|W|
-    std::string projection;         ///< explicit makeProjection() spec (overrides levels/alpha)
+    /// Explicit makeProjection() spec (overrides levels/alpha), or per layer
+    /// (optim::parseProjectionSpec()): "conv2=ternary:exact,fc1=pow2:bits=3/filter,fc2=float";
+    /// the layers not named keep the default set (levels/alpha, or a leading plain spec).
+    std::string projection;
     std::string granularity = "tensor";  ///< tensor | filter
     /// rpr / inc: quantized fraction per stage (empty = the method's default: rpr 0.9, 0.95,
     /// 0.975, 0.9875, 1; inc 0.5, 0.75, 1).
@@ -89,7 +96,8 @@ struct TrainConfig {
     void validate() const;
     /// The canonical method name ("bc" for "binaryconnect").
     std::string methodName() const;
-    /// The projection spec the method uses ("" for fp / ttq / gtc / inc).
+    /// The projection spec the method uses ("" for fp / ttq / gtc / inc, which keep only
+    /// "layer=float" entries); per-layer entries come after the default set.
     std::string projectionSpec() const;
     /// The method's full configuration: `opt` with method, projection, granularity, the
     /// rescale of fixed-scale sets and the rpr/inc stage schedule resolved.
@@ -100,5 +108,18 @@ struct TrainConfig {
     /// the method under its registry name. Throws std::invalid_argument for an unknown method.
     std::vector<std::pair<std::string, std::string>> items() const;
 };
+
+/// The per-layer entries of a projection spec on a network (before an optimizer sees its
+/// blocks): each entry names a layer with weights ("conv2": its block "conv2.weights") or a
+/// block; a set entry constrains it (so naming the first or last layer quantizes it), a float
+/// entry leaves it float. An unknown name is std::invalid_argument "<where>: --projection:
+/// model M has no layer 'x'; its layers: conv1, ..." (TrainConfig::validate() checks the
+/// names on the model before a run reads or writes anything).
+void applyLayerSets(nn::Network& net, const std::string& projectionSpec, const std::string& where);
+
+/// Whether a projection spec (plain or per layer) has a set with a fixed scale ("binary",
+/// ",scale=one"): such layers without BN get fixed power-of-two gains (nn::ModelOptions::gains)
+/// and ADMM/PGD a rescaled start. False for "".
+bool hasFixedScaleSet(const std::string& projectionSpec);
 
 }  // namespace tern::run
