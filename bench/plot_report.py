@@ -7,6 +7,8 @@ Reads OUT/results.csv and OUT/<variant>-s<seed>/metrics.csv and writes, with gnu
 gnuplot-nox), into FIGDIR:
   acc_vs_nonzeros.png  final test accuracy vs nonzero weights, one point per run, and the Pareto
                        front (the best accuracy at no more nonzero weights) as a step line
+  acc_vs_bits.png      the same vs storage in bits (summary.json's cost.storage_bits: each
+                       layer's bits per weight, ternary 2, pow2/GTC their code width, float 32)
   test_acc.png         test accuracy per epoch, mean over seeds, per variant
   sparsity.png         sparsity per epoch, mean over seeds (quantized variants)
   admm.png             ADMM primal and dual residuals and rho per epoch (log y)
@@ -89,10 +91,14 @@ class Report:
         self.out = out
         self.variants = list(dict.fromkeys(r["variant"] for r in self.runs))
         # (nonzero weights, final test accuracy, run) of the completed runs that have both.
-        self.points = [(number(r["nonzero_weights"]), number(r["final_test_acc"]), r)
-                       for r in self.runs if r["status"] == "completed"]
-        self.points = [p for p in self.points if p[0] is not None and p[1] is not None]
+        self.points = self.cost_points("nonzero_weights")
         self._metrics = {}
+
+    def cost_points(self, column):
+        """(cost, final test accuracy, run) of the completed runs that have both."""
+        points = [(number(r.get(column, "")), number(r["final_test_acc"]), r)
+                  for r in self.runs if r["status"] == "completed"]
+        return [p for p in points if p[0] is not None and p[1] is not None]
 
     def colour(self, variant):
         return COLOURS[self.variants.index(variant) % len(COLOURS)]
@@ -120,10 +126,11 @@ class Report:
         return {var: [(e, statistics.mean(vs)) for e, vs in sorted(sums[var].items())]
                 for var in self.variants if sums[var]}
 
-    def pareto(self):
-        """Points on the front: no run with as few or fewer nonzeros is more accurate."""
+    def pareto(self, points=None):
+        """Points on the front: no run with as few or fewer nonzeros (or other cost) is more
+        accurate."""
         front, best = [], -1.0
-        for nz, acc, r in sorted(self.points, key=lambda p: (p[0], -p[1])):
+        for nz, acc, r in sorted(self.points if points is None else points, key=lambda p: (p[0], -p[1])):
             if acc > best:
                 front.append((nz, acc, r))
                 best = acc
@@ -141,13 +148,23 @@ def per_variant_lines(report, series, ylabel, prefix="d"):
 
 
 def fig_accuracy_vs_nonzeros(report, gp):
-    name = "acc_vs_nonzeros.png"
-    front = report.pareto()
+    fig_accuracy_vs_cost(report, gp, "acc_vs_nonzeros.png", report.points, "nonzero weights")
+
+
+def fig_accuracy_vs_bits(report, gp):
+    # storage bits count each layer's own width: a pow2 or GTC layer costs more than a ternary
+    # one with as many nonzeros, a float layer 32 bits a weight
+    fig_accuracy_vs_cost(report, gp, "acc_vs_bits.png", report.cost_points("storage_bits"),
+                         "storage (bits)")
+
+
+def fig_accuracy_vs_cost(report, gp, name, points, label):
+    front = report.pareto(points)
     if not front:
-        return skip(name, "no completed run with accuracy and nonzero weights")
+        return skip(name, f"no completed run with accuracy and {label}")
     blocks, plots = {}, []
     for i, variant in enumerate(report.variants):
-        pts = [(nz, 100 * acc) for nz, acc, r in report.points if r["variant"] == variant]
+        pts = [(nz, 100 * acc) for nz, acc, r in points if r["variant"] == variant]
         if pts:
             blocks[f"d{i}"] = pts
             plots.append(f"$d{i} using 1:2 with points pt 7 ps 1.2 lc rgb '{report.colour(variant)}' "
@@ -157,8 +174,8 @@ def fig_accuracy_vs_nonzeros(report, gp):
     steps = [(nz, 100 * acc) for nz, acc, _ in front] + [(max(xs), 100 * front[-1][1])]
     blocks["front"] = steps
     plots.append("$front using 1:2 with steps lw 2 dt 2 lc rgb 'black' title 'Pareto front'")
-    body = [f"set title {gp.heading('final test accuracy vs nonzero weights')}",
-            "set xlabel 'nonzero weights'", "set ylabel 'final test accuracy (%)'"]
+    body = [f"set title {gp.heading('final test accuracy vs ' + label)}",
+            f"set xlabel {quoted(label)}", "set ylabel 'final test accuracy (%)'"]
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         body.append("set logscale x")
     gp.render(name, blocks, body + ["plot " + ", ".join(plots)])
@@ -241,6 +258,7 @@ def main():
     os.makedirs(args.figdir, exist_ok=True)
     gp = Gnuplot(args.figdir, args.title)
     fig_accuracy_vs_nonzeros(report, gp)
+    fig_accuracy_vs_bits(report, gp)
     fig_epoch_curves(report, gp, "test_acc.png", "test_acc", "test accuracy (%)", scale=100)
     fig_epoch_curves(report, gp, "sparsity.png", "sparsity", "sparsity", skip_float=True)
     fig_admm(report, gp)

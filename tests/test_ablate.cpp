@@ -343,6 +343,37 @@ BOOST_AUTO_TEST_CASE(dry_run_prints_the_commands_with_the_split_thread_count) {
     BOOST_TEST(!fs::exists(dir / "out"));
 }
 
+/// Per-layer sets in a grid file: a --projection value holding '=' and ',' (also as
+/// --projection=VALUE) reaches tern-train unchanged through the grid line and --variants, and
+/// the runs' storage counts each layer's bits.
+BOOST_AUTO_TEST_CASE(per_layer_projections_pass_through_a_grid_file) {
+    Dir dir;
+    const std::string grid =
+        "mixed: --method admm --projection conv1=ternary:exact,fc1=pow2:bits=3/filter\n"
+        "eq: --method admm --projection=fc1=float,conv1=pow2,bits=2\n"
+        "other: --method twn\n";
+    const Result dry = ablateGrid(dir, grid, "--variants mixed,eq --seeds 1 --dry-run");
+    BOOST_REQUIRE_EQUAL(dry.code, 0);
+    BOOST_TEST(count(dry.output, "\n") == 2u);
+    BOOST_TEST(dry.output.find("--projection conv1=ternary:exact,fc1=pow2:bits=3/filter ") !=
+               std::string::npos);
+    BOOST_TEST(dry.output.find("--projection fc1=float,conv1=pow2,bits=2 ") != std::string::npos);
+
+    const Result r = ablateGrid(dir, grid, "--variants mixed,eq --seeds 1");
+    BOOST_REQUIRE_EQUAL(r.code, 0);
+    const auto rows = resultRows(dir);
+    BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+    std::map<std::string, double> bits;
+    for (const auto& row : rows) {
+        BOOST_TEST(row.at("status") == "completed");
+        bits[row.at("variant")] = std::stod(row.at("storage_bits"));
+    }
+    // eq keeps fc1 (the tiny model's largest layer) float: 32 bits a weight against 3
+    BOOST_TEST(bits.at("eq") > bits.at("mixed"));
+    const std::string summary = readText(dir / "out/mixed-s1/summary.json");
+    BOOST_TEST(summary.find("conv1=ternary:exact,fc1=pow2:bits=3/filter") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(plot_report_draws_every_figure, *utf::precondition(havePlotTools)) {
     Dir dir;
     const std::string plot =
@@ -357,7 +388,8 @@ BOOST_AUTO_TEST_CASE(plot_report_draws_every_figure, *utf::precondition(havePlot
     const std::string sweep = "--variants fp,admm-free-bn --k-sweep 0.3,0.6 --seeds 1,2 --jobs 2";
     BOOST_REQUIRE_EQUAL(ablate(dir, sweep).code, 0);
     BOOST_REQUIRE_EQUAL(shell(plot + " --title 'bands, tiny'", dir).code, 0);
-    for (const std::string png : {"acc_vs_nonzeros", "test_acc", "sparsity", "admm", "k_sweep"}) {
+    for (const std::string png :
+         {"acc_vs_nonzeros", "acc_vs_bits", "test_acc", "sparsity", "admm", "k_sweep"}) {
         const std::string path = dir / ("fig/" + png + ".png");
         BOOST_TEST((fs::exists(path) && fs::file_size(path) > 1000), path);
     }
