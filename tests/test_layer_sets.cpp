@@ -4,7 +4,9 @@
 #define BOOST_TEST_MODULE layer_sets
 #include <boost/test/unit_test.hpp>
 
+#include "tern/deploy/model.hpp"
 #include "tern/io/checkpoint.hpp"
+#include "tern/io/dataset.hpp"
 #include "tern/optim/block_sets.hpp"
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
@@ -146,4 +148,24 @@ BOOST_AUTO_TEST_CASE(a_resume_with_other_layer_sets_is_refused) {
     c.resume = true;
     c.projection = "conv1=pow2:bits=3";
     BOOST_CHECK_EXCEPTION(train(c, nullptr), std::runtime_error, messageContains("projection"));
+}
+
+/// tern-export of a per-layer run: the checkpoint records which blocks the run quantized
+/// (/layers:constrained), so the deployed model has conv1 quantized and fc1 float, not the
+/// model's defaults, and predicts as the trained network did.
+BOOST_AUTO_TEST_CASE(a_per_layer_run_exports_with_its_own_layers) {
+    TrainConfig c = tinyConfig("twn");
+    c.projection = "conv1=ternary:exact,fc1=float";
+    c.outDir = testing::tempDir("layer-sets-export");
+    const TrainResult r = train(c, nullptr);
+    io::CheckpointReader ck(c.outDir + "/checkpoint.h5");
+    BOOST_TEST(ck.attrString("layers", "constrained") == "conv1.weights");
+    deploy::TernaryModel m = deploy::TernaryModel::fromCheckpoint(c.outDir + "/checkpoint.h5");
+    std::set<std::string> quantized, floats;
+    for (const auto& l : m.layers())
+        if (l.weighted()) (l.quantized() ? quantized : floats).insert(l.name);
+    BOOST_TEST((quantized == std::set<std::string>{"conv1"}));
+    BOOST_TEST(floats.count("fc1") == 1u);
+    const io::DataSplit data = io::loadDataset("mnist", testing::bandsDataDir(), 0, 0);
+    BOOST_TEST(m.accuracy(data.test) == r.finalTestAcc);
 }

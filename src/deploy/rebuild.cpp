@@ -11,6 +11,7 @@
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <stdexcept>
@@ -137,6 +138,22 @@ std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const Exp
     if (input.empty()) input = standardInput(dataset);
     if (input.size() != 3) fail("networkFromCheckpoint()", "input must be C, H, W");
     auto net = nn::makeModel(model, input, classes, mo);
+    // The blocks the run quantized, where it recorded them (tern-train since per-layer sets:
+    // `--projection conv1=ternary:exact,fc1=float` changes the model's defaults)
+    if (r->hasAttr("layers", "constrained")) {
+        const std::string list = r->attrString("layers", "constrained");
+        std::vector<std::string> names;
+        for (size_t start = 0; start <= list.size();) {
+            const size_t end = std::min(list.find(',', start), list.size());
+            if (end > start) names.push_back(list.substr(start, end - start));
+            start = end + 1;
+        }
+        for (const std::string& n : names)
+            if (!net->parameters().has(n))
+                throw std::runtime_error(where + ": its quantized block '" + n + "' is not a block of " + model);
+        for (ParameterBlock* b : net->parameters().all())
+            b->constrained = std::find(names.begin(), names.end(), b->name) != names.end();
+    }
     for (ParameterBlock* b : net->parameters().all()) {
         try {
             b->value = r->read("params/" + b->name, b->shape);

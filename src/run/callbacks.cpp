@@ -396,6 +396,12 @@ bool Checkpointer::endEpoch(optim::Optimizer& opt, optim::Objective&, const opti
 void Checkpointer::save(optim::Optimizer& opt, Index epoch, Index batch) {
     io::CheckpointWriter w(path_);
     for (const auto& [k, v] : config_.items()) w.attr("config", k, v);
+    // the blocks this run quantized (per-layer --projection may differ from the model's
+    // defaults): the deploy layer rebuilds the same network from this list
+    std::string constrained;
+    for (const ParameterBlock* b : net_.parameters().all())
+        if (b->constrained) constrained += (constrained.empty() ? "" : ",") + b->name;
+    w.attr("layers", "constrained", constrained);
     // what the network was trained on: input C, H, W and the per-channel normalization
     // (export and evaluation need no training data to rebuild and deploy it)
     const auto channels = static_cast<Index>(data_.mean.size());
