@@ -186,6 +186,23 @@ BOOST_AUTO_TEST_CASE(gtc_with_its_joint_teacher_learns_checkpoints_and_resumes) 
     const Vector w = ck.read("params/fc1.weights", ck.shape("params/fc1.weights"));
     BOOST_TEST(std::all_of(w.data(), w.data() + w.size(), zeroOrPowerOfTwo));
 
+    // bits.csv: one row per epoch and quantized layer (the tiny model's fc1), the bits
+    // between the exponents it names, the last row's theta as the checkpoint's
+    const auto bits = readLines(c.outDir + "/bits.csv");
+    BOOST_REQUIRE(bits.size() == 5u);
+    BOOST_TEST(bits[0] == "epoch,block,bits,exponent_min,exponent_max,theta1,theta2,nonzeros");
+    BOOST_TEST(bits[4].rfind("3,fc1.weights,", 0) == 0u, bits[4]);
+    {
+        std::vector<std::string> f;
+        std::stringstream ss(bits[4]);
+        for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+        BOOST_REQUIRE(f.size() == 8u);
+        const int lo = std::stoi(f[3]), hi = std::stoi(f[4]);
+        BOOST_TEST(std::stoi(f[2]) == 1 + static_cast<int>(std::ceil(std::log2(hi - lo + 1))));
+        const Vector t1 = ck.read("optim/trainable/fc1.weights/theta1", Shape{1});
+        BOOST_TEST(std::stof(f[5]) == t1[0]);
+    }
+
     TrainConfig split = config("gtc-joint-split");
     split.epochs = 2;
     train(split, nullptr);
@@ -198,6 +215,7 @@ BOOST_AUTO_TEST_CASE(gtc_with_its_joint_teacher_learns_checkpoints_and_resumes) 
     BOOST_TEST_REQUIRE(a.size() == b.size());
     for (size_t i = 0; i < a.size(); ++i)
         BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+    BOOST_TEST(readLines(split.outDir + "/bits.csv") == bits);  // the resume keeps and continues it
 }
 
 BOOST_AUTO_TEST_CASE(gtc_with_a_non_finite_theta_diverges_and_keeps_its_checkpoint) {

@@ -75,6 +75,7 @@ Ste::~Ste() = default;
 int Ste::levels() const { return latent_->levels(); }
 bool Ste::freeScale() const { return latent_->freeScale(); }
 Index Ste::constrainedBlocks() const { return latent_->size(); }
+const std::string& Ste::blockName(Index k) const { return latent_->at(k, "blockName").param->name; }
 const Vector& Ste::latent(Index k) const { return latent_->at(k, "latent").latent; }
 proj::Quantizer& Ste::quantizer(Index k) { return *latent_->at(k, "quantizer").q; }
 

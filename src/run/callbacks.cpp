@@ -3,6 +3,8 @@
 #include "tern/run/callbacks.hpp"
 
 #include "tern/optim/admm.hpp"
+#include "tern/optim/ste.hpp"
+#include "tern/proj/gtc.hpp"
 
 #include "tern/core/error.hpp"
 #include "tern/core/format.hpp"
@@ -322,6 +324,27 @@ bool AdmmTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::
         m << r.outer << ',' << r.epoch << ',' << r.step << ',' << num(r.primalRes) << ','
           << num(r.dualRes) << ',' << num(r.rho) << ',' << num(r.flipRatio) << ','
           << num(r.coupling) << '\n';
+    }
+    append(path_, m.str());
+    return false;
+}
+
+BitsTrace::BitsTrace(std::string path, bool resume, Index epochsDone) : path_(std::move(path)) {
+    restartCsv(path_, "epoch,block,bits,exponent_min,exponent_max,theta1,theta2,nonzeros", resume,
+               epochsDone, 0, false);
+}
+
+bool BitsTrace::endEpoch(optim::Optimizer& opt, optim::Objective&, const optim::EpochStats& s) {
+    auto* ste = dynamic_cast<optim::Ste*>(&opt);
+    if (!ste) return false;
+    std::ostringstream m;
+    for (Index k = 0; k < ste->constrainedBlocks(); ++k) {
+        const auto* q = dynamic_cast<const proj::GtcQuantizer*>(&ste->quantizer(k));
+        if (!q) continue;
+        const proj::GtcBits b = q->bits();  // of the last forward: endEpoch quantized every block
+        m << s.epoch << ',' << ste->blockName(k) << ',' << b.bits << ',' << b.minExponent << ','
+          << b.maxExponent << ',' << formatShortest(q->theta1()) << ','
+          << formatShortest(q->theta2()) << ',' << b.nonzeros << '\n';
     }
     append(path_, m.str());
     return false;

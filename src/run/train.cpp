@@ -354,6 +354,9 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     if (out && m == "admm")
         callbacks.push_back(std::make_shared<AdmmTrace>(
             (fs::path(c.outDir) / "admm.csv").string(), c.resume, startEpoch));
+    if (out && m == "gtc")
+        callbacks.push_back(std::make_shared<BitsTrace>(
+            (fs::path(c.outDir) / "bits.csv").string(), c.resume, startEpoch));
     if (out && c.checkpoint)
         callbacks.push_back(std::make_shared<Checkpointer>(ckptPath, c, data, *net, result,
                                                            stopRequested, elapsed));

@@ -104,6 +104,8 @@ public:
     /// The quantizer of the k-th constrained block.
     proj::Quantizer& quantizer(Index k);
     Index constrainedBlocks() const;
+    /// The name of the k-th constrained block ("fc1.weights").
+    const std::string& blockName(Index k) const;
 
 protected:
     void doBegin(Objective& f) override;

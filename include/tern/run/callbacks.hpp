@@ -113,6 +113,20 @@ private:
     size_t written_ = 0;  // records of Admm::trace() already in the file
 };
 
+/// bits.csv: per epoch and quantized layer of a GTC run (optim::Ste with proj::GtcQuantizer),
+/// the learned bit width 1 + ceil(log2(M - m + 1)), the exponent range [m, M], theta1, theta2
+/// and the nonzero weights, at the epoch's end (the deployed point): the paper's Table 1 over
+/// training. Rows for epochs a resumed run has done are kept; nothing is written for other
+/// methods.
+class BitsTrace final : public optim::Callback {
+public:
+    BitsTrace(std::string path, bool resume, Index epochsDone);
+    bool endEpoch(optim::Optimizer& opt, optim::Objective& f, const optim::EpochStats& s) override;
+
+private:
+    std::string path_;
+};
+
 /// checkpoint.h5 after every epoch, and mid-epoch when `stop` becomes true, written atomically
 /// (io::CheckpointWriter): the configuration, input shape and normalization, network state,
 /// optimizer state, the deployable parameters, and the run's progress.
