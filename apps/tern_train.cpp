@@ -98,7 +98,7 @@ int run(int argc, char** argv) {
         ("test-limit", app::withDefault(&c.testLimit), "use only the first N test images (0 = all)");
     po::options_description model("Model");
     model.add_options()
-        ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | tiny")
+        ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
         ("width", app::withDefault(&c.width), "channel width multiplier")
         ("no-bn", po::bool_switch(&noBn), "no batch normalization")
         ("dropout", app::withDefault(&c.dropout), "dropout before the last layer")

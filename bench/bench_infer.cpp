@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     int threads = 2, warmup = 20, iters = 200;
     po::options_description desc("tern-bench-infer: deployed ternary vs float inference\nOptions");
     desc.add_options()("help,h", "this help")
-        ("model", po::value(&model)->default_value(model), "lenet5 | gtc-lenet | vgg7 | tiny")
+        ("model", po::value(&model)->default_value(model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
         ("batches", po::value(&batches)->default_value(batches), "comma-separated batch sizes")
         ("threads", po::value(&threads)->default_value(threads), "OpenMP threads")
         ("warmup", po::value(&warmup)->default_value(warmup), "untimed calls")

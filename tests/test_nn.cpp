@@ -560,6 +560,30 @@ BOOST_AUTO_TEST_CASE(vgg7_tiny_width) {
     gradCheck(*net, 6, 5e-2, 0.8);
 }
 
+BOOST_AUTO_TEST_CASE(vgg16_and_gtc_lenet_shapes) {
+    // VGG-16 (D) on 32x32: 13 convolutions, 5 pools down to 1x1, 512-FC, classes; its
+    // gradients at a tiny width. gtc-lenet: 16-C5, 36-C5, 128-FC as the paper's.
+    ModelOptions opt;
+    opt.width = 1.0 / 32;
+    auto net = vgg16({3, 32, 32}, 10, opt);
+    Index convs = 0;
+    for (const auto& l : net->layers()) convs += dynamic_cast<const Conv2d*>(l.get()) != nullptr;
+    BOOST_TEST(convs == 13);
+    BOOST_TEST(net->parameters().at("conv13.weights").shape.dims[0] == 16);  // 512 / 32
+    BOOST_TEST(net->parameters().at("fc1.weights").shape.dims[1] == 16);     // 16 x 1 x 1
+    io::Dataset d = bands(4, 32, 9, 1.0f);
+    d.numClasses = 10;
+    auto small = vgg16({1, 32, 32}, 10, opt);
+    small->initialize(3);
+    small->setTrainData(d, 4, 1);
+    gradCheck(*small, 4, 5e-2, 0.75);
+    auto g = gtcLenet({1, 28, 28}, 10, ModelOptions{});
+    BOOST_TEST(g->parameters().at("conv1.weights").shape.dims[0] == 16);
+    BOOST_TEST(g->parameters().at("conv2.weights").shape.dims[0] == 36);
+    BOOST_TEST(g->parameters().at("fc1.weights").shape.dims[0] == 128);
+    BOOST_TEST(g->parameters().at("fc1.weights").shape.dims[1] == 36 * 4 * 4);
+}
+
 BOOST_AUTO_TEST_CASE(gain_layer_forward_backward_and_state) {
     // y = g x; dx = g dy: checked on a blocked-free NCHW input and by central differences of
     // L = sum(w .* y) (linear, so the differences are exact up to rounding).
@@ -770,7 +794,7 @@ BOOST_AUTO_TEST_CASE(recalibrate_batch_norm_averages_the_batch_statistics) {
 
 BOOST_AUTO_TEST_CASE(errors_name_the_problem) {
     BOOST_CHECK_EXCEPTION(makeModel("resnet", {1, 28, 28}, 10), std::invalid_argument,
-                          messageContains("known: lenet5, gtc-lenet, vgg7, tiny"));
+                          messageContains("known: lenet5, gtc-lenet, vgg7, vgg16, tiny"));
     BOOST_CHECK_EXCEPTION(lenet5({1, 8, 8}, 10), std::invalid_argument,
                           messageContains("too small"));
     auto net = tinyCnn({1, 8, 8}, 3);

@@ -119,6 +119,25 @@ std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const Model
     return std::make_unique<Network>("vgg7", std::move(b.layers), input, classes, opt.loss);
 }
 
+std::unique_ptr<Network> vgg16(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    Builder b(input, opt);
+    // configuration D: 2x64, 2x128, 3x256, 3x512, 3x512, each block ending in a 2x2 max pool
+    const std::vector<std::pair<Index, int>> blocks{{64, 2}, {128, 2}, {256, 3}, {512, 3}, {512, 3}};
+    bool first = true;
+    for (const auto& [channels, convs] : blocks) {
+        for (int k = 0; k < convs; ++k) {
+            b.conv(scaled(channels, opt.width), 3, 1, first ? opt.quantizeFirst : true);
+            first = false;
+        }
+        b.pool();
+    }
+    b.fc(scaled(512, opt.width), true);
+    b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
+    return std::make_unique<Network>("vgg16", std::move(b.layers), input, classes, opt.loss);
+}
+
 std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const ModelOptions& opt) {
     opt.validate();
     Builder b(input, opt);
@@ -130,16 +149,17 @@ std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const Mo
     return std::make_unique<Network>("tiny", std::move(b.layers), input, classes, opt.loss);
 }
 
-std::vector<std::string> modelNames() { return {"lenet5", "gtc-lenet", "vgg7", "tiny"}; }
+std::vector<std::string> modelNames() { return {"lenet5", "gtc-lenet", "vgg7", "vgg16", "tiny"}; }
 
 std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
                                    const ModelOptions& opt) {
     if (name == "lenet5") return lenet5(std::move(input), classes, opt);
     if (name == "gtc-lenet") return gtcLenet(std::move(input), classes, opt);
+    if (name == "vgg16") return vgg16(std::move(input), classes, opt);
     if (name == "vgg7") return vgg7(std::move(input), classes, opt);
     if (name == "tiny") return tinyCnn(std::move(input), classes, opt);
     throw std::invalid_argument("makeModel(): unknown model '" + name +
-                                "'; known: lenet5, gtc-lenet, vgg7, tiny");
+                                "'; known: lenet5, gtc-lenet, vgg7, vgg16, tiny");
 }
 
 }  // namespace tern::nn

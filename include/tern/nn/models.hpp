@@ -32,9 +32,14 @@ std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const Mod
 std::unique_ptr<Network> gtcLenet(std::vector<Index> input, int classes, const ModelOptions& = {});
 /// 2x128-C3, MP2, 2x256-C3, MP2, 2x512-C3, MP2, 1024-FC, 10, channels times `width`.
 std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& = {});
+/// VGG-16 (configuration D, Simonyan & Zisserman) for 32x32 inputs, as GTC's CIFAR-10 network
+/// (seed 004): 2x64, 2x128, 3x256, 3x512, 3x512 3x3 convolutions with BN + ReLU, a 2x2 max pool
+/// after each block, then 512-FC and the classifier; channels times `width`. The paper's dropout
+/// after alternating conv layers is not modelled (ModelOptions::dropout: before the last FC).
+std::unique_ptr<Network> vgg16(std::vector<Index> input, int classes, const ModelOptions& = {});
 /// A small CNN (8-C3, MP2, 16-FC, classes) for tests and quick checks.
 std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const ModelOptions& = {});
-/// By name: "lenet5", "gtc-lenet", "vgg7", "tiny". Unknown names throw std::invalid_argument listing them.
+/// By name: "lenet5", "gtc-lenet", "vgg7", "vgg16", "tiny". Unknown names throw std::invalid_argument listing them.
 std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
                                    const ModelOptions& = {});
 std::vector<std::string> modelNames();

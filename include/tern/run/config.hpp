@@ -26,7 +26,7 @@ struct TrainConfig {
     Index trainLimit = 0;           ///< use the first N training images (0 = all)
     Index testLimit = 0;            ///< use the first N test images (0 = all)
     // Model
-    std::string model = "lenet5";   ///< lenet5 | gtc-lenet | vgg7 | tiny
+    std::string model = "lenet5";   ///< lenet5 | gtc-lenet | vgg7 | vgg16 | tiny
     double width = 1.0;
     bool batchNorm = true;
     float dropout = 0.0f;
