@@ -32,36 +32,48 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;  // keys in the order written
 
-/// Parameters and BN running statistics from a checkpoint (file or run directory).
-void loadInitialState(nn::Network& net, const std::string& init) {
-    std::string path = init;
+/// The checkpoint file of a run directory or file given to `flag` (--init, --teacher).
+std::string checkpointOf(const std::string& given, const char* flag) {
+    std::string path = given;
     if (fs::is_directory(path)) path = (fs::path(path) / "checkpoint.h5").string();
-    if (!fs::exists(path)) throw std::runtime_error("train(): --init: " + path + " does not exist");
-    io::CheckpointReader in(path);
+    if (!fs::exists(path))
+        throw std::runtime_error(std::string("train(): ") + flag + ": " + path + " does not exist");
+    return path;
+}
+
+/// Parameters (the checkpoint's deployed point) and BN running statistics of `net` from `in`;
+/// `what` prefixes the messages ("train(): --init: <path>"), `misfit` explains a shape that
+/// does not fit.
+void readNetworkState(nn::Network& net, const io::CheckpointReader& in, const std::string& what,
+                      const std::string& misfit) {
     for (ParameterBlock* b : net.parameters().all()) {
         if (!in.has("params/" + b->name))
-            throw std::runtime_error("train(): --init: " + path + " has no parameter '" + b->name +
+            throw std::runtime_error(what + " has no parameter '" + b->name +
                                      "' (a checkpoint of another model?)");
         try {
             b->value = in.read("params/" + b->name, b->shape);
         } catch (const std::exception& e) {
-            throw std::runtime_error("train(): --init: " + path + ": " + e.what());
+            throw std::runtime_error(what + misfit + ": " + e.what());
         }
     }
     try {
         for (const auto& l : net.layers()) l->loadState(in, "net/");
     } catch (const std::invalid_argument& e) {
-        throw std::runtime_error("train(): --init: " + path + ": " + e.what());
+        throw std::runtime_error(what + ": " + e.what());
     }
+}
+
+/// Parameters and BN running statistics from a checkpoint (file or run directory).
+void loadInitialState(nn::Network& net, const std::string& init) {
+    const std::string path = checkpointOf(init, "--init");
+    readNetworkState(net, io::CheckpointReader(path), "train(): --init: " + path, "");
 }
 
 /// The frozen teacher of --teacher: the model its checkpoint's config names, built for this
 /// run's images and classes, with the checkpoint's parameters (its deployed point) and BN
 /// statistics. A teacher for other images or classes is refused, naming both.
 std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::Dataset& d) {
-    std::string path = teacher;
-    if (fs::is_directory(path)) path = (fs::path(path) / "checkpoint.h5").string();
-    if (!fs::exists(path)) throw std::runtime_error("train(): --teacher: " + path + " does not exist");
+    const std::string path = checkpointOf(teacher, "--teacher");
     io::CheckpointReader in(path);
     auto config = [&](const std::string& key, const std::string& fallback) {
         return in.hasAttr("config", key) ? in.attrString("config", key) : fallback;
@@ -74,7 +86,10 @@ std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::D
     mo.quantizeFirst = config("quantize-first", "false") == "true";
     mo.quantizeLast = config("quantize-last", "false") == "true";
     mo.loss = nn::parseLoss(config("loss", "ce"));
-    mo.gains = !mo.batchNorm && hasFixedScaleSet(config("projection", ""));
+    // fixed gains (nn::Gain, networks of a fixed-scale set without BN) left their values
+    if (in.hasGroup("net"))
+        for (const std::string& k : in.keys("net"))
+            if (k.size() > 5 && k.compare(k.size() - 5, 5, ".gain") == 0) mo.gains = true;
     const std::string model = in.attrString("config", "model");
     const std::string dataset = config("dataset", "?");
     std::shared_ptr<nn::Network> net;
@@ -84,23 +99,10 @@ std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::D
         throw std::runtime_error("train(): --teacher " + path + ": its model " + model +
                                  " cannot take this run's images: " + e.what());
     }
-    for (ParameterBlock* b : net->parameters().all()) {
-        if (!in.has("params/" + b->name))
-            throw std::runtime_error("train(): --teacher: " + path + " has no parameter '" + b->name + "'");
-        try {
-            b->value = in.read("params/" + b->name, b->shape);
-        } catch (const std::exception& e) {
-            throw std::runtime_error(TERN_MSG(
-                "train(): --teacher " << path << " (" << model << " trained on " << dataset
-                << ") does not fit this run's " << d.channels << "x" << d.height << "x" << d.width
-                << " images and " << d.numClasses << " classes: " << e.what()));
-        }
-    }
-    try {
-        for (const auto& l : net->layers()) l->loadState(in, "net/");
-    } catch (const std::invalid_argument& e) {
-        throw std::runtime_error("train(): --teacher: " + path + ": " + e.what());
-    }
+    readNetworkState(*net, in, "train(): --teacher " + path,
+                     TERN_MSG(" (" << model << " trained on " << dataset << ") does not fit this run's "
+                              << d.channels << "x" << d.height << "x" << d.width << " images and "
+                              << d.numClasses << " classes"));
     net->parameters().requireFinite("train(): --teacher " + path);
     return net;
 }
