@@ -75,30 +75,31 @@ Index scaled(Index c, double width) {
 
 }  // namespace
 
-std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const ModelOptions& opt) {
+namespace {
+
+/// C1-C5, MP2, C2-C5, MP2, F-FC, classes: LeNet-5 and GTC's smaller variant.
+std::unique_ptr<Network> lenetShape(const char* name, Index c1, Index c2, Index f,
+                                    std::vector<Index> input, int classes, const ModelOptions& opt) {
     opt.validate();
     Builder b(input, opt);
-    b.conv(scaled(32, opt.width), 5, 0, opt.quantizeFirst);
+    b.conv(scaled(c1, opt.width), 5, 0, opt.quantizeFirst);
     b.pool();
-    b.conv(scaled(64, opt.width), 5, 0, true);
+    b.conv(scaled(c2, opt.width), 5, 0, true);
     b.pool();
-    b.fc(scaled(512, opt.width), true);
+    b.fc(scaled(f, opt.width), true);
     b.classifier(classes);
     b.setWeightInit(opt.weightInit);
-    return std::make_unique<Network>("lenet5", std::move(b.layers), input, classes, opt.loss);
+    return std::make_unique<Network>(name, std::move(b.layers), input, classes, opt.loss);
+}
+
+}  // namespace
+
+std::unique_ptr<Network> lenet5(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    return lenetShape("lenet5", 32, 64, 512, std::move(input), classes, opt);
 }
 
 std::unique_ptr<Network> gtcLenet(std::vector<Index> input, int classes, const ModelOptions& opt) {
-    opt.validate();
-    Builder b(input, opt);
-    b.conv(scaled(16, opt.width), 5, 0, opt.quantizeFirst);
-    b.pool();
-    b.conv(scaled(36, opt.width), 5, 0, true);
-    b.pool();
-    b.fc(scaled(128, opt.width), true);
-    b.classifier(classes);
-    b.setWeightInit(opt.weightInit);
-    return std::make_unique<Network>("gtc-lenet", std::move(b.layers), input, classes, opt.loss);
+    return lenetShape("gtc-lenet", 16, 36, 128, std::move(input), classes, opt);
 }
 
 std::unique_ptr<Network> vgg7(std::vector<Index> input, int classes, const ModelOptions& opt) {

@@ -546,16 +546,7 @@ void Admm::doLoad(const StateReader& in, const std::string& prefix) {
                             "', this optimizer has '" + mine + "'");
     };
     // every block's set; a state written before per-block sets had one projection for all
-    const std::string sets = sets_.resolved(blocks());
-    const std::string theirs =
-        in.hasAttr(prefix, "sets")
-            ? in.attrString(prefix, "sets")
-            : BlockSets(proj::makeProjection(in.attrString(prefix, "projection")),
-                        parseGranularity(in.attrString(prefix, "granularity")))
-                  .resolved(blocks());
-    if (theirs != sets)
-        fail(where, "state '" + prefix + "' has the sets '" + theirs + "', this optimizer has '" +
-                        sets + "'");
+    sets_.requireSame(in, prefix, blocks(), where);
     check("rhoSchedule", rhoScheduleName(settings_.rhoSchedule));
     if ((in.attrInt(prefix, "extragradient") != 0) != settings_.extragradient)
         fail(where, "state '" + prefix + "' differs in extragradient");

@@ -192,6 +192,21 @@ std::string BlockSets::resolved(const std::vector<ParameterBlock*>& blocks) cons
     return joined(items, ";");
 }
 
+void BlockSets::requireSame(const StateReader& in, const std::string& prefix,
+                            const std::vector<ParameterBlock*>& blocks,
+                            const std::string& where) const {
+    const std::string mine = resolved(blocks);
+    const std::string theirs =
+        in.hasAttr(prefix, "sets")
+            ? in.attrString(prefix, "sets")
+            : BlockSets(proj::makeProjection(in.attrString(prefix, "projection")),
+                        parseGranularity(in.attrString(prefix, "granularity")))
+                  .resolved(blocks);
+    if (theirs != mine)
+        fail(where, "state '" + prefix + "' has the sets '" + theirs + "', this optimizer has '" +
+                        mine + "'");
+}
+
 std::string BlockSets::describe() const {
     std::string s = default_.projection->name() + " per " + granularityName(default_.granularity);
     for (const auto& [n, set] : entries_)

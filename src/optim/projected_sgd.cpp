@@ -122,16 +122,7 @@ void ProjectedSgd::doSave(StateWriter& out, const std::string& prefix) const {
 
 void ProjectedSgd::doLoad(const StateReader& in, const std::string& prefix) {
     // every block's set; a state written before per-block sets had one projection for all
-    const std::string mine = sets_.resolved(blocks());
-    const std::string theirs =
-        in.hasAttr(prefix, "sets")
-            ? in.attrString(prefix, "sets")
-            : BlockSets(proj::makeProjection(in.attrString(prefix, "projection")),
-                        parseGranularity(in.attrString(prefix, "granularity")))
-                  .resolved(blocks());
-    if (theirs != mine)
-        fail("ProjectedSgd::load()",
-             "state '" + prefix + "' has the sets '" + theirs + "', this optimizer has '" + mine + "'");
+    sets_.requireSame(in, prefix, blocks(), "ProjectedSgd::load()");
     // codes at the start of the epoch (a mid-epoch save keeps the flip ratio exact)
     epochCodes_.clear();
     size_t k = 0;

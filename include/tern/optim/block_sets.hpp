@@ -12,6 +12,7 @@
 /// ("conv2.weights", least squares' "x"). Which blocks are constrained stays the objective's
 /// business (ParameterBlock::constrained); run::train() sets it from the entries.
 #include "tern/core/parameter.hpp"
+#include "tern/core/state.hpp"
 #include "tern/core/types.hpp"
 #include "tern/proj/projection.hpp"
 
@@ -103,6 +104,12 @@ public:
     /// The set of each constrained block, "block=set;block=set" in block order: what a
     /// checkpoint records and a resume compares.
     std::string resolved(const std::vector<ParameterBlock*>& blocks) const;
+    /// Compares the sets a saved optimizer state under `prefix` recorded (attribute "sets"; a
+    /// state written before per-block sets: its one "projection" and "granularity" on every
+    /// block) with these. Throws std::invalid_argument "<where>: state '<prefix>' has the sets
+    /// '...', this optimizer has '...'" when they differ.
+    void requireSame(const StateReader& in, const std::string& prefix,
+                     const std::vector<ParameterBlock*>& blocks, const std::string& where) const;
     /// "ternary:exact per tensor" or "ternary:exact per tensor; fc1: pow2,bits=3 per filter".
     std::string describe() const;
 
