@@ -172,7 +172,8 @@ bool BlockSets::anyFreeScale() const {
 void BlockSets::check(const std::vector<ParameterBlock*>& blocks, const std::string& where) const {
     std::vector<std::string> names;
     for (const ParameterBlock* b : blocks) names.push_back(b->name);
-    for (const auto& [n, s] : entries_) {
+    for (const auto& entry : entries_) {
+        const std::string& n = entry.first;  // a structured binding cannot be captured (C++17)
         const bool named = std::any_of(blocks.begin(), blocks.end(), [&](const ParameterBlock* b) {
             return b->name == n || layerOf(b->name) == n;
         });
