@@ -83,7 +83,11 @@ def main():
             if not os.path.exists(os.path.join(run, "summary.json")):
                 print(f"plot_gtc.py: skipping {run} (no summary.json)", file=sys.stderr)
                 continue
-            label, bits, acc = point(run)
+            try:
+                label, bits, acc = point(run)
+            except (KeyError, OSError) as e:  # not a finished tern-train run
+                print(f"plot_gtc.py: skipping {run} ({e})", file=sys.stderr)
+                continue
             label = given or label
             groups.setdefault(label, []).append((bits, acc))
         for k, (label, pts) in enumerate(sorted(groups.items())):
