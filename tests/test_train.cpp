@@ -59,6 +59,16 @@ std::string withoutTimes(const std::string& row) {
     return out;
 }
 
+/// The metrics.csv rows of two runs are equal but for their timing columns (a resumed run
+/// against the straight one); `what` names the comparison in failures.
+void requireSameMetrics(const std::string& dirA, const std::string& dirB, const std::string& what) {
+    const auto a = readLines(dirA + "/metrics.csv");
+    const auto b = readLines(dirB + "/metrics.csv");
+    BOOST_TEST_REQUIRE(a.size() == b.size(), what);
+    for (size_t i = 0; i < a.size(); ++i)
+        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), what << " row " << i);
+}
+
 const std::vector<std::string> kMethods{"fp",  "bc",   "bwn", "twn", "ttq",
                                         "gtc", "admm", "pgd", "rpr", "inc"};
 
@@ -145,11 +155,7 @@ BOOST_AUTO_TEST_CASE(gtc_with_the_bit_penalty_learns_checkpoints_and_resumes) {
     const TrainResult resumed = train(split, nullptr);
     BOOST_TEST(resumed.finalTestAcc == r.finalTestAcc);
     BOOST_TEST(resumed.history.back().bits == r.history.back().bits);
-    const auto a = readLines(c.outDir + "/metrics.csv");
-    const auto b = readLines(split.outDir + "/metrics.csv");
-    BOOST_TEST_REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i)
-        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+    requireSameMetrics(c.outDir, split.outDir, "resumed");
 
     // the eps is part of the quantizer: resuming with another is refused
     split.opt.gtc.eps = 0.01f;
@@ -210,11 +216,7 @@ BOOST_AUTO_TEST_CASE(gtc_with_its_joint_teacher_learns_checkpoints_and_resumes) 
     split.resume = true;
     const TrainResult resumed = train(split, nullptr);
     BOOST_TEST(resumed.finalTestAcc == r.finalTestAcc);
-    const auto a = readLines(c.outDir + "/metrics.csv");
-    const auto b = readLines(split.outDir + "/metrics.csv");
-    BOOST_TEST_REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i)
-        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+    requireSameMetrics(c.outDir, split.outDir, "resumed");
     BOOST_TEST(readLines(split.outDir + "/bits.csv") == bits);  // the resume keeps and continues it
 }
 
@@ -272,11 +274,7 @@ BOOST_AUTO_TEST_CASE(every_method_learns_from_a_frozen_teacher) {
     straight.resume = false;
     straight.outDir = testing::tempDir("student-straight");
     train(straight, nullptr);
-    const auto a = readLines(straight.outDir + "/metrics.csv");
-    const auto b = readLines(split.outDir + "/metrics.csv");
-    BOOST_TEST_REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i)
-        BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), "row " << i);
+    requireSameMetrics(straight.outDir, split.outDir, "resumed");
 }
 
 BOOST_AUTO_TEST_CASE(bad_teachers_are_refused_before_training) {
@@ -325,11 +323,7 @@ BOOST_AUTO_TEST_CASE(resume_after_two_epochs_equals_four_straight_for_every_meth
         split.resume = true;
         train(split, nullptr);
 
-        const auto a = readLines(straight.outDir + "/metrics.csv");
-        const auto b = readLines(split.outDir + "/metrics.csv");
-        BOOST_TEST_REQUIRE(a.size() == b.size());
-        for (size_t i = 0; i < a.size(); ++i)
-            BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]), m << " row " << i);
+        requireSameMetrics(straight.outDir, split.outDir, m);
     }
 }
 
@@ -531,10 +525,7 @@ BOOST_AUTO_TEST_CASE(interrupt_mid_epoch_then_resume_is_exact) {
     BOOST_TEST(ck.attrInt("progress", "batch") == 1);
     run.resume = true;
     train(run, nullptr);
-    const auto a = readLines(straight.outDir + "/metrics.csv");
-    const auto b = readLines(run.outDir + "/metrics.csv");
-    BOOST_TEST_REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i) BOOST_TEST(withoutTimes(a[i]) == withoutTimes(b[i]));
+    requireSameMetrics(straight.outDir, run.outDir, "resumed");
 }
 
 BOOST_AUTO_TEST_CASE(resume_refuses_a_different_run_and_bad_files) {

@@ -7,6 +7,7 @@
 #include "tern/deploy/model.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/integrity.hpp"
+#include "tern/nn/gain.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
@@ -104,9 +105,7 @@ std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const Exp
     mo.loss = nn::parseLoss(cfg("loss"));
     // Fixed gains (nn::Gain) leave their values under net/<name>.gain; checkpoints written
     // before gains existed have none.
-    if (r->hasGroup("net"))
-        for (const std::string& k : r->keys("net"))
-            if (k.size() > 5 && k.compare(k.size() - 5, 5, ".gain") == 0) mo.gains = true;
+    mo.gains = r->hasGroup("net") && nn::hasGainState(r->keys("net"));
     const std::string dataset = cfg("dataset");
     std::vector<Index> input = opt.input;
     if (input.empty() && r->has("input/shape")) {  // written by tern-train since session 3

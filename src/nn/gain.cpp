@@ -4,6 +4,7 @@
 #include "eltwise_exec.hpp"
 #include "tern/core/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -34,12 +35,23 @@ std::unique_ptr<LayerExec> Gain::compile(Context& ctx, const memory::desc& src, 
     });
 }
 
+namespace {
+const std::string kGainSuffix = ".gain";  // a Gain's state key: "<prefix><name>.gain"
+}  // namespace
+
+bool hasGainState(const std::vector<std::string>& keys) {
+    return std::any_of(keys.begin(), keys.end(), [](const std::string& k) {
+        return k.size() > kGainSuffix.size() &&
+               k.compare(k.size() - kGainSuffix.size(), kGainSuffix.size(), kGainSuffix) == 0;
+    });
+}
+
 void Gain::saveState(StateWriter& out, const std::string& prefix) const {
-    out.write(prefix + name_ + ".gain", Vector::Constant(1, gain_), Shape{1});
+    out.write(prefix + name_ + kGainSuffix, Vector::Constant(1, gain_), Shape{1});
 }
 
 void Gain::loadState(const StateReader& in, const std::string& prefix) {
-    const std::string key = prefix + name_ + ".gain";
+    const std::string key = prefix + name_ + kGainSuffix;
     if (!in.has(key)) return;  // a checkpoint without gains (e.g. --init from a BN-free float run)
     const float g = in.read(key, Shape{1})[0];
     if (!(g > 0) || !std::isfinite(g))

@@ -181,37 +181,37 @@ void Network::record(double loss, Index correct) {
     ++batches_;
 }
 
-double Network::evaluateWithGradient(Index batch, Pass pass) {
-    Plan& plan = trainPlan();
-    gather(batch);
+const float* Network::forwardSlot(int slot, Index batch, Pass pass) {
+    Plan& plan = trainPlan(slot);
+    gather(batch);  // into slot 0's input
+    if (slot == 1) std::copy(train_plan_->input.begin(), train_plan_->input.end(), plan.input.begin());
     ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
-    const float* out = forward(plan, pass);
-    slotOut_[0] = out;
-    Index correct = 0;
-    const double loss = batchLoss(out, plan.diff.data(), &correct);
+    slotOut_[slot] = forward(plan, pass);
+    return slotOut_[slot];
+}
+
+void Network::backward(Plan& plan) {
     const memory* d = &plan.diffMem;
     for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
     ctx_.stream.wait();
+}
+
+double Network::evaluateWithGradient(Index batch, Pass pass) {
+    const float* out = forwardSlot(0, batch, pass);
+    Plan& plan = *train_plan_;
+    Index correct = 0;
+    const double loss = batchLoss(out, plan.diff.data(), &correct);
+    backward(plan);
     if (pass == Pass::Commit) record(loss, correct);
     return loss;
 }
 
 double Network::evaluate(Index batch) {
-    Plan& plan = trainPlan();
-    gather(batch);
-    ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
-    const float* out = forward(plan, Pass::Probe);
-    slotOut_[0] = out;
-    return batchLoss(out, nullptr, nullptr);
+    return batchLoss(forwardSlot(0, batch, Pass::Probe), nullptr, nullptr);
 }
 
 const float* Network::forwardLogits(Index batch, Pass pass, int slot) {
-    Plan& plan = trainPlan(slot);
-    gather(batch);  // into slot 0's input
-    if (slot == 1) std::copy(train_plan_->input.begin(), train_plan_->input.end(), plan.input.begin());
-    ctx_.stepSeed = stepSeed(seed_, epoch_, batch);
-    const float* out = forward(plan, pass);
-    slotOut_[slot] = out;
+    const float* out = forwardSlot(slot, batch, pass);
     if (pass == Pass::Commit) {
         Index correct = 0;
         const double loss = batchLoss(out, nullptr, &correct);  // before `correct` is read
@@ -235,9 +235,7 @@ void Network::backwardFromLogits(int slot, const float* dLogits) {
     if (!slotOut_[slot])
         fail("Network::backwardFromLogits()", TERN_MSG("slot " << slot << " has no forward pass yet"));
     std::copy(dLogits, dLogits + plan.diff.size(), plan.diff.begin());
-    const memory* d = &plan.diffMem;
-    for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
-    ctx_.stream.wait();
+    backward(plan);
 }
 
 void Network::setTeacher(std::shared_ptr<Network> teacher, double weight, double temperature) {

@@ -5,6 +5,7 @@
 #include "tern/core/format.hpp"
 #include "tern/io/checkpoint.hpp"
 #include "tern/io/integrity.hpp"
+#include "tern/nn/gain.hpp"
 #include "tern/nn/layer.hpp"
 #include "tern/nn/loss.hpp"
 #include "tern/nn/models.hpp"
@@ -87,9 +88,7 @@ std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::D
     mo.quantizeLast = config("quantize-last", "false") == "true";
     mo.loss = nn::parseLoss(config("loss", "ce"));
     // fixed gains (nn::Gain, networks of a fixed-scale set without BN) left their values
-    if (in.hasGroup("net"))
-        for (const std::string& k : in.keys("net"))
-            if (k.size() > 5 && k.compare(k.size() - 5, 5, ".gain") == 0) mo.gains = true;
+    mo.gains = in.hasGroup("net") && nn::hasGainState(in.keys("net"));
     const std::string model = in.attrString("config", "model");
     const std::string dataset = config("dataset", "?");
     std::shared_ptr<nn::Network> net;

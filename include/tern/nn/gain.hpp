@@ -9,6 +9,9 @@
 /// per-tensor scale: the deployed network stays multiplication-free.
 #include "tern/nn/layer.hpp"
 
+#include <string>
+#include <vector>
+
 namespace tern::nn {
 
 /// 2^-k with k = round(log2(sqrt(n / 2))), n >= 1: the power of two nearest (in log scale) to
@@ -16,6 +19,10 @@ namespace tern::nn {
 /// sqrt(2 / (n d)); d is about 1/2 to 2/3 for TWN-like thresholds and it moves while training,
 /// so it is left out (a factor sqrt(2) at most, inside the power-of-two rounding).
 float gainForFanIn(Index fanIn);
+
+/// Whether a checkpoint's state keys (the names under its network state group) hold a Gain's
+/// saved value ("<name>.gain"): the network was built with ModelOptions::gains.
+bool hasGainState(const std::vector<std::string>& keys);
 
 /// y = g * x, in whatever format it is given; backward dx = g * dy. No parameter blocks; g is
 /// saved as state ("<prefix><name>.gain") so that a checkpoint records the gains it was

@@ -102,6 +102,11 @@ private:
     void checkImages(const io::Dataset& d, const char* where) const;
     void gather(Index batch);
     const float* forward(Plan& plan, optim::Pass pass);
+    /// The training forward of `batch` in pass slot 0 or 1 (the batch gathered into slot 0's
+    /// input, copied for slot 1; the step's seed); remembers and returns the logits.
+    const float* forwardSlot(int slot, Index batch, optim::Pass pass);
+    /// The backward pass of a training plan from its `diff`: every block's grad.
+    void backward(Plan& plan);
     /// Own loss (and the teacher's distillation term) of the logits `out` of the gathered batch;
     /// overwrites diff (may be nullptr) with its gradient.
     double batchLoss(const float* out, float* diff, Index* correct);
