@@ -79,7 +79,7 @@ int run(int argc, char** argv) {
     }
     if (testLimit > 0 && testLimit < test.count) {
         test.count = testLimit;
-        test.images.resize(static_cast<size_t>(testLimit * test.imageSize()));
+        if (!test.source) test.images.resize(static_cast<size_t>(testLimit * test.imageSize()));
         test.labels.resize(static_cast<size_t>(testLimit));
     }
     if (test.count <= 0)

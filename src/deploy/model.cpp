@@ -212,7 +212,7 @@ std::vector<float> TernaryModel::logits(const io::Dataset& data, Index batchSize
     std::vector<float> res(static_cast<size_t>(b * classes_));
     for (Index start = 0; start < data.count; start += b) {
         const Index n = std::min(b, data.count - start);
-        std::copy(data.image(start), data.image(start) + n * img, buf.begin());
+        io::readImages(data, start, n, buf.data());
         std::fill(buf.begin() + n * img, buf.end(), 0.0f);
         logits(buf.data(), b, res.data());
         std::copy(res.begin(), res.begin() + n * classes_, out.begin() + start * classes_);

@@ -418,6 +418,10 @@ void gatherBatch(const Dataset& d, const std::vector<Index>& indices, float* dst
         for (std::size_t b = 0; b < indices.size(); ++b)
             labels[b] = d.labels[static_cast<std::size_t>(indices[b])];
 
+    if (d.source) {
+        d.source->read(indices, dst, d.augment ? rng : nullptr);
+        return;
+    }
     if (!d.augment || rng == nullptr) {
         for (std::size_t b = 0; b < indices.size(); ++b)
             std::memcpy(dst + Index(b) * size, d.image(indices[b]), bytes);
@@ -462,6 +466,22 @@ void gatherBatch(const Dataset& d, const std::vector<Index>& indices, float* dst
             }
         }
     }
+}
+
+void readImages(const Dataset& d, Index start, Index n, float* dst) {
+    if (n <= 0) return;
+    if (start < 0 || start + n > d.count)
+        throw std::out_of_range(TERN_MSG("readImages(): images [" << start << ", " << start + n
+                                                                  << ") out of range for '"
+                                                                  << d.name << "' with " << d.count
+                                                                  << " images"));
+    if (d.source) {
+        std::vector<Index> idx(static_cast<std::size_t>(n));
+        for (Index i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = start + i;
+        d.source->read(idx, dst, nullptr);
+        return;
+    }
+    std::memcpy(dst, d.image(start), static_cast<std::size_t>(n * d.imageSize()) * sizeof(float));
 }
 
 }  // namespace tern::io

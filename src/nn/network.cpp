@@ -307,7 +307,7 @@ std::vector<float> Network::logits(const io::Dataset& data, Index batchSize) {
     std::vector<float> out(static_cast<size_t>(data.count * classes_));
     for (Index start = 0; start < data.count; start += b) {
         const Index n = std::min(b, data.count - start);
-        std::copy(data.image(start), data.image(start) + n * img, plan.input.begin());
+        io::readImages(data, start, n, plan.input.data());
         std::fill(plan.input.begin() + n * img, plan.input.end(), 0.0f);
         const float* s = forward(plan, Pass::Probe);
         std::copy(s, s + n * classes_, out.begin() + start * classes_);

@@ -379,6 +379,10 @@ struct Hash64 {
         for (Index v : {d.count, d.channels, d.height, d.width, static_cast<Index>(d.numClasses)})
             word(static_cast<std::uint64_t>(v));
         bytes(d.images.data(), d.images.size() * sizeof(float));
+        if (d.source) {
+            const std::string f = d.source->fingerprint();
+            bytes(f.data(), f.size());
+        }
         bytes(d.labels.data(), d.labels.size() * sizeof(std::int32_t));
     }
 };

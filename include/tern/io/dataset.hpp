@@ -4,11 +4,30 @@
 #include "tern/core/types.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 namespace tern::io {
+
+/// Images that are not held in memory but produced on demand (an image folder decoded from
+/// disk, io/image_folder.hpp). A Dataset with a source keeps its labels in memory and no
+/// `images`; gatherBatch() and readImages() ask the source.
+class ImageSource {
+public:
+    virtual ~ImageSource() = default;
+    /// Writes the images `indices` (each in [0, count)) into `dst` as NCHW float32, in the
+    /// dataset's final form (normalized). With `rng` (training), applies the source's
+    /// augmentation, drawing from `rng` in a way that depends only on `indices` and the
+    /// generator's state (not on threads). Throws std::runtime_error naming the file of an
+    /// image it cannot produce (unless its policy skips such images).
+    virtual void read(const std::vector<Index>& indices, float* dst,
+                      std::mt19937_64* rng) const = 0;
+    /// A string that changes when the images would (file list, sizes, options): part of the
+    /// run's data fingerprint.
+    virtual std::string fingerprint() const = 0;
+};
 
 /// N images, NCHW float32, and their labels in [0, numClasses).
 struct Dataset {
@@ -18,10 +37,18 @@ struct Dataset {
     std::vector<float> images;         ///< count * channels * height * width, NCHW
     std::vector<std::int32_t> labels;  ///< count entries
     bool augment = false;              ///< training-time pad-4 random crop + horizontal flip
+    /// Streamed images (empty `images`): gatherBatch() and readImages() read them from here,
+    /// and `augment` means the source's own augmentation.
+    std::shared_ptr<const ImageSource> source;
 
     Index imageSize() const { return channels * height * width; }
+    /// Image i of an in-memory dataset (no source).
     const float* image(Index i) const { return images.data() + i * imageSize(); }
 };
+
+/// Copies images [start, start + n) of `d` into `dst` (NCHW) without augmentation: from
+/// memory, or from d.source. Throws std::out_of_range for a range outside [0, d.count).
+void readImages(const Dataset& d, Index start, Index n, float* dst);
 
 /// A train/test pair as the apps use it.
 struct DataSplit {
