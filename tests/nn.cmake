@@ -54,3 +54,4 @@ endif()
 # tern's own Winograd convolution (an internal header of src/nn).
 tern_test(test_winograd unit)
 target_include_directories(test_winograd PRIVATE ${PROJECT_SOURCE_DIR}/src/nn)
+tern_test(test_residual unit)  # graphs, residual layers, ResNets

@@ -8,6 +8,8 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 namespace tern::nn {
@@ -25,6 +27,24 @@ int setNumThreads(int n) {
 }
 
 int numThreads() { return omp_get_max_threads(); }
+
+const dnnl::memory& LayerExec::diffSrc(int i) {
+    throw std::logic_error("LayerExec::diffSrc(" + std::to_string(i) +
+                           "): a one-input executor has no gradient for another input");
+}
+
+dnnl::memory::dims Layer::outputDimsAll(const std::vector<dnnl::memory::dims>& srcs) const {
+    if (srcs.size() != 1)
+        throw std::runtime_error(name() + ": takes one input, given " + std::to_string(srcs.size()));
+    return outputDims(srcs[0]);
+}
+
+std::unique_ptr<LayerExec> Layer::compileAll(Context& ctx, const std::vector<dnnl::memory::desc>& srcs,
+                                             Mode mode) {
+    if (srcs.size() != 1)
+        throw std::runtime_error(name() + ": takes one input, given " + std::to_string(srcs.size()));
+    return compile(ctx, srcs[0], mode);
+}
 
 namespace detail {
 

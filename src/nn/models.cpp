@@ -150,7 +150,105 @@ std::unique_ptr<Network> tinyCnn(std::vector<Index> input, int classes, const Mo
     return std::make_unique<Network>("tiny", std::move(b.layers), input, classes, opt.loss);
 }
 
-std::vector<std::string> modelNames() { return {"lenet5", "gtc-lenet", "vgg7", "vgg16", "tiny"}; }
+namespace {
+
+/// Builds residual networks on a Graph: conv (+ BN + ReLU), basic blocks with identity,
+/// option-A or projection shortcuts, global pooling and the classifier.
+struct ResBuilder {
+    Graph g;
+    const ModelOptions& opt;
+    int x = Graph::kInput;  // the current node
+
+    ResBuilder(std::vector<Index> input, const ModelOptions& o) : g(std::move(input)), opt(o) {}
+    Index channels() const { return g.dims(x)[1]; }
+    int add(std::unique_ptr<Layer> l, std::vector<int> in) { return g.add(std::move(l), std::move(in)); }
+    /// conv -> BN (+ ReLU) (no conv bias with BN), or conv (+ bias) [-> gain] (-> ReLU).
+    int convBn(int from, const std::string& conv, const std::string& bn, Index out, Index k,
+               Index stride, bool relu, bool quantize) {
+        const Index in = g.dims(from)[1];
+        int y = add(std::make_unique<Conv2d>(conv, in, out, k, stride, k / 2, !opt.batchNorm, quantize),
+                    {from});
+        if (opt.batchNorm) return add(std::make_unique<BatchNorm>(bn, out, 1e-5f, 0.1f, relu), {y});
+        if (quantize && opt.gains)
+            y = add(std::make_unique<Gain>(conv + ".gain", gainForFanIn(in * k * k)), {y});
+        if (relu) y = add(std::make_unique<Relu>(conv + ".relu"), {y});
+        return y;
+    }
+    /// relu(F(x) + shortcut(x)), F = conv3x3-BN-ReLU-conv3x3-BN; the shortcut is x itself, or
+    /// (channels or stride change) option A (subsample, zero channels) or a 1x1 conv + BN.
+    void basicBlock(const std::string& p, Index out, Index stride, bool projection) {
+        const int in = x;
+        int y = convBn(in, p + ".conv1", p + ".bn1", out, 3, stride, true, true);
+        y = convBn(y, p + ".conv2", p + ".bn2", out, 3, 1, false, true);
+        int s = in;
+        if (stride != 1 || channels() != out) {
+            if (projection) s = convBn(in, p + ".down", p + ".down_bn", out, 1, stride, false, true);
+            else s = add(std::make_unique<SubsamplePad>(p + ".shortcut", channels(), out, stride), {in});
+        }
+        x = add(std::make_unique<Add>(p + ".add", true), {y, s});
+    }
+    void classifier(int classes) {
+        x = add(std::make_unique<GlobalAvgPool>("avgpool"), {x});
+        if (opt.dropout > 0) x = add(std::make_unique<Dropout>("dropout", opt.dropout), {x});
+        const Index f = channels();
+        x = add(std::make_unique<Linear>("fc", f, classes, true, opt.quantizeLast), {x});
+        if (opt.quantizeLast && opt.gains && !opt.batchNorm)
+            x = add(std::make_unique<Gain>("fc.gain", gainForFanIn(f)), {x});
+    }
+    void setWeightInit(WeightInit w) {
+        for (const auto& l : g.layers())
+            if (auto* wl = dynamic_cast<WeightedLayer*>(l.get())) wl->setWeightInit(w);
+    }
+};
+
+}  // namespace
+
+std::unique_ptr<Network> cifarResnet(int depth, std::vector<Index> input, int classes,
+                                     const ModelOptions& opt) {
+    opt.validate();
+    if (depth < 8 || (depth - 2) % 6 != 0)
+        throw std::invalid_argument(TERN_MSG("cifarResnet(): depth " << depth
+                                             << " is not 6n + 2 (20, 32, 44, 56, 110, ...)"));
+    const int n = (depth - 2) / 6;
+    ResBuilder b(std::move(input), opt);
+    b.x = b.convBn(Graph::kInput, "conv1", "bn1", scaled(16, opt.width), 3, 1, true,
+                   opt.quantizeFirst);
+    const Index widths[] = {16, 32, 64};
+    for (int s = 0; s < 3; ++s)
+        for (int k = 0; k < n; ++k)
+            b.basicBlock(TERN_MSG("s" << s + 1 << "b" << k + 1),
+                         scaled(widths[s], opt.width), s > 0 && k == 0 ? 2 : 1,
+                         opt.shortcut == Shortcut::Projection);
+    b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
+    return std::make_unique<Network>(TERN_MSG("resnet" << depth), std::move(b.g), classes,
+                                     opt.loss);
+}
+
+std::unique_ptr<Network> resnet18(std::vector<Index> input, int classes, const ModelOptions& opt) {
+    opt.validate();
+    if (input.size() == 3 && (input[1] < 32 || input[2] < 32))
+        throw std::invalid_argument(TERN_MSG("resnet18(): images of " << input[1] << "x" << input[2]
+                                             << " are below its 32x32 minimum"));
+    ResBuilder b(std::move(input), opt);
+    b.x = b.convBn(Graph::kInput, "conv1", "bn1", scaled(64, opt.width), 7, 2, true,
+                   opt.quantizeFirst);
+    b.x = b.add(std::make_unique<MaxPool>("pool1", 3, 2, 1), {b.x});
+    const Index widths[] = {64, 128, 256, 512};
+    for (int s = 0; s < 4; ++s)
+        for (int k = 0; k < 2; ++k)
+            b.basicBlock(TERN_MSG("s" << s + 1 << "b" << k + 1),
+                         scaled(widths[s], opt.width), s > 0 && k == 0 ? 2 : 1,
+                         opt.shortcut != Shortcut::OptionA);
+    b.classifier(classes);
+    b.setWeightInit(opt.weightInit);
+    return std::make_unique<Network>("resnet18", std::move(b.g), classes, opt.loss);
+}
+
+std::vector<std::string> modelNames() {
+    return {"lenet5", "gtc-lenet", "vgg7", "vgg16", "tiny", "resnet20", "resnet32", "resnet44",
+            "resnet56", "resnet18"};
+}
 
 std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> input, int classes,
                                    const ModelOptions& opt) {
@@ -159,8 +257,13 @@ std::unique_ptr<Network> makeModel(const std::string& name, std::vector<Index> i
     if (name == "vgg16") return vgg16(std::move(input), classes, opt);
     if (name == "vgg7") return vgg7(std::move(input), classes, opt);
     if (name == "tiny") return tinyCnn(std::move(input), classes, opt);
-    throw std::invalid_argument("makeModel(): unknown model '" + name +
-                                "'; known: lenet5, gtc-lenet, vgg7, vgg16, tiny");
+    if (name == "resnet18") return resnet18(std::move(input), classes, opt);
+    for (int depth : {20, 32, 44, 56})
+        if (name == "resnet" + std::to_string(depth))
+            return cifarResnet(depth, std::move(input), classes, opt);
+    std::string known;
+    for (const auto& m : modelNames()) known += (known.empty() ? "" : ", ") + m;
+    throw std::invalid_argument("makeModel(): unknown model '" + name + "'; known: " + known);
 }
 
 }  // namespace tern::nn

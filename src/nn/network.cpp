@@ -37,23 +37,109 @@ struct Network::Plan {
     std::vector<std::unique_ptr<LayerExec>> execs;
     std::vector<float> diff;  // d loss / d logits (train plans)
     memory diffMem;           // over diff, plain (batch, classes)
+    // Graphs: per node, the sum of its consumers' gradients (nodes read more than once)
+    std::vector<memory> acc;
 };
+
+// ---------------------------------------------------------------------------------------------
+// Graph
+
+Graph::Graph(std::vector<Index> input) : input_(std::move(input)) {
+    if (input_.size() != 3)
+        fail("Graph()", TERN_MSG("input must be {C, H, W}, got " << input_.size() << " dims"));
+    inputDims_ = {1, input_[0], input_[1], input_[2]};
+}
+
+const memory::dims& Graph::dims(int id) const {
+    if (id == kInput) return inputDims_;
+    if (id < 0 || id > last())
+        fail("Graph::dims()", TERN_MSG("no node " << id << " (the graph has " << layers_.size()
+                                                  << ")"));
+    return dims_[static_cast<size_t>(id)];
+}
+
+int Graph::add(std::unique_ptr<Layer> layer) { return add(std::move(layer), {last()}); }
+
+int Graph::add(std::unique_ptr<Layer> layer, std::vector<int> inputs) {
+    if (!layer) fail("Graph::add()", "null layer");
+    const std::string name = layer->name();
+    for (const auto& l : layers_)
+        if (l->name() == name) fail("Graph::add()", "a second layer named '" + name + "'");
+    if (static_cast<int>(inputs.size()) != layer->numInputs())
+        fail("Graph::add()", TERN_MSG(name << " reads " << layer->numInputs() << " input(s), given "
+                                           << inputs.size()));
+    std::vector<memory::dims> in;
+    for (int id : inputs) {
+        if (id < kInput || id > last())
+            fail("Graph::add()", TERN_MSG(name << " reads node " << id
+                                               << ", which is not an earlier node (0.."
+                                               << last() << ") or the input (-1)"));
+        in.push_back(dims(id));
+    }
+    memory::dims out;
+    try {
+        out = layer->outputDimsAll(in);
+    } catch (const std::exception& e) {
+        fail("Graph::add()", std::string(e.what()));
+    }
+    layers_.push_back(std::move(layer));
+    inputs_.push_back(std::move(inputs));
+    dims_.push_back(std::move(out));
+    return last();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network
+
+namespace {
+
+Graph chain(std::vector<std::unique_ptr<Layer>> layers, std::vector<Index> input) {
+    Graph g(std::move(input));
+    if (layers.empty()) fail("Network()", "no layers");
+    for (auto& l : layers) g.add(std::move(l));
+    return g;
+}
+
+}  // namespace
 
 Network::Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
                  std::vector<Index> input, int numClasses, Loss loss)
-    : name_(std::move(name)), layers_(std::move(layers)), input_(std::move(input)),
-      classes_(numClasses), loss_(loss) {
-    if (input_.size() != 3)
-        fail("Network()", TERN_MSG("input must be {C, H, W}, got " << input_.size() << " dims"));
-    if (layers_.empty()) fail("Network()", "no layers");
+    : Network(std::move(name), chain(std::move(layers), std::move(input)), numClasses, loss) {}
+
+Network::Network(std::string name, Graph graph, int numClasses, Loss loss)
+    : name_(std::move(name)), layers_(std::move(graph.layers_)), inputs_(std::move(graph.inputs_)),
+      dims_(std::move(graph.dims_)), input_(std::move(graph.input_)), classes_(numClasses),
+      loss_(loss) {
+    validate();
     for (auto& l : layers_) l->declare(params_);
-    // Validate the shapes once, with a clear message, before any primitive is built.
-    memory::dims d{1, input_[0], input_[1], input_[2]};
-    for (auto& l : layers_) d = l->outputDims(d);
+}
+
+void Network::validate() {
+    if (layers_.empty()) fail("Network()", "no layers");
+    // Shapes were checked as the graph grew; the output must be the logits.
+    const memory::dims& d = dims_.back();
     if (d != memory::dims{1, classes_})
         fail("Network()", TERN_MSG(name_ << ": the last layer gives " << d.size()
                                          << "-D output with " << d.back()
                                          << " features; expected " << classes_ << " classes"));
+    for (size_t i = 0; i + 1 < layers_.size(); ++i)
+        if (consumersOf(i).empty())
+            fail("Network()", name_ + ": the output of layer '" + layers_[i]->name() +
+                                  "' is read by no later layer (a dead branch)");
+}
+
+bool Network::isChain() const {
+    for (size_t i = 0; i < inputs_.size(); ++i)
+        if (inputs_[i] != std::vector<int>{static_cast<int>(i) - 1}) return false;
+    return true;
+}
+
+std::vector<int> Network::consumersOf(size_t i) const {
+    std::vector<int> c;
+    for (size_t j = i + 1; j < inputs_.size(); ++j)
+        for (int k : inputs_[j])
+            if (k == static_cast<int>(i)) c.push_back(static_cast<int>(j));
+    return c;
 }
 
 Network::~Network() = default;
@@ -107,10 +193,18 @@ std::unique_ptr<Network::Plan> Network::compile(Mode mode, Index batch) {
     memory::desc md({batch, input_[0], input_[1], input_[2]}, memory::data_type::f32,
                     memory::format_tag::nchw);
     p->inputMem = memory(md, ctx_.engine, p->input.data());
-    for (auto& l : layers_) {
-        p->execs.push_back(l->compile(ctx_, md, mode));
-        md = p->execs.back()->dstDesc();
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        std::vector<memory::desc> srcs;
+        for (int j : inputs_[i]) srcs.push_back(j < 0 ? p->inputMem.get_desc() : p->execs[j]->dstDesc());
+        p->execs.push_back(srcs.size() == 1 && layers_[i]->numInputs() == 1
+                               ? layers_[i]->compile(ctx_, srcs[0], mode)
+                               : layers_[i]->compileAll(ctx_, srcs, mode));
     }
+    md = p->execs.back()->dstDesc();
+    p->acc.resize(layers_.size());
+    if (mode == Mode::Train)
+        for (size_t i = 0; i < layers_.size(); ++i)
+            if (consumersOf(i).size() > 1) p->acc[i] = memory(p->execs[i]->dstDesc(), ctx_.engine);
     if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
         fail("Network::compile()", "the last layer's output is not a plain (N, classes) tensor");
     return p;
@@ -153,10 +247,21 @@ void Network::gather(Index batch) {
 }
 
 const float* Network::forward(Plan& plan, Pass pass) {
-    const memory* m = &plan.inputMem;
-    for (auto& e : plan.execs) m = &e->forward(*m, pass);
+    const size_t n = plan.execs.size();
+    std::vector<const memory*> out(n, nullptr);
+    std::vector<const memory*> srcs;
+    for (size_t i = 0; i < n; ++i) {
+        const auto& in = inputs_[i];
+        if (in.size() == 1) {
+            out[i] = &plan.execs[i]->forward(in[0] < 0 ? plan.inputMem : *out[in[0]], pass);
+        } else {
+            srcs.clear();
+            for (int j : in) srcs.push_back(j < 0 ? &plan.inputMem : out[j]);
+            out[i] = &plan.execs[i]->forwardAll(srcs, pass);
+        }
+    }
     ctx_.stream.wait();
-    return static_cast<const float*>(m->get_data_handle());
+    return static_cast<const float*>(out.back()->get_data_handle());
 }
 
 double Network::batchLoss(const float* out, float* diff, Index* correct) {
@@ -191,8 +296,40 @@ const float* Network::forwardSlot(int slot, Index batch, Pass pass) {
 }
 
 void Network::backward(Plan& plan) {
-    const memory* d = &plan.diffMem;
-    for (size_t i = plan.execs.size(); i-- > 0;) d = &plan.execs[i]->backward(*d, i > 0);
+    // Reverse topological order. A node read once passes its consumer's gradient on as is; a
+    // node read more than once sums its consumers' gradients (all in its own output desc:
+    // every executor returns diffSrc in the desc it was compiled for) in plan.acc.
+    const size_t n = plan.execs.size();
+    std::vector<const memory*> diff(n, nullptr);
+    std::vector<int> seen(n, 0);
+    diff[n - 1] = &plan.diffMem;
+    auto contribute = [&](int j, const memory& g) {
+        const size_t k = static_cast<size_t>(j);
+        if (!plan.acc[k]) {
+            diff[k] = &g;
+            return;
+        }
+        float* a = static_cast<float*>(plan.acc[k].get_data_handle());
+        const float* x = static_cast<const float*>(g.get_data_handle());
+        const auto count = static_cast<Index>(plan.acc[k].get_desc().get_size() / sizeof(float));
+        if (seen[k]++ == 0) {
+            std::copy(x, x + count, a);
+        } else {
+#pragma omp parallel for simd schedule(static)
+            for (Index e = 0; e < count; ++e) a[e] += x[e];
+        }
+        diff[k] = &plan.acc[k];
+    };
+    for (size_t i = n; i-- > 0;) {
+        const auto& in = inputs_[i];
+        bool need = false;
+        for (int j : in) need = need || j >= 0;
+        const memory& d0 = plan.execs[i]->backward(*diff[i], need);
+        if (!need) continue;
+        ctx_.stream.wait();
+        for (size_t k = 0; k < in.size(); ++k)
+            if (in[k] >= 0) contribute(in[k], k == 0 ? d0 : plan.execs[i]->diffSrc(static_cast<int>(k)));
+    }
     ctx_.stream.wait();
 }
 
@@ -332,9 +469,9 @@ std::vector<int> Network::predict(const io::Dataset& data, Index batchSize) {
 }
 
 memory::dims Network::inputDimsOf(size_t i) const {
-    memory::dims d{1, input_[0], input_[1], input_[2]};
-    for (size_t j = 0; j < i && j < layers_.size(); ++j) d = layers_[j]->outputDims(d);
-    return d;
+    const int j = i < inputs_.size() ? inputs_[i].at(0) : static_cast<int>(layers_.size()) - 1;
+    if (j < 0) return {1, input_[0], input_[1], input_[2]};
+    return dims_.at(static_cast<size_t>(j));
 }
 
 void Network::saveState(StateWriter& out, const std::string& prefix) const {

@@ -23,11 +23,11 @@ namespace {
 class MaxPoolExec final : public LayerExec {
 public:
     MaxPoolExec(Context& ctx, Mode mode, const memory::desc& src, const memory::dims& dstDims,
-                Index k, Index stride)
+                Index k, Index stride, Index padding)
         : ctx_(ctx), mode_(mode) {
         namespace d = dnnl;
         const auto prop = forwardKind(mode);
-        const memory::dims kernel{k, k}, strides{stride, stride}, pad{0, 0};
+        const memory::dims kernel{k, k}, strides{stride, stride}, pad{padding, padding};
         d::pooling_forward::desc fd(prop, d::algorithm::pooling_max, src, anyMd(dstDims),
                                     strides, kernel, pad, pad);
         d::pooling_forward::primitive_desc fpd(fd, ctx.engine);
@@ -210,27 +210,30 @@ private:
 
 }  // namespace
 
-MaxPool::MaxPool(std::string name, Index kernel, Index stride)
-    : name_(std::move(name)), k_(kernel), stride_(stride) {
+MaxPool::MaxPool(std::string name, Index kernel, Index stride, Index padding)
+    : name_(std::move(name)), k_(kernel), stride_(stride), pad_(padding) {
     const std::string where = "MaxPool(" + name_ + ")";
     requirePositive(static_cast<double>(k_), where.c_str(), "kernel");
     requirePositive(static_cast<double>(stride_), where.c_str(), "stride");
+    requireNonNegative(static_cast<double>(pad_), where.c_str(), "padding");
+    if (pad_ >= k_) fail(where, TERN_MSG("padding " << pad_ << " must be below the window " << k_));
 }
 
 memory::dims MaxPool::outputDims(const memory::dims& src) const {
-    if (src.size() != 4 || src[2] < k_ || src[3] < k_)
+    if (src.size() != 4 || src[2] + 2 * pad_ < k_ || src[3] + 2 * pad_ < k_)
         fail("MaxPool::outputDims()", name_ + ": input " + dimsStr(src) + " too small or not 4-D");
-    return {src[0], src[1], (src[2] - k_) / stride_ + 1, (src[3] - k_) / stride_ + 1};
+    return {src[0], src[1], (src[2] + 2 * pad_ - k_) / stride_ + 1,
+            (src[3] + 2 * pad_ - k_) / stride_ + 1};
 }
 
 std::unique_ptr<LayerExec> MaxPool::compile(Context& ctx, const memory::desc& src, Mode mode) {
     const auto dstDims = outputDims(src.dims());
     return guarded(name_, src.dims(), [&]() -> std::unique_ptr<LayerExec> {
-        if (direct_)
+        if (direct_ && pad_ == 0)
             if (auto m = DirectMaxPoolExec::match(src, dstDims, k_, stride_))
                 return std::make_unique<DirectMaxPoolExec>(ctx, mode, src, dstDims, m->first,
                                                            m->second);
-        return std::make_unique<MaxPoolExec>(ctx, mode, src, dstDims, k_, stride_);
+        return std::make_unique<MaxPoolExec>(ctx, mode, src, dstDims, k_, stride_, pad_);
     });
 }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace tern::nn {
 
@@ -53,6 +54,17 @@ public:
     virtual const dnnl::memory& backward(const dnnl::memory& diffDst, bool needDiffSrc) = 0;
     const dnnl::memory::desc& dstDesc() const { return dstMd_; }
 
+    // Layers with several inputs (Layer::numInputs() > 1, e.g. Add) override these two; a
+    // one-input executor gets them for free.
+    /// Forward on one memory per input, each in its compile-time desc.
+    virtual const dnnl::memory& forwardAll(const std::vector<const dnnl::memory*>& srcs,
+                                           optim::Pass pass) {
+        return forward(*srcs.at(0), pass);
+    }
+    /// After backward(): the gradient for input `i` in its compile-time desc (input 0's is
+    /// what backward() returned). Only for i < numInputs().
+    virtual const dnnl::memory& diffSrc(int i);
+
 protected:
     dnnl::memory::desc dstMd_;
 };
@@ -79,6 +91,18 @@ public:
     /// Builds the executor for `src` in `mode`.
     virtual std::unique_ptr<LayerExec> compile(Context& ctx, const dnnl::memory::desc& src,
                                                Mode mode) = 0;
+
+    // Several inputs (residual connections): a layer that reads more than one tensor
+    // overrides these; Network gives it one input per graph edge, in the order of the node's
+    // inputs. The defaults serve one-input layers.
+    /// How many tensors the layer reads (1 for all but merge layers such as Add).
+    virtual int numInputs() const { return 1; }
+    /// Output dims for one dims per input.
+    virtual dnnl::memory::dims outputDimsAll(const std::vector<dnnl::memory::dims>& srcs) const;
+    /// Executor for one desc per input.
+    virtual std::unique_ptr<LayerExec> compileAll(Context& ctx,
+                                                  const std::vector<dnnl::memory::desc>& srcs,
+                                                  Mode mode);
     /// Forward cost per image for input dims `src` (batch dim ignored).
     virtual LayerCost cost(const dnnl::memory::dims& /*src*/) const { return {}; }
     /// State beyond parameter blocks (BN running statistics).

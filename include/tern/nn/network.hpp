@@ -19,11 +19,60 @@ struct Evaluation {
     Index count = 0;
 };
 
+/// A network's layers as a directed acyclic graph, built in order: every layer reads earlier
+/// nodes (or the network's input), so the order of addition is a topological order. A chain
+/// of layers is the special case where each reads the one before. The last node added gives
+/// the logits. Example: a residual block,
+///
+///     nn::Graph g({3, 32, 32});
+///     int x = g.add(std::make_unique<nn::Conv2d>("conv1", 3, 16, 3, 1, 1, false));
+///     x = g.add(std::make_unique<nn::BatchNorm>("bn1", 16, 1e-5f, 0.1f, true));
+///     int y = g.add(std::make_unique<nn::Conv2d>("b1.conv1", 16, 16, 3, 1, 1, false));
+///     y = g.add(std::make_unique<nn::BatchNorm>("b1.bn1", 16, 1e-5f, 0.1f, true));
+///     y = g.add(std::make_unique<nn::Conv2d>("b1.conv2", 16, 16, 3, 1, 1, false));
+///     y = g.add(std::make_unique<nn::BatchNorm>("b1.bn2", 16));
+///     g.add(std::make_unique<nn::Add>("b1.add", true), {y, x});   // relu(F(x) + x)
+///
+/// (examples/custom_resnet.cpp builds and trains a whole one).
+class Graph {
+public:
+    /// The network's input as a node id.
+    static constexpr int kInput = -1;
+    /// `input` = {C, H, W} of one image: the graph checks every layer's dims as it is added.
+    explicit Graph(std::vector<Index> input);
+    /// Appends `layer` reading `inputs` (ids of earlier nodes, or kInput), as many as
+    /// layer->numInputs(); returns the new node's id. Throws std::runtime_error naming the
+    /// layer for an id that is not earlier, a wrong input count, a repeated layer name, or
+    /// dims that do not fit.
+    int add(std::unique_ptr<Layer> layer, std::vector<int> inputs);
+    /// Appends `layer` reading the last node added (the input for the first).
+    int add(std::unique_ptr<Layer> layer);
+    /// The last node added (kInput if none).
+    int last() const { return static_cast<int>(layers_.size()) - 1; }
+    /// Dims of node `id`'s output for one image ({1, C, H, W} or {1, F}); kInput: the input.
+    const dnnl::memory::dims& dims(int id) const;
+    const std::vector<Index>& input() const { return input_; }
+    /// The layers added so far, in order.
+    const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+
+private:
+    friend class Network;
+    std::vector<Index> input_;
+    std::vector<std::unique_ptr<Layer>> layers_;
+    std::vector<std::vector<int>> inputs_;
+    std::vector<dnnl::memory::dims> dims_;
+    dnnl::memory::dims inputDims_;
+};
+
 class Network final : public optim::LogitObjective {
 public:
-    /// `input` = {C, H, W} of one image. Declares every layer's blocks (the layers' order).
+    /// `input` = {C, H, W} of one image. A chain: each layer reads the one before. Declares
+    /// every layer's blocks (the layers' order).
     Network(std::string name, std::vector<std::unique_ptr<Layer>> layers,
             std::vector<Index> input, int numClasses, Loss loss = Loss::SoftmaxCrossEntropy);
+    /// A graph (residual networks): the last node gives the logits. Every node must be read
+    /// by a later one, except the last (std::runtime_error naming a dead node).
+    Network(std::string name, Graph graph, int numClasses, Loss loss = Loss::SoftmaxCrossEntropy);
     ~Network() override;
     Network(const Network&) = delete;
     Network& operator=(const Network&) = delete;
@@ -85,9 +134,18 @@ public:
     /// Logits (count x numClasses, row-major) per image.
     std::vector<float> logits(const io::Dataset& data, Index batchSize = 500);
 
+    /// The layers in graph order (a topological order; the order of a chain).
     const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
-    /// Input dims of layer i for one image (batch 1).
+    /// The nodes layer i reads (indices into layers(); Graph::kInput for the input).
+    const std::vector<int>& inputsOf(size_t i) const { return inputs_.at(i); }
+    /// Every layer reads the one before it (no branches).
+    bool isChain() const;
+    /// The layers that read layer i's output.
+    std::vector<int> consumersOf(size_t i) const;
+    /// Input dims of layer i for one image (batch 1): those of its first input.
     dnnl::memory::dims inputDimsOf(size_t i) const;
+    /// Output dims of layer i for one image (batch 1).
+    const dnnl::memory::dims& outputDimsOf(size_t i) const { return dims_.at(i); }
     const std::vector<Index>& inputShape() const { return input_; }
     int numClasses() const { return classes_; }
     Loss loss() const { return loss_; }
@@ -113,7 +171,11 @@ private:
     void record(double loss, Index correct);
 
     std::string name_;
+    void validate();
+
     std::vector<std::unique_ptr<Layer>> layers_;
+    std::vector<std::vector<int>> inputs_;   // per layer: the nodes it reads (-1 = input)
+    std::vector<dnnl::memory::dims> dims_;   // per layer: output dims, batch 1
     std::vector<Index> input_;
     int classes_;
     Loss loss_;

@@ -1,0 +1,341 @@
+// The layers of residual networks (include/tern/nn/residual.hpp): Add (+ ReLU), global average
+// pooling and the option-A shortcut, as loops over the layouts their neighbours produce.
+#include "tern/nn/residual.hpp"
+
+#include "tern/core/error.hpp"
+#include "layer_util.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace tern::nn {
+
+using namespace detail;
+
+namespace {
+
+/// Floats in a memory of descriptor `md` (blocked layouts include their padded channels).
+Index floatsOf(const memory::desc& md) { return static_cast<Index>(md.get_size() / sizeof(float)); }
+
+float* data(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
+
+// ---------------------------------------------------------------------------------------------
+// Add
+
+class AddExec final : public LayerExec {
+public:
+    AddExec(Context& ctx, Mode mode, const memory::desc& a, const memory::desc& b, bool relu)
+        : ctx_(ctx), relu_(relu), bMd_(b) {
+        dstMd_ = a;
+        n_ = floatsOf(a);
+        dst_ = memory(a, ctx.engine);
+        bIn_.build(ctx.engine, b, a);
+        if (mode == Mode::Infer) return;
+        diffA_ = memory(a, ctx.engine);
+        if (bIn_.active) {
+            diffB_ = memory(b, ctx.engine);
+            diffBOut_ = dnnl::reorder(dnnl::reorder::primitive_desc(ctx.engine, a, ctx.engine, b));
+        }
+    }
+    const memory& forward(const memory& src, Pass) override {
+        (void)src;
+        throw std::logic_error("Add: forward() needs both inputs (forwardAll)");
+    }
+    const memory& forwardAll(const std::vector<const memory*>& srcs, Pass) override {
+        const float* a = data(*srcs.at(0));
+        const float* b = data(bIn_.into(ctx_.stream, *srcs.at(1)));
+        ctx_.stream.wait();
+        float* y = data(dst_);
+        const Index n = n_;
+        if (relu_) {
+#pragma omp parallel for simd schedule(static)
+            for (Index i = 0; i < n; ++i) y[i] = std::max(a[i] + b[i], 0.0f);
+        } else {
+#pragma omp parallel for simd schedule(static)
+            for (Index i = 0; i < n; ++i) y[i] = a[i] + b[i];
+        }
+        return dst_;
+    }
+    const memory& backward(const memory& diffDst, bool) override {
+        const float* dy = data(diffDst);
+        const float* y = data(dst_);
+        float* da = data(diffA_);
+        const Index n = n_;
+        if (relu_) {
+#pragma omp parallel for simd schedule(static)
+            for (Index i = 0; i < n; ++i) da[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        } else {
+            std::memcpy(da, dy, static_cast<size_t>(n) * sizeof(float));
+        }
+        if (bIn_.active) {
+            diffBOut_.execute(ctx_.stream, {{DNNL_ARG_FROM, diffA_}, {DNNL_ARG_TO, diffB_}});
+            ctx_.stream.wait();
+        }
+        return diffA_;
+    }
+    const memory& diffSrc(int i) override {
+        if (i == 0) return diffA_;
+        if (i == 1) return bIn_.active ? diffB_ : diffA_;
+        return LayerExec::diffSrc(i);
+    }
+
+private:
+    Context& ctx_;
+    bool relu_;
+    memory::desc bMd_;
+    Index n_ = 0;
+    memory dst_, diffA_, diffB_;
+    Bridge bIn_;
+    dnnl::reorder diffBOut_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layout helper: the [N][Cb][H][W][B] layouts (nchw: Cb = C, B = 1; nhwc: Cb = 1, B = C;
+// nChw8c / nChw16c: Cb = ceil(C / B)). Anything else is reordered to nchw first.
+
+struct Blocks {
+    Index cb = 0, b = 1;
+    tag t = tag::nchw;
+};
+
+Blocks blocksOf(const memory::desc& md, bool* matched) {
+    const auto d = md.dims();
+    *matched = false;
+    if (d.size() != 4 || md.data_type() != dt::f32) return {d.size() > 1 ? d[1] : 0, 1, tag::nchw};
+    const Index c = d[1];
+    const Blocks cands[] = {{c, 1, tag::nchw}, {1, c, tag::nhwc}, {(c + 7) / 8, 8, tag::nChw8c},
+                            {(c + 15) / 16, 16, tag::nChw16c}};
+    for (const Blocks& x : cands)
+        if (md == memory::desc(d, dt::f32, x.t)) {
+            *matched = true;
+            return x;
+        }
+    return {c, 1, tag::nchw};
+}
+
+/// Offset of element (n, c, h, w) in a [N][Cb][H][W][B] layout.
+struct Layout {
+    Index cb, b, h, w;
+    Index at(Index n, Index c, Index y, Index x) const {
+        return (((n * cb + c / b) * h + y) * w + x) * b + c % b;
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Global average pooling
+
+class GlobalAvgPoolExec final : public LayerExec {
+public:
+    GlobalAvgPoolExec(Context& ctx, Mode mode, const memory::desc& src) : ctx_(ctx) {
+        const auto d = src.dims();
+        n_ = d[0];
+        c_ = d[1];
+        h_ = d[2];
+        w_ = d[3];
+        bool matched = false;
+        const Blocks bl = blocksOf(src, &matched);
+        const memory::desc plain(d, dt::f32, bl.t);
+        in_.build(ctx.engine, src, plain);
+        lay_ = Layout{bl.cb, bl.b, h_, w_};
+        dstMd_ = memory::desc({n_, c_}, dt::f32, tag::nc);
+        dst_ = memory(dstMd_, ctx.engine);
+        if (mode == Mode::Infer) return;
+        diffOut_.build(ctx.engine, plain, src);
+        diffSrc_ = memory(src, ctx.engine);
+    }
+    const memory& forward(const memory& src, Pass) override {
+        const float* x = data(in_.into(ctx_.stream, src));
+        ctx_.stream.wait();
+        float* y = data(dst_);
+        const Index C = c_, HW = h_ * w_, B = lay_.b, Cb = lay_.cb;
+        const float inv = 1.0f / static_cast<float>(HW);
+#pragma omp parallel for schedule(static)
+        for (Index n = 0; n < n_; ++n)
+            for (Index cb = 0; cb < Cb; ++cb) {
+                float acc[16] = {0};
+                float* a = B <= 16 ? acc : nullptr;
+                std::vector<float> big;
+                if (!a) {
+                    big.assign(static_cast<size_t>(B), 0.0f);
+                    a = big.data();
+                }
+                const float* p = x + (n * Cb + cb) * HW * B;
+                for (Index i = 0; i < HW; ++i)
+                    for (Index j = 0; j < B; ++j) a[j] += p[i * B + j];
+                for (Index j = 0; j < B && cb * B + j < C; ++j) y[n * C + cb * B + j] = a[j] * inv;
+            }
+        return dst_;
+    }
+    const memory& backward(const memory& diffDst, bool) override {
+        const float* dy = data(diffDst);
+        float* dx = data(diffOut_.target(diffSrc_));
+        const Index C = c_, HW = h_ * w_, B = lay_.b, Cb = lay_.cb;
+        const float inv = 1.0f / static_cast<float>(HW);
+#pragma omp parallel for schedule(static)
+        for (Index n = 0; n < n_; ++n)
+            for (Index cb = 0; cb < Cb; ++cb) {
+                float* p = dx + (n * Cb + cb) * HW * B;
+                for (Index i = 0; i < HW; ++i)
+                    for (Index j = 0; j < B; ++j) {
+                        const Index c = cb * B + j;
+                        p[i * B + j] = c < C ? dy[n * C + c] * inv : 0.0f;
+                    }
+            }
+        diffOut_.flush(ctx_.stream, diffSrc_);
+        ctx_.stream.wait();
+        return diffSrc_;
+    }
+
+private:
+    Context& ctx_;
+    Index n_ = 0, c_ = 0, h_ = 0, w_ = 0;
+    Layout lay_{};
+    Bridge in_;
+    OutBridge diffOut_;
+    memory dst_, diffSrc_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Option-A shortcut
+
+class SubsamplePadExec final : public LayerExec {
+public:
+    SubsamplePadExec(Context& ctx, Mode mode, const memory::desc& src, const memory::dims& dstDims,
+                     Index stride, Index padBefore)
+        : ctx_(ctx), stride_(stride), pad_(padBefore) {
+        const auto d = src.dims();
+        bool matched = false;
+        const Blocks bl = blocksOf(src, &matched);
+        const memory::desc plain(d, dt::f32, bl.t);
+        in_.build(ctx.engine, src, plain);
+        dstMd_ = memory::desc(dstDims, dt::f32, bl.t);
+        dst_ = memory(dstMd_, ctx.engine);
+        const Blocks ob = blocksOf(dstMd_, &matched);
+        src_ = Layout{bl.cb, bl.b, d[2], d[3]};
+        dstL_ = Layout{ob.cb, ob.b, dstDims[2], dstDims[3]};
+        n_ = d[0];
+        cin_ = d[1];
+        cout_ = dstDims[1];
+        if (mode == Mode::Infer) return;
+        diffOut_.build(ctx.engine, plain, src);
+        diffSrc_ = memory(src, ctx.engine);
+    }
+    const memory& forward(const memory& src, Pass) override {
+        const float* x = data(in_.into(ctx_.stream, src));
+        ctx_.stream.wait();
+        float* y = data(dst_);
+        std::fill(y, y + floatsOf(dstMd_), 0.0f);
+        const Index oh = dstL_.h, ow = dstL_.w;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (Index n = 0; n < n_; ++n)
+            for (Index c = 0; c < cin_; ++c)
+                for (Index i = 0; i < oh; ++i)
+                    for (Index j = 0; j < ow; ++j)
+                        y[dstL_.at(n, c + pad_, i, j)] = x[src_.at(n, c, i * stride_, j * stride_)];
+        return dst_;
+    }
+    const memory& backward(const memory& diffDst, bool) override {
+        const float* dy = data(diffDst);
+        memory& target = diffOut_.target(diffSrc_);
+        float* dx = data(target);
+        std::fill(dx, dx + floatsOf(target.get_desc()), 0.0f);
+        const Index oh = dstL_.h, ow = dstL_.w;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (Index n = 0; n < n_; ++n)
+            for (Index c = 0; c < cin_; ++c)
+                for (Index i = 0; i < oh; ++i)
+                    for (Index j = 0; j < ow; ++j)
+                        dx[src_.at(n, c, i * stride_, j * stride_)] = dy[dstL_.at(n, c + pad_, i, j)];
+        diffOut_.flush(ctx_.stream, diffSrc_);
+        ctx_.stream.wait();
+        return diffSrc_;
+    }
+
+private:
+    Context& ctx_;
+    Index stride_, pad_;
+    Index n_ = 0, cin_ = 0, cout_ = 0;
+    Layout src_{}, dstL_{};
+    Bridge in_;
+    OutBridge diffOut_;
+    memory dst_, diffSrc_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+std::string Add::describe() const { return name_ + (relu_ ? ": add + ReLU" : ": add"); }
+
+memory::dims Add::outputDimsAll(const std::vector<memory::dims>& srcs) const {
+    if (srcs.size() != 2)
+        fail("Add::outputDims()", TERN_MSG(name_ << " adds two inputs, given " << srcs.size()));
+    if (srcs[0] != srcs[1])
+        fail("Add::outputDims()", name_ + ": the inputs differ: " + dimsStr(srcs[0]) + " and " +
+                                      dimsStr(srcs[1]));
+    return srcs[0];
+}
+
+std::unique_ptr<LayerExec> Add::compile(Context&, const memory::desc&, Mode) {
+    fail("Add::compile()", name_ + " adds two inputs: build it in a graph (nn::Graph)");
+}
+
+std::unique_ptr<LayerExec> Add::compileAll(Context& ctx, const std::vector<memory::desc>& srcs,
+                                           Mode mode) {
+    std::vector<memory::dims> dims;
+    for (const auto& s : srcs) dims.push_back(s.dims());
+    outputDimsAll(dims);
+    return guarded(name_, dims[0], [&]() -> std::unique_ptr<LayerExec> {
+        return std::make_unique<AddExec>(ctx, mode, srcs[0], srcs[1], relu_);
+    });
+}
+
+memory::dims GlobalAvgPool::outputDims(const memory::dims& src) const {
+    if (src.size() != 4)
+        fail("GlobalAvgPool::outputDims()", name_ + ": input " + dimsStr(src) + " is not 4-D");
+    return {src[0], src[1]};
+}
+
+std::unique_ptr<LayerExec> GlobalAvgPool::compile(Context& ctx, const memory::desc& src,
+                                                  Mode mode) {
+    outputDims(src.dims());
+    return guarded(name_, src.dims(), [&]() -> std::unique_ptr<LayerExec> {
+        return std::make_unique<GlobalAvgPoolExec>(ctx, mode, src);
+    });
+}
+
+LayerCost GlobalAvgPool::cost(const memory::dims& src) const {
+    LayerCost c;
+    if (src.size() == 4) c.macs = src[1] * src[2] * src[3];
+    return c;
+}
+
+SubsamplePad::SubsamplePad(std::string name, Index inChannels, Index outChannels, Index stride)
+    : name_(std::move(name)), in_(inChannels), out_(outChannels), stride_(stride) {
+    const std::string where = "SubsamplePad(" + name_ + ")";
+    requirePositive(static_cast<double>(in_), where.c_str(), "inChannels");
+    requirePositive(static_cast<double>(stride_), where.c_str(), "stride");
+    if (out_ < in_)
+        fail(where.c_str(), TERN_MSG("cannot pad " << in_ << " channels down to " << out_));
+}
+
+std::string SubsamplePad::describe() const {
+    return TERN_MSG(name_ << ": shortcut A (stride " << stride_ << ", channels " << in_ << "->"
+                          << out_ << " zero-padded)");
+}
+
+memory::dims SubsamplePad::outputDims(const memory::dims& src) const {
+    if (src.size() != 4 || src[1] != in_)
+        fail("SubsamplePad::outputDims()",
+             TERN_MSG(name_ << " expects " << in_ << " channels, got " << dimsStr(src)));
+    return {src[0], out_, (src[2] - 1) / stride_ + 1, (src[3] - 1) / stride_ + 1};
+}
+
+std::unique_ptr<LayerExec> SubsamplePad::compile(Context& ctx, const memory::desc& src, Mode mode) {
+    const auto dst = outputDims(src.dims());
+    return guarded(name_, src.dims(), [&]() -> std::unique_ptr<LayerExec> {
+        return std::make_unique<SubsamplePadExec>(ctx, mode, src, dst, stride_, padBefore());
+    });
+}
+
+}  // namespace tern::nn
