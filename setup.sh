@@ -6,9 +6,11 @@
 set -euo pipefail
 # ocl-icd-opencl-dev: oneDNN's CMake package config (dnnl-config.cmake) looks for OpenCL and
 # fails without it; Debian only recommends it, and we install without recommends.
+# libturbojpeg0-dev, libpng-dev: image folders (--dataset folder) decode JPEG and PNG with these
+# maintained libraries (optional for the build: without them tern has no image-folder support).
 pkgs=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libeigen3-dev libopenblas-dev
       libboost-program-options-dev libboost-test-dev libhdf5-dev zlib1g-dev hdf5-tools
-      nlohmann-json3-dev gnuplot-nox python3 python3-h5py)
+      nlohmann-json3-dev gnuplot-nox python3 python3-h5py libturbojpeg0-dev libpng-dev)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch) ;;

@@ -3,6 +3,7 @@
 #include "tern/core/format.hpp"
 #include "tern/deploy/model.hpp"
 #include "tern/io/dataset.hpp"
+#include "tern/io/image_folder.hpp"
 #include "tern/nn/layer.hpp"
 
 #include "common/app.hpp"
@@ -24,6 +25,8 @@ int run(int argc, char** argv) {
     std::string model, checkpoint, dataset, dataDir;
     Index batch = 100, testLimit = 0;
     int threads = 0;
+    Index resize = 0;
+    std::string badImages = "fail";
     po::options_description desc(
         "tern-eval: evaluate a deployed (ternary or power-of-two) model on a test set\n"
         "Usage: tern-eval --model model.h5 [--dataset mnist --data-dir data/mnist]\n"
@@ -32,8 +35,10 @@ int run(int argc, char** argv) {
         ("help,h", "this help")
         ("model", po::value(&model), "model file written by tern-export")
         ("checkpoint", po::value(&checkpoint), "tern-train checkpoint instead of a model file")
-        ("dataset", po::value(&dataset), "mnist | fashion-mnist | cifar10 (default: the model's)")
-        ("data-dir", po::value(&dataDir), "dataset directory (default data/<dataset>)")
+        ("dataset", po::value(&dataset), "mnist | fashion-mnist | cifar10 | folder (default: the model's)")
+        ("data-dir", po::value(&dataDir), "dataset directory (default data/<dataset>; folder: required, its val/ is the test set)")
+        ("resize", app::withDefault(&resize), "folder: shorter side resized to this before the center crop (0 = the model's, else image size / 0.875)")
+        ("bad-images", app::withDefault(&badImages), "folder: fail | skip")
         ("test-limit", app::withDefault(&testLimit), "first N test images (0 = all)")
         ("batch", app::withDefault(&batch), "inference batch size")
         ("threads", app::withDefault(&threads), "threads (0 = all cores)");
@@ -60,12 +65,30 @@ int run(int argc, char** argv) {
                                    : TernaryModel::load(model);
     if (dataset.empty()) dataset = m.infoValue("dataset");
     if (dataset.empty()) throw std::invalid_argument("the model names no dataset; give --dataset");
+    const bool vmDataDir = !dataDir.empty();
     if (dataDir.empty())
         dataDir = dataset == "cifar10" ? "data/cifar-10-batches-bin" : "data/" + dataset;
     // The test images, normalized as in training: with the model's stored statistics, or
     // recomputed from the training images (first train-limit of them) when it has none.
     tern::io::Dataset test;
-    if (!m.mean().empty()) {
+    if (dataset == "folder") {  // streamed val/, at the model's image size and normalization
+        if (!vmDataDir)
+            throw std::invalid_argument("dataset folder needs --data-dir DIR (DIR/train, DIR/val)");
+        tern::io::ImageFolderOptions fo;
+        fo.imageSize = m.input().at(1);
+        if (resize == 0 && !m.infoValue("resize").empty()) fo.set("resize", m.infoValue("resize"));
+        if (resize != 0) fo.resize = resize;
+        fo.badImages = tern::io::parseBadImages(badImages);
+        fo.threads = threads;
+        if (m.folding().rawInput) {  // 1/std and the mean folded into the model: raw [0, 1] pixels
+            fo.mean = {0, 0, 0};
+            fo.stddev = {1, 1, 1};
+        } else if (!m.mean().empty()) {
+            fo.mean = m.mean();
+            fo.stddev = m.stddev();
+        }
+        test = tern::io::loadImageFolder(dataDir, fo, 0, testLimit).test;
+    } else if (!m.mean().empty()) {
         test = dataset == "cifar10" ? tern::io::readCifar10(dataDir, "test")
                                     : tern::io::readIdx(dataDir, "test", dataset + "/test");
         m.prepareInput(test);  // normalized, or raw for a model with 1/std folded in

@@ -1,4 +1,5 @@
-// tern-train: train a float or ternary network on MNIST, Fashion-MNIST or CIFAR-10.
+// tern-train: train a float or ternary network on MNIST, Fashion-MNIST, CIFAR-10 or an image
+// folder.
 #include "tern/run/recipe.hpp"
 #include "tern/run/train.hpp"
 
@@ -38,7 +39,9 @@ std::string withFlag(const std::string& message) {
         {"gtcDistillTemperature", "--distill-temperature"},
         {"distillTemperature", "--distill-temperature"},
         {"granularity", "--granularity"},
-        {"beta1", "--optimizer adam"}, {"beta2", "--optimizer adam"}};
+        {"beta1", "--optimizer adam"}, {"beta2", "--optimizer adam"},
+        {"imageSize", "--image-size"}, {"resize", "--resize"}, {"cropScale", "--crop-scale"},
+        {"cropRatio", "--crop-ratio"}, {"mean", "--mean"}, {"std", "--std"}};
     const std::size_t at = message.find("): ");
     if (at == std::string::npos) return message;
     const std::size_t start = at + 3, end = message.find(' ', start);
@@ -92,10 +95,30 @@ int run(int argc, char** argv) {
 
     po::options_description data("Data");
     data.add_options()
-        ("dataset", app::withDefault(&c.dataset), "mnist | fashion-mnist | cifar10")
+        ("dataset", app::withDefault(&c.dataset), "mnist | fashion-mnist | cifar10 | folder")
         ("data-dir", po::value(&c.dataDir), "dataset directory (default data/<dataset>, cifar10: data/cifar-10-batches-bin)")
         ("train-limit", app::withDefault(&c.trainLimit), "use only the first N training images (0 = all)")
         ("test-limit", app::withDefault(&c.testLimit), "use only the first N test images (0 = all)");
+    // --dataset folder (docs/data.md): the texts go through ImageFolderOptions::set()
+    std::vector<std::pair<std::string, std::string>> folderDefaults = c.folder.items();
+    auto folderDefault = [&](const std::string& key) {
+        for (const auto& [k, v] : folderDefaults)
+            if (k == key) return v;
+        return std::string();
+    };
+    std::string cropScale = folderDefault("crop-scale"), cropRatio = folderDefault("crop-ratio"),
+                mean = folderDefault("mean"), stddev = folderDefault("std"),
+                badImages = folderDefault("bad-images");
+    po::options_description folder("Image folders (--dataset folder --data-dir DIR: DIR/train/<class>/*.jpg|png, DIR/val/<class>/*)");
+    folder.add_options()
+        ("image-size", app::withDefault(&c.folder.imageSize), "side of the square images the network sees")
+        ("resize", app::withDefault(&c.folder.resize), "evaluation: shorter side resized to this, then center crop (0 = image-size / 0.875)")
+        ("crop-scale", po::value(&cropScale)->default_value(cropScale), "training: random resized crop's area fraction MIN,MAX")
+        ("crop-ratio", po::value(&cropRatio)->default_value(cropRatio), "training: random resized crop's aspect ratio (w/h) MIN,MAX")
+        ("mean", po::value(&mean)->default_value(mean), "per-channel mean R,G,B of [0, 1] pixels (ImageNet's)")
+        ("std", po::value(&stddev)->default_value(stddev), "per-channel standard deviation R,G,B")
+        ("bad-images", po::value(&badImages)->default_value(badImages), "fail (stop, naming the file) | skip (leave out or replace by the next good image of its class, count, name the first few)")
+        ("loader-threads", app::withDefault(&c.folder.threads), "decoding threads (0 = --threads)");
     po::options_description model("Model");
     model.add_options()
         ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
@@ -174,7 +197,7 @@ int run(int argc, char** argv) {
         ("config", po::value(&config), "INI file with any of these options (flags given on the command line win)")
         ("help,h", "this help");
     po::options_description all("tern-train: train float and ternary networks on oneDNN\n\nUsage: tern-train [options]");
-    all.add(data).add(model).add(training).add(method).add(admm).add(output);
+    all.add(data).add(folder).add(model).add(training).add(method).add(admm).add(output);
 
     const bool help = app::asUsage([&] {
         po::variables_map vm;
@@ -209,6 +232,11 @@ int run(int argc, char** argv) {
             throw std::invalid_argument("--gtc-teacher must be joint or none (got '" + gtcTeacher + "')");
         c.opt.gtcJointTeacher = gtcTeacher == "joint";
         c.setOptimizer(optimizer);
+        c.folder.set("crop-scale", cropScale);
+        c.folder.set("crop-ratio", cropRatio);
+        c.folder.set("mean", mean);
+        c.folder.set("std", stddev);
+        c.folder.set("bad-images", badImages);
         c.setWeightDecay(weightDecay);
         c.checkpoint = !noCheckpoint;
         c.lrSteps = app::parseList<Index>(lrSteps, "--lr-steps", "an epoch number");

@@ -598,9 +598,9 @@ BOOST_AUTO_TEST_CASE(cifar_three_channels_and_augment) {
 BOOST_AUTO_TEST_CASE(unknown_name) {
     BOOST_CHECK_EXCEPTION(io::loadDataset("mnsit", "/tmp"), std::invalid_argument,
                           messageContains("loadDataset(): unknown dataset 'mnsit'; known: mnist, "
-                                          "fashion-mnist, cifar10"));
+                                          "fashion-mnist, cifar10, folder"));
     const auto names = io::datasetNames();
-    BOOST_TEST(names == (std::vector<std::string>{"mnist", "fashion-mnist", "cifar10"}));
+    BOOST_TEST(names == (std::vector<std::string>{"mnist", "fashion-mnist", "cifar10", "folder"}));
 }
 
 BOOST_AUTO_TEST_CASE(file_errors_propagate) {

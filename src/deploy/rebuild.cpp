@@ -136,6 +136,8 @@ std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const Exp
     }
     if (input.empty()) input = standardInput(dataset);
     if (input.size() != 3) fail("networkFromCheckpoint()", "input must be C, H, W");
+    if (r->has("input/classes"))  // written by tern-train since image folders
+        classes = static_cast<int>(r->read("input/classes", Shape{1})[0]);
     auto net = nn::makeModel(model, input, classes, mo);
     // The blocks the run quantized, where it recorded them (tern-train since per-layer sets:
     // `--projection conv1=ternary:exact,fc1=float` changes the model's defaults)

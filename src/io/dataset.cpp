@@ -3,6 +3,7 @@
 #include "tern/io/dataset.hpp"
 
 #include "tern/core/error.hpp"
+#include "tern/io/image_folder.hpp"
 
 #include <zlib.h>
 
@@ -301,7 +302,7 @@ Dataset readCifar10Limited(const std::string& dir, const std::string& split, Ind
 
 }  // namespace
 
-std::vector<std::string> datasetNames() { return {"mnist", "fashion-mnist", "cifar10"}; }
+std::vector<std::string> datasetNames() { return {"mnist", "fashion-mnist", "cifar10", "folder"}; }
 
 Dataset readIdx(const std::string& dir, const std::string& split, const std::string& name) {
     return readIdxLimited(dir, split, name, 0);
@@ -313,6 +314,11 @@ Dataset readCifar10(const std::string& dir, const std::string& split) {
 
 DataSplit loadDataset(const std::string& name, const std::string& dir, Index trainLimit,
                       Index testLimit) {
+    return loadDataset(name, dir, trainLimit, testLimit, ImageFolderOptions{});
+}
+
+DataSplit loadDataset(const std::string& name, const std::string& dir, Index trainLimit,
+                      Index testLimit, const ImageFolderOptions& folder) {
     const char* where = "loadDataset()";
     const auto known = datasetNames();
     if (std::find(known.begin(), known.end(), name) == known.end()) {
@@ -324,6 +330,7 @@ DataSplit loadDataset(const std::string& name, const std::string& dir, Index tra
     checkLimit(trainLimit, where, "trainLimit");
     checkLimit(testLimit, where, "testLimit");
 
+    if (name == "folder") return loadImageFolder(dir, folder, trainLimit, testLimit);
     DataSplit s;
     if (name == "cifar10") {
         s.train = readCifar10Limited(dir, "train", trainLimit);

@@ -436,6 +436,9 @@ void Checkpointer::save(optim::Optimizer& opt, Index epoch, Index batch) {
     shape << static_cast<Scalar>(data_.train.channels), static_cast<Scalar>(data_.train.height),
         static_cast<Scalar>(data_.train.width);
     w.write("input/shape", shape, Shape{3});
+    Vector classes(1);  // the class count (an image folder's need not be 10)
+    classes << static_cast<Scalar>(data_.train.numClasses);
+    w.write("input/classes", classes, Shape{1});
     w.write("input/mean", Eigen::Map<const Vector>(data_.mean.data(), channels), Shape{channels});
     w.write("input/std", Eigen::Map<const Vector>(data_.stddev.data(), channels), Shape{channels});
     net_.saveState(w, "net/");

@@ -52,6 +52,10 @@ void TrainConfig::validate() const {
     const char* w = "TrainConfig::validate()";
     if (!oneOf(dataset, io::datasetNames()))
         fail(w, "unknown dataset '" + dataset + "'; known: " + joined(io::datasetNames()));
+    if (dataset == "folder") {
+        if (dataDir.empty()) fail(w, "dataset folder needs a data directory (--data-dir DIR with DIR/train/<class>/ and DIR/val/<class>/)");
+        folder.validate();
+    }
     if (!oneOf(model, nn::modelNames()))
         fail(w, "unknown model '" + model + "'; known: " + joined(nn::modelNames()));
     const std::string m = methodName();  // unknown names fail here, with the list
@@ -100,7 +104,7 @@ void TrainConfig::validate() const {
         mo.batchNorm = batchNorm;
         mo.quantizeFirst = quantizeFirst;
         mo.quantizeLast = quantizeLast;
-        const bool cifar = dataset == "cifar10";
+        const bool cifar = dataset == "cifar10" || dataset == "folder";
         const auto net = nn::makeModel(model, cifar ? std::vector<Index>{3, 32, 32} : std::vector<Index>{1, 28, 28},
                                        10, mo);
         applyLayerSets(*net, spec, w);
@@ -212,8 +216,12 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
     const optim::InnerSettings& in = opt.inner;
     const double wd = in.rule == optim::InnerSettings::Rule::Adam ? in.adam.weightDecay
                                                                   : in.sgd.weightDecay;
-    return {{"dataset", dataset},          {"data-dir", dataDir},
-            {"train-limit", std::to_string(trainLimit)}, {"test-limit", std::to_string(testLimit)},
+    std::vector<std::pair<std::string, std::string>> data{
+        {"dataset", dataset}, {"data-dir", dataDir},
+        {"train-limit", std::to_string(trainLimit)}, {"test-limit", std::to_string(testLimit)}};
+    for (const auto& kv : folder.items()) data.push_back(kv);  // image folders (else unused)
+    data.emplace_back("loader-threads", std::to_string(folder.threads));
+    std::vector<std::pair<std::string, std::string>> rest{
             {"model", model},              {"width", n(width)},
             {"bn", b(batchNorm)},          {"dropout", n(dropout)},
             {"loss", loss},                {"weight-init", weightInit},
@@ -253,6 +261,8 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"fractions", joinedNumbers(fractions)},
             {"stage-epochs", std::to_string(stageEpochs)}, {"init", init},
             {"bn-recalibrate", std::to_string(bnRecalibrate)}};
+    data.insert(data.end(), rest.begin(), rest.end());
+    return data;
 }
 
 }  // namespace tern::run

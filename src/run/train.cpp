@@ -242,7 +242,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     const std::string ckptPath = out ? (fs::path(c.outDir) / "checkpoint.h5").string() : "";
     if (c.resume && !fs::exists(ckptPath))
         throw std::runtime_error("train(): cannot resume: " + ckptPath + " does not exist");
-    io::DataSplit data = io::loadDataset(c.dataset, defaultDataDir(c), c.trainLimit, c.testLimit);
+    io::DataSplit data =
+        io::loadDataset(c.dataset, defaultDataDir(c), c.trainLimit, c.testLimit, c.folder);
     if (data.test.count <= 0)
         throw std::runtime_error("train(): the test set of " + c.dataset + " in " + defaultDataDir(c) +
                                  " is empty: no accuracy could be measured");
@@ -374,6 +375,8 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
                                                          : std::string())
                   << '\n';
     const optim::TrainReport report = opt->optimize(*net, callbacks);  // ends deployed
+    if (const std::string images = io::imageFolderSummary(data); progress && !images.empty())
+        *progress << "tern: " << images << '\n';  // grayscale and skipped images of a folder
     if (report.status == optim::Status::Diverged) {
         result.status = "diverged";
         // the last epoch that ended well (its checkpoint is kept), not the diverged point

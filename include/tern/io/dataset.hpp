@@ -56,7 +56,7 @@ struct DataSplit {
     std::vector<float> mean, stddev;  ///< per-channel normalization applied to both
 };
 
-/// Known dataset names: "mnist", "fashion-mnist", "cifar10".
+/// Known dataset names: "mnist", "fashion-mnist", "cifar10", "folder" (io/image_folder.hpp).
 std::vector<std::string> datasetNames();
 
 /// Reads MNIST/Fashion-MNIST IDX files (`train-images-idx3-ubyte`[.gz], ...) from `dir`.
@@ -75,6 +75,11 @@ Dataset readCifar10(const std::string& dir, const std::string& split);
 /// known ones), std::runtime_error for file problems.
 DataSplit loadDataset(const std::string& name, const std::string& dir, Index trainLimit = 0,
                       Index testLimit = 0);
+struct ImageFolderOptions;
+/// As above; "folder" streams DIR/train and DIR/val with `folder`'s sizes, augmentation and
+/// normalization (io::loadImageFolder(); the 4-argument form uses the default options).
+DataSplit loadDataset(const std::string& name, const std::string& dir, Index trainLimit,
+                      Index testLimit, const ImageFolderOptions& folder);
 
 /// Per-channel normalization in place: x = (x - mean[c]) / stddev[c].
 void normalize(Dataset& d, const std::vector<float>& mean, const std::vector<float>& stddev);

@@ -2,6 +2,7 @@
 /// \file The configuration of a training run (tern-train's flags): data, model, schedule, and
 /// the method with its optimizer's own settings structs (optim::MethodConfig).
 #include "tern/core/types.hpp"
+#include "tern/io/image_folder.hpp"
 #include "tern/optim/methods.hpp"
 
 #include <cstdint>
@@ -21,10 +22,14 @@ namespace tern::run {
 /// and its level set in the CLI's words.
 struct TrainConfig {
     // Data
-    std::string dataset = "mnist";  ///< mnist | fashion-mnist | cifar10
-    std::string dataDir;            ///< default: data/<dataset> (cifar10: data/cifar-10-batches-bin)
+    std::string dataset = "mnist";  ///< mnist | fashion-mnist | cifar10 | folder
+    std::string dataDir;            ///< default: data/<dataset> (cifar10: data/cifar-10-batches-bin; folder: required)
     Index trainLimit = 0;           ///< use the first N training images (0 = all)
     Index testLimit = 0;            ///< use the first N test images (0 = all)
+    /// dataset folder: image size, eval resize, crop ranges, mean/std, bad-image policy and
+    /// loader threads (--image-size, --resize, --crop-scale, --crop-ratio, --mean, --std,
+    /// --bad-images, --loader-threads; folder.threads 0 = the run's threads)
+    io::ImageFolderOptions folder;
     // Model
     std::string model = "lenet5";   ///< lenet5 | gtc-lenet | vgg7 | vgg16 | tiny
     double width = 1.0;
