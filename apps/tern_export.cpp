@@ -6,6 +6,7 @@
 #include "tern/deploy/model.hpp"
 
 #include <filesystem>
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -78,13 +79,24 @@ int run(int argc, char** argv) {
               << m.input()[0] << "x" << m.input()[1] << "x" << m.input()[2] << ")\n";
     if (m.mean().empty())
         std::cout << "  note: training data not found; no input normalization stored\n";
-    std::cout << std::left << std::setw(10) << "layer" << std::setw(6) << "type"
+    int nameWidth = 10;  // ResNets' layer names ("s3b2.conv2") are longer than LeNet's
+    for (const DeployedLayer& l : m.layers())
+        nameWidth = std::max(nameWidth, static_cast<int>(l.name.size()) + 2);
+    std::cout << std::left << std::setw(nameWidth) << "layer" << std::setw(9) << "type"
               << std::setw(16) << "weights" << std::setw(12) << "storage" << std::setw(10)
               << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
               << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
     for (const DeployedLayer& l : m.layers()) {
         if (l.kind != DeployedKind::Conv && l.kind != DeployedKind::Fc) {
-            std::cout << std::setw(10) << l.name << kindName(l.kind) << '\n';
+            std::cout << std::setw(nameWidth) << l.name << kindName(l.kind);
+            if (l.inputs.size() > 1 || (l.inputs.size() == 1 && &l != &m.layers().front() &&
+                                        l.inputs[0] != static_cast<int>(&l - &m.layers().front()) - 1)) {
+                std::cout << " (reads";
+                for (int j : l.inputs)
+                    std::cout << ' ' << (j < 0 ? std::string("input") : m.layers()[static_cast<size_t>(j)].name);
+                std::cout << ')';
+            }
+            std::cout << '\n';
             continue;
         }
         const Index n = l.weightShape.size();
@@ -98,7 +110,7 @@ int run(int argc, char** argv) {
                                  : l.multiplicationFree
                                      ? (l.powerOfTwo() ? "yes (shifts)" : "yes")
                                      : (l.scaled() ? "no (s_c != 1)" : "no (r_g not 2^k)");
-        std::cout << std::setw(10) << l.name << std::setw(6) << kindName(l.kind) << std::setw(16)
+        std::cout << std::setw(nameWidth) << l.name << std::setw(9) << kindName(l.kind) << std::setw(16)
                   << l.weightShape.str() << std::setw(12) << storage
                   << std::setw(10) << l.nonzeros() << std::setw(10) << std::fixed
                   << std::setprecision(3) << 1.0 - double(l.nonzeros()) / double(n)

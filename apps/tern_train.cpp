@@ -123,6 +123,7 @@ int run(int argc, char** argv) {
     model.add_options()
         ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
         ("width", app::withDefault(&c.width), "channel width multiplier")
+        ("shortcut", app::withDefault(&c.shortcut), "ResNets' shortcut where the shape changes: auto (option A for resnet20-56, projection for resnet18) | a | projection")
         ("no-bn", po::bool_switch(&noBn), "no batch normalization")
         ("dropout", app::withDefault(&c.dropout), "dropout before the last layer")
         ("loss", app::withDefault(&c.loss), "ce | hinge | sqhinge")

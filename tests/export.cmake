@@ -27,3 +27,7 @@ if(TERN_BUILD_APPS)
                        FIXTURES_REQUIRED export_cli)
   set_tests_properties(cli_export_eval_gtc PROPERTIES LABELS unit TIMEOUT 120)
 endif()
+
+# Residual networks: trained ResNet-20s exported (option A and projection shortcuts, twn, ttq,
+# admm), ResNet-18 and a ResNet without BN folded from live networks, resume and --init.
+tern_test(test_export_resnet unit)

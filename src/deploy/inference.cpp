@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <functional>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -24,6 +25,7 @@ struct InferenceEngine::Impl {
     struct Step {
         dnnl::primitive prim;
         std::unordered_map<int, memory> args;
+        std::function<void()> loop;  // a step of tern's own (option-A shortcut) instead
     };
     std::vector<Step> steps;
     std::deque<Vector> buffers;  // user weights / scales / biases the memories point into
@@ -39,35 +41,52 @@ struct InferenceEngine::Impl {
         input.assign(static_cast<size_t>(n * in[0] * in[1] * in[2]), 0.0f);
         memory::desc curMd({n, in[0], in[1], in[2]}, dt::f32, tag::nchw);
         inputMem = memory(curMd, eng, input.data());
-        memory cur = inputMem;
         auto any = [](const memory::dims& dd) { return memory::desc(dd, dt::f32, tag::any); };
         auto wrap = [&](const Vector& v, const memory::desc& md) {
             buffers.push_back(v);
             return memory(md, eng, buffers.back().data());
         };
-        auto toFormat = [&](const memory::desc& want) {
-            if (cur.get_desc() == want) return;
+        // A memory in `want`: `m` itself, or a reorder of it (one more step).
+        auto convert = [&](const memory& m, const memory::desc& want) {
+            if (m.get_desc() == want) return m;
             memory next(want, eng);
-            steps.push_back({d::reorder(cur, next), {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, next}}});
-            cur = next;
+            steps.push_back({d::reorder(m, next), {{DNNL_ARG_FROM, m}, {DNNL_ARG_TO, next}}, {}});
+            return next;
         };
         const auto& L = m.layers();
+        std::vector<memory> outs(L.size());  // each layer's output (a fused ReLU shares it)
+        std::vector<bool> fused(L.size(), false);
+        auto srcOf = [&](int j) { return j < 0 ? inputMem : outs[static_cast<size_t>(j)]; };
+        memory cur;
         for (size_t i = 0; i < L.size(); ++i) {
+            if (fused[i]) continue;
             const DeployedLayer& l = L[i];
+            cur = srcOf(l.inputs.at(0));
             const memory::dims srcDims = cur.get_desc().dims();
+            // The ReLU after a conv / fc / add runs as its post-op when it is that layer's only
+            // reader and reads nothing else.
+            const bool relu = i + 1 < L.size() && L[i + 1].kind == DeployedKind::Relu &&
+                              L[i + 1].inputs == std::vector<int>{static_cast<int>(i)} &&
+                              m.consumersOf(i) == std::vector<int>{static_cast<int>(i + 1)};
+            d::post_ops reluOp;
+            reluOp.append_eltwise(1.0f, d::algorithm::eltwise_relu, 0.0f, 0.0f);
             try {
-                if (l.kind == DeployedKind::Pool) {
+                if (l.kind == DeployedKind::Pool || l.kind == DeployedKind::GlobalPool) {
+                    const bool global = l.kind == DeployedKind::GlobalPool;
+                    const Index k0 = global ? srcDims[2] : l.kernel, k1 = global ? srcDims[3] : l.kernel;
+                    const Index st = global ? 1 : l.stride, pad = global ? 0 : l.padding;
                     const memory::dims dstDims{srcDims[0], srcDims[1],
-                                               (srcDims[2] - l.kernel) / l.stride + 1,
-                                               (srcDims[3] - l.kernel) / l.stride + 1};
+                                               (srcDims[2] + 2 * pad - k0) / st + 1,
+                                               (srcDims[3] + 2 * pad - k1) / st + 1};
                     d::pooling_forward::desc fd(
-                        d::prop_kind::forward_inference, d::algorithm::pooling_max, cur.get_desc(),
-                        any(dstDims), {l.stride, l.stride}, {l.kernel, l.kernel}, {0, 0}, {0, 0});
+                        d::prop_kind::forward_inference,
+                        global ? d::algorithm::pooling_avg_exclude_padding : d::algorithm::pooling_max,
+                        cur.get_desc(), any(dstDims), {st, st}, {k0, k1}, {pad, pad}, {pad, pad});
                     d::pooling_forward::primitive_desc pd(fd, eng);
                     memory dst(pd.dst_desc(), eng);
                     steps.push_back(
-                        {d::pooling_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, dst}}});
-                    cur = dst;
+                        {d::pooling_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, dst}}, {}});
+                    outs[i] = dst;
                     continue;
                 }
                 if (l.kind == DeployedKind::Relu) {
@@ -76,13 +95,51 @@ struct InferenceEngine::Impl {
                     d::eltwise_forward::primitive_desc pd(fd, eng);
                     memory dst(pd.dst_desc(), eng);
                     steps.push_back(
-                        {d::eltwise_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, dst}}});
-                    cur = dst;
+                        {d::eltwise_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, dst}}, {}});
+                    outs[i] = dst;
+                    continue;
+                }
+                if (l.kind == DeployedKind::Add) {
+                    const memory b = convert(srcOf(l.inputs.at(1)), cur.get_desc());
+                    d::binary::desc bd(d::algorithm::binary_add, cur.get_desc(), b.get_desc(),
+                                       cur.get_desc());
+                    d::primitive_attr attr;
+                    if (relu) attr.set_post_ops(reluOp);
+                    d::binary::primitive_desc pd(bd, attr, eng);
+                    memory dst(pd.dst_desc(), eng);
+                    steps.push_back({d::binary(pd),
+                                     {{DNNL_ARG_SRC_0, cur}, {DNNL_ARG_SRC_1, b}, {DNNL_ARG_DST, dst}},
+                                     {}});
+                    outs[i] = dst;
+                    if (relu) {
+                        outs[i + 1] = dst;
+                        fused[i + 1] = true;
+                    }
+                    continue;
+                }
+                if (l.kind == DeployedKind::Shortcut) {
+                    // y[c + p] = x[c] at every stride-th row and column, other channels 0 (nchw)
+                    const memory x = convert(cur, memory::desc(srcDims, dt::f32, tag::nchw));
+                    const Index C = srcDims[1], H = srcDims[2], W = srcDims[3];
+                    const Index O = l.out, s = l.stride, p = (l.out - l.in) / 2;
+                    const Index oh = (H - 1) / s + 1, ow = (W - 1) / s + 1;
+                    memory dst(memory::desc({n, O, oh, ow}, dt::f32, tag::nchw), eng);
+                    steps.push_back({{}, {}, [x, dst, n, C, H, W, O, s, p, oh, ow] {
+                                         const auto* xp = static_cast<const float*>(x.get_data_handle());
+                                         auto* yp = static_cast<float*>(dst.get_data_handle());
+                                         std::fill(yp, yp + n * O * oh * ow, 0.0f);
+                                         for (Index a = 0; a < n; ++a)
+                                             for (Index c = 0; c < C; ++c)
+                                                 for (Index y = 0; y < oh; ++y)
+                                                     for (Index z = 0; z < ow; ++z)
+                                                         yp[((a * O + c + p) * oh + y) * ow + z] =
+                                                             xp[((a * C + c) * H + y * s) * W + z * s];
+                                     }});
+                    outs[i] = dst;
                     continue;
                 }
                 // Conv / Fc: y = s_c * (W * x) + b_c, then ReLU if the next layer is one.
                 const bool conv = l.kind == DeployedKind::Conv;
-                const bool relu = i + 1 < L.size() && L[i + 1].kind == DeployedKind::Relu;
                 const bool scaled = l.scaled();
                 memory::dims wDims{l.out};
                 if (conv)
@@ -129,7 +186,7 @@ struct InferenceEngine::Impl {
                     dstMd = pd.dst_desc();
                     prim = d::inner_product_forward(pd);
                 }
-                toFormat(srcMd);
+                cur = convert(cur, srcMd);
                 // The weights are constant: reorder them once, here.
                 memory userW = wrap(l.effectiveWeights(), memory::desc(wDims, dt::f32, wTag));
                 memory w = userW;
@@ -147,20 +204,23 @@ struct InferenceEngine::Impl {
                 } else {
                     args[DNNL_ARG_BIAS] = wrap(l.bias, bMd);
                 }
-                steps.push_back({prim, std::move(args)});
-                cur = dst;
-                if (relu) ++i;  // fused
+                steps.push_back({prim, std::move(args), {}});
+                outs[i] = dst;
+                if (relu) {
+                    outs[i + 1] = dst;
+                    fused[i + 1] = true;
+                }
             } catch (const dnnl::error& e) {
                 throw std::runtime_error(TERN_MSG("TernaryModel: oneDNN failed on layer '"
                                                   << l.name << "' (" << kindName(l.kind)
                                                   << ", batch " << n << "): " << e.what()));
             }
         }
+        cur = outs.back();
         const memory::desc outMd({n, m.classes()}, dt::f32, tag::nc);
         if (cur.get_desc().dims() != outMd.dims())
             throw std::runtime_error("TernaryModel: the last layer does not produce the logits");
-        toFormat(outMd);
-        out = cur;
+        out = convert(cur, outMd);
     }
 
     const float* run(const TernaryModel& m, const float* images, Index n) {
@@ -178,7 +238,14 @@ struct InferenceEngine::Impl {
                     for (Index j = 0; j < plane; ++j) p[j] -= off[static_cast<size_t>(c)];
                 }
         }
-        for (auto& s : steps) s.prim.execute(ctx.stream, s.args);
+        for (auto& s : steps) {
+            if (s.loop) {
+                ctx.stream.wait();
+                s.loop();
+            } else {
+                s.prim.execute(ctx.stream, s.args);
+            }
+        }
         ctx.stream.wait();
         return static_cast<const float*>(out.get_data_handle());
     }

@@ -18,6 +18,9 @@ std::string kindName(DeployedKind k) {
     case DeployedKind::Fc: return "fc";
     case DeployedKind::Relu: return "relu";
     case DeployedKind::Pool: return "pool";
+    case DeployedKind::Add: return "add";
+    case DeployedKind::GlobalPool: return "gap";
+    case DeployedKind::Shortcut: return "shortcut";
     }
     return "?";
 }
@@ -108,12 +111,34 @@ std::vector<Index> DeployedLayer::outputDims(const std::vector<Index>& src,
         if (features != in) bad(TERN_MSG("expects " << in << " input features"));
         return {out};
     case DeployedKind::Pool: {
-        if (src.size() != 3 || src[1] < kernel || src[2] < kernel) bad("input too small");
-        return {src[0], (src[1] - kernel) / stride + 1, (src[2] - kernel) / stride + 1};
+        if (src.size() != 3 || src[1] + 2 * padding < kernel || src[2] + 2 * padding < kernel)
+            bad("input too small");
+        return {src[0], (src[1] + 2 * padding - kernel) / stride + 1,
+                (src[2] + 2 * padding - kernel) / stride + 1};
     }
-    case DeployedKind::Relu: return src;
+    case DeployedKind::Relu:
+    case DeployedKind::Add: return src;
+    case DeployedKind::GlobalPool:
+        if (src.size() != 3) bad("expects C x H x W");
+        return {src[0]};
+    case DeployedKind::Shortcut:
+        if (src.size() != 3 || src[0] != in || out < in)
+            bad(TERN_MSG("expects " << in << " channels (padded to " << out << ")"));
+        return {out, (src[1] - 1) / stride + 1, (src[2] - 1) / stride + 1};
     }
     return src;
+}
+
+std::vector<Index> DeployedLayer::outputDimsAll(const std::vector<std::vector<Index>>& srcs,
+                                                const std::string& where) const {
+    if (static_cast<int>(srcs.size()) != arity())
+        throw std::runtime_error(where + ": layer '" + name + "' (" + kindName(kind) + ") reads " +
+                                 std::to_string(arity()) + " input(s), given " +
+                                 std::to_string(srcs.size()));
+    if (kind == DeployedKind::Add && srcs[0] != srcs[1])
+        throw std::runtime_error(where + ": layer '" + name + "' (add) adds " +
+                                 dimsString(srcs[0]) + " and " + dimsString(srcs[1]));
+    return outputDims(srcs[0], where);
 }
 
 }  // namespace tern::deploy

@@ -15,7 +15,7 @@ namespace tern::deploy {
 const std::vector<std::string>& infoKeys() {
     static const std::vector<std::string> keys{
         "model", "dataset", "train-limit", "width", "bn", "method", "alpha", "projection",
-        "granularity", "quantize-first", "quantize-last", "epochs", "seed"};
+        "granularity", "quantize-first", "quantize-last", "epochs", "seed", "shortcut", "resize"};
     return keys;
 }
 
@@ -30,7 +30,41 @@ TernaryModel::TernaryModel(std::vector<DeployedLayer> layers, std::vector<Index>
       input_(std::move(input)),
       classes_(classes),
       float32Bits_(float32Bits) {
+    for (size_t i = 0; i < layers_.size(); ++i)
+        if (layers_[i].inputs.empty()) layers_[i].inputs = {static_cast<int>(i) - 1};
     check();
+}
+
+bool TernaryModel::isChain() const {
+    for (size_t i = 0; i < layers_.size(); ++i)
+        if (layers_[i].inputs != std::vector<int>{static_cast<int>(i) - 1}) return false;
+    return true;
+}
+
+std::vector<int> TernaryModel::consumersOf(size_t i) const {
+    std::vector<int> c;
+    for (size_t j = i + 1; j < layers_.size(); ++j)
+        for (int k : layers_[j].inputs)
+            if (k == static_cast<int>(i)) c.push_back(static_cast<int>(j));
+    return c;
+}
+
+std::vector<std::vector<Index>> TernaryModel::layerDims(const std::string& where) const {
+    std::vector<std::vector<Index>> dims;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        const DeployedLayer& l = layers_[i];
+        std::vector<std::vector<Index>> in;
+        const std::vector<int> inputs =
+            l.inputs.empty() ? std::vector<int>{static_cast<int>(i) - 1} : l.inputs;
+        for (int j : inputs) {
+            if (j < -1 || j >= static_cast<int>(i))
+                throw std::runtime_error(where + ": layer '" + l.name + "' reads layer " +
+                                         std::to_string(j) + ", not an earlier one (or -1, the input)");
+            in.push_back(j < 0 ? input_ : dims[static_cast<size_t>(j)]);
+        }
+        dims.push_back(l.outputDimsAll(in, where));
+    }
+    return dims;
 }
 
 std::string TernaryModel::infoValue(const std::string& key) const {
@@ -84,7 +118,12 @@ void TernaryModel::check() const {
         throw std::runtime_error(where + ": input must be C, H, W > 0 (got " + dimsString(input_) +
                                  ")");
     if (classes_ < 1) throw std::runtime_error(where + TERN_MSG(": classes is " << classes_));
-    std::vector<Index> dims = input_;
+    if (layers_.empty()) throw std::runtime_error(where + ": no layers");
+    const std::vector<std::vector<Index>> all = layerDims(where);
+    for (size_t i = 0; i + 1 < layers_.size(); ++i)
+        if (consumersOf(i).empty())
+            throw std::runtime_error(where + ": the output of layer '" + layers_[i].name +
+                                     "' is read by no later layer");
     for (const auto& l : layers_) {
         if (l.weighted()) {
             const Index n = l.weightShape.size();
@@ -130,8 +169,8 @@ void TernaryModel::check() const {
                                          std::to_string(n));
             }
         }
-        dims = l.outputDims(dims, where);
     }
+    const std::vector<Index>& dims = all.back();
     if (dims.size() != 1 || dims[0] != classes_)
         throw std::runtime_error(where + ": the network ends in " + dimsString(dims) +
                                  TERN_MSG(" values, expected " << classes_ << " logits"));
@@ -141,11 +180,18 @@ DeployedCost TernaryModel::cost() const {
     DeployedCost c;
     c.float32Bits = float32Bits_;
     if (!folding_.inputOffset.empty()) c.additions += input_.at(0) * input_.at(1) * input_.at(2);
-    std::vector<Index> dims = input_;
+    const std::vector<std::vector<Index>> dims = layerDims("TernaryModel::cost()");
     for (size_t i = 0; i < layers_.size(); ++i) {
         const DeployedLayer& l = layers_[i];
-        const std::vector<Index> o = l.outputDims(dims, "TernaryModel::cost()");
-        dims = o;
+        const std::vector<Index>& o = dims[i];
+        Index elements = 1;
+        for (Index d : o) elements *= d;
+        if (l.kind == DeployedKind::Add) c.additions += elements;
+        if (l.kind == DeployedKind::GlobalPool) {
+            const std::vector<Index>& src = l.inputs[0] < 0 ? input_ : dims[size_t(l.inputs[0])];
+            c.additions += src[0] * src[1] * src[2];
+            c.multiplications += src[0];  // the mean's 1 / (H W)
+        }
         if (!l.weighted()) continue;
         const Index positions = l.kind == DeployedKind::Conv ? o[1] * o[2] : 1;
         const Index n = l.weightShape.size();

@@ -21,8 +21,11 @@ DeployedKind parseKind(const std::string& s, const std::string& where) {
     if (s == "fc") return DeployedKind::Fc;
     if (s == "relu") return DeployedKind::Relu;
     if (s == "pool") return DeployedKind::Pool;
+    if (s == "add") return DeployedKind::Add;
+    if (s == "gap") return DeployedKind::GlobalPool;
+    if (s == "shortcut") return DeployedKind::Shortcut;
     throw std::runtime_error(where + ": unknown layer type '" + s +
-                             "'; known: conv, fc, relu, pool");
+                             "'; known: conv, fc, relu, pool, add, gap, shortcut");
 }
 
 std::int64_t i64(Index v) { return static_cast<std::int64_t>(v); }
@@ -36,8 +39,14 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
     // decode them and must refuse the file, while a ternary model stays readable by it.
     bool powerOfTwo = false;
     for (const auto& l : m.layers()) powerOfTwo = powerOfTwo || l.powerOfTwo();
+    // Version 4 only for what version 3 cannot express: a graph (residual connections), the
+    // add / gap / shortcut layers, a padded pool.
+    bool graph = !m.isChain();
+    for (const auto& l : m.layers())
+        graph = graph || l.kind == DeployedKind::Add || l.kind == DeployedKind::GlobalPool ||
+                l.kind == DeployedKind::Shortcut || (l.kind == DeployedKind::Pool && l.padding > 0);
     // Written to path + ".tmp", renamed onto `path` by close(); removed if anything throws.
-    io::CheckpointWriter w(path, kModelFormat, powerOfTwo ? 3 : 2);
+    io::CheckpointWriter w(path, kModelFormat, graph ? 4 : powerOfTwo ? 3 : 2);
     std::string order;
     for (const auto& l : m.layers()) {
         if (!order.empty()) order += ',';
@@ -106,6 +115,19 @@ void saveModel(const TernaryModel& m, const std::string& path, bool int8Codes) {
         }
         w.attr(g, "type", kindName(l.kind));
         w.attr(g, "index", static_cast<std::int64_t>(i));
+        if (graph) {
+            std::string inputs;
+            for (int j : l.inputs)
+                inputs += (inputs.empty() ? "" : ",") +
+                          (j < 0 ? std::string("input") : m.layers()[static_cast<size_t>(j)].name);
+            w.attr(g, "inputs", inputs);
+            if (l.kind == DeployedKind::Pool) w.attr(g, "padding", i64(l.padding));
+            if (l.kind == DeployedKind::Shortcut) {
+                w.attr(g, "in", i64(l.in));
+                w.attr(g, "out", i64(l.out));
+                w.attr(g, "stride", i64(l.stride));
+            }
+        }
         if (l.kind == DeployedKind::Conv || l.kind == DeployedKind::Pool) {
             w.attr(g, "kernel", i64(l.kernel));
             w.attr(g, "stride", i64(l.stride));
@@ -181,6 +203,34 @@ TernaryModel loadModelUnguarded(const std::string& path) {
             DeployedLayer l;
             l.name = name;
             l.kind = parseKind(r->attrString(g, "type"), where);
+            const bool graphKind = l.kind == DeployedKind::Add ||
+                                   l.kind == DeployedKind::GlobalPool ||
+                                   l.kind == DeployedKind::Shortcut;
+            if (graphKind && r->version() < 4)
+                throw std::runtime_error(where + ": layer '" + name + "' (" + kindName(l.kind) +
+                                         ") in a version " + std::to_string(r->version()) +
+                                         " file (graph layers came with version 4)");
+            if (r->version() >= 4) {
+                std::stringstream ins(r->attrString(g, "inputs"));
+                for (std::string in; std::getline(ins, in, ',');) {
+                    int found = in == "input" ? -1 : -2;
+                    for (size_t j = 0; j < layers.size() && found == -2; ++j)
+                        if (layers[j].name == in) found = static_cast<int>(j);
+                    if (found == -2)
+                        throw std::runtime_error(where + ": layer '" + name + "' reads '" + in +
+                                                 "', which is not an earlier layer (or input)");
+                    l.inputs.push_back(found);
+                }
+                if (l.kind == DeployedKind::Pool) l.padding = r->attrInt(g, "padding");
+                if (l.kind == DeployedKind::Shortcut) {
+                    l.in = r->attrInt(g, "in");
+                    l.out = r->attrInt(g, "out");
+                    l.stride = r->attrInt(g, "stride");
+                    if (l.in < 1 || l.out < l.in || l.stride < 1)
+                        throw std::runtime_error(where + ": layer '" + name +
+                                                 "' has a bad shortcut (in, out, stride)");
+                }
+            }
             if (l.kind == DeployedKind::Conv || l.kind == DeployedKind::Pool) {
                 l.kernel = r->attrInt(g, "kernel");
                 l.stride = r->attrInt(g, "stride");
@@ -189,6 +239,9 @@ TernaryModel loadModelUnguarded(const std::string& path) {
                                              "' has kernel/stride < 1");
             }
             if (l.kind == DeployedKind::Conv) l.padding = r->attrInt(g, "padding");
+            if (l.padding < 0 || (l.kind == DeployedKind::Pool && l.padding >= l.kernel))
+                throw std::runtime_error(where + ": layer '" + name + "' has the padding " +
+                                         std::to_string(l.padding));
             if (l.weighted()) {
                 l.in = r->attrInt(g, "in");
                 l.out = r->attrInt(g, "out");

@@ -103,6 +103,8 @@ std::unique_ptr<nn::Network> networkUnguarded(const std::string& path, const Exp
     mo.quantizeFirst = parseBool(cfg("quantize-first"), "quantize-first", where);
     mo.quantizeLast = parseBool(cfg("quantize-last"), "quantize-last", where);
     mo.loss = nn::parseLoss(cfg("loss"));
+    // written since ResNets came (checkpoints before have no residual models)
+    if (r->hasAttr("config", "shortcut")) mo.shortcut = nn::parseShortcut(cfg("shortcut"));
     // Fixed gains (nn::Gain) leave their values under net/<name>.gain; checkpoints written
     // before gains existed have none.
     mo.gains = r->hasGroup("net") && nn::hasGainState(r->keys("net"));

@@ -12,6 +12,13 @@ void ModelOptions::validate() const {
     requireInRange(dropout, 0, 0.99, "ModelOptions::validate()", "dropout");
 }
 
+Shortcut parseShortcut(const std::string& name) {
+    if (name == "auto") return Shortcut::Auto;
+    if (name == "a") return Shortcut::OptionA;
+    if (name == "projection") return Shortcut::Projection;
+    throw std::invalid_argument("unknown shortcut '" + name + "'; known: auto, a, projection");
+}
+
 namespace {
 
 /// Appends layers while tracking the current dims, so FC input sizes follow from the input.

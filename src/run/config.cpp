@@ -67,6 +67,7 @@ void TrainConfig::validate() const {
     parseGranularity(granularity);
     nn::parseLoss(loss);
     nn::parseWeightInit(weightInit);
+    nn::parseShortcut(shortcut);
     requirePositive(width, w, "width");
     requireInRange(dropout, 0, 0.99, w, "dropout");
     requireNonNegative(static_cast<double>(epochs), w, "epochs");
@@ -225,6 +226,7 @@ std::vector<std::pair<std::string, std::string>> TrainConfig::items() const {
             {"model", model},              {"width", n(width)},
             {"bn", b(batchNorm)},          {"dropout", n(dropout)},
             {"loss", loss},                {"weight-init", weightInit},
+            {"shortcut", shortcut},
             {"quantize-first", b(quantizeFirst)},
             {"quantize-last", b(quantizeLast)}, {"epochs", std::to_string(epochs)},
             {"batch-size", std::to_string(batchSize)}, {"lr", n(lr)},

@@ -43,6 +43,14 @@ std::vector<std::string> applyRecipe(TrainConfig& c,
         }
         if (c.batchNorm) fill("dropout", [&] { c.dropout = 0.3f; });
     }
+    if (c.model.rfind("resnet", 0) == 0 && method != "gtc") {
+        // He et al. 2016 (CIFAR ResNets, section 4.2; also TTQ's and ADMM's ResNet runs): SGD
+        // with momentum 0.9, batch 128, lr 0.1 divided by 10 at 50% and 75% of the run,
+        // weight decay 1e-4; fine-tuning from --init at lr 0.01.
+        fill("lr", [&] { c.lr = fineTune ? 0.01 : 0.1; });
+        fill("weight-decay", [&] { c.setWeightDecay(1e-4); });
+        fill("batch-size", [&] { c.batchSize = 128; });
+    }
     if (method == "ttq") fill("ttq-threshold", [&] { c.opt.ttqThreshold = fineTune ? 0.05 : 0.2; });
     if (method == "admm") {
         if (fineTune) {

@@ -87,6 +87,7 @@ std::shared_ptr<nn::Network> loadTeacher(const std::string& teacher, const io::D
     mo.quantizeFirst = config("quantize-first", "false") == "true";
     mo.quantizeLast = config("quantize-last", "false") == "true";
     mo.loss = nn::parseLoss(config("loss", "ce"));
+    mo.shortcut = nn::parseShortcut(config("shortcut", "auto"));
     // fixed gains (nn::Gain, networks of a fixed-scale set without BN) left their values
     mo.gains = in.hasGroup("net") && nn::hasGainState(in.keys("net"));
     const std::string model = in.attrString("config", "model");
@@ -266,6 +267,7 @@ TrainResult train(const TrainConfig& c, std::ostream* progress) {
     // a fixed-scale set without BN ({-1, 0, 1}: alpha one, bc) gets fixed power-of-two gains
     // after its layers, which keep the activations in range and fold away at export
     mo.weightInit = nn::parseWeightInit(c.weightInit);
+    mo.shortcut = nn::parseShortcut(c.shortcut);
     mo.gains = !c.batchNorm && !optim::resolvedProjection(method).empty() &&
                hasFixedScaleSet(method.projection);
     requireModelFits(c, mo, data.train);

@@ -11,9 +11,17 @@
 namespace tern::deploy {
 
 /// Kinds of layer in a deployed graph.
-enum class DeployedKind { Conv, Fc, Relu, Pool };
+enum class DeployedKind {
+    Conv,
+    Fc,
+    Relu,
+    Pool,        ///< max pooling (kernel, stride, padding)
+    Add,         ///< element-wise sum of two inputs (residual blocks)
+    GlobalPool,  ///< global average pooling: C x H x W -> C
+    Shortcut,    ///< option-A shortcut: subsample by `stride`, zero-pad channels in -> out
+};
 
-/// "conv", "fc", "relu", "pool".
+/// "conv", "fc", "relu", "pool", "add", "gap", "shortcut".
 std::string kindName(DeployedKind k);
 
 /// How a conv / FC layer's weights are stored (docs/export.md section 2).
@@ -33,13 +41,16 @@ WeightCoding parseCoding(const std::string& s);
 struct DeployedLayer {
     std::string name;  ///< the trained layer's name ("conv1", "fc2", "relu1", "pool1")
     DeployedKind kind = DeployedKind::Relu;
+    /// The layers this one reads: indices of earlier layers of the model, -1 for the model's
+    /// input; empty = the layer before (a chain; TernaryModel fills it in). Add reads two.
+    std::vector<int> inputs;
 
     // Conv / Fc
-    Index in = 0;       ///< input channels (conv) or input features (fc)
-    Index out = 0;      ///< output channels / features
+    Index in = 0;       ///< input channels (conv, shortcut) or input features (fc)
+    Index out = 0;      ///< output channels / features (conv, fc, shortcut)
     Index kernel = 1;   ///< conv: square kernel; pool: window
-    Index stride = 1;   ///< conv / pool stride
-    Index padding = 0;  ///< conv padding (both sides)
+    Index stride = 1;   ///< conv / pool / shortcut stride
+    Index padding = 0;  ///< conv / pool padding (both sides)
     Shape weightShape;  ///< OIHW (conv) or {out, in} (fc)
     WeightCoding coding = WeightCoding::Float;  ///< codes (ternary, power of two) or floats
     /// Ternary: codes in {-1, 0, +1}; power of two: 0 or +-(e - exponentMin + 1); weightShape
@@ -90,6 +101,11 @@ struct DeployedLayer {
     /// std::runtime_error "<where>: layer '<name>' (<kind>) expects ..., input CxHxW" if they
     /// do not fit.
     std::vector<Index> outputDims(const std::vector<Index>& src, const std::string& where) const;
+    /// The same for the dims of every input (Add: two equal ones).
+    std::vector<Index> outputDimsAll(const std::vector<std::vector<Index>>& srcs,
+                                     const std::string& where) const;
+    /// How many inputs the kind reads (2 for Add, else 1).
+    int arity() const { return kind == DeployedKind::Add ? 2 : 1; }
 };
 
 /// "1x28x28" for messages.

@@ -61,7 +61,7 @@ struct DeployedCost {
 
 /// The checkpoint config keys a model keeps as provenance (info()), in this order: "model",
 /// "dataset", "train-limit", "width", "bn", "method", "alpha", "projection", "granularity",
-/// "quantize-first", "quantize-last", "epochs", "seed".
+/// "quantize-first", "quantize-last", "epochs", "seed", "shortcut", "resize".
 const std::vector<std::string>& infoKeys();
 
 /// Scale propagation (TernaryModel::propagateScales(), docs/export.md section 1): what the
@@ -85,9 +85,10 @@ class TernaryModel {
 public:
     TernaryModel();
     /// Assembles a model from its layers, the {C, H, W} of one image and the class count;
-    /// `float32Bits` is the size of the source network (cost().float32Bits). Throws
-    /// std::runtime_error "TernaryModel: ..." if the parts are inconsistent (shapes, code and
-    /// group counts, a graph that does not end in `classes` logits).
+    /// `float32Bits` is the size of the source network (cost().float32Bits). A layer with empty
+    /// `inputs` reads the layer before it. Throws std::runtime_error "TernaryModel: ..." if the
+    /// parts are inconsistent (shapes, code and group counts, an input that is not an earlier
+    /// layer, a layer nobody reads, a graph that does not end in `classes` logits).
     TernaryModel(std::vector<DeployedLayer> layers, std::vector<Index> input, int classes,
                  double float32Bits = 0);
     ~TernaryModel();
@@ -148,6 +149,12 @@ public:
     double accuracy(const io::Dataset& data, Index batchSize = 100);
 
     const std::vector<DeployedLayer>& layers() const { return layers_; }
+    /// Every layer reads the one before it (no residual connections).
+    bool isChain() const;
+    /// The layers that read layer i's output.
+    std::vector<int> consumersOf(size_t i) const;
+    /// Dims of one image after each layer ({C, H, W} or {F}), in layer order.
+    std::vector<std::vector<Index>> layerDims(const std::string& where = "TernaryModel") const;
     const std::vector<Index>& input() const { return input_; }
     int classes() const { return classes_; }
     /// True if every quantized (ternary or power-of-two) layer is multiplication-free, i.e.

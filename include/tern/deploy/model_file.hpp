@@ -18,9 +18,11 @@ namespace tern::deploy {
 
 /// The `format` attribute of a model file.
 inline constexpr const char* kModelFormat = "tern-model";
-/// The newest model-file version this build writes and reads (3: power-of-two layers; a model
-/// without one is written as version 2).
-inline constexpr int kModelVersion = 3;
+/// The newest model-file version this build writes and reads (4: graphs, i.e. residual
+/// networks: each layer's `inputs`, the add / gap / shortcut layers, pool padding; 3:
+/// power-of-two layers; a chain without either is written as version 2, a chain with
+/// power-of-two layers as version 3, so that older builds keep reading what they can).
+inline constexpr int kModelVersion = 4;
 
 /// Writes `model` to `path` atomically (via `path + ".tmp"`; an existing file is replaced
 /// only by a complete one). With `int8Codes`, also writes /layers/<name>/codes as int8 beside

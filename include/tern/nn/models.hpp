@@ -16,6 +16,9 @@ enum class Shortcut {
     Projection,  ///< 1x1 convolution (stride 2) + BN, quantized like the other convolutions
 };
 
+/// "auto", "a" (option A), "projection" -> Shortcut; std::invalid_argument listing them otherwise.
+Shortcut parseShortcut(const std::string& name);
+
 struct ModelOptions {
     bool batchNorm = true;       ///< BN after every conv/FC but the last (the ablation turns it off)
     double width = 1.0;          ///< channel multiplier (VGG-7 on a CPU budget)

@@ -37,6 +37,9 @@ struct TrainConfig {
     float dropout = 0.0f;
     std::string loss = "ce";        ///< ce | hinge | sqhinge
     std::string weightInit = "he";  ///< he (He-normal) | torch (PyTorch's uniform default)
+    /// ResNets' shortcut where the shape changes: auto (option A for resnet20-56, projection
+    /// for resnet18) | a | projection (nn::Shortcut)
+    std::string shortcut = "auto";
     bool quantizeFirst = false, quantizeLast = false;
     // Schedule
     Index epochs = 30;

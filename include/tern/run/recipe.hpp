@@ -14,6 +14,8 @@ namespace tern::run {
 ///     fine-tuning with --init);
 ///   - LeNet-5 (measured, docs/results.md): lr 0.05 (0.01 without BN or when fine-tuning),
 ///     weight decay 5e-4, dropout 0.3 with BN;
+///   - ResNets (resnet20/32/44/56/18; He et al. 2016, not tuned here): lr 0.1 (0.01 when
+///     fine-tuning), weight decay 1e-4, batch 128, momentum as the default (0.9);
 ///   - gtc: the paper's (seed 004): Adam at lr 1e-3 without weight decay, the joint float
 ///     teacher (unless --teacher), bit penalty 0.04 divided by 10 six times over the run
 ///     (every epochs * batches-per-epoch / 6 steps; the paper's 10k of ~50k iterations);
