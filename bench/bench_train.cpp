@@ -1,4 +1,5 @@
-// tern-bench-train: throughput of full training steps of LeNet-5 / VGG-7 on synthetic data.
+// tern-bench-train: throughput of full training steps of LeNet-5 / VGG-7 / the ResNets on
+// synthetic data.
 //
 // A step = forward + backward (Network::evaluateWithGradient) + SGD with momentum and weight
 // decay on every parameter block, as PyTorch's torch.optim.SGD does it:
@@ -9,8 +10,13 @@
 // update only. With --verbose-primitives, a few more steps run with oneDNN's verbose mode on
 // and the per-primitive execution times are aggregated, to show where the time goes.
 //
+// Inputs: 1x28x28 (LeNet-5), 3x32x32 (VGG-7, the CIFAR ResNets resnet20/32/44/56), 3x224x224
+// (ResNet-18); --image-size changes the height and width. 10 classes unless --classes.
+//
 // The last line is machine-readable:
 //   RESULT impl=tern model=... width=... batch=... threads=... median_ms=... img_s=... ...
+//          start_rss_mb=... peak_rss_mb=...   (MiB: VmRSS before the network is built, and
+//          getrusage(RUSAGE_SELF).ru_maxrss at the end: the process's peak over all the steps)
 #include "tern/io/dataset.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
@@ -18,6 +24,7 @@
 #include <boost/program_options.hpp>
 #include <dnnl.hpp>
 #include <omp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,7 +61,32 @@ struct Options {
     int top = 25;
     std::uint64_t seed = 1;
     std::string winograd = "auto";
+    int classes = 10;
+    Index imageSize = 0;  // 0: the model's own (28, 32 or 224)
 };
+
+bool isCifarResnet(const std::string& m) {
+    return m == "resnet20" || m == "resnet32" || m == "resnet44" || m == "resnet56";
+}
+
+/// Peak resident set size of this process so far, MiB (Linux: ru_maxrss is in KiB).
+double peakRssMb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+/// Current resident set size, MiB (VmRSS of /proc/self/status; NaN where there is none).
+double currentRssMb() {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    double kb = std::numeric_limits<double>::quiet_NaN();
+    if (!f) return kb;
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "VmRSS: %lf kB", &kb) == 1) break;
+    std::fclose(f);
+    return kb / 1024.0;
+}
 
 struct Stats {
     double median = 0, p10 = 0, p90 = 0, mean = 0;
@@ -317,17 +349,20 @@ void printStats(const char* what, const Stats& s, Index batch) {
 }
 
 int run(const Options& o) {
+    const double startRssMb = currentRssMb();
     tern::nn::setNumThreads(o.threads);
     if (o.peak) {
         const double g = sgemmGflops(2048);
         std::cout << "PEAK sgemm 2048^3, " << o.threads << " threads: " << std::fixed
                   << std::setprecision(0) << g << " GFLOP/s (median of 6)\nPEAK gflops=" << g << "\n";
     }
-    std::vector<Index> input = o.model == "lenet5" ? std::vector<Index>{1, 28, 28}
-                                                   : std::vector<Index>{3, 32, 32};
+    std::vector<Index> input = o.model == "lenet5"     ? std::vector<Index>{1, 28, 28}
+                               : o.model == "resnet18" ? std::vector<Index>{3, 224, 224}
+                                                       : std::vector<Index>{3, 32, 32};
+    if (o.imageSize > 0) input[1] = input[2] = o.imageSize;
     tern::nn::ModelOptions mo;
     mo.width = o.width;
-    auto net = tern::nn::makeModel(o.model, input, 10, mo);
+    auto net = tern::nn::makeModel(o.model, input, o.classes, mo);
     // --winograd: which Winograd the eligible convolutions use (Conv2d::setWinogradImpl)
     for (const auto& layer : net->layers())
         if (auto* conv = dynamic_cast<tern::nn::Conv2d*>(layer.get())) {
@@ -350,7 +385,7 @@ int run(const Options& o) {
     data.images.resize(static_cast<size_t>(data.count * data.imageSize()));
     for (auto& x : data.images) x = pixel(rng);
     data.labels.resize(static_cast<size_t>(data.count));
-    for (auto& l : data.labels) l = static_cast<std::int32_t>(rng() % 10);
+    for (auto& l : data.labels) l = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(o.classes));
     net->setTrainData(data, o.batch, o.seed);
 
     SgdMomentum sgd(net->parameters(), o.lr, o.momentum, o.weightDecay);
@@ -360,8 +395,9 @@ int run(const Options& o) {
         sgd.step();
     };
 
-    std::cout << "tern-bench-train: model " << o.model << " width " << o.width << " batch "
-              << o.batch << " threads " << tern::nn::numThreads() << " ("
+    std::cout << "tern-bench-train: model " << o.model << " width " << o.width << " input "
+              << input[0] << "x" << input[1] << "x" << input[2] << " classes " << o.classes
+              << " batch " << o.batch << " threads " << tern::nn::numThreads() << " ("
               << net->parameters().numel() << " parameters), oneDNN "
               << dnnl::version()->major << "." << dnnl::version()->minor << "."
               << dnnl::version()->patch << ", warmup " << o.warmup << ", iters " << o.iters
@@ -400,7 +436,9 @@ int run(const Options& o) {
               << " p90_ms=" << full.p90 << " img_s=" << std::setprecision(1)
               << 1000.0 * static_cast<double>(o.batch) / full.median << std::setprecision(3)
               << " fwd_ms=" << fwd.median << " fwdbwd_ms=" << fwdBwd.median
-              << " update_ms=" << upd.median << "\n";
+              << " update_ms=" << upd.median << " image=" << input[1] << " classes=" << o.classes
+              << " params=" << net->parameters().numel() << std::setprecision(1)
+              << " start_rss_mb=" << startRssMb << " peak_rss_mb=" << peakRssMb() << "\n";
     return 0;
 }
 
@@ -410,7 +448,8 @@ int main(int argc, char** argv) {
     Options o;
     po::options_description desc("tern-bench-train options");
     desc.add_options()("help,h", "this help")(
-        "model", po::value(&o.model)->default_value(o.model), "lenet5 | vgg7")(
+        "model", po::value(&o.model)->default_value(o.model),
+        "lenet5 | vgg7 | resnet20 | resnet32 | resnet44 | resnet56 | resnet18")(
         "width", po::value(&o.width)->default_value(o.width), "channel multiplier")(
         "batch", po::value(&o.batch)->default_value(o.batch), "batch size")(
         "threads", po::value(&o.threads)->default_value(o.threads), "OpenMP threads")(
@@ -427,6 +466,9 @@ int main(int argc, char** argv) {
         "steps profiled with --verbose-primitives")(
         "top", po::value(&o.top)->default_value(o.top), "primitives listed in the profile")(
         "seed", po::value(&o.seed)->default_value(o.seed), "data and init seed")(
+        "classes", po::value(&o.classes)->default_value(o.classes), "classes of the classifier")(
+        "image-size", po::value(&o.imageSize)->default_value(o.imageSize),
+        "input height and width (0: 28 for lenet5, 224 for resnet18, 32 otherwise)")(
         "winograd", po::value(&o.winograd)->default_value(o.winograd),
         "auto | onednn | tern | off: Winograd for the 3x3/5x5 layers (auto: oneDNN's on "
         "AVX-512, tern's elsewhere; onednn: direct where oneDNN has none)");
@@ -445,8 +487,13 @@ int main(int argc, char** argv) {
             o.winograd != "off")
             throw std::invalid_argument("--winograd: expected auto, onednn, tern or off, got '" +
                                         o.winograd + "'");
-        if (o.model != "lenet5" && o.model != "vgg7")
-            throw std::invalid_argument("--model: expected lenet5 or vgg7, got '" + o.model + "'");
+        if (o.model != "lenet5" && o.model != "vgg7" && o.model != "resnet18" &&
+            !isCifarResnet(o.model))
+            throw std::invalid_argument(
+                "--model: expected lenet5, vgg7, resnet20, resnet32, resnet44, resnet56 or "
+                "resnet18, got '" + o.model + "'");
+        if (o.classes < 2 || o.imageSize < 0)
+            throw std::invalid_argument("--classes must be >= 2 and --image-size >= 0");
         if (o.batch <= 0 || o.threads <= 0 || o.iters <= 0 || o.warmup < 0 || o.profileSteps <= 0)
             throw std::invalid_argument(
                 "--batch, --threads, --iters and --profile-steps must be positive, --warmup >= 0");
