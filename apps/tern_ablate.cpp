@@ -65,8 +65,8 @@ int run(int argc, char** argv) {
         ("seeds", app::withDefault(&seeds), "seeds; every variant runs once per seed");
     po::options_description common("Every run");
     common.add_options()
-        ("dataset", app::withDefault(&s.dataset, defaults.dataset), "mnist | fashion-mnist | cifar10")
-        ("model", app::withDefault(&s.model, defaults.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
+        ("dataset", app::withDefault(&s.dataset, defaults.dataset), "mnist | fashion-mnist | cifar10 | folder (with --train-args for its flags)")
+        ("model", app::withDefault(&s.model, defaults.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny | resnet20 | resnet32 | resnet44 | resnet56 | resnet18")
         ("data-dir", po::value(&s.dataDir), "dataset directory (default: tern-train's, data/<dataset>)")
         ("epochs", app::withDefault(&s.epochs, defaults.epochs), "epochs per run (a grid line may set its own)")
         ("train-args", po::value(&trainArgs), "more tern-train flags for every run, e.g. \"--lr 0.05 --lr-steps 10,15\"; a variant's own flags win");

@@ -121,7 +121,7 @@ int run(int argc, char** argv) {
         ("loader-threads", app::withDefault(&c.folder.threads), "decoding threads (0 = --threads)");
     po::options_description model("Model");
     model.add_options()
-        ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny")
+        ("model", app::withDefault(&c.model), "lenet5 | gtc-lenet | vgg7 | vgg16 | tiny | resnet20 | resnet32 | resnet44 | resnet56 | resnet18")
         ("width", app::withDefault(&c.width), "channel width multiplier")
         ("shortcut", app::withDefault(&c.shortcut), "ResNets' shortcut where the shape changes: auto (option A for resnet20-56, projection for resnet18) | a | projection")
         ("no-bn", po::bool_switch(&noBn), "no batch normalization")

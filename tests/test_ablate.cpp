@@ -374,6 +374,25 @@ BOOST_AUTO_TEST_CASE(per_layer_projections_pass_through_a_grid_file) {
     BOOST_TEST(summary.find("conv1=ternary:exact,fc1=pow2:bits=3/filter") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_resnet_grid_runs_and_is_summarized) {
+    Dir dir;
+    const std::string grid = "twn: --method twn\nttq: --method ttq --quantize-last\n";
+    const std::string cmd = std::string(TERN_ABLATE_EXE) + " --out '" + (dir / "out") +
+                            "' --dataset mnist --model resnet20 --data-dir '" +
+                            testing::bandsDataDir() + "' --epochs 1 --threads 2 --seeds 1 " +
+                            "--train-args '--width 0.25 --batch-size 24' --grid '" +
+                            writeGrid(dir, grid) + "' --jobs 2";
+    const Result r = shell(cmd, dir);
+    BOOST_REQUIRE_EQUAL(r.code, 0);
+    const auto rows = resultRows(dir);
+    BOOST_REQUIRE_EQUAL(rows.size(), 2u);
+    for (const auto& row : rows) {
+        BOOST_TEST(row.at("status") == "completed");
+        BOOST_TEST(row.at("model") == "resnet20");
+    }
+    BOOST_TEST(readText(dir / "out/twn-s1/summary.json").find("s3b3.conv2") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(plot_report_draws_every_figure, *utf::precondition(havePlotTools)) {
     Dir dir;
     const std::string plot =
