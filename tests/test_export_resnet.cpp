@@ -13,6 +13,7 @@
 #include "tern/io/dataset.hpp"
 #include "tern/nn/layers.hpp"
 #include "tern/nn/models.hpp"
+#include "tern/optim/methods.hpp"
 #include "tern/run/train.hpp"
 #include "testing/helpers.hpp"
 
@@ -168,6 +169,26 @@ BOOST_DATA_TEST_CASE(exported_resnet_predicts_like_the_trained_network, bdata::x
     const DeployedCost cost = m.cost();
     BOOST_TEST(cost.additions > 0);
     BOOST_TEST(cost.storageBits < cost.float32Bits);
+}
+
+BOOST_DATA_TEST_CASE(every_method_trains_a_resnet, bdata::xrange(optim::methodNames().size()), i) {
+    // one epoch of each method on a quarter-width ResNet-20 (per-filter scales where the
+    // method takes them): it completes, its loss is finite, and the quantized methods leave
+    // quantized blocks (their checkpoint exports unless the method is float)
+    const std::string method = optim::methodNames()[i];
+    TrainConfig c = resnetConfig({method, "a", method == "gtc" ? "tensor" : "filter"});
+    c.epochs = 1;
+    c.outDir = testing::tempDir("resnet-method-" + method);
+    const TrainResult r = train(c, nullptr);
+    BOOST_TEST_REQUIRE(r.status == "completed", method);
+    BOOST_TEST(std::isfinite(r.history.back().trainLoss), method);
+    if (method != "fp") {
+        BOOST_TEST(r.quantizedParameters > 0, method);
+        const TernaryModel m = TernaryModel::fromCheckpoint(c.outDir + "/checkpoint.h5");
+        Index quantized = 0;
+        for (const auto& l : m.layers()) quantized += l.quantized();
+        BOOST_TEST(quantized >= 18, method);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(resume_and_init_work_on_a_resnet) {

@@ -49,7 +49,10 @@ public:
         const Index n = n_;
         if (relu_) {
 #pragma omp parallel for simd schedule(static)
-            for (Index i = 0; i < n; ++i) y[i] = std::max(a[i] + b[i], 0.0f);
+            for (Index i = 0; i < n; ++i) {
+                const float v = a[i] + b[i];
+                y[i] = v > 0.0f ? v : 0.0f;
+            }
         } else {
 #pragma omp parallel for simd schedule(static)
             for (Index i = 0; i < n; ++i) y[i] = a[i] + b[i];
