@@ -66,7 +66,10 @@ public:
         const Index n = n_;
         if (relu_) {
 #pragma omp parallel for simd schedule(static)
-            for (Index i = 0; i < n; ++i) da[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+            for (Index i = 0; i < n; ++i) {
+                const float g = dy[i];  // loaded unconditionally: a select, not a branch
+                da[i] = y[i] > 0.0f ? g : 0.0f;
+            }
         } else {
             std::memcpy(da, dy, static_cast<size_t>(n) * sizeof(float));
         }
