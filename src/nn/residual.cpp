@@ -19,6 +19,8 @@ Index floatsOf(const memory::desc& md) { return static_cast<Index>(md.get_size()
 
 float* data(const memory& m) { return static_cast<float*>(m.get_data_handle()); }
 
+void zero(const memory& m) { std::fill(data(m), data(m) + floatsOf(m.get_desc()), 0.0f); }
+
 // ---------------------------------------------------------------------------------------------
 // Add
 
@@ -181,11 +183,17 @@ public:
         for (Index n = 0; n < n_; ++n)
             for (Index cb = 0; cb < Cb; ++cb) {
                 float* p = dx + (n * Cb + cb) * HW * B;
+                const Index valid = std::min(B, C - cb * B);  // padded channels get 0
+                float g[16];
+                std::vector<float> big;
+                float* gv = g;
+                if (B > 16) {
+                    big.resize(static_cast<size_t>(B));
+                    gv = big.data();
+                }
+                for (Index j = 0; j < B; ++j) gv[j] = j < valid ? dy[n * C + cb * B + j] * inv : 0.0f;
                 for (Index i = 0; i < HW; ++i)
-                    for (Index j = 0; j < B; ++j) {
-                        const Index c = cb * B + j;
-                        p[i * B + j] = c < C ? dy[n * C + c] * inv : 0.0f;
-                    }
+                    for (Index j = 0; j < B; ++j) p[i * B + j] = gv[j];
             }
         diffOut_.flush(ctx_.stream, diffSrc_);
         ctx_.stream.wait();
@@ -216,6 +224,7 @@ public:
         in_.build(ctx.engine, src, plain);
         dstMd_ = memory::desc(dstDims, dt::f32, bl.t);
         dst_ = memory(dstMd_, ctx.engine);
+        zero(dst_);  // forward() writes only the copied channels
         const Blocks ob = blocksOf(dstMd_, &matched);
         src_ = Layout{bl.cb, bl.b, d[2], d[3]};
         dstL_ = Layout{ob.cb, ob.b, dstDims[2], dstDims[3]};
@@ -225,33 +234,39 @@ public:
         if (mode == Mode::Infer) return;
         diffOut_.build(ctx.engine, plain, src);
         diffSrc_ = memory(src, ctx.engine);
+        zero(diffSrc_);  // backward() writes only the subsampled positions
+        if (diffOut_.active) zero(diffOut_.mem);
     }
     const memory& forward(const memory& src, Pass) override {
         const float* x = data(in_.into(ctx_.stream, src));
         ctx_.stream.wait();
-        float* y = data(dst_);
-        std::fill(y, y + floatsOf(dstMd_), 0.0f);
-        const Index oh = dstL_.h, ow = dstL_.w;
+        float* y = data(dst_);  // the padded channels stay 0 (zeroed once)
+        const Index oh = dstL_.h, ow = dstL_.w, s = stride_;
+        const Index ib = src_.b, ob = dstL_.b, iw = src_.w;
 #pragma omp parallel for collapse(2) schedule(static)
         for (Index n = 0; n < n_; ++n)
-            for (Index c = 0; c < cin_; ++c)
+            for (Index c = 0; c < cin_; ++c) {
+                // element (y, x) of a channel plane sits at base + (y W + x) B
+                const float* xp = x + src_.at(n, c, 0, 0);
+                float* yp = y + dstL_.at(n, c + pad_, 0, 0);
                 for (Index i = 0; i < oh; ++i)
-                    for (Index j = 0; j < ow; ++j)
-                        y[dstL_.at(n, c + pad_, i, j)] = x[src_.at(n, c, i * stride_, j * stride_)];
+                    for (Index j = 0; j < ow; ++j) yp[(i * ow + j) * ob] = xp[(i * s * iw + j * s) * ib];
+            }
         return dst_;
     }
     const memory& backward(const memory& diffDst, bool) override {
         const float* dy = data(diffDst);
-        memory& target = diffOut_.target(diffSrc_);
-        float* dx = data(target);
-        std::fill(dx, dx + floatsOf(target.get_desc()), 0.0f);
-        const Index oh = dstL_.h, ow = dstL_.w;
+        float* dx = data(diffOut_.target(diffSrc_));  // the rows and columns skipped stay 0
+        const Index oh = dstL_.h, ow = dstL_.w, s = stride_;
+        const Index ib = src_.b, ob = dstL_.b, iw = src_.w;
 #pragma omp parallel for collapse(2) schedule(static)
         for (Index n = 0; n < n_; ++n)
-            for (Index c = 0; c < cin_; ++c)
+            for (Index c = 0; c < cin_; ++c) {
+                float* xp = dx + src_.at(n, c, 0, 0);
+                const float* yp = dy + dstL_.at(n, c + pad_, 0, 0);
                 for (Index i = 0; i < oh; ++i)
-                    for (Index j = 0; j < ow; ++j)
-                        dx[src_.at(n, c, i * stride_, j * stride_)] = dy[dstL_.at(n, c + pad_, i, j)];
+                    for (Index j = 0; j < ow; ++j) xp[(i * s * iw + j * s) * ib] = yp[(i * ow + j) * ob];
+            }
         diffOut_.flush(ctx_.stream, diffSrc_);
         ctx_.stream.wait();
         return diffSrc_;
