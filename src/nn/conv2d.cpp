@@ -162,7 +162,11 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
                 ctx, mode, weights_, bias_, src,
                 detail::WinogradShape{srcDims[0], in_, srcDims[2], srcDims[3], out_, k_, pad_, 0});
         });
-    if (winogradShape && k_ == 3) {
+    // oneDNN's Winograd from 32 input channels: with 16 (ResNet-20's first stage, 128x16x32x32)
+    // its brgemm direct convolution on nhwc was faster (ResNet-20 step, batch 128, 2 threads,
+    // AVX-512: 134 against 139 ms; from 32 channels on, Winograd stays ahead: 145 ms without it
+    // for the 32-channel stage; docs/bench-train.md).
+    if (winogradShape && k_ == 3 && in_ >= 32) {
         try {
             return build(d::algorithm::convolution_winograd);
         } catch (const dnnl::error&) {
