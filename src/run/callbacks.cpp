@@ -372,7 +372,7 @@ struct Hash64 {
             word(w);
         }
         std::uint64_t tail = 0;
-        std::memcpy(&tail, p + i, n - i);
+        if (n > i) std::memcpy(&tail, p + i, n - i);  // p may be null when n == 0 (a streamed dataset)
         word(tail ^ (static_cast<std::uint64_t>(n) << 56));
     }
     void dataset(const io::Dataset& d) {
