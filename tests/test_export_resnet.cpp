@@ -270,6 +270,40 @@ BOOST_AUTO_TEST_CASE(resnet18_and_propagation_through_adds) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(a_global_pool_may_give_the_logits) {
+    // conv (3 filters) -> gap: the logits are the channel means; the same with an identity fc
+    // after the pool (the usual path) gives the same numbers
+    DeployedLayer conv;
+    conv.name = "conv";
+    conv.kind = DeployedKind::Conv;
+    conv.in = 1;
+    conv.out = 3;
+    conv.kernel = 3;
+    conv.padding = 1;
+    conv.weightShape = Shape{3, 1, 3, 3};
+    conv.weights = testing::randomVector(27, 1);
+    conv.scale = Vector::Ones(3);
+    conv.bias = testing::randomVector(3, 2);
+    DeployedLayer gap;
+    gap.name = "gap";
+    gap.kind = DeployedKind::GlobalPool;
+    DeployedLayer fc;
+    fc.name = "fc";
+    fc.kind = DeployedKind::Fc;
+    fc.in = fc.out = 3;
+    fc.weightShape = Shape{3, 3};
+    fc.weights = Vector::Zero(9);
+    fc.weights[0] = fc.weights[4] = fc.weights[8] = 1;
+    fc.scale = Vector::Ones(3);
+    fc.bias = Vector::Zero(3);
+    TernaryModel last({conv, gap}, {1, 8, 8}, 3), withFc({conv, gap, fc}, {1, 8, 8}, 3);
+    const auto x = randomImages(5, {1, 8, 8}, 3);
+    std::vector<float> a(15), b(15);
+    last.logits(x.data(), 5, a.data());
+    withFc.logits(x.data(), 5, b.data());
+    for (size_t j = 0; j < a.size(); ++j) BOOST_TEST(a[j] == b[j], boost::test_tools::tolerance(1e-5f));
+}
+
 BOOST_AUTO_TEST_CASE(graph_model_files_refuse_damage) {
     ModelOptions o;
     o.width = 0.25;

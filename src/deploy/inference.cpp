@@ -30,6 +30,7 @@ struct InferenceEngine::Impl {
     std::vector<Step> steps;
     std::deque<Vector> buffers;  // user weights / scales / biases the memories point into
     memory out;                  // plain {N, classes}
+    memory outOwner;             // the buffer `out` views when the last layer is a global pool
 
     void build(const TernaryModel& m, Index n) {
         namespace d = dnnl;
@@ -218,6 +219,12 @@ struct InferenceEngine::Impl {
         }
         cur = outs.back();
         const memory::desc outMd({n, m.classes()}, dt::f32, tag::nc);
+        if (cur.get_desc().dims() == memory::dims{n, m.classes(), 1, 1}) {
+            // a global pool last: (N, C, 1, 1) in nchw holds the bytes of (N, C)
+            outOwner = convert(cur, memory::desc(cur.get_desc().dims(), dt::f32, tag::nchw));
+            out = memory(outMd, eng, outOwner.get_data_handle());
+            return;
+        }
         if (cur.get_desc().dims() != outMd.dims())
             throw std::runtime_error("TernaryModel: the last layer does not produce the logits");
         out = convert(cur, outMd);
