@@ -69,21 +69,14 @@ TrainConfig resnetConfig(const Case& k) {
 /// training), BN statistics random.
 void ternarize(Network& net, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<float> u(0.5f, 1.5f), v(-0.3f, 0.3f);
+    std::uniform_real_distribution<float> u(0.5f, 1.5f);
     for (ParameterBlock* b : net.parameters().all()) {
         if (!b->constrained) continue;
         const float a = u(rng);
         for (Index i = 0; i < b->value.size(); ++i)
             b->value[i] = b->value[i] > 0.3f ? a : (b->value[i] < -0.3f ? -a : 0.0f);
     }
-    for (auto& l : net.layers())
-        if (auto* bn = dynamic_cast<BatchNorm*>(l.get()))
-            for (Index c = 0; c < bn->channels(); ++c) {
-                bn->gamma()->value[c] = u(rng);
-                bn->beta()->value[c] = v(rng);
-                bn->runningMean()[c] = v(rng);
-                bn->runningVar()[c] = u(rng);
-            }
+    testing::randomizeBatchNorm(net, rng);
 }
 
 std::vector<float> randomImages(Index n, const std::vector<Index>& in, std::uint64_t seed) {

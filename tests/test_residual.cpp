@@ -266,15 +266,7 @@ std::vector<double> naiveForward(const Network& net, const std::vector<float>& i
 /// Random BN statistics and affine parameters, so that inference-mode BN is not the identity.
 void randomizeBatchNorm(Network& net, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<float> u(0.5f, 1.5f), v(-0.3f, 0.3f);
-    for (auto& l : net.layers())
-        if (auto* bn = dynamic_cast<BatchNorm*>(l.get()))
-            for (Index c = 0; c < bn->channels(); ++c) {
-                bn->gamma()->value[c] = u(rng);
-                bn->beta()->value[c] = v(rng);
-                bn->runningMean()[c] = v(rng);
-                bn->runningVar()[c] = u(rng);
-            }
+    testing::randomizeBatchNorm(net, rng);
 }
 
 }  // namespace

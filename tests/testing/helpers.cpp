@@ -1,5 +1,8 @@
 #include "testing/helpers.hpp"
 
+#include "tern/nn/batch_norm.hpp"
+#include "tern/nn/network.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -115,6 +118,18 @@ optim::problems::LeastSquares plantedTernaryLsq(Index m, Index n, std::uint64_t 
 
 Vector plantedTernaryCode(Index m, Index n, std::uint64_t seed) {
     return drawPlanted(m, n, seed, 0).x;
+}
+
+void randomizeBatchNorm(nn::Network& net, std::mt19937_64& rng) {
+    std::uniform_real_distribution<float> u(0.5f, 1.5f), v(-0.3f, 0.3f);
+    for (auto& l : net.layers())
+        if (auto* bn = dynamic_cast<nn::BatchNorm*>(l.get()))
+            for (Index c = 0; c < bn->channels(); ++c) {
+                bn->gamma()->value[c] = u(rng);
+                bn->beta()->value[c] = v(rng);
+                bn->runningMean()[c] = v(rng);
+                bn->runningVar()[c] = u(rng);
+            }
 }
 
 }  // namespace tern::testing

@@ -8,6 +8,10 @@
 #include <stdexcept>
 #include <string>
 
+namespace tern::nn {
+class Network;
+}
+
 namespace tern::testing {
 
 /// n standard-normal entries from a fixed seed.
@@ -46,5 +50,10 @@ optim::problems::LeastSquares plantedTernaryLsq(Index m, Index n, std::uint64_t 
                                                 float noise = 0.05f, Index rowsPerBatch = 0);
 /// The x* of plantedTernaryLsq(m, n, seed, ...) (same draws).
 Vector plantedTernaryCode(Index m, Index n, std::uint64_t seed);
+
+/// Every batch norm of `net` gets random gamma, running variance (uniform 0.5..1.5), beta and
+/// running mean (uniform -0.3..0.3), drawn from `rng` layer by layer and channel by channel, so
+/// that inference-mode BN is not the identity.
+void randomizeBatchNorm(nn::Network& net, std::mt19937_64& rng);
 
 }  // namespace tern::testing
