@@ -55,6 +55,7 @@ endif()
 tern_test(test_winograd unit)
 target_include_directories(test_winograd PRIVATE ${PROJECT_SOURCE_DIR}/src/nn)
 tern_test(test_residual unit)  # graphs, residual layers, ResNets
+target_include_directories(test_residual PRIVATE ${PROJECT_SOURCE_DIR}/src/nn)
 # examples/custom_resnet.cpp learns and its exported model agrees (exit 0)
 if(TARGET tern-example-custom-resnet)
   add_test(NAME example_custom_resnet COMMAND tern-example-custom-resnet)

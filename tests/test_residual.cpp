@@ -11,6 +11,9 @@
 #include "tern/nn/network.hpp"
 #include "testing/helpers.hpp"
 
+#include "layer_util.hpp"  // src/nn: detail::sameBytes
+
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -274,12 +277,15 @@ void randomizeBatchNorm(Network& net, std::uint64_t seed) {
 BOOST_AUTO_TEST_SUITE(layers)
 
 BOOST_AUTO_TEST_CASE(add_sums_inputs_of_any_layout_and_routes_the_gradient) {
-    const memory::dims d{2, 20, 3, 5};
-    const size_t n = 2 * 20 * 3 * 5;
+  // 16 channels: nhwc and nChw16c are the same bytes (no reorder, a view of the gradient)
+  for (const Index C : {20, 16}) {
+    const memory::dims d{2, C, 3, 5};
+    const size_t n = size_t(2 * C * 3 * 5);
     const auto a = randomData(n, 1), b = randomData(n, 2), dy = randomData(n, 3);
+    const auto dy2 = randomData(n, 4);
     for (bool relu : {false, true})
         for (tag ta : {tag::nchw, tag::nhwc, tag::nChw16c})
-            for (tag tb : {tag::nchw, tag::nhwc, tag::nChw8c}) {
+            for (tag tb : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c}) {
                 Context ctx;
                 Add add("add", relu);
                 memory ma = inLayout(ctx, d, a, ta), mb = inLayout(ctx, d, b, tb);
@@ -299,11 +305,89 @@ BOOST_AUTO_TEST_CASE(add_sums_inputs_of_any_layout_and_routes_the_gradient) {
                     BOOST_TEST(da[i] == g);
                     BOOST_TEST(db[i] == g);
                 }
+                // two gradients of the output (a node read twice): the fused sum equals the
+                // backward of the summed gradient, bit for bit
+                memory mdy2 = inLayout(ctx, d, dy2, ta);
+                memory scratch(exec->dstDesc(), ctx.engine);
+                exec->backwardSum({&mdy, &mdy2}, scratch, true);
+                const auto fa = plainCopy(ctx, exec->diffSrc(0), tag::nchw);
+                const auto fb = plainCopy(ctx, exec->diffSrc(1), tag::nchw);
+                for (size_t i = 0; i < n; ++i) {
+                    const float s = a[i] + b[i];
+                    const float g = (!relu || s > 0) ? dy[i] + dy2[i] : 0.0f;
+                    BOOST_TEST(fa[i] == g);
+                    BOOST_TEST(fb[i] == g);
+                }
             }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(same_bytes_tells_layouts_that_need_no_reorder) {
+    using detail::sameBytes;
+    const auto md = [](memory::dims d, tag t) { return memory::desc(d, dt::f32, t); };
+    BOOST_TEST(sameBytes(md({8, 16, 5, 7}, tag::nhwc), md({8, 16, 5, 7}, tag::nChw16c)));
+    BOOST_TEST(sameBytes(md({8, 8, 5, 7}, tag::nhwc), md({8, 8, 5, 7}, tag::nChw8c)));
+    BOOST_TEST(sameBytes(md({8, 16, 1, 1}, tag::nchw), md({8, 16, 1, 1}, tag::nhwc)));  // 1x1
+    BOOST_TEST(sameBytes(md({1, 16, 5, 7}, tag::nchw), md({1, 16, 5, 7}, tag::chwn)));  // N = 1
+    BOOST_TEST(sameBytes(md({2, 16, 5, 7}, tag::nchw), md({2, 16, 5, 7}, tag::chwn)) == false);
+    BOOST_TEST(sameBytes(md({8, 32, 5, 7}, tag::nhwc), md({8, 32, 5, 7}, tag::nChw16c)) == false);
+    BOOST_TEST(sameBytes(md({8, 12, 5, 7}, tag::nhwc), md({8, 12, 5, 7}, tag::nChw16c)) == false);  // padded
+    BOOST_TEST(sameBytes(md({8, 16, 5, 7}, tag::nhwc), md({8, 16, 7, 5}, tag::nhwc)) == false);
+    BOOST_TEST(sameBytes(md({8, 16, 5, 7}, tag::nchw), md({8, 16, 5, 7}, tag::nhwc)) == false);
+    BOOST_TEST(sameBytes(md({8, 16, 5, 7}, tag::nhwc),
+                         memory::desc({8, 16, 5, 7}, dt::s8, tag::nChw16c)) == false);
+    // exhaustively: every element at the same offset exactly when sameBytes says so
+    Context ctx;
+    const memory::dims d{2, 16, 3, 2};
+    std::vector<float> x(2 * 16 * 3 * 2);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float(i);
+    for (tag t : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c})
+        for (tag u : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c}) {
+            memory mt = inLayout(ctx, d, x, t), mu = inLayout(ctx, d, x, u);
+            const float* p = static_cast<const float*>(mt.get_data_handle());
+            const float* q = static_cast<const float*>(mu.get_data_handle());
+            BOOST_TEST(sameBytes(md(d, t), md(d, u)) == std::equal(p, p + x.size(), q));
+        }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_of_16_channels_in_nhwc_equals_the_plain_one) {
+    // 16 channels in nhwc run as nChw16c inside BatchNorm; seen from outside, nothing changes
+    const Index N = 3, C = 16, H = 4, W = 5;
+    const memory::dims d{N, C, H, W};
+    const size_t n = size_t(N * C * H * W);
+    const auto x = randomData(n, 7), dy = randomData(n, 8);
+    std::vector<std::vector<float>> ys, dxs, dgs;
+    for (tag t : {tag::nchw, tag::nhwc}) {
+        Context ctx;
+        BatchNorm bn("bn", C, 1e-5f, 0.1f, true);
+        ParameterSet ps;
+        bn.declare(ps);
+        bn.gamma()->value = testing::randomVector(C, 9);
+        bn.beta()->value = testing::randomVector(C, 10);
+        bn.gamma()->grad.setZero();
+        bn.beta()->grad.setZero();
+        memory mx = inLayout(ctx, d, x, t);
+        auto e = bn.compile(ctx, mx.get_desc(), Mode::Train);
+        BOOST_TEST((e->dstDesc() == mx.get_desc()));
+        ys.push_back(plainCopy(ctx, e->forward(mx, optim::Pass::Commit), tag::nchw));
+        memory mdy = inLayout(ctx, d, dy, t);
+        const memory& dx = e->backward(mdy, true);
+        BOOST_TEST((dx.get_desc() == mx.get_desc()));
+        dxs.push_back(plainCopy(ctx, dx, tag::nchw));
+        dgs.push_back(std::vector<float>(bn.gamma()->grad.data(), bn.gamma()->grad.data() + C));
+    }
+    for (size_t i = 0; i < n; ++i) {
+        BOOST_TEST(std::abs(ys[1][i] - ys[0][i]) < 1e-5f);
+        BOOST_TEST(std::abs(dxs[1][i] - dxs[0][i]) < 1e-5f);
+    }
+    for (Index c = 0; c < C; ++c)
+        BOOST_TEST(std::abs(dgs[1][size_t(c)] - dgs[0][size_t(c)]) < 1e-4f);
 }
 
 BOOST_AUTO_TEST_CASE(global_pool_and_option_a_shortcut_in_every_layout) {
-    const Index N = 2, C = 12, H = 5, W = 4;
+  // 16 channels: SubsamplePad reads nhwc as nChw16c (the same bytes)
+  for (const auto& [C, CO] : {std::pair<Index, Index>{12, 20}, {16, 32}}) {
+    const Index N = 2, H = 5, W = 4, P = (CO - C) / 2;
     const memory::dims d{N, C, H, W};
     const auto x = randomData(size_t(N * C * H * W), 4);
     for (tag t : {tag::nchw, tag::nhwc, tag::nChw8c, tag::nChw16c, tag::acbd}) {
@@ -327,35 +411,36 @@ BOOST_AUTO_TEST_CASE(global_pool_and_option_a_shortcut_in_every_layout) {
                                boost::test_tools::tolerance(1e-6f));
             }
         // option A: stride 2, 12 -> 20 channels (4 zero channels before, 4 after)
-        SubsamplePad sp("sp", C, 20, 2);
-        BOOST_TEST(sp.padBefore() == 4);
+        SubsamplePad sp("sp", C, CO, 2);
+        BOOST_TEST(sp.padBefore() == P);
         const auto od = sp.outputDims(d);
-        BOOST_TEST((od == memory::dims{N, 20, 3, 2}));
+        BOOST_TEST((od == memory::dims{N, CO, 3, 2}));
         auto f = sp.compile(ctx, mx.get_desc(), Mode::Train);
         const auto z = plainCopy(ctx, f->forward(mx, optim::Pass::Commit), tag::nchw);
-        const auto dz = randomData(size_t(N * 20 * 3 * 2), 6);
+        const auto dz = randomData(size_t(N * CO * 3 * 2), 6);
         memory mdz = inLayout(ctx, od, dz, tag::nchw);  // then into the exec's dst layout
         memory mdzl(f->dstDesc(), ctx.engine);
         dnnl::reorder(mdz, mdzl).execute(ctx.stream, mdz, mdzl);
         ctx.stream.wait();
         const auto dxs = plainCopy(ctx, f->backward(mdzl, true), tag::nchw);
         for (Index a = 0; a < N; ++a)
-            for (Index c = 0; c < 20; ++c)
+            for (Index c = 0; c < CO; ++c)
                 for (Index i = 0; i < 3; ++i)
                     for (Index j = 0; j < 2; ++j) {
-                        const Index ci = c - 4;
+                        const Index ci = c - P;
                         const float want = ci >= 0 && ci < C ? x[size_t(((a * C + ci) * H + 2 * i) * W + 2 * j)] : 0.0f;
-                        BOOST_TEST(z[size_t(((a * 20 + c) * 3 + i) * 2 + j)] == want);
+                        BOOST_TEST(z[size_t(((a * CO + c) * 3 + i) * 2 + j)] == want);
                     }
         for (Index a = 0; a < N; ++a)
             for (Index c = 0; c < C; ++c)
                 for (Index i = 0; i < H; ++i)
                     for (Index j = 0; j < W; ++j) {
                         const bool kept = i % 2 == 0 && j % 2 == 0;
-                        const float want = kept ? dz[size_t(((a * 20 + c + 4) * 3 + i / 2) * 2 + j / 2)] : 0.0f;
+                        const float want = kept ? dz[size_t(((a * CO + c + P) * 3 + i / 2) * 2 + j / 2)] : 0.0f;
                         BOOST_TEST(dxs[size_t(((a * C + c) * H + i) * W + j)] == want);
                     }
     }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(padded_max_pool_matches_naive) {

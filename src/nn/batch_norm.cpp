@@ -23,9 +23,17 @@ public:
         // A plain (N, C) input is run as (N, C, 1, 1) channels-last (the same bytes), where
         // oneDNN has its JIT batch norm; the 2-D reference implementation is several x slower.
         view2d_ = src2.dims().size() == 2;
-        const memory::desc src =
+        memory::desc src =
             view2d_ ? memory::desc({src2.dims()[0], src2.dims()[1], 1, 1}, dt::f32, tag::nhwc)
                     : src2;
+        // 16 channels in nhwc are nChw16c's bytes, where oneDNN's batch norm is faster
+        // (ResNet-20's first stage, 128x16x32x32: forward 0.59 -> 0.42 ms, backward 0.96 ->
+        // 0.75 ms): run it there, the input and output still seen in src2's desc.
+        if (!view2d_ && src2.dims().size() == 4) {
+            const memory::desc blocked(src2.dims(), dt::f32, tag::nChw16c);
+            if (src2 != blocked && sameBytes(src2, blocked)) src = blocked;
+        }
+        const bool viewed = view2d_ || src != src2;
         srcView_ = memory(src, eng, nullptr);
         diffDstView_ = memory(src, eng, nullptr);
         const Index c = layer.channels();
@@ -38,8 +46,8 @@ public:
         fpd_ = d::batch_normalization_forward::primitive_desc(fd, eng);
         fwd_ = d::batch_normalization_forward(fpd_);
         dst_ = memory(fpd_.dst_desc(), eng);
-        dstMd_ = view2d_ ? src2 : fpd_.dst_desc();
-        dstOut_ = view2d_ ? memory(src2, eng, dst_.get_data_handle()) : dst_;
+        dstMd_ = viewed ? src2 : fpd_.dst_desc();
+        dstOut_ = viewed ? memory(src2, eng, dst_.get_data_handle()) : dst_;
         scale_ = memory(cMd, eng, layer.gamma()->value.data());
         shift_ = memory(cMd, eng, layer.beta()->value.data());
         if (mode == Mode::Infer) {
@@ -58,7 +66,7 @@ public:
         bpd_ = d::batch_normalization_backward::primitive_desc(bd, eng, fpd_);
         bwd_ = d::batch_normalization_backward(bpd_);
         diffSrc_ = memory(src, eng);
-        diffSrcOut_ = view2d_ ? memory(src2, eng, diffSrc_.get_data_handle()) : diffSrc_;
+        diffSrcOut_ = viewed ? memory(src2, eng, diffSrc_.get_data_handle()) : diffSrc_;
         if (layer.fusedRelu()) workspace_ = memory(fpd_.workspace_desc(), eng);
         diffScale_ = memory(cMd, eng, layer.gamma()->grad.data());
         diffShift_ = memory(cMd, eng, layer.beta()->grad.data());

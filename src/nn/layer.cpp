@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace tern::nn {
 
@@ -46,12 +47,65 @@ std::unique_ptr<LayerExec> Layer::compileAll(Context& ctx, const std::vector<dnn
     return compile(ctx, srcs[0], mode);
 }
 
+const dnnl::memory& LayerExec::backwardSum(const std::vector<const dnnl::memory*>& diffDsts,
+                                           dnnl::memory& scratch, bool needDiffSrc) {
+    if (diffDsts.size() == 1) return backward(*diffDsts[0], needDiffSrc);
+    auto* a = static_cast<float*>(scratch.get_data_handle());
+    const auto count = static_cast<Index>(scratch.get_desc().get_size() / sizeof(float));
+    const auto* x = static_cast<const float*>(diffDsts[0]->get_data_handle());
+    const auto* y = static_cast<const float*>(diffDsts[1]->get_data_handle());
+#pragma omp parallel for simd schedule(static)
+    for (Index e = 0; e < count; ++e) a[e] = x[e] + y[e];
+    for (size_t k = 2; k < diffDsts.size(); ++k) {
+        const auto* z = static_cast<const float*>(diffDsts[k]->get_data_handle());
+#pragma omp parallel for simd schedule(static)
+        for (Index e = 0; e < count; ++e) a[e] += z[e];
+    }
+    return backward(scratch, needDiffSrc);
+}
+
 namespace detail {
 
 bool hasAvx512() {
     const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
     const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
     return (isa & avx512) == avx512;
+}
+
+namespace {
+
+// The strides of a plain-or-one-block descriptor with every element's offset, or false for
+// anything else (padding, several blocks, a block smaller than its dimension, extra flags).
+// A single inner block as large as its dimension leaves one outer block, so the layout is the
+// plain one with that dimension's stride 1.
+bool plainStrides(const dnnl_memory_desc_t& d, std::vector<dnnl_dim_t>* strides) {
+    if (d.format_kind != dnnl_blocked || d.extra.flags != 0) return false;
+    for (int i = 0; i < d.ndims; ++i)
+        if (d.padded_dims[i] != d.dims[i] || d.padded_offsets[i] != 0) return false;
+    const auto& b = d.format_desc.blocking;
+    strides->assign(b.strides, b.strides + d.ndims);
+    if (b.inner_nblks == 0) return true;
+    if (b.inner_nblks == 1 && b.inner_blks[0] == d.dims[b.inner_idxs[0]]) {
+        (*strides)[static_cast<size_t>(b.inner_idxs[0])] = 1;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+bool sameBytes(const dnnl::memory::desc& a, const dnnl::memory::desc& b) {
+    if (a == b) return true;
+    const dnnl_memory_desc_t& x = a.data;
+    const dnnl_memory_desc_t& y = b.data;
+    if (x.ndims != y.ndims || x.data_type != y.data_type || x.offset0 != y.offset0) return false;
+    for (int i = 0; i < x.ndims; ++i)
+        if (x.dims[i] != y.dims[i]) return false;
+    std::vector<dnnl_dim_t> sx, sy;
+    if (!plainStrides(x, &sx) || !plainStrides(y, &sy)) return false;
+    for (int i = 0; i < x.ndims; ++i)
+        if (x.dims[i] > 1 && sx[static_cast<size_t>(i)] != sy[static_cast<size_t>(i)]) return false;
+    return a.get_size() == b.get_size();
 }
 
 std::string dimsStr(const dnnl::memory::dims& d) {

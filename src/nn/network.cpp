@@ -298,32 +298,21 @@ const float* Network::forwardSlot(int slot, Index batch, Pass pass) {
 void Network::backward(Plan& plan) {
     // Reverse topological order. A node read once passes its consumer's gradient on as is; a
     // node read more than once sums its consumers' gradients (all in its own output desc:
-    // every executor returns diffSrc in the desc it was compiled for) into plan.acc, in one
-    // pass when its own turn comes (all its consumers have run by then; their gradient
+    // every executor returns diffSrc in the desc it was compiled for), in one pass when its
+    // own turn comes (all its consumers have run by then; their gradient
     // buffers stay valid until their next backward).
     const size_t n = plan.execs.size();
     std::vector<std::vector<const memory*>> parts(n);
     parts[n - 1].push_back(&plan.diffMem);
     for (size_t i = n; i-- > 0;) {
-        const memory* d = parts[i].front();
-        if (parts[i].size() > 1) {
-            float* a = static_cast<float*>(plan.acc[i].get_data_handle());
-            const auto count = static_cast<Index>(plan.acc[i].get_desc().get_size() / sizeof(float));
-            const float* x = static_cast<const float*>(parts[i][0]->get_data_handle());
-            const float* y = static_cast<const float*>(parts[i][1]->get_data_handle());
-#pragma omp parallel for simd schedule(static)
-            for (Index e = 0; e < count; ++e) a[e] = x[e] + y[e];
-            for (size_t k = 2; k < parts[i].size(); ++k) {
-                const float* z = static_cast<const float*>(parts[i][k]->get_data_handle());
-#pragma omp parallel for simd schedule(static)
-                for (Index e = 0; e < count; ++e) a[e] += z[e];
-            }
-            d = &plan.acc[i];
-        }
         const auto& in = inputs_[i];
         bool need = false;
         for (int j : in) need = need || j >= 0;
-        const memory& d0 = plan.execs[i]->backward(*d, need);
+        // one gradient passes on as is; several are summed (in the executor's own pass when
+        // it can: LayerExec::backwardSum)
+        const memory& d0 = parts[i].size() > 1
+                               ? plan.execs[i]->backwardSum(parts[i], plan.acc[i], need)
+                               : plan.execs[i]->backward(*parts[i].front(), need);
         if (!need) continue;
         ctx_.stream.wait();
         for (size_t k = 0; k < in.size(); ++k)

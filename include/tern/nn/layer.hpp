@@ -53,6 +53,12 @@ public:
     /// compile-time src desc (an empty memory when !needDiffSrc). Mode::Train only.
     virtual const dnnl::memory& backward(const dnnl::memory& diffDst, bool needDiffSrc) = 0;
     const dnnl::memory::desc& dstDesc() const { return dstMd_; }
+    /// Backward from the sum of several gradients of dst (its node is read more than once),
+    /// each in dstDesc(). The default sums them into `scratch` (a memory in dstDesc()) and
+    /// calls backward(); an executor whose backward is element-wise (Add) folds the sum into
+    /// its own pass, saving a write and a read of the sum.
+    virtual const dnnl::memory& backwardSum(const std::vector<const dnnl::memory*>& diffDsts,
+                                            dnnl::memory& scratch, bool needDiffSrc);
 
     // Layers with several inputs (Layer::numInputs() > 1, e.g. Add) override these two; a
     // one-input executor gets them for free.
