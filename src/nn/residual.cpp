@@ -174,11 +174,7 @@ public:
         h_ = d[2];
         w_ = d[3];
         bool matched = false;
-        Blocks bl = blocksOf(src, &matched);
-        // 16 channels in nhwc are nChw16c's bytes: read them as nChw16c, so that the output
-        // (more channels) is blocked like the convolutions of the next stage
-        const memory::desc blocked16(d, dt::f32, tag::nChw16c);
-        if (bl.t == tag::nhwc && sameBytes(src, blocked16)) bl = {1, 16, tag::nChw16c};
+        const Blocks bl = blocksOf(src, &matched);
         const memory::desc plain(d, dt::f32, bl.t);
         in_.build(ctx.engine, src, plain);
         lay_ = Layout{bl.cb, bl.b, h_, w_};
@@ -256,7 +252,11 @@ public:
         : ctx_(ctx), stride_(stride), pad_(padBefore) {
         const auto d = src.dims();
         bool matched = false;
-        const Blocks bl = blocksOf(src, &matched);
+        Blocks bl = blocksOf(src, &matched);
+        // 16 channels in nhwc are nChw16c's bytes: read them as nChw16c, so that the output
+        // (more channels) is blocked like the convolutions of the next stage
+        const memory::desc blocked16(d, dt::f32, tag::nChw16c);
+        if (bl.t == tag::nhwc && sameBytes(src, blocked16)) bl = {1, 16, tag::nChw16c};
         const memory::desc plain(d, dt::f32, bl.t);
         in_.build(ctx.engine, src, plain);
         dstMd_ = memory::desc(dstDims, dt::f32, bl.t);
