@@ -519,6 +519,64 @@ BOOST_AUTO_TEST_CASE(resnet20_gradients_match_finite_differences) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(full_width_resnet20_gradients_match_finite_differences) {
+    // 16 channels in the first stage: the nhwc convolutions, blocked batch norms and option-A
+    // shortcuts that share bytes instead of copying (detail::sameBytes), and pooled gradients
+    io::Dataset d = bands(8, 3, 12, 4, 1.0f);
+    auto net = cifarResnet(20, {3, 12, 12}, 3, {});
+    net->initialize(9);
+    net->setTrainData(d, 8, 2);
+    gradCheck(*net, 2, 5e-2, 0.75);
+}
+
+BOOST_AUTO_TEST_CASE(gradient_pool_shares_bytes_and_changes_no_gradient) {
+    io::Dataset d = bands(16, 3, 16, 5, 1.0f);
+    for (Shortcut s : {Shortcut::OptionA, Shortcut::Projection}) {
+        std::vector<std::vector<float>> grads;
+        std::vector<Network::GradientMemory> mem;
+        for (bool pool : {false, true}) {
+            ModelOptions opt;
+            opt.shortcut = s;
+            auto net = cifarResnet(20, {3, 16, 16}, 3, opt);
+            net->initialize(11);
+            net->setGradientPooling(pool);
+            net->setTrainData(d, 8, 3);
+            std::vector<float> g;
+            for (Index b = 0; b < 2; ++b) {
+                net->evaluateWithGradient(b, optim::Pass::Probe);
+                for (ParameterBlock* blk : net->parameters().all())
+                    g.insert(g.end(), blk->grad.data(), blk->grad.data() + blk->grad.size());
+            }
+            grads.push_back(std::move(g));
+            mem.push_back(net->gradientMemory());
+        }
+        BOOST_TEST_REQUIRE(grads[0].size() == grads[1].size());
+        size_t differ = 0;
+        for (size_t i = 0; i < grads[0].size(); ++i) differ += grads[0][i] != grads[1][i];
+        BOOST_TEST(differ == 0u, differ << " of " << grads[0].size() << " gradients differ");
+        BOOST_TEST(mem[0].pooled == mem[0].own);  // pooling off
+        BOOST_TEST(mem[1].own == mem[0].own);
+        // 19 layers' input gradients of the first stage alone are alive one or two at a time
+        BOOST_TEST(mem[1].pooled * 4 < mem[1].own, mem[1].pooled << " of " << mem[1].own);
+    }
+    // a chain too (LeNet-5 on 28x28)
+    io::Dataset m = bands(16, 1, 28, 6, 1.0f);
+    std::vector<std::vector<float>> grads;
+    for (bool pool : {false, true}) {
+        auto net = makeModel("lenet5", {1, 28, 28}, 3, {});
+        net->initialize(12);
+        net->setGradientPooling(pool);
+        net->setTrainData(m, 8, 4);
+        net->evaluateWithGradient(1, optim::Pass::Probe);
+        std::vector<float> g;
+        for (ParameterBlock* blk : net->parameters().all())
+            g.insert(g.end(), blk->grad.data(), blk->grad.data() + blk->grad.size());
+        grads.push_back(std::move(g));
+        if (pool) BOOST_TEST(net->gradientMemory().pooled < net->gradientMemory().own);
+    }
+    BOOST_TEST((grads[0] == grads[1]));
+}
+
 BOOST_AUTO_TEST_CASE(resnet_sizes_equal_the_reference_implementations) {
     // He et al.'s CIFAR ResNets with option A (the counts of the common PyTorch port, BN and
     // the classifier's bias included) and torchvision's ResNet-18 (11,689,512 for 1000 classes).

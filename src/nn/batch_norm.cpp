@@ -72,6 +72,11 @@ public:
         diffShift_ = memory(cMd, eng, layer.beta()->grad.data());
     }
 
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (mode_ != Mode::Train) return {};
+        return {{&diffSrc_, {&diffSrcOut_}}};
+    }
+
     const memory& forward(const memory& src, Pass pass) override {
         srcView_.set_data_handle(src.get_data_handle());
         src_ = srcView_;

@@ -48,6 +48,10 @@ public:
         diffSrc_.flush(ctx_.stream, diffSrcUser_);
         return diffSrcUser_;
     }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (!diffSrcUser_) return {};
+        return {{&diffSrcUser_, {}}};
+    }
 
 private:
     Context& ctx_;

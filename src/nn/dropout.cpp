@@ -52,6 +52,10 @@ public:
         dx = dy.cwiseProduct(mask_);
         return diffSrc_;
     }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (mode_ != Mode::Train || p_ == 0.0f) return {};  // p = 0 passes diffDst on
+        return {{&diffSrc_, {}}};
+    }
 
 private:
     Context& ctx_;

@@ -35,6 +35,10 @@ public:
                                    {DNNL_ARG_DIFF_SRC, diffSrc_}});
         return diffSrc_;
     }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (!diffSrc_) return {};
+        return {{&diffSrc_, {}}};
+    }
 
 private:
     Context& ctx_;

@@ -6,6 +6,7 @@
 #include "tern/optim/distill.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 
 namespace tern::nn {
@@ -39,6 +40,9 @@ struct Network::Plan {
     memory diffMem;           // over diff, plain (batch, classes)
     // Graphs: per node, the sum of its consumers' gradients (nodes read more than once)
     std::vector<memory> acc;
+    // The pool of the executors' input-gradient buffers (Network::poolGradients)
+    std::unique_ptr<void, void (*)(void*)> gradPool{nullptr, &std::free};
+    std::size_t gradOwn = 0, gradPooled = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +211,82 @@ std::unique_ptr<Network::Plan> Network::compile(Mode mode, Index batch) {
             if (consumersOf(i).size() > 1) p->acc[i] = memory(p->execs[i]->dstDesc(), ctx_.engine);
     if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
         fail("Network::compile()", "the last layer's output is not a plain (N, classes) tensor");
+    if (mode == Mode::Train) poolGradients(*p);
     return p;
+}
+
+void Network::poolGradients(Plan& plan) {
+    // Backward runs the nodes in reverse: node i at step n-1-i. The gradients node i's
+    // backward writes are read by the backward of the nodes it reads, the last of them at step
+    // n-1-min(inputs). Two buffers whose step ranges overlap need their own bytes; the rest
+    // share. Placement: largest first, each at the lowest offset clear of every placed buffer
+    // it overlaps in time (a greedy interval packing; ResNet-20 at batch 128: 66 buffers).
+    struct Item {
+        GradientBuffer buf;
+        std::size_t bytes = 0, offset = 0;
+        size_t first = 0, last = 0;
+    };
+    const size_t n = plan.execs.size();
+    std::vector<Item> items;
+    for (size_t i = 0; i < n; ++i) {
+        int lowest = static_cast<int>(i);
+        for (int j : inputs_[i])
+            if (j >= 0) lowest = std::min(lowest, j);
+        if (lowest == static_cast<int>(i)) continue;  // reads only the input: no input gradient
+        for (const GradientBuffer& b : plan.execs[i]->gradientBuffers()) {
+            if (!b.mem || !*b.mem) continue;
+            Item it;
+            it.buf = b;
+            it.bytes = (b.mem->get_desc().get_size() + 63) / 64 * 64;  // 64-byte aligned
+            it.first = n - 1 - i;
+            it.last = n - 1 - static_cast<size_t>(lowest);
+            plan.gradOwn += it.bytes;
+            items.push_back(std::move(it));
+        }
+    }
+    if (!poolGradients_ || items.empty()) {
+        plan.gradPooled = plan.gradOwn;
+        return;
+    }
+    std::vector<size_t> order(items.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return items[a].bytes > items[b].bytes; });
+    std::vector<size_t> placed;
+    std::size_t total = 0;
+    for (size_t k : order) {
+        Item& it = items[k];
+        // the placed buffers alive at the same time, by offset
+        std::vector<std::pair<std::size_t, std::size_t>> busy;
+        for (size_t q : placed)
+            if (items[q].first <= it.last && it.first <= items[q].last)
+                busy.emplace_back(items[q].offset, items[q].offset + items[q].bytes);
+        std::sort(busy.begin(), busy.end());
+        std::size_t at = 0;
+        for (const auto& [lo, hi] : busy) {
+            if (at + it.bytes <= lo) break;
+            at = std::max(at, hi);
+        }
+        it.offset = at;
+        total = std::max(total, at + it.bytes);
+        placed.push_back(k);
+    }
+    const std::size_t page = 4096;
+    void* pool = std::aligned_alloc(page, (total + page - 1) / page * page);
+    if (!pool) fail("Network::compile()", TERN_MSG("out of memory: a gradient pool of " << total << " bytes"));
+    plan.gradPool.reset(pool);
+    plan.gradPooled = total;
+    for (Item& it : items) {
+        void* p = static_cast<char*>(pool) + it.offset;
+        it.buf.mem->set_data_handle(p);  // frees the executor's own buffer
+        for (memory* v : it.buf.views)
+            if (v && *v) v->set_data_handle(p);
+    }
+}
+
+Network::GradientMemory Network::gradientMemory() {
+    const Plan& p = trainPlan();
+    return {p.gradOwn, p.gradPooled};
 }
 
 Network::Plan& Network::trainPlan(int slot) {

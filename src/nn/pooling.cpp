@@ -55,6 +55,10 @@ public:
                                    {DNNL_ARG_WORKSPACE, workspace_}});
         return diffSrc_;
     }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (!diffSrc_) return {};
+        return {{&diffSrc_, {}}};
+    }
 
 private:
     Context& ctx_;
@@ -199,6 +203,10 @@ public:
             maxPoolPlaneBackward(dy + p * planeOut, where_.data() + p * planeOut,
                                  dx + p * planeIn, g.h, g.w, g.b, g.oh, g.ow, g.k, g.stride);
         return diffSrc_;
+    }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (!diffSrc_) return {};
+        return {{&diffSrc_, {}}};
     }
 
 private:

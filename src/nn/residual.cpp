@@ -105,6 +105,11 @@ public:
         }
         return finishBackward();
     }
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (!diffA_) return {};
+        if (bIn_.active) return {{&diffA_, {}}, {&diffB_, {}}};
+        return {{&diffA_, {&diffB_}}};  // diffB_: a view of diffA_'s bytes, or empty
+    }
     const memory& diffSrc(int i) override {
         if (i == 0) return diffA_;
         if (i == 1) return bIn_.active || bIn_.alias ? diffB_ : diffA_;

@@ -27,6 +27,10 @@ public:
                  const dnnl::memory::desc& userWMd, const dnnl::memory::desc& srcMd, Pds pds);
     const dnnl::memory& forward(const dnnl::memory& src, optim::Pass) override;
     const dnnl::memory& backward(const dnnl::memory& diffDst, bool needDiffSrc) override;
+    std::vector<GradientBuffer> gradientBuffers() override {
+        if (mode_ != Mode::Train) return {};
+        return {{&diffSrcUser_, {}}};
+    }
 
 private:
     Context& ctx_;

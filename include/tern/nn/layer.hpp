@@ -44,6 +44,15 @@ int availableCores();
 int numThreads();
 
 /// Primitives and memories of one layer for one input descriptor and mode.
+/// A buffer an executor's backward() writes an input gradient into, which the network may move
+/// into a pool shared with the buffers of other layers (see LayerExec::gradientBuffers()).
+/// `views` are other memories over the same bytes (another descriptor of the same layout);
+/// they follow `mem` when it moves.
+struct GradientBuffer {
+    dnnl::memory* mem = nullptr;
+    std::vector<dnnl::memory*> views;
+};
+
 class LayerExec {
 public:
     virtual ~LayerExec() = default;
@@ -59,6 +68,13 @@ public:
     /// its own pass, saving a write and a read of the sum.
     virtual const dnnl::memory& backwardSum(const std::vector<const dnnl::memory*>& diffDsts,
                                             dnnl::memory& scratch, bool needDiffSrc);
+    /// The buffers backward() writes the input gradients into (Mode::Train), for the network
+    /// to place in one pool by lifetime: a gradient is alive only from its layer's backward()
+    /// to its producer's, so most layers can share bytes (Network sets their data handles once,
+    /// after compiling). An executor lists a buffer only if every backward() writes all of it
+    /// before reading it, and nothing but the returned gradients refers to it after compile
+    /// (views excepted). The default lists none: the executor keeps its own buffers.
+    virtual std::vector<GradientBuffer> gradientBuffers() { return {}; }
 
     // Layers with several inputs (Layer::numInputs() > 1, e.g. Add) override these two; a
     // one-input executor gets them for free.

@@ -152,6 +152,17 @@ public:
     Index batchSize() const { return batch_; }
     Context& context() { return ctx_; }
 
+    /// Input-gradient buffers of a training plan, in bytes: `own` if every layer kept its own,
+    /// `pooled` as placed by lifetime in one shared pool (LayerExec::gradientBuffers(); equal
+    /// when pooling is off). Compiles the training plan if needed (needs training data).
+    struct GradientMemory {
+        std::size_t own = 0, pooled = 0;
+    };
+    GradientMemory gradientMemory();
+    /// Pool the input-gradient buffers by lifetime (default on). Applies to plans compiled
+    /// afterwards: call before the first training step.
+    void setGradientPooling(bool on) { poolGradients_ = on; }
+
 private:
     struct Plan;  // compiled executors for one (mode, batch size)
     std::unique_ptr<Plan> compile(Mode mode, Index batch);
@@ -169,6 +180,8 @@ private:
     /// overwrites diff (may be nullptr) with its gradient.
     double batchLoss(const float* out, float* diff, Index* correct);
     void record(double loss, Index correct);
+    /// Places the plan's gradient buffers in one pool by lifetime (compile(), Mode::Train).
+    void poolGradients(Plan& plan);
 
     std::string name_;
     void validate();
@@ -192,6 +205,7 @@ private:
     std::unique_ptr<Plan> train_plan_;
     std::unique_ptr<Plan> train_plan1_;   // LogitObjective's slot 1
     std::unique_ptr<Plan> infer_plan_;
+    bool poolGradients_ = true;
     std::vector<std::int32_t> labels_;
     const float* slotOut_[2] = {nullptr, nullptr};  // logits of each slot's last forward
     // Frozen teacher: its logits of the gathered batch (cached per batch and epoch)
