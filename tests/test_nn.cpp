@@ -13,6 +13,7 @@
 using namespace tern;
 using namespace tern::nn;
 using dnnl::memory;
+using tern::testing::gradCheck;
 using tern::testing::messageContains;
 using tag = memory::format_tag;
 
@@ -88,48 +89,6 @@ io::Dataset bands(Index count, Index size, std::uint64_t seed, float noise = 0.3
             }
     }
     return d;
-}
-
-/// Central-difference check on a few coordinates of every block. Deep ReLU/max-pool networks
-/// are piecewise smooth, so a perturbation sometimes crosses a kink: at least `minFraction`
-/// of the coordinates must agree within `tol` (relative), and the sampled finite-difference
-/// and analytic gradients must point the same way (cosine >= 0.99). A layout or reorder bug
-/// breaks all three.
-void gradCheck(Network& net, Index samplesPerBlock, double tol, double minFraction = 1.0) {
-    net.evaluateWithGradient(0, optim::Pass::Probe);
-    std::mt19937_64 rng(7);
-    Index agree = 0, total = 0;
-    double dot = 0, nfd = 0, ng = 0;
-    for (ParameterBlock* b : net.parameters().all()) {
-        const Vector g = b->grad;
-        std::uniform_int_distribution<Index> pick(0, b->value.size() - 1);
-        for (Index s = 0; s < samplesPerBlock; ++s) {
-            const Index i = pick(rng);
-            const float v0 = b->value[i];
-            const float h = 1e-3f * std::max(1.0f, std::abs(v0));
-            b->value[i] = v0 + h;
-            const double lp = net.evaluate(0);
-            b->value[i] = v0 - h;
-            const double lm = net.evaluate(0);
-            b->value[i] = v0;
-            const double fd = (lp - lm) / (2.0 * h);
-            const double err = std::abs(fd - g[i]);
-            const bool ok = err <= tol * std::max({std::abs(fd), std::abs(double(g[i])), 1e-2});
-            if (!ok)
-                BOOST_TEST_MESSAGE(b->name << "[" << i << "]: analytic " << g[i]
-                                           << ", finite difference " << fd);
-            if (minFraction >= 1.0) BOOST_TEST(ok, b->name << "[" << i << "]: analytic " << g[i]
-                                                           << ", finite difference " << fd);
-            agree += ok;
-            ++total;
-            dot += fd * g[i];
-            nfd += fd * fd;
-            ng += double(g[i]) * g[i];
-        }
-    }
-    BOOST_TEST(double(agree) >= minFraction * double(total),
-               agree << " of " << total << " coordinates agree");
-    BOOST_TEST(dot / std::sqrt(nfd * ng) >= 0.99);
 }
 
 }  // namespace

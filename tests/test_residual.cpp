@@ -20,6 +20,7 @@
 using namespace tern;
 using namespace tern::nn;
 using dnnl::memory;
+using tern::testing::gradCheck;
 using tern::testing::messageContains;
 using tag = memory::format_tag;
 using dt = memory::data_type;
@@ -72,39 +73,6 @@ io::Dataset bands(Index count, Index channels, Index size, std::uint64_t seed, f
                 }
     }
     return d;
-}
-
-/// Central differences on a few coordinates of every block (as test_nn's gradCheck): at least
-/// `minFraction` agree within `tol`, and the sampled gradients point the same way.
-void gradCheck(Network& net, Index samplesPerBlock, double tol, double minFraction) {
-    net.evaluateWithGradient(0, optim::Pass::Probe);
-    std::mt19937_64 rng(7);
-    Index agree = 0, total = 0;
-    double dot = 0, nfd = 0, ng = 0;
-    for (ParameterBlock* b : net.parameters().all()) {
-        const Vector g = b->grad;
-        std::uniform_int_distribution<Index> pick(0, b->value.size() - 1);
-        for (Index s = 0; s < samplesPerBlock; ++s) {
-            const Index i = pick(rng);
-            const float v0 = b->value[i];
-            const float h = 1e-3f * std::max(1.0f, std::abs(v0));
-            b->value[i] = v0 + h;
-            const double lp = net.evaluate(0);
-            b->value[i] = v0 - h;
-            const double lm = net.evaluate(0);
-            b->value[i] = v0;
-            const double fd = (lp - lm) / (2.0 * h);
-            const bool ok = std::abs(fd - g[i]) <= tol * std::max({std::abs(fd), std::abs(double(g[i])), 1e-2});
-            if (!ok) BOOST_TEST_MESSAGE(b->name << "[" << i << "]: analytic " << g[i] << ", fd " << fd);
-            agree += ok;
-            ++total;
-            dot += fd * g[i];
-            nfd += fd * fd;
-            ng += double(g[i]) * g[i];
-        }
-    }
-    BOOST_TEST(double(agree) >= minFraction * double(total), agree << " of " << total << " agree");
-    BOOST_TEST(dot / std::sqrt(nfd * ng) >= 0.99);
 }
 
 /// A small residual network that has every path: stem conv (+BN), an identity block, a

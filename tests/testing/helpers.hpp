@@ -56,4 +56,10 @@ Vector plantedTernaryCode(Index m, Index n, std::uint64_t seed);
 /// that inference-mode BN is not the identity.
 void randomizeBatchNorm(nn::Network& net, std::mt19937_64& rng);
 
+/// Central differences (step 1e-3 relative) of net.evaluate(0) on `samplesPerBlock` random
+/// coordinates of every parameter block, against net.evaluateWithGradient(0): at least
+/// `minFraction` of them agree within relative `tol` (each must, when minFraction is 1), and
+/// the sampled gradients point the same way (cosine >= 0.99). Boost.Test assertions.
+void gradCheck(nn::Network& net, Index samplesPerBlock, double tol, double minFraction = 1.0);
+
 }  // namespace tern::testing
