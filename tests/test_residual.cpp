@@ -501,7 +501,7 @@ BOOST_AUTO_TEST_CASE(gradient_pool_shares_bytes_and_changes_no_gradient) {
     io::Dataset d = bands(16, 3, 16, 5, 1.0f);
     for (Shortcut s : {Shortcut::OptionA, Shortcut::Projection}) {
         std::vector<std::vector<float>> grads;
-        std::vector<Network::GradientMemory> mem;
+        std::vector<Network::PlanInfo> mem;
         for (bool pool : {false, true}) {
             ModelOptions opt;
             opt.shortcut = s;
@@ -516,16 +516,17 @@ BOOST_AUTO_TEST_CASE(gradient_pool_shares_bytes_and_changes_no_gradient) {
                     g.insert(g.end(), blk->grad.data(), blk->grad.data() + blk->grad.size());
             }
             grads.push_back(std::move(g));
-            mem.push_back(net->gradientMemory());
+            mem.push_back(net->planInfo());
         }
         BOOST_TEST_REQUIRE(grads[0].size() == grads[1].size());
         size_t differ = 0;
         for (size_t i = 0; i < grads[0].size(); ++i) differ += grads[0][i] != grads[1][i];
         BOOST_TEST(differ == 0u, differ << " of " << grads[0].size() << " gradients differ");
-        BOOST_TEST(mem[0].pooled == mem[0].own);  // pooling off
-        BOOST_TEST(mem[1].own == mem[0].own);
+        BOOST_TEST(mem[0].gradientPooled == mem[0].gradientOwn);  // pooling off
+        BOOST_TEST(mem[1].gradientOwn == mem[0].gradientOwn);
         // 19 layers' input gradients of the first stage alone are alive one or two at a time
-        BOOST_TEST(mem[1].pooled * 4 < mem[1].own, mem[1].pooled << " of " << mem[1].own);
+        BOOST_TEST(mem[1].gradientPooled * 4 < mem[1].gradientOwn,
+                   mem[1].gradientPooled << " of " << mem[1].gradientOwn);
     }
     // a chain too (LeNet-5 on 28x28)
     io::Dataset m = bands(16, 1, 28, 6, 1.0f);
@@ -540,9 +541,60 @@ BOOST_AUTO_TEST_CASE(gradient_pool_shares_bytes_and_changes_no_gradient) {
         for (ParameterBlock* blk : net->parameters().all())
             g.insert(g.end(), blk->grad.data(), blk->grad.data() + blk->grad.size());
         grads.push_back(std::move(g));
-        if (pool) BOOST_TEST(net->gradientMemory().pooled < net->gradientMemory().own);
+        if (pool) BOOST_TEST(net->planInfo().gradientPooled < net->planInfo().gradientOwn);
     }
     BOOST_TEST((grads[0] == grads[1]));
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_applied_inside_the_add_changes_nothing) {
+    // bn2 -> add fused (Network::fuseLayers): the same loss, gradients, running statistics and
+    // inference logits as unfused, up to the batch moments' rounding (computed in double here,
+    // in float by oneDNN)
+    io::Dataset d = bands(16, 3, 16, 5, 1.0f);
+    for (Shortcut s : {Shortcut::OptionA, Shortcut::Projection}) {
+        std::vector<std::vector<float>> grads, stats, logits;
+        std::vector<double> losses;
+        std::vector<size_t> fused;
+        for (bool fuse : {false, true}) {
+            ModelOptions opt;
+            opt.shortcut = s;
+            auto net = cifarResnet(20, {3, 16, 16}, 3, opt);
+            net->initialize(13);
+            std::mt19937_64 rng(5);
+            testing::randomizeBatchNorm(*net, rng);
+            net->setLayerFusion(fuse);
+            net->setTrainData(d, 8, 3);
+            fused.push_back(net->planInfo().fused.size());
+            double loss = 0;
+            for (Index b = 0; b < 2; ++b) loss += net->evaluateWithGradient(b, optim::Pass::Commit);
+            losses.push_back(loss);
+            std::vector<float> g, st;
+            for (ParameterBlock* blk : net->parameters().all())
+                g.insert(g.end(), blk->grad.data(), blk->grad.data() + blk->grad.size());
+            for (const auto& l : net->layers())
+                if (auto* bn = dynamic_cast<BatchNorm*>(l.get())) {
+                    st.insert(st.end(), bn->runningMean().data(), bn->runningMean().data() + bn->channels());
+                    st.insert(st.end(), bn->runningVar().data(), bn->runningVar().data() + bn->channels());
+                }
+            grads.push_back(std::move(g));
+            stats.push_back(std::move(st));
+            logits.push_back(net->logits(d, 8));
+        }
+        BOOST_TEST(fused[0] == 0u);
+        BOOST_TEST(fused[1] == 9u);  // every block's bn2 > add
+        BOOST_TEST(losses[1] == losses[0], boost::test_tools::tolerance(1e-5));
+        const auto relErr = [](const std::vector<float>& a, const std::vector<float>& b) {
+            double num = 0, den = 0;
+            for (size_t i = 0; i < a.size(); ++i) {
+                num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+                den += double(b[i]) * b[i];
+            }
+            return std::sqrt(num / den);
+        };
+        BOOST_TEST(relErr(grads[1], grads[0]) < 1e-4);
+        BOOST_TEST(relErr(stats[1], stats[0]) < 1e-5);
+        BOOST_TEST(relErr(logits[1], logits[0]) < 1e-5);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(resnet_sizes_equal_the_reference_implementations) {

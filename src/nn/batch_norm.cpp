@@ -5,8 +5,12 @@
 #include "tern/core/error.hpp"
 #include "layer_util.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <unordered_map>
+#include <vector>
 
 namespace tern::nn {
 
@@ -14,7 +18,69 @@ using namespace detail;
 
 namespace {
 
-class BatchNormExec final : public LayerExec {
+/// Per-channel mean and biased variance of a [N][Cb][HW][B] tensor (no padded channels), in
+/// double: sums of x - K and (x - K)^2 with K each channel's first element (against
+/// cancellation), per (image, channel block) in float, across them in double.
+void channelMoments(const float* x, Index n, Index cb, Index hw, Index b, double* mean,
+                    double* var) {
+    const Index c = cb * b;
+    std::vector<float> k(static_cast<size_t>(c));
+    for (Index j = 0; j < cb; ++j)
+        for (Index q = 0; q < b; ++q) k[static_cast<size_t>(j * b + q)] = x[j * hw * b + q];
+    const int threads = omp_get_max_threads();
+    std::vector<double> part(static_cast<size_t>(threads) * static_cast<size_t>(2 * c), 0.0);
+#pragma omp parallel
+    {
+        double* ps = part.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(2 * c);
+        std::vector<float> s1(static_cast<size_t>(b)), s2(static_cast<size_t>(b));
+#pragma omp for collapse(2) schedule(static)
+        for (Index i = 0; i < n; ++i)
+            for (Index j = 0; j < cb; ++j) {
+                const float* p = x + (i * cb + j) * hw * b;
+                const float* kk = k.data() + j * b;
+                if (b == 16) {  // the blocked layouts: one vector per pixel
+                    float a1[16] = {}, a2[16] = {};
+                    for (Index t = 0; t < hw; ++t)
+#pragma omp simd
+                        for (int q = 0; q < 16; ++q) {
+                            const float v = p[t * 16 + q] - kk[q];
+                            a1[q] += v;
+                            a2[q] += v * v;
+                        }
+                    for (int q = 0; q < 16; ++q) {
+                        ps[j * 16 + q] += a1[q];
+                        ps[c + j * 16 + q] += a2[q];
+                    }
+                } else {
+                    std::fill(s1.begin(), s1.end(), 0.0f);
+                    std::fill(s2.begin(), s2.end(), 0.0f);
+                    for (Index t = 0; t < hw; ++t)
+                        for (Index q = 0; q < b; ++q) {
+                            const float v = p[t * b + q] - kk[q];
+                            s1[static_cast<size_t>(q)] += v;
+                            s2[static_cast<size_t>(q)] += v * v;
+                        }
+                    for (Index q = 0; q < b; ++q) {
+                        ps[j * b + q] += s1[static_cast<size_t>(q)];
+                        ps[c + j * b + q] += s2[static_cast<size_t>(q)];
+                    }
+                }
+            }
+    }
+    const double m = static_cast<double>(n * hw);
+    for (Index ch = 0; ch < c; ++ch) {
+        double a1 = 0, a2 = 0;
+        for (int t = 0; t < threads; ++t) {
+            a1 += part[static_cast<size_t>(t * 2 * c + ch)];
+            a2 += part[static_cast<size_t>(t * 2 * c + c + ch)];
+        }
+        const double d = a1 / m;
+        mean[ch] = k[static_cast<size_t>(ch)] + d;
+        var[ch] = std::max(0.0, a2 / m - d * d);
+    }
+}
+
+class BatchNormExec final : public LayerExec, public AffineSource {
 public:
     BatchNormExec(Context& ctx, Mode mode, BatchNorm& layer, const memory::desc& src2)
         : ctx_(ctx), mode_(mode), L_(layer) {
@@ -77,7 +143,33 @@ public:
         return {{&diffSrc_, {&diffSrcOut_}}};
     }
 
+    // AffineSource: batch norm without ReLU, on a [N][Cb][H][W][B] input without padded
+    // channels, lets its consumer (Add) apply a z + b: forward() then computes the batch
+    // moments itself (one read of z, where oneDNN reads it twice and writes dst) and the
+    // backward runs oneDNN's on them as before.
+    bool canDeferAffine() const override {
+        if (view2d_ || L_.fusedRelu()) return false;
+        bool matched = false;
+        const Blocks bl = blocksOf(dstMd_, &matched);
+        return matched && bl.cb * bl.b == L_.channels();
+    }
+    bool deferAffine() override {
+        if (!canDeferAffine()) return false;
+        bool matched = false;
+        blocks_ = blocksOf(dstMd_, &matched);
+        deferred_ = true;
+        dstOut_.set_data_handle(nullptr);  // dst is never written: free it
+        dst_.set_data_handle(nullptr);
+        a_.resize(static_cast<size_t>(L_.channels()));
+        b_.resize(static_cast<size_t>(L_.channels()));
+        return true;
+    }
+    const memory& affineInput() const override { return in_; }
+    const float* affineScale() const override { return a_.data(); }
+    const float* affineShift() const override { return b_.data(); }
+
     const memory& forward(const memory& src, Pass pass) override {
+        if (deferred_) return forwardDeferred(src, pass);
         srcView_.set_data_handle(src.get_data_handle());
         src_ = srcView_;
         scale_.set_data_handle(L_.gamma()->value.data());
@@ -91,8 +183,13 @@ public:
                                              {DNNL_ARG_MEAN, mean_},   {DNNL_ARG_VARIANCE, var_}};
         if (mode_ == Mode::Train && L_.fusedRelu()) args[DNNL_ARG_WORKSPACE] = workspace_;
         fwd_.execute(ctx_.stream, args);
-        if (mode_ == Mode::Train && pass == Pass::Commit) {
-            // running = (1 - m) running + m batch; the variance unbiased (as PyTorch keeps it).
+        if (mode_ == Mode::Train && pass == Pass::Commit) updateRunning();
+        return dstOut_;
+    }
+
+    /// running = (1 - m) running + m batch; the variance unbiased (as PyTorch keeps it).
+    void updateRunning() {
+        {
             ctx_.stream.wait();
             const Index c = L_.channels();
             Eigen::Map<const Vector> m(static_cast<const float*>(mean_.get_data_handle()), c);
@@ -102,6 +199,43 @@ public:
             L_.runningMean() = (1 - mom) * L_.runningMean() + mom * m;
             L_.runningVar() = (1 - mom) * L_.runningVar() + (mom * unbias) * v;
         }
+    }
+
+    /// Deferred mode: a and b (and, training, the batch moments the backward reads).
+    const memory& forwardDeferred(const memory& src, Pass pass) {
+        in_ = src;
+        srcView_.set_data_handle(src.get_data_handle());
+        src_ = srcView_;
+        scale_.set_data_handle(L_.gamma()->value.data());
+        shift_.set_data_handle(L_.beta()->value.data());
+        const Index c = L_.channels();
+        const float eps = L_.epsilon();
+        const float* g = L_.gamma()->value.data();
+        const float* be = L_.beta()->value.data();
+        if (mode_ == Mode::Infer) {
+            for (Index ch = 0; ch < c; ++ch) {
+                const float a = g[ch] / std::sqrt(L_.runningVar()[ch] + eps);
+                a_[static_cast<size_t>(ch)] = a;
+                b_[static_cast<size_t>(ch)] = be[ch] - L_.runningMean()[ch] * a;
+            }
+            return dstOut_;
+        }
+        ctx_.stream.wait();
+        const auto d = dstMd_.dims();
+        std::vector<double> mean(static_cast<size_t>(c)), var(static_cast<size_t>(c));
+        channelMoments(static_cast<const float*>(src.get_data_handle()), d[0], blocks_.cb,
+                       d[2] * d[3], blocks_.b, mean.data(), var.data());
+        auto* m = static_cast<float*>(mean_.get_data_handle());
+        auto* v = static_cast<float*>(var_.get_data_handle());
+        for (Index ch = 0; ch < c; ++ch) {
+            const auto i = static_cast<size_t>(ch);
+            m[ch] = static_cast<float>(mean[i]);
+            v[ch] = static_cast<float>(var[i]);
+            const double a = g[ch] / std::sqrt(var[i] + eps);
+            a_[i] = static_cast<float>(a);
+            b_[i] = static_cast<float>(be[ch] - mean[i] * a);
+        }
+        if (pass == Pass::Commit) updateRunning();
         return dstOut_;
     }
 
@@ -135,6 +269,11 @@ private:
     memory src_, dst_, scale_, shift_, mean_, var_, diffSrc_, diffScale_, diffShift_, workspace_;
     bool view2d_ = false;
     memory srcView_, diffDstView_, dstOut_, diffSrcOut_;  // 4-D views in, 2-D views out
+    // deferred mode (AffineSource)
+    bool deferred_ = false;
+    Blocks blocks_;
+    memory in_;
+    std::vector<float> a_, b_;
 };
 
 }  // namespace

@@ -94,6 +94,23 @@ bool plainStrides(const dnnl_memory_desc_t& d, std::vector<dnnl_dim_t>* strides)
 
 }  // namespace
 
+Blocks blocksOf(const dnnl::memory::desc& md, bool* matched) {
+    using tag = dnnl::memory::format_tag;
+    const auto f32 = dnnl::memory::data_type::f32;
+    const auto d = md.dims();
+    *matched = false;
+    if (d.size() != 4 || md.data_type() != f32) return {d.size() > 1 ? d[1] : 0, 1, tag::nchw};
+    const auto c = d[1];
+    const Blocks cands[] = {{c, 1, tag::nchw}, {1, c, tag::nhwc}, {(c + 7) / 8, 8, tag::nChw8c},
+                            {(c + 15) / 16, 16, tag::nChw16c}};
+    for (const Blocks& x : cands)
+        if (md == dnnl::memory::desc(d, f32, x.t)) {
+            *matched = true;
+            return x;
+        }
+    return {c, 1, tag::nchw};
+}
+
 bool sameBytes(const dnnl::memory::desc& a, const dnnl::memory::desc& b) {
     if (a == b) return true;
     const dnnl_memory_desc_t& x = a.data;

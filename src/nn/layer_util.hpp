@@ -54,6 +54,40 @@ auto guarded(const std::string& layer, const dnnl::memory::dims& src, F&& f) -> 
 /// between blocked ones: 4 such copies of 8 MB per step at batch 128).
 bool sameBytes(const dnnl::memory::desc& a, const dnnl::memory::desc& b);
 
+/// The [N][Cb][H][W][B] layouts (nchw: Cb = C, B = 1; nhwc: Cb = 1, B = C; nChw8c / nChw16c:
+/// Cb = ceil(C / B)) of a 4-D f32 descriptor; `matched` is false for anything else (then
+/// {C, 1, nchw} is returned, for a reorder to nchw).
+struct Blocks {
+    dnnl::memory::dim cb = 0, b = 1;
+    dnnl::memory::format_tag t = dnnl::memory::format_tag::nchw;
+};
+Blocks blocksOf(const dnnl::memory::desc& md, bool* matched);
+
+/// Layer fusion across executors (Network::compile sets it up; see docs/architecture.md).
+/// A producer whose output is a per-channel affine map of its input, dst = a[c] src + b[c]
+/// (batch norm without ReLU), lets its only consumer apply that map itself: after
+/// deferAffine() the producer's forward() computes a and b (and everything its backward
+/// needs) but does not write dst.
+class AffineSource {
+public:
+    virtual ~AffineSource() = default;
+    /// Whether deferAffine() would succeed.
+    virtual bool canDeferAffine() const = 0;
+    /// Switches to deferred mode; false if this executor cannot.
+    virtual bool deferAffine() = 0;
+    /// After forward(): the memory the map applies to (in the consumer's input desc), a and b.
+    virtual const dnnl::memory& affineInput() const = 0;
+    virtual const float* affineScale() const = 0;
+    virtual const float* affineShift() const = 0;
+};
+/// A consumer that can apply its input `i`'s affine map in its own pass (Add).
+class AffineSink {
+public:
+    virtual ~AffineSink() = default;
+    /// Takes over `src`'s map for input i; false if it cannot (then nothing changes).
+    virtual bool absorbAffine(int i, AffineSource* src) = 0;
+};
+
 /// A reorder between a neighbour's memory and a memory in the primitive's format (`mem`), built
 /// only when the two descriptors differ. When they differ only in name (sameBytes), `alias` is
 /// set instead: `mem` is then a view, in the primitive's descriptor, of the neighbour's bytes.

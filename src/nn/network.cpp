@@ -5,6 +5,8 @@
 #include "tern/nn/layers.hpp"
 #include "tern/optim/distill.hpp"
 
+#include "layer_util.hpp"  // detail::AffineSource / AffineSink
+
 #include <algorithm>
 #include <cstdlib>
 #include <numeric>
@@ -43,6 +45,7 @@ struct Network::Plan {
     // The pool of the executors' input-gradient buffers (Network::poolGradients)
     std::unique_ptr<void, void (*)(void*)> gradPool{nullptr, &std::free};
     std::size_t gradOwn = 0, gradPooled = 0;
+    std::vector<std::string> fused;  // "producer>consumer" (Network::fuseLayers)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -211,6 +214,7 @@ std::unique_ptr<Network::Plan> Network::compile(Mode mode, Index batch) {
             if (consumersOf(i).size() > 1) p->acc[i] = memory(p->execs[i]->dstDesc(), ctx_.engine);
     if (md != memory::desc({batch, classes_}, memory::data_type::f32, memory::format_tag::nc))
         fail("Network::compile()", "the last layer's output is not a plain (N, classes) tensor");
+    if (fuse_) fuseLayers(*p);
     if (mode == Mode::Train) poolGradients(*p);
     return p;
 }
@@ -284,9 +288,26 @@ void Network::poolGradients(Plan& plan) {
     }
 }
 
-Network::GradientMemory Network::gradientMemory() {
+void Network::fuseLayers(Plan& plan) {
+    // A batch norm without ReLU read only by an Add: the Add applies its a z + b in its own
+    // pass (ResNets' bn2 -> add: one pass over z for the moments and one for the sum, where
+    // oneDNN's batch norm and the Add make four).
+    for (size_t i = 0; i < plan.execs.size(); ++i) {
+        const auto& in = inputs_[i];
+        if (in.empty() || in[0] < 0) continue;
+        const auto j = static_cast<size_t>(in[0]);
+        if (consumersOf(j).size() != 1) continue;
+        auto* sink = dynamic_cast<detail::AffineSink*>(plan.execs[i].get());
+        auto* source = dynamic_cast<detail::AffineSource*>(plan.execs[j].get());
+        if (sink && source && source->canDeferAffine() && sink->absorbAffine(0, source) &&
+            source->deferAffine())
+            plan.fused.push_back(layers_[j]->name() + ">" + layers_[i]->name());
+    }
+}
+
+Network::PlanInfo Network::planInfo() {
     const Plan& p = trainPlan();
-    return {p.gradOwn, p.gradPooled};
+    return {p.gradOwn, p.gradPooled, p.fused};
 }
 
 Network::Plan& Network::trainPlan(int slot) {

@@ -9,6 +9,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace tern::nn {
 
@@ -26,7 +27,7 @@ void zero(const memory& m) { std::fill(data(m), data(m) + floatsOf(m.get_desc())
 // ---------------------------------------------------------------------------------------------
 // Add
 
-class AddExec final : public LayerExec {
+class AddExec final : public LayerExec, public AffineSink {
 public:
     AddExec(Context& ctx, Mode mode, const memory::desc& a, const memory::desc& b, bool relu)
         : ctx_(ctx), relu_(relu), bMd_(b) {
@@ -47,7 +48,19 @@ public:
         (void)src;
         throw std::logic_error("Add: forward() needs both inputs (forwardAll)");
     }
+    /// Input 0 from a batch norm that leaves its a z + b to this pass (Network::compile): on a
+    /// [N][Cb][H][W][B] layout without padded channels.
+    bool absorbAffine(int i, AffineSource* src) override {
+        bool matched = false;
+        const Blocks bl = blocksOf(dstMd_, &matched);
+        const auto d = dstMd_.dims();
+        if (i != 0 || !matched || bl.cb * bl.b != d[1]) return false;
+        aff_ = src;
+        blocks_ = bl;
+        return true;
+    }
     const memory& forwardAll(const std::vector<const memory*>& srcs, Pass) override {
+        if (aff_) return forwardAffine(*srcs.at(1));
         const float* a = data(*srcs.at(0));
         const float* b = data(bIn_.into(ctx_.stream, *srcs.at(1)));
         ctx_.stream.wait();
@@ -117,6 +130,51 @@ public:
     }
 
 private:
+    /// y = [relu](s z + t + b), (s, t) per channel from the batch norm of input 0.
+    const memory& forwardAffine(const memory& bMem) {
+        const float* z = data(aff_->affineInput());
+        const float* b = data(bIn_.into(ctx_.stream, bMem));
+        ctx_.stream.wait();
+        const float* s = aff_->affineScale();
+        const float* t = aff_->affineShift();
+        float* y = data(dst_);
+        const auto d = dstMd_.dims();
+        const Index n = d[0], cb = blocks_.cb, bw = blocks_.b, hw = d[2] * d[3];
+        // max(v, 0) for the ReLU, max(v, -inf) = v without; scalars firstprivate and pointers
+        // restrict, or GCC reloads them after every store and vectorizes nothing
+        const float lo = relu_ ? 0.0f : -std::numeric_limits<float>::infinity();
+#pragma omp parallel for collapse(2) schedule(static) firstprivate(lo, n, cb, bw, hw, z, b, y, s, t)
+        for (Index i = 0; i < n; ++i)
+            for (Index j = 0; j < cb; ++j) {
+                const Index off = (i * cb + j) * hw * bw;
+                const float* __restrict zp = z + off;
+                const float* __restrict bp = b + off;
+                float* __restrict yp = y + off;
+                const float* __restrict sp = s + j * bw;
+                const float* __restrict tp = t + j * bw;
+                if (bw == 16) {
+                    float sv[16], tv[16];
+                    for (int q = 0; q < 16; ++q) {
+                        sv[q] = sp[q];
+                        tv[q] = tp[q];
+                    }
+                    for (Index p = 0; p < hw; ++p)
+#pragma omp simd
+                        for (int q = 0; q < 16; ++q) {
+                            const float v = zp[p * 16 + q] * sv[q] + tv[q] + bp[p * 16 + q];
+                            yp[p * 16 + q] = v > lo ? v : lo;
+                        }
+                } else {
+                    for (Index p = 0; p < hw; ++p)
+                        for (Index q = 0; q < bw; ++q) {
+                            const float v = zp[p * bw + q] * sp[q] + tp[q] + bp[p * bw + q];
+                            yp[p * bw + q] = v > lo ? v : lo;
+                        }
+                }
+            }
+        return dst_;
+    }
+
     /// Input b's gradient: da itself, or da reordered into b's layout.
     const memory& finishBackward() {
         if (bIn_.active) {
@@ -128,6 +186,8 @@ private:
 
     Context& ctx_;
     bool relu_;
+    AffineSource* aff_ = nullptr;  // input 0's batch norm, applied here (absorbAffine)
+    Blocks blocks_;
     memory::desc bMd_;
     Index n_ = 0;
     memory dst_, diffA_, diffB_;
@@ -138,26 +198,6 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Layout helper: the [N][Cb][H][W][B] layouts (nchw: Cb = C, B = 1; nhwc: Cb = 1, B = C;
 // nChw8c / nChw16c: Cb = ceil(C / B)). Anything else is reordered to nchw first.
-
-struct Blocks {
-    Index cb = 0, b = 1;
-    tag t = tag::nchw;
-};
-
-Blocks blocksOf(const memory::desc& md, bool* matched) {
-    const auto d = md.dims();
-    *matched = false;
-    if (d.size() != 4 || md.data_type() != dt::f32) return {d.size() > 1 ? d[1] : 0, 1, tag::nchw};
-    const Index c = d[1];
-    const Blocks cands[] = {{c, 1, tag::nchw}, {1, c, tag::nhwc}, {(c + 7) / 8, 8, tag::nChw8c},
-                            {(c + 15) / 16, 16, tag::nChw16c}};
-    for (const Blocks& x : cands)
-        if (md == memory::desc(d, dt::f32, x.t)) {
-            *matched = true;
-            return x;
-        }
-    return {c, 1, tag::nchw};
-}
 
 /// Offset of element (n, c, h, w) in a [N][Cb][H][W][B] layout.
 struct Layout {

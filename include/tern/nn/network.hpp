@@ -152,16 +152,22 @@ public:
     Index batchSize() const { return batch_; }
     Context& context() { return ctx_; }
 
-    /// Input-gradient buffers of a training plan, in bytes: `own` if every layer kept its own,
-    /// `pooled` as placed by lifetime in one shared pool (LayerExec::gradientBuffers(); equal
-    /// when pooling is off). Compiles the training plan if needed (needs training data).
-    struct GradientMemory {
-        std::size_t own = 0, pooled = 0;
+    /// What compiling the training plan did (compiles it if needed; needs training data):
+    /// the input-gradient buffers in bytes, `gradientOwn` if every layer kept its own,
+    /// `gradientPooled` as placed by lifetime in one shared pool (LayerExec::gradientBuffers();
+    /// equal when pooling is off), and the layers fused across executors ("bn2>add").
+    struct PlanInfo {
+        std::size_t gradientOwn = 0, gradientPooled = 0;
+        std::vector<std::string> fused;
     };
-    GradientMemory gradientMemory();
+    PlanInfo planInfo();
     /// Pool the input-gradient buffers by lifetime (default on). Applies to plans compiled
     /// afterwards: call before the first training step.
     void setGradientPooling(bool on) { poolGradients_ = on; }
+    /// Fuse layers across executors where it saves passes over memory (default on): a batch
+    /// norm without ReLU read only by an Add is applied inside the Add's pass. Applies to plans
+    /// compiled afterwards.
+    void setLayerFusion(bool on) { fuse_ = on; }
 
 private:
     struct Plan;  // compiled executors for one (mode, batch size)
@@ -182,6 +188,8 @@ private:
     void record(double loss, Index correct);
     /// Places the plan's gradient buffers in one pool by lifetime (compile(), Mode::Train).
     void poolGradients(Plan& plan);
+    /// Fuses executors across layers (compile(); setLayerFusion).
+    void fuseLayers(Plan& plan);
 
     std::string name_;
     void validate();
@@ -206,6 +214,7 @@ private:
     std::unique_ptr<Plan> train_plan1_;   // LogitObjective's slot 1
     std::unique_ptr<Plan> infer_plan_;
     bool poolGradients_ = true;
+    bool fuse_ = true;
     std::vector<std::int32_t> labels_;
     const float* slotOut_[2] = {nullptr, nullptr};  // logits of each slot's last forward
     // Frozen teacher: its logits of the gathered batch (cached per batch and epoch)
