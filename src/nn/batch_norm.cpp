@@ -94,8 +94,9 @@ public:
                     : src2;
         // 16 channels in nhwc are nChw16c's bytes, where oneDNN's batch norm is faster
         // (ResNet-20's first stage, 128x16x32x32: forward 0.59 -> 0.42 ms, backward 0.96 ->
-        // 0.75 ms): run it there, the input and output still seen in src2's desc.
-        if (!view2d_ && src2.dims().size() == 4) {
+        // 0.75 ms): run it there, the input and output still seen in src2's desc. AVX-512
+        // only: the AVX2 kernels are for nChw8c and nhwc.
+        if (!view2d_ && src2.dims().size() == 4 && hasAvx512()) {
             const memory::desc blocked(src2.dims(), dt::f32, tag::nChw16c);
             if (src2 != blocked && sameBytes(src2, blocked)) src = blocked;
         }

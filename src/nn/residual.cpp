@@ -299,9 +299,10 @@ public:
         bool matched = false;
         Blocks bl = blocksOf(src, &matched);
         // 16 channels in nhwc are nChw16c's bytes: read them as nChw16c, so that the output
-        // (more channels) is blocked like the convolutions of the next stage
+        // (more channels) is blocked like the convolutions of the next stage (AVX-512, where
+        // those are nChw16c; on AVX2 they are nhwc or nChw8c)
         const memory::desc blocked16(d, dt::f32, tag::nChw16c);
-        if (bl.t == tag::nhwc && sameBytes(src, blocked16)) bl = {1, 16, tag::nChw16c};
+        if (bl.t == tag::nhwc && hasAvx512() && sameBytes(src, blocked16)) bl = {1, 16, tag::nChw16c};
         const memory::desc plain(d, dt::f32, bl.t);
         in_.build(ctx.engine, src, plain);
         dstMd_ = memory::desc(dstDims, dt::f32, bl.t);
