@@ -470,8 +470,8 @@ int main(int argc, char** argv) {
         "image-size", po::value(&o.imageSize)->default_value(o.imageSize),
         "input height and width (0: 28 for lenet5, 224 for resnet18, 32 otherwise)")(
         "winograd", po::value(&o.winograd)->default_value(o.winograd),
-        "auto | onednn | tern | off: Winograd for the 3x3/5x5 layers (auto: oneDNN's on "
-        "AVX-512, tern's elsewhere; onednn: direct where oneDNN has none)");
+        "auto | onednn | tern | off: Winograd for the 3x3/5x5 layers (auto: oneDNN's for "
+        "3x3 on AVX-512, tern's for 5x5 and elsewhere; onednn: direct where oneDNN has none)");
     try {
         po::variables_map vm;
         po::store(po::parse_command_line(argc, argv, desc), vm);

@@ -119,14 +119,15 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
         // Auto, measured on LeNet-5 (docs/bench-train.md):
         // - >= 16 input channels: nhwc only for oneDNN's brgemm convolutions (AVX-512); on
         //   AVX2 the nhwc direct kernels are no faster than the blocked ones and cost reorders;
-        // - 1 input channel on AVX2: nhwc (the input's bytes are the same in both layouts;
+        // - 1 input channel: nhwc (the input's bytes are the same in both layouts; on AVX2
         //   the blocked backward-weights kernel ran at 20 GFLOP/s, the nhwc one at 120:
-        //   conv1 4.6 -> 0.75 ms, the step -6% with pooling in nhwc).
+        //   conv1 4.6 -> 0.75 ms, the step -6% with pooling in nhwc; on AVX-512, with tern's
+        //   Winograd for LeNet-5's conv2, the step 14.2 -> 10.3 ms);
         // - strided layers (ResNets' downsampling convs) blocked: oneDNN's blocked direct
         //   kernels beat its nhwc brgemm ones there (ResNet-20, 16->32 channels, stride 2,
         //   batch 128: forward 1.89 -> 1.51 ms), and the Winograd layers around them are
         //   blocked too (no reorders).
-        const bool autoNhwc = (in_ >= 16 && stride_ == 1) || (in_ == 1 && !hasAvx512());
+        const bool autoNhwc = (in_ >= 16 && stride_ == 1) || in_ == 1;
         bool nhwc = alg == d::algorithm::convolution_direct &&
                     (layout_ == Layout::ChannelsLast || (layout_ == Layout::Auto && autoNhwc));
         auto fpd = forwardPd(alg, nhwc);
@@ -157,13 +158,14 @@ std::unique_ptr<LayerExec> Conv2d::compile(Context& ctx, const memory::desc& src
     // Winograd is 2-4x faster than direct convolution for 3x3 and 5x5 stride-1 layers with
     // enough input channels (docs/bench-train.md); direct stays for the first layer of an
     // RGB/gray image and for other kernels. oneDNN's exists for 3x3 on AVX-512 only; tern's
-    // runs everywhere (see setWinogradImpl).
+    // runs everywhere and takes the 5x5 layers on AVX-512 too (LeNet-5's conv2: the step
+    // 19.4 -> 14.2 ms at batch 100 on 2 threads, AMD EPYC; see setWinogradImpl).
     const bool winogradShape = winograd_ && stride_ == 1 && in_ >= 16;
     const bool ternWinograd =
         winogradShape && (k_ == 3 || k_ == 5) &&
         detail::winogradTile(k_, dstDims[2], dstDims[3]) > 0 &&
         (winogradImpl_ == WinogradImpl::Tern ||
-         (winogradImpl_ == WinogradImpl::Auto && !hasAvx512()));
+         (winogradImpl_ == WinogradImpl::Auto && (!hasAvx512() || k_ == 5)));
     if (ternWinograd)
         return guarded(name_, srcDims, [&]() -> std::unique_ptr<LayerExec> {
             return std::make_unique<WinogradExec>(

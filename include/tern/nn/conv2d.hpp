@@ -27,16 +27,16 @@ public:
     /// Which Winograd: oneDNN's (3x3 only, AVX-512 only; F(4x4, 3x3)) or tern's own
     /// (src/nn/winograd.hpp: F(m x m, r x r) with m + r - 1 <= 8, any x86-64 CPU, channels-last
     /// activations; used here for 3x3 and 5x5 kernels). Auto: oneDNN's for 3x3 kernels on
-    /// AVX-512 CPUs (5x5 stays direct there: tern's is unmeasured on AVX-512), tern's for 3x3
-    /// and 5x5 kernels on CPUs without AVX-512, where oneDNN has none and tern's ran LeNet-5's
-    /// conv2 (forward and both backward passes together) about 3x faster than oneDNN's direct
-    /// kernels (docs/bench-train.md). OneDnn falls back to direct where oneDNN has no Winograd.
+    /// AVX-512 CPUs, tern's for 5x5 kernels everywhere (on AVX-512 LeNet-5's step 19.4 ->
+    /// 14.2 ms) and for 3x3 kernels on CPUs without AVX-512, where oneDNN has none and tern's
+    /// ran LeNet-5's conv2 (forward and both backward passes together) about 3x faster than
+    /// oneDNN's direct kernels (docs/bench-train.md). OneDnn falls back to direct where oneDNN has no Winograd.
     enum class WinogradImpl { Auto, OneDnn, Tern };
     void setWinogradImpl(WinogradImpl impl) { winogradImpl_ = impl; }
     /// Activation layout of a direct convolution. Auto: channels-last (nhwc) with >= 16 input
-    /// channels where oneDNN runs its brgemm kernels on it (AVX-512), and with 1 input
-    /// channel on CPUs without AVX-512 (faster backward weights there); oneDNN's blocked
-    /// choice otherwise. The neighbouring layers take whichever layout they are given, and a
+    /// channels where oneDNN runs its brgemm kernels on it (AVX-512; strided layers stay
+    /// blocked), and with 1 input channel (faster backward weights); oneDNN's blocked choice
+    /// otherwise. The neighbouring layers take whichever layout they are given, and a
     /// reorder runs only where two layouts meet. oneDNN's Winograd layers use the blocked
     /// layout, tern's Winograd layers nhwc, whatever this says.
     enum class Layout { Auto, Blocked, ChannelsLast };
