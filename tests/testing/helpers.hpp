@@ -59,7 +59,8 @@ void randomizeBatchNorm(nn::Network& net, std::mt19937_64& rng);
 /// Central differences (step 1e-3 relative) of net.evaluate(0) on `samplesPerBlock` random
 /// coordinates of every parameter block, against net.evaluateWithGradient(0): at least
 /// `minFraction` of them agree within relative `tol` (each must, when minFraction is 1), and
-/// the sampled gradients point the same way (cosine >= 0.99). Boost.Test assertions.
+/// the sampled gradients point the same way (cosine >= 0.99). Boost.Test assertions
+/// (testing/grad_check.cpp: linked into the Boost.Test executables only, not the fuzz tools).
 void gradCheck(nn::Network& net, Index samplesPerBlock, double tol, double minFraction = 1.0);
 
 }  // namespace tern::testing
