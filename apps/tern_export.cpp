@@ -86,17 +86,19 @@ int run(int argc, char** argv) {
               << std::setw(16) << "weights" << std::setw(12) << "storage" << std::setw(10)
               << "nonzeros" << std::setw(10) << "sparsity" << std::setw(8) << "groups"
               << std::setw(30) << "s_c min / mean / max" << "multiplication-free\n";
+    // " (reads a b)" for a layer that reads more than one layer, or another than the one before
+    const auto reads = [&m](const DeployedLayer& l) {
+        const int self = static_cast<int>(&l - &m.layers().front());
+        if (l.inputs.size() < 2 && (l.inputs.empty() || self == 0 || l.inputs[0] == self - 1))
+            return std::string();
+        std::string r = " (reads";
+        for (int j : l.inputs)
+            r += ' ' + (j < 0 ? std::string("input") : m.layers()[static_cast<size_t>(j)].name);
+        return r + ')';
+    };
     for (const DeployedLayer& l : m.layers()) {
         if (l.kind != DeployedKind::Conv && l.kind != DeployedKind::Fc) {
-            std::cout << std::setw(nameWidth) << l.name << kindName(l.kind);
-            if (l.inputs.size() > 1 || (l.inputs.size() == 1 && &l != &m.layers().front() &&
-                                        l.inputs[0] != static_cast<int>(&l - &m.layers().front()) - 1)) {
-                std::cout << " (reads";
-                for (int j : l.inputs)
-                    std::cout << ' ' << (j < 0 ? std::string("input") : m.layers()[static_cast<size_t>(j)].name);
-                std::cout << ')';
-            }
-            std::cout << '\n';
+            std::cout << std::setw(nameWidth) << l.name << kindName(l.kind) << reads(l) << '\n';
             continue;
         }
         const Index n = l.weightShape.size();
@@ -120,7 +122,7 @@ int run(int argc, char** argv) {
                                            std::to_string(l.exponentMax) + " (GTC bits " +
                                            std::to_string(gtcBits(l.exponentMin, l.exponentMax)) + ")"
                                      : "")
-                  << (l.foldedBatchNorm ? ", BN folded" : "") << '\n';
+                  << (l.foldedBatchNorm ? ", BN folded" : "") << reads(l) << '\n';
     }
     const DeployedCost c = m.cost();
     const double fileBytes = static_cast<double>(std::filesystem::file_size(out));

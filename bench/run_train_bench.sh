@@ -140,7 +140,7 @@ measure() {  # measure MODEL WIDTH ITERS REPEATS EXTRA_ARGS...
 
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 ncpu=$(nproc)
-avx512=$(grep -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
+avx512=$(grep -o 'avx512[a-z0-9_]*' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')
 if [[ ${#BLAS_ENV[@]} -gt 0 ]]; then
     ISA_NOTE="this CPU has AVX-512: set"
 else
@@ -358,7 +358,7 @@ rresults=$(cat <<EOF
 Measured $started on \`$cpu\` ($ncpu CPUs), $THREADS threads, oneDNN $onednn
 (tern and PyTorch load the same Debian libdnnl.so.2), PyTorch $torchv (Debian python3-torch),
 $elapsed s for the whole run; load average $load0 before, $load1 after. AVX-512
-(\`grep -o 'avx512[a-z_]*' /proc/cpuinfo | sort -u\`): ${avx512:-none}. Command:
+(\`grep -o 'avx512[a-z0-9_]*' /proc/cpuinfo | sort -u\`): ${avx512:-none}. Command:
 
 \`\`\`
 $CMD
