@@ -61,6 +61,7 @@ struct Options {
     int top = 25;
     std::uint64_t seed = 1;
     std::string winograd = "auto";
+    bool fusion = true, pool = true;  // Network::setLayerFusion / setGradientPooling
     int classes = 10;
     Index imageSize = 0;  // 0: the model's own (28, 32 or 224)
 };
@@ -372,6 +373,8 @@ int run(const Options& o) {
             else if (o.winograd == "tern") conv->setWinogradImpl(W::Tern);
         }
     net->initialize(o.seed);
+    net->setLayerFusion(o.fusion);
+    net->setGradientPooling(o.pool);
 
     // Synthetic data: one batch of N(0, 1) images and uniform labels.
     tern::io::Dataset data;
@@ -460,6 +463,8 @@ int main(int argc, char** argv) {
         "weight-decay", po::value(&o.weightDecay)->default_value(o.weightDecay),
         "L2 weight decay (blocks with decay)")(
         "no-breakdown", "skip the forward / forward+backward / update breakdown")(
+        "no-fusion", "no layer fusion across executors (Network::setLayerFusion(false))")(
+        "no-pool", "every layer keeps its own gradient buffers (Network::setGradientPooling(false))")(
         "verbose-primitives", "profile a few steps with oneDNN verbose output per primitive")(
         "peak", "first time a large sgemm: the attainable GFLOP/s to compare the convolutions with")(
         "profile-steps", po::value(&o.profileSteps)->default_value(o.profileSteps),
@@ -481,6 +486,8 @@ int main(int argc, char** argv) {
         }
         po::notify(vm);
         o.breakdown = !vm.count("no-breakdown");
+        o.fusion = !vm.count("no-fusion");
+        o.pool = !vm.count("no-pool");
         o.verbosePrimitives = vm.count("verbose-primitives") > 0;
         o.peak = vm.count("peak") > 0;
         if (o.winograd != "auto" && o.winograd != "onednn" && o.winograd != "tern" &&
