@@ -111,6 +111,13 @@ Blocks blocksOf(const dnnl::memory::desc& md, bool* matched) {
     return {c, 1, tag::nchw};
 }
 
+dnnl::memory::desc blocked16View(const dnnl::memory::desc& md) {
+    if (md.dims().size() != 4 || !hasAvx512()) return md;
+    const dnnl::memory::desc blocked(md.dims(), dnnl::memory::data_type::f32,
+                                     dnnl::memory::format_tag::nChw16c);
+    return sameBytes(md, blocked) ? blocked : md;
+}
+
 bool sameBytes(const dnnl::memory::desc& a, const dnnl::memory::desc& b) {
     if (a == b) return true;
     const dnnl_memory_desc_t& x = a.data;

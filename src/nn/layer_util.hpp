@@ -54,6 +54,12 @@ auto guarded(const std::string& layer, const dnnl::memory::dims& src, F&& f) -> 
 /// between blocked ones: 4 such copies of 8 MB per step at batch 128).
 bool sameBytes(const dnnl::memory::desc& a, const dnnl::memory::desc& b);
 
+/// On AVX-512, `md` as nChw16c when that descriptor holds the same bytes (4-D f32 with 16
+/// channels in nhwc): oneDNN's AVX-512 kernels are blocked-16, so batch norm and the
+/// option-A shortcut run on this view instead of a copy. `md` itself otherwise (on AVX2 the
+/// kernels are nhwc / nChw8c).
+dnnl::memory::desc blocked16View(const dnnl::memory::desc& md);
+
 /// The [N][Cb][H][W][B] layouts (nchw: Cb = C, B = 1; nhwc: Cb = 1, B = C; nChw8c / nChw16c:
 /// Cb = ceil(C / B)) of a 4-D f32 descriptor; `matched` is false for anything else (then
 /// {C, 1, nchw} is returned, for a reorder to nchw).
